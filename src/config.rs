@@ -1,0 +1,596 @@
+//! The broker's configuration: one `Config` value built at start from Kafka property names.
+//!
+//! Sources, later wins: built-in defaults, a properties file (`--config`), environment variables
+//! (`STROM_` + the name upper-cased with dots as underscores) and `--set name=value`. Every
+//! setting is validated here, once; an unknown or invalid setting is an error that names it.
+//! This module does no I/O beyond reading the properties file. The value is shared as
+//! `Arc<Config>`, never as a global.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::types::NodeId;
+
+/// A configuration problem found at start. The message always names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown setting `{name}` (from {source_name}); run `strom settings` for the list")]
+    Unknown { name: String, source_name: String },
+    #[error("invalid value {value:?} for `{name}` (from {source_name}): {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {err}")]
+    File { path: String, err: std::io::Error },
+    #[error("config file {path} line {line}: expected `name=value`")]
+    Syntax { path: String, line: usize },
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Int { min: i64 },
+    Bool,
+    Text,
+}
+
+/// One known setting: its Kafka name, default and meaning.
+pub struct Setting {
+    pub name: &'static str,
+    pub default: &'static str,
+    kind: Kind,
+    pub doc: &'static str,
+}
+
+const fn int(name: &'static str, default: &'static str, min: i64, doc: &'static str) -> Setting {
+    Setting {
+        name,
+        default,
+        kind: Kind::Int { min },
+        doc,
+    }
+}
+
+/// Every setting strom knows. Anything else is refused at start.
+pub const SETTINGS: &[Setting] = &[
+    int("node.id", "1", 0, "This node's id in the cluster."),
+    Setting { name: "process.roles", default: "broker,controller", kind: Kind::Text, doc: "Roles of this node: `broker,controller` (a voter) or `broker`." },
+    Setting { name: "listeners", default: "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", kind: Kind::Text, doc: "Comma-separated NAME://host:port listeners to bind." },
+    Setting { name: "advertised.listeners", default: "", kind: Kind::Text, doc: "NAME://host:port endpoints given to clients; empty means the bound listeners." },
+    Setting { name: "listener.security.protocol.map", default: "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT", kind: Kind::Text, doc: "Listener name to security protocol." },
+    Setting { name: "controller.listener.names", default: "CONTROLLER", kind: Kind::Text, doc: "Listener names used by the Raft quorum." },
+    Setting { name: "controller.quorum.voters", default: "", kind: Kind::Text, doc: "id@host:port of every voter; empty means this node alone." },
+    Setting { name: "log.dirs", default: "./strom-data", kind: Kind::Text, doc: "Directory holding partition logs and the metadata log." },
+    int("num.partitions", "1", 1, "Partitions of an auto-created topic or a CreateTopics request with -1."),
+    int("default.replication.factor", "1", 1, "Replication factor of auto-created topics."),
+    int("min.insync.replicas", "1", 1, "Default minimum ISR size for acks=all."),
+    Setting { name: "auto.create.topics.enable", default: "true", kind: Kind::Bool, doc: "Create unknown topics on a Metadata request that allows it." },
+    int("log.segment.bytes", "1073741824", 1024, "Roll a new segment when the active one reaches this size."),
+    int("log.roll.ms", "604800000", 1, "Roll a new segment when the active one is this old."),
+    int("log.retention.ms", "604800000", -1, "Delete segments older than this; -1 keeps them forever."),
+    int("log.retention.bytes", "-1", -1, "Delete old segments while a partition is larger than this; -1 means no limit."),
+    int("log.retention.check.interval.ms", "300000", 1, "How often retention runs."),
+    int("log.index.interval.bytes", "4096", 1, "Bytes of log between two sparse index entries."),
+    int("log.flush.interval.messages", "9223372036854775807", 1, "fsync after this many messages; default leaves durability to the page cache."),
+    int("message.max.bytes", "1048588", 0, "Largest record batch accepted (MESSAGE_TOO_LARGE above it)."),
+    int("socket.request.max.bytes", "104857600", 1, "Largest request frame; a larger one closes the connection."),
+    int("replica.lag.time.max.ms", "30000", 1, "How long a follower may lag before it leaves the ISR."),
+    int("broker.session.timeout.ms", "9000", 1, "Fence a broker whose heartbeats stop for this long."),
+    int("broker.heartbeat.interval.ms", "2000", 1, "Interval between broker heartbeats to the controller."),
+    int("controller.quorum.request.timeout.ms", "2000", 1, "Bound on waiting for the metadata quorum to commit an admin write."),
+    int("shutdown.timeout.ms", "5000", 1, "How long a clean shutdown may take before it is abandoned."),
+];
+
+fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// A Kafka-style listener: `NAME://host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
+        let host = if self.host.is_empty() { "0.0.0.0" } else { &self.host };
+        format!("{host}:{}", self.port)
+            .parse()
+            .map_err(|_| format!("`{}:{}` is not an IP address and port", self.host, self.port))
+    }
+}
+
+fn parse_listeners(value: &str) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, rest) = item
+            .split_once("://")
+            .ok_or_else(|| format!("`{item}` is not NAME://host:port"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{item}` has no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{item}` has an invalid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        if out.iter().any(|l: &Listener| l.name == name) {
+            return Err(format!("listener name `{name}` appears twice"));
+        }
+        out.push(Listener {
+            name: name.to_string(),
+            host,
+            port,
+        });
+    }
+    Ok(out)
+}
+
+/// One Raft voter from `controller.quorum.voters`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Voter {
+    pub id: NodeId,
+    pub host: String,
+    pub port: u16,
+}
+
+fn parse_voters(value: &str) -> Result<Vec<Voter>, String> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| format!("`{item}` is not id@host:port"))?;
+        let id: NodeId = id.parse().map_err(|_| format!("`{item}` has an invalid id"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{item}` has no port"))?;
+        let port = port.parse().map_err(|_| format!("`{item}` has an invalid port"))?;
+        out.push(Voter {
+            id,
+            host: host.to_string(),
+            port,
+        });
+    }
+    Ok(out)
+}
+
+/// The validated configuration. Built once by [`Config::load`] and shared as `Arc<Config>`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node_id: NodeId,
+    pub roles: Vec<String>,
+    /// Client listeners (everything not named in `controller.listener.names`).
+    pub listeners: Vec<Listener>,
+    /// The listener the Raft quorum binds.
+    pub controller_listener: Listener,
+    /// Endpoints registered for clients, one per client listener name.
+    pub advertised: Vec<Listener>,
+    pub voters: Vec<Voter>,
+    pub log_dir: PathBuf,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub min_insync_replicas: i32,
+    pub auto_create_topics: bool,
+    pub log: LogDefaults,
+    pub socket_request_max_bytes: usize,
+    pub retention_check_interval_ms: u64,
+    pub quorum_request_timeout_ms: u64,
+    pub shutdown_timeout_ms: u64,
+    /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
+    pub values: BTreeMap<String, String>,
+}
+
+/// Broker-level defaults for per-partition log behaviour; topic configs override them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogDefaults {
+    pub segment_bytes: u64,
+    pub roll_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u64,
+    pub max_message_bytes: usize,
+    pub flush_interval_messages: i64,
+}
+
+/// Where a raw setting came from, for error messages.
+pub struct Source<'a> {
+    pub name: String,
+    pub pairs: Vec<(&'a str, &'a str)>,
+}
+
+impl Config {
+    /// Builds the configuration from an optional properties file, the process environment and
+    /// `--set` pairs.
+    pub fn load(file: Option<&str>, sets: &[String]) -> Result<Config, ConfigError> {
+        let mut raw: BTreeMap<String, (String, String)> = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|err| ConfigError::File {
+                path: path.to_string(),
+                err,
+            })?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                    continue;
+                }
+                let (k, v) = line.split_once('=').ok_or(ConfigError::Syntax {
+                    path: path.to_string(),
+                    line: i + 1,
+                })?;
+                raw.insert(k.trim().to_string(), (v.trim().to_string(), format!("file {path}")));
+            }
+        }
+        for (key, value) in std::env::vars() {
+            if let Some(rest) = key.strip_prefix("STROM_") {
+                let name = rest.to_ascii_lowercase().replace('_', ".");
+                raw.insert(name, (value, format!("environment variable {key}")));
+            }
+        }
+        for set in sets {
+            let (k, v) = set.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                name: set.clone(),
+                value: String::new(),
+                source_name: "--set".into(),
+                reason: "expected name=value".into(),
+            })?;
+            raw.insert(k.trim().to_string(), (v.trim().to_string(), "--set".into()));
+        }
+        Self::from_raw(raw)
+    }
+
+    /// Builds from `name → (value, source description)`; used by `load` and by tests.
+    pub fn from_raw(raw: BTreeMap<String, (String, String)>) -> Result<Config, ConfigError> {
+        let mut values: BTreeMap<String, String> = SETTINGS
+            .iter()
+            .map(|s| (s.name.to_string(), s.default.to_string()))
+            .collect();
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        for (name, (value, source_name)) in raw {
+            let Some(s) = setting(&name) else {
+                return Err(ConfigError::Unknown { name, source_name });
+            };
+            let invalid = |reason: String| ConfigError::Invalid {
+                name: name.clone(),
+                value: value.clone(),
+                source_name: source_name.clone(),
+                reason,
+            };
+            match s.kind {
+                Kind::Int { min } => {
+                    let v: i64 = value
+                        .parse()
+                        .map_err(|_| invalid("expected an integer".into()))?;
+                    if v < min {
+                        return Err(invalid(format!("must be at least {min}")));
+                    }
+                }
+                Kind::Bool => {
+                    if value != "true" && value != "false" {
+                        return Err(invalid("expected true or false".into()));
+                    }
+                }
+                Kind::Text => {}
+            }
+            sources.insert(name.clone(), source_name);
+            values.insert(name, value);
+        }
+        Self::build(values, &sources)
+    }
+
+    fn build(
+        values: BTreeMap<String, String>,
+        sources: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let get = |n: &str| values.get(n).cloned().unwrap_or_default();
+        let int = |n: &str| get(n).parse::<i64>().unwrap_or(0);
+        let invalid = |n: &str, reason: String| ConfigError::Invalid {
+            name: n.to_string(),
+            value: get(n),
+            source_name: sources
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| "default".to_string()),
+            reason,
+        };
+
+        let node_id = NodeId::try_from(int("node.id")).map_err(|_| invalid("node.id", "out of range".into()))?;
+        let roles: Vec<String> = get("process.roles")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if roles.is_empty() || roles.iter().any(|r| r != "broker" && r != "controller") {
+            return Err(invalid("process.roles", "expected `broker`, `controller` or both".into()));
+        }
+        if !roles.iter().any(|r| r == "broker") {
+            return Err(invalid("process.roles", "a controller-only node is not supported yet; include `broker`".into()));
+        }
+        let all = parse_listeners(&get("listeners")).map_err(|r| invalid("listeners", r))?;
+        let protocol_map: BTreeMap<String, String> = get("listener.security.protocol.map")
+            .split(',')
+            .filter_map(|p| p.split_once(':'))
+            .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+            .collect();
+        for l in &all {
+            match protocol_map.get(&l.name).map(String::as_str) {
+                Some("PLAINTEXT") => {}
+                Some(other) => {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        format!("listener `{}` uses {other}; only PLAINTEXT is supported yet", l.name),
+                    ))
+                }
+                None => {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        format!("listener `{}` has no security protocol", l.name),
+                    ))
+                }
+            }
+            l.socket_addr().map_err(|r| invalid("listeners", r))?;
+        }
+        let controller_names: Vec<String> = get("controller.listener.names")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let controller_listener = all
+            .iter()
+            .find(|l| controller_names.contains(&l.name))
+            .cloned()
+            .ok_or_else(|| {
+                invalid(
+                    "listeners",
+                    format!("no listener named by controller.listener.names ({})", controller_names.join(",")),
+                )
+            })?;
+        let listeners: Vec<Listener> = all
+            .iter()
+            .filter(|l| !controller_names.contains(&l.name))
+            .cloned()
+            .collect();
+        if listeners.is_empty() {
+            return Err(invalid("listeners", "no client listener (only controller listeners)".into()));
+        }
+        let advertised_raw = get("advertised.listeners");
+        let advertised = if advertised_raw.trim().is_empty() {
+            listeners.clone()
+        } else {
+            parse_listeners(&advertised_raw).map_err(|r| invalid("advertised.listeners", r))?
+        };
+        for a in &advertised {
+            if !listeners.iter().any(|l| l.name == a.name) {
+                return Err(invalid(
+                    "advertised.listeners",
+                    format!("`{}` is not the name of a client listener", a.name),
+                ));
+            }
+            if a.host == "0.0.0.0" || a.host == "::" {
+                return Err(invalid(
+                    "advertised.listeners",
+                    format!("`{}` advertises {} which clients cannot connect to; set advertised.listeners", a.name, a.host),
+                ));
+            }
+        }
+        let advertised: Vec<Listener> = listeners
+            .iter()
+            .map(|l| advertised.iter().find(|a| a.name == l.name).cloned().unwrap_or_else(|| l.clone()))
+            .collect();
+        if let Some(bad) = advertised.iter().find(|a| a.host == "0.0.0.0" || a.host.is_empty() || a.host == "::") {
+            return Err(invalid(
+                "advertised.listeners",
+                format!("listener `{}` binds {}; set an address clients can reach in advertised.listeners", bad.name, bad.host),
+            ));
+        }
+        let mut voters = parse_voters(&get("controller.quorum.voters"))
+            .map_err(|r| invalid("controller.quorum.voters", r))?;
+        if voters.is_empty() {
+            voters.push(Voter {
+                id: node_id,
+                host: controller_listener.host.clone(),
+                port: controller_listener.port,
+            });
+        }
+        if roles.iter().any(|r| r == "controller") && !voters.iter().any(|v| v.id == node_id) {
+            return Err(invalid(
+                "controller.quorum.voters",
+                format!("this node (node.id={node_id}) is a controller but not in the voter list"),
+            ));
+        }
+        if voters.len() > 1 {
+            return Err(invalid(
+                "controller.quorum.voters",
+                "more than one voter needs the multi-node quorum, which is not built yet".into(),
+            ));
+        }
+
+        let log = LogDefaults {
+            segment_bytes: int("log.segment.bytes") as u64,
+            roll_ms: int("log.roll.ms"),
+            retention_ms: int("log.retention.ms"),
+            retention_bytes: int("log.retention.bytes"),
+            index_interval_bytes: int("log.index.interval.bytes") as u64,
+            max_message_bytes: int("message.max.bytes") as usize,
+            flush_interval_messages: int("log.flush.interval.messages"),
+        };
+        let rf = int("default.replication.factor");
+        Ok(Config {
+            node_id,
+            roles,
+            listeners,
+            controller_listener,
+            advertised,
+            voters,
+            log_dir: PathBuf::from(get("log.dirs")),
+            num_partitions: i32::try_from(int("num.partitions")).map_err(|_| invalid("num.partitions", "too large".into()))?,
+            default_replication_factor: i16::try_from(rf).map_err(|_| invalid("default.replication.factor", "too large".into()))?,
+            min_insync_replicas: i32::try_from(int("min.insync.replicas")).map_err(|_| invalid("min.insync.replicas", "too large".into()))?,
+            auto_create_topics: get("auto.create.topics.enable") == "true",
+            log,
+            socket_request_max_bytes: int("socket.request.max.bytes") as usize,
+            retention_check_interval_ms: int("log.retention.check.interval.ms") as u64,
+            quorum_request_timeout_ms: int("controller.quorum.request.timeout.ms") as u64,
+            shutdown_timeout_ms: int("shutdown.timeout.ms") as u64,
+            values,
+        })
+    }
+
+    /// Whether `name` was left at its built-in default (for DescribeConfigs' config source).
+    pub fn is_default(&self, name: &str) -> bool {
+        setting(name).is_some_and(|s| self.values.get(name).map(String::as_str) == Some(s.default))
+    }
+}
+
+/// Topic-level settings accepted by CreateTopics and reported by DescribeConfigs, each with the
+/// broker setting that supplies its default.
+pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", ""),
+    ("retention.ms", "log.retention.ms"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.ms", "log.roll.ms"),
+    ("segment.index.bytes", ""),
+    ("index.interval.bytes", "log.index.interval.bytes"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("flush.messages", "log.flush.interval.messages"),
+    ("message.timestamp.type", ""),
+    ("compression.type", ""),
+];
+
+/// Checks one topic config; returns a reason when it is unknown or invalid.
+pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
+    match name {
+        "cleanup.policy" => match value {
+            "delete" => Ok(()),
+            "compact" | "compact,delete" | "delete,compact" => {
+                Err("compaction is not supported; use cleanup.policy=delete".into())
+            }
+            _ => Err(format!("invalid cleanup.policy {value:?}")),
+        },
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err(format!("invalid message.timestamp.type {value:?}")),
+        },
+        "compression.type" => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+            _ => Err(format!("invalid compression.type {value:?}")),
+        },
+        "retention.ms" | "retention.bytes" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= -1)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be an integer >= -1")),
+        "segment.bytes" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 1024 && *v <= i32::MAX as i64)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be an integer between 1024 and {}", i32::MAX)),
+        "segment.ms" | "index.interval.bytes" | "min.insync.replicas" | "flush.messages"
+        | "segment.index.bytes" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 1)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be a positive integer")),
+        "max.message.bytes" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be a non-negative integer")),
+        _ => Err(format!("unknown topic config `{name}`")),
+    }
+}
+
+/// The effective default of a topic config on this broker.
+pub fn topic_config_default(config: &Config, name: &str) -> Option<String> {
+    let (_, broker) = TOPIC_CONFIGS.iter().find(|(n, _)| *n == name)?;
+    if !broker.is_empty() {
+        return config.values.get(*broker).cloned();
+    }
+    Some(
+        match name {
+            "cleanup.policy" => "delete",
+            "segment.index.bytes" => "10485760",
+            "message.timestamp.type" => "CreateTime",
+            "compression.type" => "producer",
+            _ => "",
+        }
+        .to_string(),
+    )
+}
+
+/// Per-partition log settings: broker defaults overridden by the topic's configs.
+pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) -> LogDefaults {
+    let i = |name: &str, d: i64| topic.get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
+    LogDefaults {
+        segment_bytes: i("segment.bytes", defaults.segment_bytes as i64) as u64,
+        roll_ms: i("segment.ms", defaults.roll_ms),
+        retention_ms: i("retention.ms", defaults.retention_ms),
+        retention_bytes: i("retention.bytes", defaults.retention_bytes),
+        index_interval_bytes: i("index.interval.bytes", defaults.index_interval_bytes as i64) as u64,
+        max_message_bytes: i("max.message.bytes", defaults.max_message_bytes as i64) as usize,
+        flush_interval_messages: i("flush.messages", defaults.flush_interval_messages),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> BTreeMap<String, (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), (v.to_string(), "test".to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_a_single_node() {
+        let c = Config::from_raw(BTreeMap::new()).expect("defaults valid");
+        assert_eq!(c.listeners[0].port, 9092);
+        assert_eq!(c.controller_listener.port, 9093);
+        assert_eq!(c.voters.len(), 1);
+        assert_eq!(c.log_dir, PathBuf::from("./strom-data"));
+        assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn unknown_and_invalid_settings_name_themselves() {
+        let e = Config::from_raw(raw(&[("log.segmnt.bytes", "1")])).unwrap_err();
+        assert!(e.to_string().contains("log.segmnt.bytes"), "{e}");
+        let e = Config::from_raw(raw(&[("num.partitions", "zero")])).unwrap_err();
+        assert!(e.to_string().contains("num.partitions"), "{e}");
+        let e = Config::from_raw(raw(&[("auto.create.topics.enable", "yes")])).unwrap_err();
+        assert!(e.to_string().contains("auto.create.topics.enable"), "{e}");
+    }
+
+    #[test]
+    fn advertised_wildcard_is_refused() {
+        let e = Config::from_raw(raw(&[(
+            "listeners",
+            "PLAINTEXT://0.0.0.0:9092,CONTROLLER://127.0.0.1:9093",
+        )]))
+        .unwrap_err();
+        assert!(e.to_string().contains("advertised.listeners"), "{e}");
+    }
+
+    #[test]
+    fn topic_configs_override_broker_defaults() {
+        let c = Config::from_raw(raw(&[("log.retention.ms", "1000")])).expect("valid");
+        let mut t = BTreeMap::new();
+        t.insert("segment.bytes".to_string(), "2048".to_string());
+        let s = log_settings(&c.log, &t);
+        assert_eq!(s.segment_bytes, 2048);
+        assert_eq!(s.retention_ms, 1000);
+        assert!(validate_topic_config("retention.ms", "-2").is_err());
+        assert!(validate_topic_config("nope", "1").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The metadata state machine: applies committed `MetadataCommand`s to the `MetadataImage` and
+//! publishes every new image on a watch channel.
+//!
+//! Owned by the openraft core task; snapshot builders share its state through an `Arc<Mutex>`.
+//! Apply is deterministic: it reads nothing but the entries. Snapshots are the serialized image,
+//! kept in sled so a restart replays only the log after the last snapshot.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{RaftNodeId, TypeConfig};
+use crate::metadata::{ApplyOutcome, MetadataImage};
+
+const SNAPSHOT: &str = "snapshot";
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct SmState {
+    last_applied: Option<LogId<RaftNodeId>>,
+    membership: StoredMembership<RaftNodeId, BasicNode>,
+    image: MetadataImage,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<RaftNodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    state: Arc<Mutex<SmState>>,
+    tree: sled::Tree,
+    images: watch::Sender<Arc<MetadataImage>>,
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError<RaftNodeId> {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+fn lock(state: &Mutex<SmState>) -> std::sync::MutexGuard<'_, SmState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl StateMachine {
+    /// Opens the state machine, loading the last snapshot (if any) so the image is current up to
+    /// it before openraft replays the rest of the log.
+    pub fn open(db: &sled::Db, images: watch::Sender<Arc<MetadataImage>>) -> Result<StateMachine, StorageError<RaftNodeId>> {
+        let tree = db.open_tree("raft_sm").map_err(sm_err)?;
+        let mut state = SmState::default();
+        if let Some(bytes) = tree.get(SNAPSHOT).map_err(sm_err)? {
+            let stored: StoredSnapshot = serde_json::from_slice(&bytes).map_err(sm_err)?;
+            state = serde_json::from_slice(&stored.data).map_err(sm_err)?;
+        }
+        images.send_replace(Arc::new(state.image.clone()));
+        Ok(StateMachine {
+            state: Arc::new(Mutex::new(state)),
+            tree,
+            images,
+        })
+    }
+
+    fn snapshot_now(&self) -> Result<Snapshot<TypeConfig>, StorageError<RaftNodeId>> {
+        let state = lock(&self.state).clone();
+        let data = serde_json::to_vec(&state).map_err(sm_err)?;
+        let snapshot_id = match &state.last_applied {
+            Some(l) => format!("{}-{}", l.leader_id, l.index),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        self.tree
+            .insert(SNAPSHOT, serde_json::to_vec(&stored).map_err(sm_err)?)
+            .map_err(sm_err)?;
+        self.tree.flush().map_err(sm_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<RaftNodeId>> {
+        self.snapshot_now()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<RaftNodeId>>, StoredMembership<RaftNodeId, BasicNode>), StorageError<RaftNodeId>> {
+        let s = lock(&self.state);
+        Ok((s.last_applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<ApplyOutcome>>, StorageError<RaftNodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + openraft::OptionalSend,
+    {
+        let mut replies = Vec::new();
+        let image = {
+            let mut s = lock(&self.state);
+            for entry in entries {
+                s.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => replies.push(Vec::new()),
+                    EntryPayload::Membership(m) => {
+                        s.membership = StoredMembership::new(Some(entry.log_id), m);
+                        replies.push(Vec::new());
+                    }
+                    EntryPayload::Normal(cmd) => {
+                        let mut outcomes = Vec::with_capacity(cmd.records.len());
+                        for record in &cmd.records {
+                            let (next, outcome) = s.image.apply(record);
+                            s.image = next;
+                            outcomes.push(outcome);
+                        }
+                        replies.push(outcomes);
+                    }
+                }
+            }
+            Arc::new(s.image.clone())
+        };
+        self.images.send_replace(image);
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<RaftNodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<RaftNodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<RaftNodeId>> {
+        let data = snapshot.into_inner();
+        let state: SmState = serde_json::from_slice(&data).map_err(sm_err)?;
+        let image = Arc::new(state.image.clone());
+        *lock(&self.state) = state;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.tree
+            .insert(SNAPSHOT, serde_json::to_vec(&stored).map_err(sm_err)?)
+            .map_err(sm_err)?;
+        self.tree.flush_async().await.map_err(sm_err)?;
+        self.images.send_replace(image);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<RaftNodeId>> {
+        match self.tree.get(SNAPSHOT).map_err(sm_err)? {
+            Some(bytes) => {
+                let stored: StoredSnapshot = serde_json::from_slice(&bytes).map_err(sm_err)?;
+                Ok(Some(Snapshot {
+                    meta: stored.meta,
+                    snapshot: Box::new(Cursor::new(stored.data)),
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! RecordBatch v2 headers: parsing and validation. Pure code over byte slices.
+//!
+//! Layout: baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
+//! attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 | producerId i64 |
+//! producerEpoch i16 | baseSequence i32 | recordCount i32 | records...
+//! The CRC-32C covers attributes to the end, so baseOffset and partitionLeaderEpoch can be
+//! rewritten without re-encoding anything.
+
+/// Bytes before the records in a v2 batch.
+pub const HEADER_LEN: usize = 61;
+/// baseOffset + batchLength: the part every batch has, whatever its magic.
+pub const LOG_OVERHEAD: usize = 12;
+
+/// The fixed fields of one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// The whole batch's size in bytes, LOG_OVERHEAD included.
+    pub size: usize,
+    pub leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    /// 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn compression(&self) -> i16 {
+        self.attributes & 0x7
+    }
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+
+/// Reads baseOffset and the total size from the first LOG_OVERHEAD bytes; `None` if too short
+/// or the length is impossible.
+pub fn peek_size(buf: &[u8]) -> Option<(i64, usize)> {
+    if buf.len() < LOG_OVERHEAD {
+        return None;
+    }
+    let len = be_i32(buf, 8);
+    if len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        return None;
+    }
+    Some((be_i64(buf, 0), len as usize + LOG_OVERHEAD))
+}
+
+/// Parses the fixed header; `None` if `buf` is shorter than a header or the length is impossible.
+pub fn parse_header(buf: &[u8]) -> Option<BatchHeader> {
+    let (base_offset, size) = peek_size(buf)?;
+    if buf.len() < HEADER_LEN {
+        return None;
+    }
+    Some(BatchHeader {
+        base_offset,
+        size,
+        leader_epoch: be_i32(buf, 12),
+        magic: buf[16] as i8,
+        crc: u32::from_be_bytes([buf[17], buf[18], buf[19], buf[20]]),
+        attributes: i16::from_be_bytes([buf[21], buf[22]]),
+        last_offset_delta: be_i32(buf, 23),
+        base_timestamp: be_i64(buf, 27),
+        max_timestamp: be_i64(buf, 35),
+        producer_id: be_i64(buf, 43),
+        record_count: be_i32(buf, 57),
+    })
+}
+
+/// Why a batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("record batch is truncated or malformed: {0}")]
+    Corrupt(String),
+    #[error("record batch has a bad CRC")]
+    BadCrc,
+    #[error("record batch of {size} bytes is larger than the {max} allowed")]
+    TooLarge { size: usize, max: usize },
+    #[error("record batch magic {0} is not supported (v2 only)")]
+    UnsupportedMagic(i8),
+}
+
+/// Checks the CRC-32C of one whole batch.
+pub fn crc_ok(batch: &[u8], header: &BatchHeader) -> bool {
+    batch.len() >= HEADER_LEN && crc32c::crc32c(&batch[21..]) == header.crc
+}
+
+/// Splits `records` into batches and checks each: complete, magic 2, sane counts, CRC-32C, and
+/// not larger than `max_bytes`. Returns each batch's header and byte range.
+pub fn validate(records: &[u8], max_bytes: usize) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        let (_, size) = peek_size(rest).ok_or_else(|| BatchError::Corrupt("batch header is incomplete".into()))?;
+        if rest.len() < HEADER_LEN || rest.len() < size {
+            return Err(BatchError::Corrupt(format!(
+                "batch declares {size} bytes but {} remain",
+                rest.len()
+            )));
+        }
+        let h = parse_header(rest).ok_or_else(|| BatchError::Corrupt("batch header is incomplete".into()))?;
+        if h.magic != 2 {
+            return Err(BatchError::UnsupportedMagic(h.magic));
+        }
+        if size > max_bytes {
+            return Err(BatchError::TooLarge { size, max: max_bytes });
+        }
+        if !crc_ok(&rest[..size], &h) {
+            return Err(BatchError::BadCrc);
+        }
+        if h.last_offset_delta < 0 || h.record_count < 0 {
+            return Err(BatchError::Corrupt("negative record count".into()));
+        }
+        out.push((h, pos..pos + size));
+        pos += size;
+    }
+    if out.is_empty() {
+        return Err(BatchError::Corrupt("no record batch".into()));
+    }
+    Ok(out)
+}
+
+/// The 16 bytes that replace the start of a batch when it is appended: the assigned base offset,
+/// the unchanged length, and the partition leader epoch. Neither rewritten field is under the CRC.
+pub fn rewritten_prefix(batch: &[u8], base_offset: i64, leader_epoch: i32) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p[..8].copy_from_slice(&base_offset.to_be_bytes());
+    p[8..12].copy_from_slice(&batch[8..12]);
+    p[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    p
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a minimal valid v2 batch of `n` empty-value records for tests.
+    pub fn make_batch(n: i32, ts: i64, payload: usize) -> Vec<u8> {
+        let mut records = Vec::new();
+        for i in 0..n {
+            let mut r = Vec::new();
+            r.push(0u8); // attributes
+            push_varint(&mut r, 0); // timestamp delta
+            push_varint(&mut r, i as i64); // offset delta
+            push_varint(&mut r, -1); // key null
+            push_varint(&mut r, payload as i64);
+            r.extend(std::iter::repeat_n(b'x', payload));
+            push_varint(&mut r, 0); // headers
+            push_varint(&mut records, r.len() as i64);
+            records.extend(r);
+        }
+        let mut b = Vec::new();
+        b.extend(0i64.to_be_bytes());
+        b.extend(0i32.to_be_bytes()); // length, fixed below
+        b.extend(0i32.to_be_bytes());
+        b.push(2);
+        b.extend(0u32.to_be_bytes()); // crc, fixed below
+        b.extend(0i16.to_be_bytes());
+        b.extend((n - 1).to_be_bytes());
+        b.extend(ts.to_be_bytes());
+        b.extend(ts.to_be_bytes());
+        b.extend((-1i64).to_be_bytes());
+        b.extend((-1i16).to_be_bytes());
+        b.extend((-1i32).to_be_bytes());
+        b.extend(n.to_be_bytes());
+        b.extend(records);
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn push_varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+
+    #[test]
+    fn valid_batch_passes_and_bad_crc_fails() {
+        let b = make_batch(3, 1000, 10);
+        let v = validate(&b, 1 << 20).expect("valid");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].0.record_count, 3);
+        assert_eq!(v[0].0.last_offset_delta, 2);
+        let mut bad = b.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert_eq!(validate(&bad, 1 << 20), Err(BatchError::BadCrc));
+        assert!(matches!(validate(&b, 10), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(validate(&b[..b.len() - 1], 1 << 20), Err(BatchError::Corrupt(_))));
+        assert!(matches!(validate(&b[..20], 1 << 20), Err(BatchError::Corrupt(_))));
+    }
+
+    #[test]
+    fn rewriting_prefix_keeps_crc_valid() {
+        let mut b = make_batch(2, 5, 3);
+        let p = rewritten_prefix(&b, 42, 7);
+        b[..16].copy_from_slice(&p);
+        let v = validate(&b, 1 << 20).expect("still valid");
+        assert_eq!(v[0].0.base_offset, 42);
+        assert_eq!(v[0].0.leader_epoch, 7);
+    }
+}

@@ -1,0 +1,418 @@
+//! One partition's log: a directory of segments, the log start offset, and the recovery point.
+//!
+//! Owned by `replica` (one `Arc<PartitionLog>` per hosted partition). Appends and segment
+//! changes take the log's mutex; reads take it only to find a file and byte range, then read
+//! without it. Files in the directory:
+//! - `<base>.log`, `<base>.index`, `<base>.timeindex` per segment;
+//! - `recovery-point`: every offset below it is flushed, so only later segments are re-validated
+//!   on start (the unflushed tail);
+//! - `log-start-offset`: advanced by retention;
+//! - `partition.metadata`: the topic id, so a directory left by a deleted topic of the same name
+//!   is never mistaken for the new one.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+
+use super::batch::{rewritten_prefix, BatchHeader};
+use super::segment::{read_batches, Segment};
+use crate::config::LogDefaults;
+use crate::types::{Offset, TopicId, TopicPartition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("offset {offset} is outside the log [{start}, {end}]")]
+    OffsetOutOfRange { offset: Offset, start: Offset, end: Offset },
+    #[error("log I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+struct Inner {
+    segments: BTreeMap<Offset, Segment>,
+    log_start: Offset,
+    unflushed_messages: i64,
+}
+
+impl Inner {
+    fn active(&mut self) -> &mut Segment {
+        // There is always at least one segment: open() and retention keep the active one.
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn end(&self) -> Offset {
+        self.segments.values().next_back().map(|s| s.next_offset).unwrap_or(self.log_start)
+    }
+}
+
+pub struct PartitionLog {
+    pub tp: TopicPartition,
+    pub topic_id: TopicId,
+    dir: PathBuf,
+    settings: RwLock<LogDefaults>,
+    inner: Mutex<Inner>,
+}
+
+fn read_checkpoint(path: &Path) -> Option<Offset> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_checkpoint(path: &Path, value: &str) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, value)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// What `open` found, for the log line that reports recovery.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub segments: usize,
+    pub recovered_segments: usize,
+    pub truncated: bool,
+}
+
+impl PartitionLog {
+    pub fn dir_name(tp: &TopicPartition) -> String {
+        format!("{}-{}", tp.topic, tp.partition)
+    }
+
+    /// Opens (or creates) the log under `root`. A directory that belongs to another topic id is
+    /// removed first. Only segments at or after the recovery point are re-validated.
+    pub fn open(root: &Path, tp: TopicPartition, topic_id: TopicId, settings: LogDefaults) -> Result<(PartitionLog, Recovery), LogError> {
+        let dir = root.join(Self::dir_name(&tp));
+        let meta_path = dir.join("partition.metadata");
+        if dir.exists() {
+            let stored = std::fs::read_to_string(&meta_path).unwrap_or_default();
+            if stored.trim() != topic_id.to_string() {
+                tracing::info!(%tp, "removing a log directory left by an older topic of the same name");
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+        std::fs::create_dir_all(&dir)?;
+        write_checkpoint(&meta_path, &topic_id.to_string())?;
+
+        let mut bases: Vec<Offset> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        let recovery_point = read_checkpoint(&dir.join("recovery-point")).unwrap_or(0);
+        let mut log_start = read_checkpoint(&dir.join("log-start-offset")).unwrap_or(0);
+
+        let mut report = Recovery::default();
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let next = bases.get(i + 1).copied();
+            let flushed = next.is_some_and(|n| n <= recovery_point);
+            let (mut seg, cut) = Segment::open(&dir, base, !flushed, settings.index_interval_bytes)?;
+            if !flushed {
+                report.recovered_segments += 1;
+                seg.unflushed = true;
+            }
+            segments.insert(base, seg);
+            report.segments += 1;
+            if cut {
+                report.truncated = true;
+                // Everything after a torn batch is unreachable: drop later segments.
+                for &later in &bases[i + 1..] {
+                    let (s, _) = Segment::open(&dir, later, false, settings.index_interval_bytes)?;
+                    s.delete()?;
+                }
+                break;
+            }
+        }
+        if let Some(&first) = segments.keys().next() {
+            log_start = log_start.max(first);
+        }
+        if segments.is_empty() {
+            segments.insert(log_start, Segment::create(&dir, log_start)?);
+        }
+        let log = PartitionLog {
+            tp,
+            topic_id,
+            dir,
+            settings: RwLock::new(settings),
+            inner: Mutex::new(Inner {
+                segments,
+                log_start,
+                unflushed_messages: 0,
+            }),
+        };
+        Ok((log, report))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn settings(&self) -> LogDefaults {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_settings(&self, s: LogDefaults) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.lock().log_start
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.lock().end()
+    }
+
+    /// Appends validated batches as received, assigning offsets from the log end and stamping
+    /// `leader_epoch`. Returns (first offset, last offset).
+    pub fn append(&self, batches: &[(BatchHeader, &[u8])], leader_epoch: i32) -> Result<(Offset, Offset), LogError> {
+        let settings = self.settings();
+        let mut inner = self.lock();
+        let first = inner.end();
+        let mut next = first;
+        for (h, bytes) in batches {
+            if inner.active().should_roll(bytes.len(), next, settings.segment_bytes, settings.roll_ms) {
+                self.roll(&mut inner, next)?;
+            }
+            let prefix = rewritten_prefix(bytes, next, leader_epoch);
+            let mut placed = *h;
+            placed.base_offset = next;
+            placed.leader_epoch = leader_epoch;
+            inner.active().append(&prefix, bytes, &placed, settings.index_interval_bytes)?;
+            next = placed.next_offset();
+            inner.unflushed_messages += h.record_count.max(1) as i64;
+        }
+        if inner.unflushed_messages >= settings.flush_interval_messages {
+            self.flush_locked(&mut inner)?;
+        }
+        Ok((first, next - 1))
+    }
+
+    /// Starts a new active segment at `base`, flushing the old one so the recovery point can
+    /// move past it.
+    fn roll(&self, inner: &mut Inner, base: Offset) -> Result<(), LogError> {
+        inner.active().flush()?;
+        write_checkpoint(&self.dir.join("recovery-point"), &base.to_string())?;
+        inner.segments.insert(base, Segment::create(&self.dir, base)?);
+        tracing::debug!(tp = %self.tp, base, "rolled segment");
+        Ok(())
+    }
+
+    fn flush_locked(&self, inner: &mut Inner) -> Result<(), LogError> {
+        for s in inner.segments.values_mut() {
+            s.flush()?;
+        }
+        let end = inner.end();
+        write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;
+        inner.unflushed_messages = 0;
+        Ok(())
+    }
+
+    /// fsyncs everything and moves the recovery point to the log end.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        self.flush_locked(&mut inner)
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at least
+    /// one batch with `min_one`), never reaching `max_offset` (the high watermark).
+    pub fn read(&self, offset: Offset, max_bytes: usize, max_offset: Offset, min_one: bool) -> Result<Bytes, LogError> {
+        let (file, pos, end) = {
+            let inner = self.lock();
+            let log_end = inner.end();
+            if offset < inner.log_start || offset > log_end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: inner.log_start,
+                    end: log_end,
+                });
+            }
+            let mut found = None;
+            for seg in inner.segments.range(..=offset).next_back().into_iter().map(|(_, s)| s).chain(
+                inner.segments.range(offset + 1..).map(|(_, s)| s),
+            ) {
+                let lookup = if offset < seg.base { seg.locate(seg.base)? } else { seg.locate(offset)? };
+                if let Some(pos) = lookup {
+                    found = Some((seg.file(), pos, seg.size));
+                    break;
+                }
+            }
+            match found {
+                Some(f) => f,
+                None => return Ok(Bytes::new()),
+            }
+        };
+        Ok(read_batches(&file, pos, end, max_bytes, max_offset, min_one)?)
+    }
+
+    /// The first record with a timestamp at or after `ts`: (offset, timestamp).
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(Offset, i64)>, LogError> {
+        let inner = self.lock();
+        for seg in inner.segments.values() {
+            if let Some(hit) = seg.find_timestamp(ts)? {
+                if hit.0 >= inner.log_start {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp: (offset, timestamp).
+    pub fn max_timestamp(&self) -> Result<Option<(Offset, i64)>, LogError> {
+        let inner = self.lock();
+        let best = inner
+            .segments
+            .values()
+            .filter(|s| s.size > 0)
+            .max_by_key(|s| s.max_timestamp);
+        match best {
+            Some(s) => Ok(s.max_timestamp_record()?),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes whole segments (never the active one) past `retention.ms` or beyond
+    /// `retention.bytes`, and advances the log start offset. Returns how many went.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let s = self.settings();
+        let mut inner = self.lock();
+        let mut total: i64 = inner.segments.values().map(|s| s.size as i64).sum();
+        let mut deleted = 0;
+        while inner.segments.len() > 1 {
+            let Some((&base, seg)) = inner.segments.iter().next() else { break };
+            let too_old = s.retention_ms >= 0 && seg.max_timestamp >= 0 && now_ms - seg.max_timestamp > s.retention_ms;
+            let too_big = s.retention_bytes >= 0 && total - seg.size as i64 >= s.retention_bytes;
+            if !(too_old || too_big) {
+                break;
+            }
+            total -= seg.size as i64;
+            if let Some(seg) = inner.segments.remove(&base) {
+                seg.delete()?;
+            }
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let first = inner.segments.keys().next().copied().unwrap_or(inner.log_start);
+            inner.log_start = inner.log_start.max(first);
+            write_checkpoint(&self.dir.join("log-start-offset"), &inner.log_start.to_string())?;
+            tracing::info!(tp = %self.tp, deleted, log_start = inner.log_start, "retention removed segments");
+        }
+        Ok(deleted)
+    }
+
+    /// Removes the whole partition directory (topic deleted).
+    pub fn remove(&self) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        inner.segments.clear();
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::{tests::make_batch, validate};
+
+    fn settings() -> LogDefaults {
+        LogDefaults {
+            segment_bytes: 4096,
+            roll_ms: i64::MAX,
+            retention_ms: -1,
+            retention_bytes: -1,
+            index_interval_bytes: 512,
+            max_message_bytes: 1 << 20,
+            flush_interval_messages: i64::MAX,
+        }
+    }
+
+    fn append(log: &PartitionLog, n: i32, ts: i64) -> (Offset, Offset) {
+        let b = make_batch(n, ts, 100);
+        let v = validate(&b, 1 << 20).expect("valid");
+        log.append(&[(v[0].0, &b[..])], 0).expect("append")
+    }
+
+    fn id() -> TopicId {
+        TopicId(uuid::Uuid::from_u128(7))
+    }
+
+    #[test]
+    fn append_read_roll_and_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tp = TopicPartition::new("t", 0);
+        let (log, _) = PartitionLog::open(dir.path(), tp.clone(), id(), settings()).expect("open");
+        for i in 0..50 {
+            assert_eq!(append(&log, 3, 1000 + i), (i * 3, i * 3 + 2));
+        }
+        assert!(log.segment_count() > 3, "segments rolled");
+        let end = log.log_end_offset();
+        assert_eq!(end, 150);
+        // Every offset can be read and starts at the batch that holds it.
+        for off in [0, 1, 44, 77, 149] {
+            let data = log.read(off, 1, end, true).expect("read");
+            let h = crate::storage::batch::parse_header(&data).expect("header");
+            assert!(h.base_offset <= off && off <= h.last_offset(), "offset {off} in {h:?}");
+        }
+        assert!(log.read(150, 100, end, true).expect("at end").is_empty());
+        assert!(matches!(log.read(151, 100, end, true), Err(LogError::OffsetOutOfRange { .. })));
+        // Never past max_offset.
+        assert!(log.read(0, 1 << 20, 0, true).expect("read").is_empty());
+        assert_eq!(log.offset_for_timestamp(1010).expect("ts"), Some((30, 1010)));
+        assert_eq!(log.max_timestamp().expect("max").map(|m| m.1), Some(1049));
+        drop(log);
+        let (log, rec) = PartitionLog::open(dir.path(), tp, id(), settings()).expect("reopen");
+        assert_eq!(log.log_end_offset(), 150);
+        assert!(rec.recovered_segments >= 1);
+        assert!(!rec.truncated);
+        assert_eq!(log.offset_for_timestamp(1030).expect("ts"), Some((90, 1030)));
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_on_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tp = TopicPartition::new("t", 0);
+        let (log, _) = PartitionLog::open(dir.path(), tp.clone(), id(), settings()).expect("open");
+        append(&log, 2, 1);
+        append(&log, 2, 2);
+        drop(log);
+        let path = dir.path().join("t-0").join(super::super::segment::file_name(0, "log"));
+        let len = std::fs::metadata(&path).expect("meta").len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        f.set_len(len - 5).expect("tear");
+        let (log, rec) = PartitionLog::open(dir.path(), tp, id(), settings()).expect("reopen");
+        assert!(rec.truncated);
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(append(&log, 1, 3), (2, 2));
+    }
+
+    #[test]
+    fn retention_by_bytes_advances_log_start() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = settings();
+        s.retention_bytes = 4096;
+        let (log, _) = PartitionLog::open(dir.path(), TopicPartition::new("t", 0), id(), s).expect("open");
+        for i in 0..60 {
+            append(&log, 1, i);
+        }
+        let before = log.segment_count();
+        let gone = log.apply_retention(0).expect("retention");
+        assert!(gone > 0 && log.segment_count() == before - gone);
+        assert!(log.log_start_offset() > 0);
+        assert!(matches!(log.read(0, 100, 60, true), Err(LogError::OffsetOutOfRange { .. })));
+        assert!(!log.read(log.log_start_offset(), 100, 60, true).expect("read").is_empty());
+    }
+}

@@ -1,0 +1,368 @@
+//! One log segment: `<base>.log` holding whole RecordBatches back to back, a sparse `<base>.index`
+//! (relative offset u32, file position u32) and a `<base>.timeindex` (max timestamp so far i64,
+//! relative offset u32), written together every `index.interval.bytes`.
+//!
+//! A `Segment` is owned by its `PartitionLog` and only touched under the log's lock; readers
+//! take an `Arc<File>` and a byte range out of it and read without the lock.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+
+const INDEX_ENTRY: usize = 8;
+const TIME_ENTRY: usize = 12;
+
+pub fn file_name(base: i64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+pub struct Segment {
+    pub base: i64,
+    dir: PathBuf,
+    log: Arc<File>,
+    index_file: File,
+    time_file: File,
+    /// (offset - base, position) of some batch starts, ascending.
+    index: Vec<(u32, u32)>,
+    /// (largest timestamp before that batch, offset - base), aligned with `index`.
+    time_index: Vec<(i64, u32)>,
+    /// Bytes of complete batches.
+    pub size: u64,
+    /// The offset after the last batch; `base` when empty.
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    bytes_since_index: u64,
+    created: Instant,
+    pub unflushed: bool,
+}
+
+fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .and_then(|f| {
+            if truncate {
+                f.set_len(0)?;
+            }
+            Ok(f)
+        })
+}
+
+/// Reads up to HEADER_LEN bytes at `pos`; `None` when fewer than a whole header remain.
+fn header_at(file: &File, pos: u64, end: u64) -> io::Result<Option<BatchHeader>> {
+    if pos + HEADER_LEN as u64 > end {
+        return Ok(None);
+    }
+    let mut buf = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut buf, pos)?;
+    Ok(batch::parse_header(&buf))
+}
+
+impl Segment {
+    /// Creates a new, empty segment.
+    pub fn create(dir: &Path, base: i64) -> io::Result<Segment> {
+        let log = open_rw(&dir.join(file_name(base, "log")), true)?;
+        let index_file = open_rw(&dir.join(file_name(base, "index")), true)?;
+        let time_file = open_rw(&dir.join(file_name(base, "timeindex")), true)?;
+        Ok(Segment {
+            base,
+            dir: dir.to_path_buf(),
+            log: Arc::new(log),
+            index_file,
+            time_file,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            size: 0,
+            next_offset: base,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created: Instant::now(),
+            unflushed: false,
+        })
+    }
+
+    /// Opens an existing segment. With `recover`, every batch is re-validated (size, magic,
+    /// CRC-32C), the file is truncated after the last good one, and the indexes are rebuilt;
+    /// returns whether anything was cut. Without it, the indexes are trusted if they look sane.
+    pub fn open(dir: &Path, base: i64, recover: bool, index_interval: u64) -> io::Result<(Segment, bool)> {
+        let log = open_rw(&dir.join(file_name(base, "log")), false)?;
+        let index_file = open_rw(&dir.join(file_name(base, "index")), false)?;
+        let time_file = open_rw(&dir.join(file_name(base, "timeindex")), false)?;
+        let file_len = log.metadata()?.len();
+        let mut seg = Segment {
+            base,
+            dir: dir.to_path_buf(),
+            log: Arc::new(log),
+            index_file,
+            time_file,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            size: file_len,
+            next_offset: base,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created: Instant::now(),
+            unflushed: false,
+        };
+        if !recover && seg.load_indexes(file_len)? {
+            let from = seg.index.last().map(|e| e.1 as u64).unwrap_or(0);
+            seg.max_timestamp = seg.time_index.last().map(|e| e.0).unwrap_or(-1);
+            let end = seg.scan(from, file_len, false, index_interval, false)?;
+            if end == file_len {
+                return Ok((seg, false));
+            }
+            // The tail does not parse: fall through to a full recovery.
+        }
+        seg.index.clear();
+        seg.time_index.clear();
+        seg.max_timestamp = -1;
+        seg.next_offset = base;
+        seg.bytes_since_index = 0;
+        seg.index_file.set_len(0)?;
+        seg.time_file.set_len(0)?;
+        let end = seg.scan(0, file_len, true, index_interval, true)?;
+        let truncated = end < file_len;
+        if truncated {
+            seg.log.set_len(end)?;
+        }
+        seg.size = end;
+        Ok((seg, truncated))
+    }
+
+    /// Loads both index files; false if they are missing or inconsistent.
+    fn load_indexes(&mut self, file_len: u64) -> io::Result<bool> {
+        let idx = std::fs::read(self.dir.join(file_name(self.base, "index")))?;
+        let tix = std::fs::read(self.dir.join(file_name(self.base, "timeindex")))?;
+        if idx.len() % INDEX_ENTRY != 0 || tix.len() % TIME_ENTRY != 0 || idx.len() / INDEX_ENTRY != tix.len() / TIME_ENTRY {
+            return Ok(false);
+        }
+        let mut last = (0u32, 0u32);
+        for c in idx.chunks_exact(INDEX_ENTRY) {
+            let rel = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            let pos = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
+            if (pos as u64) >= file_len || (!self.index.is_empty() && (rel <= last.0 || pos <= last.1)) {
+                return Ok(false);
+            }
+            last = (rel, pos);
+            self.index.push((rel, pos));
+        }
+        for c in tix.chunks_exact(TIME_ENTRY) {
+            let mut ts = [0u8; 8];
+            ts.copy_from_slice(&c[..8]);
+            let rel = u32::from_be_bytes([c[8], c[9], c[10], c[11]]);
+            self.time_index.push((i64::from_be_bytes(ts), rel));
+        }
+        Ok(true)
+    }
+
+    /// Walks batch headers from `from` to `end`, updating next offset, max timestamp and (with
+    /// `build_index`) the indexes. With `check_crc` each batch is read whole and verified.
+    /// Returns the position after the last good batch.
+    fn scan(&mut self, from: u64, end: u64, check_crc: bool, index_interval: u64, build_index: bool) -> io::Result<u64> {
+        let mut pos = from;
+        loop {
+            let Some(h) = header_at(&self.log, pos, end)? else { break };
+            if h.magic != 2 || h.last_offset_delta < 0 || pos + h.size as u64 > end || h.base_offset < self.next_offset {
+                break;
+            }
+            if check_crc {
+                let mut whole = vec![0u8; h.size];
+                self.log.read_exact_at(&mut whole, pos)?;
+                if !batch::crc_ok(&whole, &h) {
+                    break;
+                }
+            }
+            if build_index {
+                self.maybe_index(&h, pos, index_interval)?;
+            }
+            self.note_batch(&h);
+            pos += h.size as u64;
+        }
+        Ok(pos)
+    }
+
+    fn note_batch(&mut self, h: &BatchHeader) {
+        self.next_offset = h.next_offset();
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        self.bytes_since_index += h.size as u64;
+    }
+
+    fn maybe_index(&mut self, h: &BatchHeader, pos: u64, interval: u64) -> io::Result<()> {
+        if self.bytes_since_index < interval || pos == 0 {
+            return Ok(());
+        }
+        let rel = (h.base_offset - self.base) as u32;
+        let mut e = [0u8; INDEX_ENTRY];
+        e[..4].copy_from_slice(&rel.to_be_bytes());
+        e[4..].copy_from_slice(&(pos as u32).to_be_bytes());
+        (&self.index_file).write_all(&e)?;
+        let mut t = [0u8; TIME_ENTRY];
+        t[..8].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        t[8..].copy_from_slice(&rel.to_be_bytes());
+        (&self.time_file).write_all(&t)?;
+        self.index.push((rel, pos as u32));
+        self.time_index.push((self.max_timestamp, rel));
+        self.bytes_since_index = 0;
+        Ok(())
+    }
+
+    /// Whether a batch of `size` bytes at `offset` belongs in a new segment.
+    pub fn should_roll(&self, size: usize, offset: i64, segment_bytes: u64, roll_ms: i64) -> bool {
+        self.size > 0
+            && (self.size + size as u64 > segment_bytes
+                || self.created.elapsed().as_millis() as i64 >= roll_ms
+                || offset - self.base > i32::MAX as i64
+                || self.size + size as u64 > u32::MAX as u64)
+    }
+
+    /// Appends one validated batch, whose base offset and epoch are already rewritten in `prefix`.
+    pub fn append(&mut self, prefix: &[u8; 16], batch_bytes: &[u8], h: &BatchHeader, index_interval: u64) -> io::Result<()> {
+        let pos = self.size;
+        self.maybe_index(h, pos, index_interval)?;
+        let mut f: &File = &self.log;
+        f.write_all(prefix)?;
+        f.write_all(&batch_bytes[16..])?;
+        self.note_batch(h);
+        self.size += batch_bytes.len() as u64;
+        self.unflushed = true;
+        Ok(())
+    }
+
+    /// The file position of the batch holding `offset`, if this segment has it.
+    pub fn locate(&self, offset: i64) -> io::Result<Option<u64>> {
+        if offset >= self.next_offset || offset < self.base {
+            return Ok(None);
+        }
+        let rel = (offset - self.base) as u32;
+        let i = self.index.partition_point(|e| e.0 <= rel);
+        let mut pos = if i == 0 { 0 } else { self.index[i - 1].1 as u64 };
+        while let Some(h) = header_at(&self.log, pos, self.size)? {
+            if h.next_offset() > offset {
+                return Ok(Some(pos));
+            }
+            pos += h.size as u64;
+        }
+        Ok(None)
+    }
+
+    pub fn file(&self) -> Arc<File> {
+        self.log.clone()
+    }
+
+    /// The first record at or after `target` timestamp in this segment: (offset, timestamp).
+    pub fn find_timestamp(&self, target: i64) -> io::Result<Option<(i64, i64)>> {
+        if self.max_timestamp < target {
+            return Ok(None);
+        }
+        let i = self.time_index.partition_point(|e| e.0 < target);
+        let mut pos = if i == 0 { 0 } else { self.index[i - 1].1 as u64 };
+        while let Some(h) = header_at(&self.log, pos, self.size)? {
+            if h.max_timestamp >= target {
+                return self.record_at_timestamp(pos, &h, |ts| ts >= target);
+            }
+            pos += h.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// The record with this segment's largest timestamp: (offset, timestamp). Scans the batch
+    /// headers; only ListOffsets with MAX_TIMESTAMP asks.
+    pub fn max_timestamp_record(&self) -> io::Result<Option<(i64, i64)>> {
+        let mut best: Option<(u64, BatchHeader)> = None;
+        let mut pos = 0;
+        while let Some(h) = header_at(&self.log, pos, self.size)? {
+            if best.is_none_or(|(_, b)| h.max_timestamp > b.max_timestamp) {
+                best = Some((pos, h));
+            }
+            pos += h.size as u64;
+        }
+        match best {
+            Some((pos, h)) => self.record_at_timestamp(pos, &h, |ts| ts == h.max_timestamp),
+            None => Ok(None),
+        }
+    }
+
+    /// Decodes one batch (decompressing if needed; off the hot path) and finds the first record
+    /// whose timestamp matches.
+    fn record_at_timestamp(&self, pos: u64, h: &BatchHeader, hit: impl Fn(i64) -> bool) -> io::Result<Option<(i64, i64)>> {
+        let mut whole = vec![0u8; h.size];
+        self.log.read_exact_at(&mut whole, pos)?;
+        let mut buf = Bytes::from(whole);
+        match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+            Ok(set) => Ok(set
+                .records
+                .iter()
+                .find(|r| hit(r.timestamp))
+                .map(|r| (r.offset, r.timestamp))),
+            // A batch we cannot decode still has a header: answer at batch granularity.
+            Err(_) => Ok(Some((h.base_offset, h.max_timestamp))),
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.unflushed {
+            self.log.sync_data()?;
+            self.index_file.sync_data()?;
+            self.time_file.sync_data()?;
+            self.unflushed = false;
+        }
+        Ok(())
+    }
+
+    /// Removes this segment's files.
+    pub fn delete(self) -> io::Result<()> {
+        for ext in ["log", "index", "timeindex"] {
+            match std::fs::remove_file(self.dir.join(file_name(self.base, ext))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn age_ms(&self) -> i64 {
+        self.created.elapsed().as_millis() as i64
+    }
+}
+
+/// Reads whole batches from `start` to at most `end` (exclusive file positions), up to
+/// `max_bytes` — but at least one whole batch when `min_one` — and never a batch at or past
+/// `max_offset`. Runs without the log's lock.
+pub fn read_batches(file: &File, start: u64, end: u64, max_bytes: usize, max_offset: i64, min_one: bool) -> io::Result<Bytes> {
+    if start >= end {
+        return Ok(Bytes::new());
+    }
+    let avail = (end - start) as usize;
+    let mut want = avail.min(max_bytes);
+    if min_one && want < avail {
+        let mut head = [0u8; LOG_OVERHEAD];
+        if avail >= LOG_OVERHEAD {
+            file.read_exact_at(&mut head, start)?;
+            if let Some((_, size)) = batch::peek_size(&head) {
+                want = want.max(size.min(avail));
+            }
+        }
+    }
+    let mut buf = BytesMut::zeroed(want);
+    file.read_exact_at(&mut buf, start)?;
+    let mut pos = 0;
+    while let Some((base, size)) = batch::peek_size(&buf[pos..]) {
+        if base >= max_offset || pos + size > buf.len() {
+            break;
+        }
+        pos += size;
+    }
+    buf.truncate(pos);
+    Ok(buf.freeze())
+}

@@ -4,6 +4,11 @@
 
 pub mod config;
 pub mod controller;
+pub mod handlers;
 pub mod metadata;
+pub mod node;
+pub mod protocol;
+pub mod replica;
+pub mod server;
 pub mod storage;
 pub mod types;

@@ -1,3 +1,107 @@
-fn main() {
-    println!("Hello, world!");
+//! The `strom` command line: a thin shell over `strom::node`.
+
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use strom::config::{Config, SETTINGS};
+use strom::node::Node;
+
+/// A Kafka-compatible streaming broker with a Raft metadata quorum (no ZooKeeper).
+///
+/// With no arguments, serves a single-node broker: clients on 127.0.0.1:9092, the controller
+/// on 127.0.0.1:9093, data in ./strom-data. Settings use Kafka's property names; sources, later
+/// wins: built-in defaults, --config FILE, STROM_* environment variables (STROM_LOG_DIRS for
+/// log.dirs), --set name=value. `strom settings` lists every setting.
+#[derive(Parser)]
+#[command(name = "strom", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (the default).
+    Serve(ServeArgs),
+    /// List every setting with its default and meaning.
+    Settings,
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// A Kafka-style properties file (name=value per line).
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// Override one setting; repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Settings) => {
+            for s in SETTINGS {
+                println!("{:<40} default {:<55} {}", s.name, format!("{:?}", s.default), s.doc);
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let config = match Config::load(args.config.as_deref(), &args.set) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("strom: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("strom: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let node = match Node::start(config).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("strom: cannot start: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -1,0 +1,31 @@
+//! CreatePartitions: grows topics, placing the new partitions (or using given assignments).
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::{errors, s, Context};
+
+pub async fn handle(ctx: &Context, req: CreatePartitionsRequest, _version: i16) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let assignments = t
+            .assignments
+            .as_ref()
+            .map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect())
+            .unwrap_or_default();
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        match ctx
+            .controller
+            .create_partitions(&t.name.0, t.count, assignments, req.validate_only)
+            .await
+        {
+            Ok(()) => results.push(result),
+            Err(e) => results.push(
+                result
+                    .with_error_code(errors::admin(&e))
+                    .with_error_message(Some(s(e.to_string()))),
+            ),
+        }
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

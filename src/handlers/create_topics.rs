@@ -1,0 +1,116 @@
+//! CreateTopics: validates each topic (name, partitions, replication factor, assignments,
+//! configs), places it, writes it through the metadata quorum and answers once committed.
+//! validate_only runs every check and writes nothing.
+
+use std::collections::{BTreeMap, HashSet};
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+use super::{errors, s, Context};
+use crate::config::TOPIC_CONFIGS;
+use crate::controller::NewTopic;
+use crate::metadata::MetadataRecord;
+
+/// DescribeConfigs / CreateTopics config source codes.
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut seen = HashSet::new();
+    let dup: HashSet<String> = req
+        .topics
+        .iter()
+        .filter(|t| !seen.insert(t.name.0.to_string()))
+        .map(|t| t.name.0.to_string())
+        .collect();
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        if dup.contains(&name) {
+            results.push(
+                result
+                    .with_error_code(E::InvalidRequest.code())
+                    .with_error_message(Some(s(format!("topic `{name}` appears more than once in the request")))),
+            );
+            continue;
+        }
+        let mut configs = BTreeMap::new();
+        for c in &t.configs {
+            if let Some(v) = &c.value {
+                configs.insert(c.name.to_string(), v.to_string());
+            }
+        }
+        let mut assignments: Vec<(i32, Vec<i32>)> = t
+            .assignments
+            .iter()
+            .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+            .collect();
+        assignments.sort_by_key(|a| a.0);
+        let new = NewTopic {
+            name: name.clone(),
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            assignments: assignments.into_iter().map(|a| a.1).collect(),
+            configs: configs.clone(),
+        };
+        let outcome = if req.validate_only {
+            ctx.controller.plan_topic(&new).map(|r| match r {
+                MetadataRecord::CreateTopic { id, assignments, .. } => (id, assignments),
+                _ => (crate::types::TopicId::ZERO, Vec::new()),
+            })
+        } else {
+            match ctx.controller.create_topic(&new).await {
+                Ok(id) => {
+                    tracing::info!(topic = %name, %id, "created topic");
+                    let image = ctx.controller.image();
+                    let parts = image
+                        .topic(&name)
+                        .map(|t| t.partitions.iter().map(|p| p.replicas.clone()).collect())
+                        .unwrap_or_default();
+                    Ok((id, parts))
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
+            Ok((id, parts)) => {
+                let rf = parts.first().map(|r: &Vec<i32>| r.len()).unwrap_or(0) as i16;
+                let mut r = result
+                    .with_num_partitions(parts.len() as i32)
+                    .with_replication_factor(rf);
+                if !req.validate_only {
+                    r = r.with_topic_id(id.0);
+                }
+                if version >= 5 {
+                    r = r.with_configs(Some(effective_configs(ctx, &configs)));
+                }
+                results.push(r);
+            }
+            Err(e) => results.push(
+                result
+                    .with_error_code(errors::admin(&e))
+                    .with_error_message(Some(s(e.to_string()))),
+            ),
+        }
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+fn effective_configs(ctx: &Context, overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|(name, _)| {
+            let (value, source) = match overrides.get(*name) {
+                Some(v) => (Some(v.clone()), SOURCE_TOPIC),
+                None => (crate::config::topic_config_default(&ctx.config, name), SOURCE_DEFAULT),
+            };
+            CreatableTopicConfigs::default()
+                .with_name(s(*name))
+                .with_value(value.map(s))
+                .with_config_source(source)
+        })
+        .collect()
+}

@@ -1,0 +1,33 @@
+//! DescribeCluster: the cluster id, the active controller and the brokers' endpoints on the
+//! client's listener.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+
+use super::{broker, s, Context};
+
+pub async fn handle(ctx: &Context, req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+    let image = ctx.controller.image();
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| req.include_fenced_brokers || !b.fenced)
+        .filter_map(|b| {
+            let ep = b.endpoints.iter().find(|e| e.listener == ctx.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(broker(b.id))
+                    .with_host(s(ep.host.clone()))
+                    .with_port(ep.port as i32)
+                    .with_rack(b.rack.clone().map(s))
+                    .with_is_fenced(b.fenced),
+            )
+        })
+        .collect();
+    DescribeClusterResponse::default()
+        .with_endpoint_type(1)
+        .with_cluster_id(s(image.cluster_id.clone()))
+        .with_controller_id(broker(ctx.controller.controller_id().unwrap_or(-1)))
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(i32::MIN)
+}

@@ -1,0 +1,57 @@
+//! Every strom error a client can cause, mapped to its Kafka error code in one place.
+
+use kafka_protocol::error::ResponseError as E;
+
+use crate::controller::AdminError;
+use crate::replica::PartitionError;
+use crate::storage::batch::BatchError;
+use crate::storage::LogError;
+
+pub const NONE: i16 = 0;
+
+pub fn admin(e: &AdminError) -> i16 {
+    match e {
+        AdminError::TopicAlreadyExists(_) => E::TopicAlreadyExists.code(),
+        AdminError::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
+        AdminError::InvalidTopic(_) => E::InvalidTopicException.code(),
+        AdminError::InvalidPartitions(_) => E::InvalidPartitions.code(),
+        AdminError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
+        AdminError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment.code(),
+        AdminError::InvalidConfig(_) => E::InvalidConfig.code(),
+        // Retriable: the client tries again once a quorum is back.
+        AdminError::NoQuorum(_) => E::RequestTimedOut.code(),
+    }
+}
+
+pub fn partition(e: &PartitionError) -> i16 {
+    match e {
+        PartitionError::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
+        PartitionError::NotLeader { .. } => E::NotLeaderOrFollower.code(),
+    }
+}
+
+pub fn log(e: &LogError) -> i16 {
+    match e {
+        LogError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
+        LogError::Io(_) => E::KafkaStorageError.code(),
+    }
+}
+
+pub fn batch(e: &BatchError) -> i16 {
+    match e {
+        BatchError::Corrupt(_) | BatchError::BadCrc => E::CorruptMessage.code(),
+        BatchError::TooLarge { .. } => E::MessageTooLarge.code(),
+        BatchError::UnsupportedMagic(_) => E::UnsupportedForMessageFormat.code(),
+    }
+}
+
+/// Checks a client's current leader epoch against ours (-1: the client does not know).
+pub fn leader_epoch(client: i32, ours: i32) -> i16 {
+    if client < 0 || client == ours {
+        NONE
+    } else if client < ours {
+        E::FencedLeaderEpoch.code()
+    } else {
+        E::UnknownLeaderEpoch.code()
+    }
+}

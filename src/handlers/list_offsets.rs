@@ -1,0 +1,62 @@
+//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
+//! local (-4, the same as earliest here) and by timestamp (the first record at or after it).
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{errors, Context};
+use crate::types::TopicPartition;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub async fn handle(ctx: &Context, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+    let image = ctx.controller.image();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                    let part = match ctx.replicas.leader_partition(&image, &tp) {
+                        Ok(part) => part,
+                        Err(e) => return resp.with_error_code(errors::partition(&e)),
+                    };
+                    let epoch = part.leader_epoch();
+                    let code = errors::leader_epoch(p.current_leader_epoch, epoch);
+                    if code != errors::NONE {
+                        return resp.with_error_code(code);
+                    }
+                    let resp = resp.with_leader_epoch(epoch);
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some((part.high_watermark(), -1))),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log.log_start_offset(), -1))),
+                        MAX_TIMESTAMP => part.log.max_timestamp(),
+                        ts if ts >= 0 => part.log.offset_for_timestamp(ts),
+                        _ => return resp.with_error_code(E::InvalidRequest.code()),
+                    };
+                    match found {
+                        // Never point past what consumers may read.
+                        Ok(Some((offset, ts))) if offset <= part.high_watermark() => resp.with_offset(offset).with_timestamp(ts),
+                        Ok(_) => resp,
+                        Err(e) => resp.with_error_code(errors::log(&e)),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

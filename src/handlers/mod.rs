@@ -1,0 +1,87 @@
+//! One file per Kafka API: decode → work → response. A handler never fails for a Kafka-level
+//! problem; it fills in the error code the client expects (mapped in `errors`). Only a request
+//! that cannot be decoded closes the connection. `dispatch` is the single registry.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod errors;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::config::Config;
+use crate::controller::Handle;
+use crate::protocol::{self, FrameError, Parsed};
+use crate::replica::ReplicaManager;
+
+/// What every handler may use. One per listener (the listener name picks Metadata endpoints).
+pub struct Context {
+    pub config: Arc<Config>,
+    pub controller: Handle,
+    pub replicas: Arc<ReplicaManager>,
+    /// The name of the listener the client connected to.
+    pub listener: String,
+}
+
+/// Decodes, handles and encodes one request. `Ok(None)` means no response (acks=0 produce).
+pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, FrameError> {
+    let Parsed {
+        key,
+        version: v,
+        header,
+        mut body,
+    } = p;
+    let corr = header.correlation_id;
+    macro_rules! call {
+        ($module:ident) => {{
+            let req = protocol::decode(key, &mut body, v)?;
+            let resp = $module::handle(&ctx, req, v).await;
+            protocol::encode_response(key, v, corr, &resp).map(Some)
+        }};
+    }
+    match key {
+        ApiKey::Produce => {
+            let req: kafka_protocol::messages::ProduceRequest = protocol::decode(key, &mut body, v)?;
+            let silent = req.acks == 0;
+            let resp = produce::handle(&ctx, req, v).await;
+            if silent {
+                Ok(None)
+            } else {
+                protocol::encode_response(key, v, corr, &resp).map(Some)
+            }
+        }
+        ApiKey::Fetch => call!(fetch),
+        ApiKey::ListOffsets => call!(list_offsets),
+        ApiKey::Metadata => call!(metadata),
+        ApiKey::ApiVersions => call!(api_versions),
+        ApiKey::CreateTopics => call!(create_topics),
+        ApiKey::DeleteTopics => call!(delete_topics),
+        ApiKey::DescribeConfigs => call!(describe_configs),
+        ApiKey::CreatePartitions => call!(create_partitions),
+        ApiKey::DescribeCluster => call!(describe_cluster),
+        other => Err(FrameError::UnsupportedVersion { key: other, version: v }),
+    }
+}
+
+pub(crate) fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+pub(crate) fn topic_name(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+pub(crate) fn broker(id: i32) -> BrokerId {
+    BrokerId(id)
+}

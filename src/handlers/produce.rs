@@ -1,0 +1,134 @@
+//! Produce: validate each partition's batch (magic 2, CRC-32C, size), append it as received on
+//! the leader, and answer per `acks` (0: nothing, 1: after the local append, all: once the high
+//! watermark covers the batch or the timeout ends).
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{broker, errors, s, Context};
+use crate::replica::PartitionError;
+use crate::storage::batch;
+use crate::types::{TopicId, TopicPartition};
+
+pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> ProduceResponse {
+    let image = ctx.controller.image();
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let mut leaders_moved = Vec::new();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic in &req.topic_data {
+        // v13+ names topics by id.
+        let name = if version >= 13 {
+            image.topic_by_id(TopicId(topic.topic_id)).map(|t| t.name.clone())
+        } else {
+            Some(topic.name.0.to_string())
+        };
+        let min_isr = name
+            .as_deref()
+            .and_then(|n| image.topic(n))
+            .and_then(|t| t.configs.get("min.insync.replicas"))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(ctx.config.min_insync_replicas as usize);
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for pd in &topic.partition_data {
+            let mut resp = PartitionProduceResponse::default().with_index(pd.index);
+            let Some(name) = &name else {
+                let code = if version >= 13 { E::UnknownTopicId.code() } else { E::UnknownTopicOrPartition.code() };
+                partitions.push(resp.with_error_code(code));
+                continue;
+            };
+            if !matches!(req.acks, -1..=1) {
+                partitions.push(resp.with_error_code(E::InvalidRequiredAcks.code()));
+                continue;
+            }
+            let tp = TopicPartition::new(name.clone(), pd.index);
+            let partition = match ctx.replicas.leader_partition(&image, &tp) {
+                Ok(p) => p,
+                Err(e) => {
+                    if let PartitionError::NotLeader { leader, epoch } = e {
+                        resp = resp.with_current_leader(
+                            LeaderIdAndEpoch::default().with_leader_id(broker(leader)).with_leader_epoch(epoch),
+                        );
+                        leaders_moved.push(leader);
+                    }
+                    partitions.push(resp.with_error_code(errors::partition(&e)));
+                    continue;
+                }
+            };
+            let records = pd.records.as_deref().unwrap_or(&[]);
+            let max = partition.log.settings().max_message_bytes;
+            let batches = match batch::validate(records, max) {
+                Ok(b) if b.len() == 1 => b,
+                Ok(_) => {
+                    partitions.push(
+                        resp.with_error_code(E::InvalidRecord.code())
+                            .with_error_message(Some(s("a produce request must carry exactly one record batch per partition"))),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(%tp, error = %e, "refused batch");
+                    partitions.push(resp.with_error_code(errors::batch(&e)).with_error_message(Some(s(e.to_string()))));
+                    continue;
+                }
+            };
+            if req.acks == -1 {
+                let isr = image.partition(&tp).map(|p| p.isr.len()).unwrap_or(0);
+                if isr < min_isr {
+                    partitions.push(resp.with_error_code(E::NotEnoughReplicas.code()));
+                    continue;
+                }
+            }
+            let input: Vec<_> = batches.iter().map(|(h, r)| (*h, &records[r.clone()])).collect();
+            match partition.append(&input) {
+                Ok((base, last)) => {
+                    if req.acks == -1 && !partition.wait_for_hw(last + 1, timeout).await {
+                        partitions.push(resp.with_error_code(E::RequestTimedOut.code()));
+                        continue;
+                    }
+                    partitions.push(
+                        resp.with_base_offset(base)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(partition.log.log_start_offset()),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(%tp, error = %e, "append failed");
+                    partitions.push(resp.with_error_code(errors::log(&e)));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints(ctx, &image, &leaders_moved))
+}
+
+/// The endpoints of brokers named as new leaders, so clients re-route without a Metadata round
+/// trip (KIP-951, Produce v10+ / Fetch v16+).
+pub fn node_endpoints(ctx: &Context, image: &crate::metadata::MetadataImage, ids: &[i32]) -> Vec<NodeEndpoint> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter()
+        .filter_map(|id| {
+            let b = image.brokers.get(id)?;
+            let ep = b.endpoints.iter().find(|e| e.listener == ctx.listener)?;
+            Some(
+                NodeEndpoint::default()
+                    .with_node_id(broker(*id))
+                    .with_host(s(ep.host.clone()))
+                    .with_port(ep.port as i32)
+                    .with_rack(b.rack.clone().map(s)),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,180 @@
+//! The composition root: builds every part from `Config`, starts the tasks, and owns the one
+//! shutdown story — stop accepting, drain connections, stop background tasks, flush logs,
+//! shut Raft down last.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::controller::Controller;
+use crate::handlers::Context;
+use crate::metadata::{BrokerRegistration, Endpoint};
+use crate::replica::ReplicaManager;
+
+/// Errors that stop the node from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot create log.dirs {path}: {err}")]
+    LogDir { path: String, err: std::io::Error },
+    #[error("cannot bind listener {name} on {addr}: {err}")]
+    Bind { name: String, addr: String, err: std::io::Error },
+    #[error(transparent)]
+    Controller(#[from] crate::controller::StartError),
+    #[error("cannot register this broker: {0}")]
+    Register(String),
+}
+
+/// A running node.
+pub struct Node {
+    config: Arc<Config>,
+    controller: Controller,
+    replicas: Arc<ReplicaManager>,
+    serving: CancellationToken,
+    background: CancellationToken,
+    connections: TaskTracker,
+    tasks: TaskTracker,
+    client_addrs: Vec<(String, SocketAddr)>,
+}
+
+async fn bind(name: &str, addr: Result<SocketAddr, String>) -> Result<TcpListener, NodeError> {
+    let addr = addr.map_err(|e| NodeError::Bind {
+        name: name.to_string(),
+        addr: String::new(),
+        err: std::io::Error::other(e),
+    })?;
+    TcpListener::bind(addr).await.map_err(|err| NodeError::Bind {
+        name: name.to_string(),
+        addr: addr.to_string(),
+        err,
+    })
+}
+
+impl Node {
+    pub async fn start(config: Arc<Config>) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(&config.log_dir).map_err(|err| NodeError::LogDir {
+            path: config.log_dir.display().to_string(),
+            err,
+        })?;
+        // Bind first so a port conflict fails before anything is written.
+        let mut client = Vec::new();
+        for l in &config.listeners {
+            client.push((l.name.clone(), bind(&l.name, l.socket_addr()).await?));
+        }
+        let cl = &config.controller_listener;
+        let controller_listener = bind(&cl.name, cl.socket_addr()).await?;
+
+        let controller = Controller::start(config.clone()).await?;
+        let handle = controller.handle();
+        let client_addrs: Vec<(String, SocketAddr)> = client
+            .iter()
+            .filter_map(|(n, l)| l.local_addr().ok().map(|a| (n.clone(), a)))
+            .collect();
+        let endpoints = config
+            .advertised
+            .iter()
+            .map(|a| {
+                // Port 0 (tests) advertises the port actually bound.
+                let port = if a.port == 0 {
+                    client_addrs.iter().find(|(n, _)| *n == a.name).map(|(_, s)| s.port()).unwrap_or(0)
+                } else {
+                    a.port
+                };
+                Endpoint {
+                    listener: a.name.clone(),
+                    host: a.host.clone(),
+                    port,
+                }
+            })
+            .collect();
+        handle
+            .register_broker(BrokerRegistration {
+                id: config.node_id,
+                incarnation: uuid::Uuid::new_v4(),
+                endpoints,
+                rack: None,
+                fenced: false,
+            })
+            .await
+            .map_err(|e| NodeError::Register(e.to_string()))?;
+
+        let replicas = Arc::new(ReplicaManager::new(config.clone()));
+        {
+            // Open (and recover) every hosted log before serving anyone.
+            let r = replicas.clone();
+            let image = handle.image();
+            let _ = tokio::task::spawn_blocking(move || r.reconcile(&image)).await;
+        }
+
+        let serving = CancellationToken::new();
+        let background = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(replicas.clone().run_reconciler(handle.subscribe(), background.child_token()));
+        tasks.spawn(replicas.clone().run_retention(background.child_token()));
+        // The controller listener is reserved for the quorum's RPC; with a single voter there are
+        // no peers, so connections to it are closed at once.
+        let bg = background.child_token();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = bg.cancelled() => return,
+                    r = controller_listener.accept() => drop(r),
+                }
+            }
+        });
+        for (name, listener) in client {
+            let ctx = Arc::new(Context {
+                config: config.clone(),
+                controller: handle.clone(),
+                replicas: replicas.clone(),
+                listener: name,
+            });
+            tasks.spawn(crate::server::serve(listener, ctx, serving.child_token(), connections.clone()));
+        }
+        tracing::info!(
+            node_id = config.node_id,
+            cluster_id = %handle.image().cluster_id,
+            listeners = ?client_addrs,
+            log_dir = %config.log_dir.display(),
+            "strom is serving"
+        );
+        Ok(Node {
+            config,
+            controller,
+            replicas,
+            serving,
+            background,
+            connections,
+            tasks,
+            client_addrs,
+        })
+    }
+
+    /// The bound address of each client listener.
+    pub fn client_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.client_addrs
+    }
+
+    /// Stops accepting, drains connections, stops background work, flushes every log and
+    /// writes its recovery point, then stops Raft. Bounded by `shutdown.timeout.ms`.
+    pub async fn shutdown(self) {
+        let limit = Duration::from_millis(self.config.shutdown_timeout_ms);
+        self.serving.cancel();
+        self.connections.close();
+        if tokio::time::timeout(limit / 2, self.connections.wait()).await.is_err() {
+            tracing::warn!("connections did not drain in time");
+        }
+        self.background.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(limit / 4, self.tasks.wait()).await;
+        let replicas = self.replicas.clone();
+        let _ = tokio::task::spawn_blocking(move || replicas.flush_all()).await;
+        let _ = tokio::time::timeout(limit / 4, self.controller.shutdown()).await;
+        tracing::info!("shutdown complete");
+    }
+}

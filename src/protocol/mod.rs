@@ -1,0 +1,131 @@
+//! Kafka wire framing, request headers and the table of supported API versions.
+//!
+//! The message codecs come from the `kafka-protocol` crate; this module decides which keys and
+//! versions strom accepts (`SUPPORTED`, which is exactly what ApiVersions advertises), splits a
+//! frame into header and body, and encodes a response with the right header version.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// Every API strom serves, with the version range it implements.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|s| s.0 == key).map(|s| (s.1, s.2))
+}
+
+/// Why a frame cannot be served; every case closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame too short for a request header")]
+    Short,
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("malformed request header: {0}")]
+    BadHeader(String),
+    #[error("malformed {key:?} v{version} request: {err}")]
+    BadBody { key: ApiKey, version: i16, err: String },
+    #[error("{key:?} v{version} is not supported")]
+    UnsupportedVersion { key: ApiKey, version: i16 },
+}
+
+/// A request whose header is parsed; the body is still raw.
+pub struct Parsed {
+    pub key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+/// Reads the API key and version (the first four bytes) without parsing further.
+pub fn peek_key_version(frame: &[u8]) -> Result<(ApiKey, i16), FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::Short);
+    }
+    let raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let key = ApiKey::try_from(raw).map_err(|_| FrameError::UnknownApiKey(raw))?;
+    Ok((key, i16::from_be_bytes([frame[2], frame[3]])))
+}
+
+/// Parses the request header for a supported key and version. The version must already be
+/// known to be supported (request header versions depend on it).
+pub fn parse(frame: Bytes) -> Result<Parsed, FrameError> {
+    let (key, version) = peek_key_version(&frame)?;
+    let mut body = frame;
+    let header_version = key.request_header_version(version);
+    let header = RequestHeader::decode(&mut body, header_version).map_err(|e| FrameError::BadHeader(e.to_string()))?;
+    Ok(Parsed {
+        key,
+        version,
+        header,
+        body,
+    })
+}
+
+/// Decodes a request body at `version`; trailing garbage is tolerated as Kafka does not check it.
+pub fn decode<R: Decodable>(key: ApiKey, body: &mut Bytes, version: i16) -> Result<R, FrameError> {
+    R::decode(body, version).map_err(|e| FrameError::BadBody {
+        key,
+        version,
+        err: e.to_string(),
+    })
+}
+
+/// Encodes a whole response frame: size, response header (v0 for ApiVersions, v1 for other
+/// flexible versions), body.
+pub fn encode_response<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Result<Bytes, FrameError> {
+    let header_version = key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let bad = |e: anyhow::Error| FrameError::BadBody {
+        key,
+        version,
+        err: format!("cannot encode response: {e}"),
+    };
+    let size = header.compute_size(header_version).map_err(bad)? + body.compute_size(version).map_err(bad)?;
+    let mut buf = BytesMut::with_capacity(size + 4);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version).map_err(bad)?;
+    body.encode(&mut buf, version).map_err(bad)?;
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsResponse;
+
+    #[test]
+    fn supported_ranges_fit_the_codecs() {
+        for (key, min, max) in SUPPORTED {
+            let r = key.valid_versions();
+            assert!(*min >= r.min && *max <= r.max, "{key:?} {min}..{max} outside {r}");
+        }
+    }
+
+    #[test]
+    fn api_versions_response_uses_header_v0() {
+        let body = ApiVersionsResponse::default();
+        let frame = encode_response(ApiKey::ApiVersions, 3, 42, &body).expect("encode");
+        // size, correlation id, then the body's error code: no tagged-field byte in between.
+        assert_eq!(&frame[4..8], &42i32.to_be_bytes());
+        assert_eq!(&frame[8..10], &0i16.to_be_bytes());
+    }
+
+    #[test]
+    fn unknown_key_and_short_frames_are_refused() {
+        assert!(matches!(peek_key_version(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]), Err(FrameError::UnknownApiKey(_))));
+        assert!(matches!(peek_key_version(&[0, 1]), Err(FrameError::Short)));
+    }
+}

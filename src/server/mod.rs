@@ -1,0 +1,140 @@
+//! Client listeners: the accept loop and one task per connection.
+//!
+//! A connection reads 4-byte-framed requests, refuses oversized frames and unknown API keys by
+//! closing, answers an ApiVersions request of an unknown version with a v0 UNSUPPORTED_VERSION
+//! response, and spawns each other request as its own task. A writer awaits those tasks in
+//! request order, so responses leave in order even when later requests finish first; an
+//! acks=0 produce yields no response at all. Idle connections hold only a 4-byte read buffer.
+//! Servers take an already-bound listener and a cancellation token (tests bind port 0).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handlers::{self, Context};
+use crate::protocol::{self, FrameError};
+
+/// Requests one connection may have in flight before the reader waits for the writer.
+const MAX_IN_FLIGHT: usize = 64;
+
+type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
+
+/// Accepts connections until `token` is cancelled; each connection is tracked by `tracker` so
+/// shutdown can wait for in-flight responses to drain.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, token: CancellationToken, tracker: TaskTracker) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::debug!(%peer, listener = %ctx.listener, "connection accepted");
+                    tracker.spawn(connection(stream, ctx.clone(), token.child_token()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let reader = read_requests(rd, tx, ctx, token.clone());
+    let writer = write_responses(wr, rx, token.clone());
+    let (why, ()) = tokio::join!(reader, writer);
+    if let Some(why) = why {
+        tracing::info!(peer = ?peer, reason = %why, "closing connection");
+    }
+}
+
+/// Reads frames until EOF, cancellation or a frame that must close the connection; returns why
+/// it closed when that was the client's fault.
+async fn read_requests(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    tx: mpsc::Sender<Pending>,
+    ctx: Arc<Context>,
+    token: CancellationToken,
+) -> Option<String> {
+    let max = ctx.config.socket_request_max_bytes;
+    loop {
+        let mut len = [0u8; 4];
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            r = rd.read_exact(&mut len) => if r.is_err() { return None },
+        }
+        let size = i32::from_be_bytes(len);
+        if size < 0 || size as usize > max {
+            return Some(format!("frame of {size} bytes exceeds socket.request.max.bytes ({max})"));
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            r = rd.read_exact(&mut frame) => if r.is_err() { return Some("connection closed inside a frame".into()) },
+        }
+        let frame = frame.freeze();
+        let (key, version) = match protocol::peek_key_version(&frame) {
+            Ok(kv) => kv,
+            Err(e) => return Some(e.to_string()),
+        };
+        let task: Pending = match protocol::supported(key) {
+            Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
+                Ok(parsed) => tokio::spawn(handlers::dispatch(ctx.clone(), parsed)),
+                Err(e) => return Some(e.to_string()),
+            },
+            _ if key == ApiKey::ApiVersions => {
+                // The client retries with a version from this list (KIP-511).
+                let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                let body = ApiVersionsResponse::default()
+                    .with_error_code(kafka_protocol::error::ResponseError::UnsupportedVersion.code())
+                    .with_api_keys(handlers::api_versions::list());
+                tokio::spawn(async move { protocol::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).map(Some) })
+            }
+            _ => return Some(FrameError::UnsupportedVersion { key, version }.to_string()),
+        };
+        if tx.send(task).await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// Writes responses in request order; stops (cancelling the reader) on a write error, a
+/// handler that asks to close, or a handler that panicked.
+async fn write_responses(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, token: CancellationToken) {
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(task) = rx.recv().await {
+        match task.await {
+            Ok(Ok(Some(bytes))) => {
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::info!(reason = %e, "closing connection");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "request handler panicked; closing its connection");
+                break;
+            }
+        }
+        if rx.is_empty() && wr.flush().await.is_err() {
+            break;
+        }
+    }
+    token.cancel();
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,245 @@
+//! Malformed and hostile input, each answered with the right Kafka error or by closing that one
+//! connection, while the broker keeps serving everyone else. Frames are built by hand.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use crate::harness::{Broker, Raw};
+
+fn frame<R: Encodable>(key: ApiKey, version: i16, corr: i32, body: &R) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(corr)
+        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+    let hv = key.request_header_version(version);
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header.encode(&mut buf, hv).expect("header");
+    body.encode(&mut buf, version).expect("body");
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf.to_vec()
+}
+
+fn response<R: Decodable>(key: ApiKey, version: i16, bytes: Vec<u8>) -> (i32, R) {
+    let mut b = Bytes::from(bytes);
+    let header = ResponseHeader::decode(&mut b, key.response_header_version(version)).expect("response header");
+    (header.correlation_id, R::decode(&mut b, version).expect("response body"))
+}
+
+/// The broker still answers a fresh client.
+fn still_serving(port: u16) {
+    let mut raw = Raw::connect(port);
+    raw.send_raw(&frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()));
+    let (corr, resp): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 3, raw.read_frame().expect("answer"));
+    assert_eq!(corr, 1);
+    assert_eq!(resp.error_code, 0);
+}
+
+fn batch(value: &[u8]) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_000,
+        key: None,
+        value: Some(Bytes::copy_from_slice(value)),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode batch");
+    buf.freeze()
+}
+
+fn produce(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+}
+
+fn produce_code(raw: &mut Raw, corr: i32, req: &ProduceRequest) -> (i16, i64) {
+    raw.send_raw(&frame(ApiKey::Produce, 9, corr, req));
+    let (c, resp): (i32, ProduceResponse) = response(ApiKey::Produce, 9, raw.read_frame().expect("produce answer"));
+    assert_eq!(c, corr);
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn metadata(raw: &mut Raw, corr: i32, topic: &str, auto_create: bool) -> MetadataResponse {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
+        .with_allow_auto_topic_creation(auto_create);
+    raw.send_raw(&frame(ApiKey::Metadata, 12, corr, &req));
+    response(ApiKey::Metadata, 12, raw.read_frame().expect("metadata answer")).1
+}
+
+fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])])
+}
+
+#[test]
+fn oversized_truncated_random_and_unknown_frames_close_only_that_connection() {
+    let broker = Broker::start(&["socket.request.max.bytes=4096"]);
+    // A frame over socket.request.max.bytes.
+    let mut raw = Raw::connect(broker.port);
+    raw.send_raw(&8192i32.to_be_bytes());
+    raw.send_raw(&[0u8; 64]);
+    assert!(raw.is_closed(), "oversized frame closes the connection");
+    // A negative size.
+    let mut raw = Raw::connect(broker.port);
+    raw.send_raw(&(-5i32).to_be_bytes());
+    assert!(raw.is_closed());
+    // A truncated frame: the client gives up half way.
+    let mut raw = Raw::connect(broker.port);
+    raw.send_raw(&100i32.to_be_bytes());
+    raw.send_raw(&[0, 18, 0, 3, 0, 0]);
+    raw.stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert!(raw.is_closed(), "truncated frame closes the connection");
+    // An unknown API key.
+    let mut raw = Raw::connect(broker.port);
+    let mut f = frame(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default());
+    f[4..6].copy_from_slice(&9999i16.to_be_bytes());
+    raw.send_raw(&f);
+    assert!(raw.is_closed(), "unknown API key closes the connection");
+    // Random bytes, many times: never an answer that is not a frame, never a dead broker.
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for round in 0..200 {
+        let mut raw = Raw::connect(broker.port);
+        let mut junk = Vec::new();
+        let len = 8 + (round * 37) % 600;
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            junk.push(seed as u8);
+        }
+        // Half the rounds frame the junk properly with a real API key, so the decoders see it.
+        if round % 2 == 0 {
+            let key = [0i16, 1, 2, 3, 18, 19, 20, 32, 37, 60][round % 10];
+            junk[0..2].copy_from_slice(&key.to_be_bytes());
+            junk[2..4].copy_from_slice(&((round % 8) as i16).to_be_bytes());
+            let mut framed = (junk.len() as i32).to_be_bytes().to_vec();
+            framed.extend(&junk);
+            junk = framed;
+        }
+        raw.send_raw(&junk);
+        let _ = raw.stream.shutdown(std::net::Shutdown::Write);
+        while raw.read_frame().is_some() {}
+    }
+    still_serving(broker.port);
+}
+
+#[test]
+fn unsupported_versions() {
+    let broker = Broker::start(&[]);
+    // ApiVersions at an unknown version: a v0 answer with UNSUPPORTED_VERSION and the list.
+    let mut raw = Raw::connect(broker.port);
+    raw.send_raw(&frame(ApiKey::ApiVersions, 3, 11, &ApiVersionsRequest::default()).iter().enumerate().map(|(i, b)| if i == 7 { 99 } else { *b }).collect::<Vec<_>>());
+    let (corr, resp): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 0, raw.read_frame().expect("v0 answer"));
+    assert_eq!(corr, 11);
+    assert_eq!(resp.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(resp.api_keys.iter().any(|k| k.api_key == 18 && k.max_version == 4));
+    // Any other API at an unsupported version closes the connection.
+    let mut raw = Raw::connect(broker.port);
+    let mut f = frame(ApiKey::Metadata, 12, 12, &MetadataRequest::default());
+    f[6..8].copy_from_slice(&99i16.to_be_bytes());
+    raw.send_raw(&f);
+    assert!(raw.is_closed());
+    still_serving(broker.port);
+}
+
+#[test]
+fn bad_crc_unknown_topic_and_out_of_range_get_kafka_errors() {
+    let broker = Broker::start(&["auto.create.topics.enable=false"]);
+    let mut raw = Raw::connect(broker.port);
+    // Auto-creation off: Metadata and Produce both say UNKNOWN_TOPIC_OR_PARTITION.
+    let md = metadata(&mut raw, 1, "nope", true);
+    assert_eq!(md.topics[0].error_code, 3);
+    assert_eq!(produce_code(&mut raw, 2, &produce("nope", batch(b"x"), 1)).0, 3);
+
+    // Create a topic by hand through the CreateTopics API, then corrupt a batch.
+    let create = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    raw.send_raw(&frame(ApiKey::CreateTopics, 7, 3, &create));
+    let (_, created): (i32, kafka_protocol::messages::CreateTopicsResponse) = response(ApiKey::CreateTopics, 7, raw.read_frame().expect("created"));
+    assert_eq!(created.topics[0].error_code, 0);
+
+    let good = batch(b"good");
+    let mut bad = BytesMut::from(&good[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    assert_eq!(produce_code(&mut raw, 4, &produce("t", bad.freeze(), 1)).0, 2, "CORRUPT_MESSAGE");
+    // A truncated batch is corrupt too.
+    assert_eq!(produce_code(&mut raw, 5, &produce("t", good.slice(..good.len() - 3), 1)).0, 2);
+    assert_eq!(produce_code(&mut raw, 6, &produce("t", good.clone(), 1)), (0, 0), "the log took nothing bad");
+
+    // Fetch past the end: OFFSET_OUT_OF_RANGE; at the start: the one good record.
+    raw.send_raw(&frame(ApiKey::Fetch, 12, 7, &fetch("t", 5, 0)));
+    let (_, f): (i32, FetchResponse) = response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    assert_eq!(f.responses[0].partitions[0].error_code, 1);
+    raw.send_raw(&frame(ApiKey::Fetch, 12, 8, &fetch("t", 0, 0)));
+    let (_, f): (i32, FetchResponse) = response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    let p = &f.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 1));
+    let mut records = p.records.clone().expect("records");
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut records).expect("decodes");
+    assert_eq!(set.records.len(), 1);
+    assert_eq!(set.records[0].value.as_deref(), Some(&b"good"[..]));
+}
+
+#[test]
+fn pipelined_responses_keep_request_order_and_acks0_is_silent() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(broker.port);
+    let _ = metadata(&mut raw, 1, "pipe", true);
+    // A long-poll fetch first (it waits), then quick requests, then an acks=0 produce.
+    let mut burst = frame(ApiKey::Fetch, 12, 100, &fetch("pipe", 0, 400));
+    for corr in 101..120 {
+        burst.extend(frame(ApiKey::ApiVersions, 3, corr, &ApiVersionsRequest::default()));
+    }
+    burst.extend(frame(ApiKey::Produce, 9, 120, &produce("pipe", batch(b"silent"), 0)));
+    burst.extend(frame(ApiKey::ApiVersions, 3, 121, &ApiVersionsRequest::default()));
+    raw.send_raw(&burst);
+    let mut seen = Vec::new();
+    for _ in 0..21 {
+        let f = raw.read_frame().expect("response");
+        seen.push(i32::from_be_bytes([f[0], f[1], f[2], f[3]]));
+    }
+    let mut expected: Vec<i32> = (100..120).collect();
+    expected.push(121);
+    assert_eq!(seen, expected, "in request order, nothing for acks=0");
+    // The acks=0 record did land.
+    raw.send_raw(&frame(ApiKey::Fetch, 12, 122, &fetch("pipe", 0, 1000)));
+    let (_, f): (i32, FetchResponse) = response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 1);
+}

@@ -1,0 +1,260 @@
+//! Test harness: real `strom` processes on OS-chosen ports, and librdkafka clients against them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One `strom` process with its own data directory and ports; restartable on the same ones.
+pub struct Broker {
+    pub port: u16,
+    pub controller_port: u16,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    sets: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker with `sets` (name=value) on top of test defaults.
+    pub fn start(sets: &[&str]) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut b = Broker {
+            port: free_port(),
+            controller_port: free_port(),
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
+        cmd.arg("serve")
+            .arg("--set")
+            .arg(format!(
+                "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                self.port, self.controller_port
+            ))
+            .arg("--set")
+            .arg(format!("log.dirs={}", self.dir.join("data").display()));
+        for s in &self.sets {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+        self.child = Some(cmd.spawn().expect("spawn strom"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("strom exited at start: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("strom did not start listening on {}", self.port);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            // SAFETY-free: the libc call only sends a signal to our own child.
+            unsafe_free_kill(c.id() as i32, libc::SIGTERM);
+            let status = c.wait().expect("wait");
+            assert!(status.success(), "strom exited with {status} on SIGTERM");
+        }
+        started.elapsed()
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a signal with the `kill` command (keeps the tests free of `unsafe`).
+pub fn unsafe_free_kill(pid: i32, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill command");
+    assert!(status.success());
+}
+
+/// A delivered (or failed) record as the producer saw it.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub id: u64,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Default)]
+pub struct Recorder {
+    pub acks: Mutex<Vec<Ack>>,
+    pub errors: Mutex<Vec<String>>,
+}
+
+impl ClientContext for Recorder {}
+
+impl ProducerContext for Recorder {
+    type DeliveryOpaque = Box<u64>;
+    fn delivery(&self, r: &DeliveryResult<'_>, id: Box<u64>) {
+        match r {
+            Ok(m) => self.acks.lock().expect("lock").push(Ack {
+                id: *id,
+                partition: m.partition(),
+                offset: m.offset(),
+            }),
+            Err((e, _)) => self.errors.lock().expect("lock").push(e.to_string()),
+        }
+    }
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseProducer<Recorder> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .set("log_level", "3");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create_with_context(Recorder::default()).expect("producer")
+}
+
+pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", "strom-tests")
+        .set("enable.auto.commit", "false")
+        .set("check.crcs", "true")
+        .set("log_level", "3");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("consumer")
+}
+
+/// A consumed record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Got {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: Option<i64>,
+}
+
+/// Reads every partition of `topic` from the beginning until `expect` records arrived or
+/// `timeout` passed.
+pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expect: usize, timeout: Duration) -> Vec<Got> {
+    let c = consumer(bootstrap, &[]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::with_capacity(expect);
+    let deadline = Instant::now() + timeout;
+    while out.len() < expect && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(Got {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| k.to_vec()),
+                payload: m.payload().map(|p| p.to_vec()),
+                headers: m
+                    .headers()
+                    .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(|v| v.to_vec()).unwrap_or_default())).collect())
+                    .unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
+            }),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Blocks until every queued message is delivered or failed.
+pub fn flush(p: &BaseProducer<Recorder>) {
+    let _ = p.flush(Duration::from_secs(60));
+}
+
+/// Raw Kafka protocol client for malformed-input tests.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        Raw { stream }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads one response frame; `None` when the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).ok()?;
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// True if the broker closed the connection (EOF or reset) within the read timeout.
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
+    }
+}

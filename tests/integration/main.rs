@@ -1,0 +1,9 @@
+//! Integration tests: real `strom` processes driven by librdkafka (the `rdkafka` crate) and, for
+//! malformed input, by hand-made frames.
+
+mod harness;
+
+mod admin;
+mod bad_input;
+mod durability;
+mod produce_consume;

@@ -20,7 +20,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::error::{ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -233,13 +233,32 @@ impl Handle {
     /// or `controller.quorum.request.timeout.ms` passes.
     pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<Vec<ApplyOutcome>, AdminError> {
         let timeout = Duration::from_millis(self.config.quorum_request_timeout_ms);
-        match tokio::time::timeout(timeout, self.raft.client_write(MetadataCommand { records })).await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => Err(AdminError::NoQuorum(e.to_string())),
-            Err(_) => Err(AdminError::NoQuorum(format!(
-                "the metadata quorum did not commit within {} ms",
-                timeout.as_millis()
-            ))),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let cmd = MetadataCommand { records };
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, self.raft.client_write(cmd.clone())).await;
+            match attempt {
+                Ok(Ok(resp)) => return Ok(resp.data),
+                // No leader yet (an election is running): wait for one, within the same bound.
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) if f.leader_id.is_none() => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let _ = self
+                        .raft
+                        .wait(Some(left))
+                        .metrics(|m| m.current_leader.is_some(), "a metadata leader")
+                        .await;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(AdminError::NoQuorum("no metadata leader was elected in time".into()));
+                    }
+                }
+                Ok(Err(e)) => return Err(AdminError::NoQuorum(e.to_string())),
+                Err(_) => {
+                    return Err(AdminError::NoQuorum(format!(
+                        "the metadata quorum did not commit within {} ms",
+                        timeout.as_millis()
+                    )))
+                }
+            }
         }
     }
 }

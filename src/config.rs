@@ -57,31 +57,156 @@ const fn int(name: &'static str, default: &'static str, min: i64, doc: &'static 
 /// Every setting strom knows. Anything else is refused at start.
 pub const SETTINGS: &[Setting] = &[
     int("node.id", "1", 0, "This node's id in the cluster."),
-    Setting { name: "process.roles", default: "broker,controller", kind: Kind::Text, doc: "Roles of this node: `broker,controller` (a voter) or `broker`." },
-    Setting { name: "listeners", default: "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", kind: Kind::Text, doc: "Comma-separated NAME://host:port listeners to bind." },
-    Setting { name: "advertised.listeners", default: "", kind: Kind::Text, doc: "NAME://host:port endpoints given to clients; empty means the bound listeners." },
-    Setting { name: "listener.security.protocol.map", default: "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT", kind: Kind::Text, doc: "Listener name to security protocol." },
-    Setting { name: "controller.listener.names", default: "CONTROLLER", kind: Kind::Text, doc: "Listener names used by the Raft quorum." },
-    Setting { name: "controller.quorum.voters", default: "", kind: Kind::Text, doc: "id@host:port of every voter; empty means this node alone." },
-    Setting { name: "log.dirs", default: "./strom-data", kind: Kind::Text, doc: "Directory holding partition logs and the metadata log." },
-    int("num.partitions", "1", 1, "Partitions of an auto-created topic or a CreateTopics request with -1."),
-    int("default.replication.factor", "1", 1, "Replication factor of auto-created topics."),
-    int("min.insync.replicas", "1", 1, "Default minimum ISR size for acks=all."),
-    Setting { name: "auto.create.topics.enable", default: "true", kind: Kind::Bool, doc: "Create unknown topics on a Metadata request that allows it." },
-    int("log.segment.bytes", "1073741824", 1024, "Roll a new segment when the active one reaches this size."),
-    int("log.roll.ms", "604800000", 1, "Roll a new segment when the active one is this old."),
-    int("log.retention.ms", "604800000", -1, "Delete segments older than this; -1 keeps them forever."),
-    int("log.retention.bytes", "-1", -1, "Delete old segments while a partition is larger than this; -1 means no limit."),
-    int("log.retention.check.interval.ms", "300000", 1, "How often retention runs."),
-    int("log.index.interval.bytes", "4096", 1, "Bytes of log between two sparse index entries."),
-    int("log.flush.interval.messages", "9223372036854775807", 1, "fsync after this many messages; default leaves durability to the page cache."),
-    int("message.max.bytes", "1048588", 0, "Largest record batch accepted (MESSAGE_TOO_LARGE above it)."),
-    int("socket.request.max.bytes", "104857600", 1, "Largest request frame; a larger one closes the connection."),
-    int("replica.lag.time.max.ms", "30000", 1, "How long a follower may lag before it leaves the ISR."),
-    int("broker.session.timeout.ms", "9000", 1, "Fence a broker whose heartbeats stop for this long."),
-    int("broker.heartbeat.interval.ms", "2000", 1, "Interval between broker heartbeats to the controller."),
-    int("controller.quorum.request.timeout.ms", "2000", 1, "Bound on waiting for the metadata quorum to commit an admin write."),
-    int("shutdown.timeout.ms", "5000", 1, "How long a clean shutdown may take before it is abandoned."),
+    Setting {
+        name: "process.roles",
+        default: "broker,controller",
+        kind: Kind::Text,
+        doc: "Roles of this node: `broker,controller` (a voter) or `broker`.",
+    },
+    Setting {
+        name: "listeners",
+        default: "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        kind: Kind::Text,
+        doc: "Comma-separated NAME://host:port listeners to bind.",
+    },
+    Setting {
+        name: "advertised.listeners",
+        default: "",
+        kind: Kind::Text,
+        doc: "NAME://host:port endpoints given to clients; empty means the bound listeners.",
+    },
+    Setting {
+        name: "listener.security.protocol.map",
+        default: "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        kind: Kind::Text,
+        doc: "Listener name to security protocol.",
+    },
+    Setting {
+        name: "controller.listener.names",
+        default: "CONTROLLER",
+        kind: Kind::Text,
+        doc: "Listener names used by the Raft quorum.",
+    },
+    Setting {
+        name: "controller.quorum.voters",
+        default: "",
+        kind: Kind::Text,
+        doc: "id@host:port of every voter; empty means this node alone.",
+    },
+    Setting {
+        name: "log.dirs",
+        default: "./strom-data",
+        kind: Kind::Text,
+        doc: "Directory holding partition logs and the metadata log.",
+    },
+    int(
+        "num.partitions",
+        "1",
+        1,
+        "Partitions of an auto-created topic or a CreateTopics request with -1.",
+    ),
+    int(
+        "default.replication.factor",
+        "1",
+        1,
+        "Replication factor of auto-created topics.",
+    ),
+    int(
+        "min.insync.replicas",
+        "1",
+        1,
+        "Default minimum ISR size for acks=all.",
+    ),
+    Setting {
+        name: "auto.create.topics.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "Create unknown topics on a Metadata request that allows it.",
+    },
+    int(
+        "log.segment.bytes",
+        "1073741824",
+        1024,
+        "Roll a new segment when the active one reaches this size.",
+    ),
+    int(
+        "log.roll.ms",
+        "604800000",
+        1,
+        "Roll a new segment when the active one is this old.",
+    ),
+    int(
+        "log.retention.ms",
+        "604800000",
+        -1,
+        "Delete segments older than this; -1 keeps them forever.",
+    ),
+    int(
+        "log.retention.bytes",
+        "-1",
+        -1,
+        "Delete old segments while a partition is larger than this; -1 means no limit.",
+    ),
+    int(
+        "log.retention.check.interval.ms",
+        "300000",
+        1,
+        "How often retention runs.",
+    ),
+    int(
+        "log.index.interval.bytes",
+        "4096",
+        1,
+        "Bytes of log between two sparse index entries.",
+    ),
+    int(
+        "log.flush.interval.messages",
+        "9223372036854775807",
+        1,
+        "fsync after this many messages; default leaves durability to the page cache.",
+    ),
+    int(
+        "message.max.bytes",
+        "1048588",
+        0,
+        "Largest record batch accepted (MESSAGE_TOO_LARGE above it).",
+    ),
+    int(
+        "socket.request.max.bytes",
+        "104857600",
+        1,
+        "Largest request frame; a larger one closes the connection.",
+    ),
+    int(
+        "replica.lag.time.max.ms",
+        "30000",
+        1,
+        "How long a follower may lag before it leaves the ISR.",
+    ),
+    int(
+        "broker.session.timeout.ms",
+        "9000",
+        1,
+        "Fence a broker whose heartbeats stop for this long.",
+    ),
+    int(
+        "broker.heartbeat.interval.ms",
+        "2000",
+        1,
+        "Interval between broker heartbeats to the controller.",
+    ),
+    int(
+        "controller.quorum.request.timeout.ms",
+        "2000",
+        1,
+        "Bound on waiting for the metadata quorum to commit an admin write.",
+    ),
+    int(
+        "shutdown.timeout.ms",
+        "5000",
+        1,
+        "How long a clean shutdown may take before it is abandoned.",
+    ),
 ];
 
 fn setting(name: &str) -> Option<&'static Setting> {
@@ -98,10 +223,17 @@ pub struct Listener {
 
 impl Listener {
     pub fn socket_addr(&self) -> Result<SocketAddr, String> {
-        let host = if self.host.is_empty() { "0.0.0.0" } else { &self.host };
-        format!("{host}:{}", self.port)
-            .parse()
-            .map_err(|_| format!("`{}:{}` is not an IP address and port", self.host, self.port))
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        format!("{host}:{}", self.port).parse().map_err(|_| {
+            format!(
+                "`{}:{}` is not an IP address and port",
+                self.host, self.port
+            )
+        })
     }
 }
 
@@ -117,7 +249,10 @@ fn parse_listeners(value: &str) -> Result<Vec<Listener>, String> {
         let port: u16 = port
             .parse()
             .map_err(|_| format!("`{item}` has an invalid port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if out.iter().any(|l: &Listener| l.name == name) {
             return Err(format!("listener name `{name}` appears twice"));
         }
@@ -144,11 +279,15 @@ fn parse_voters(value: &str) -> Result<Vec<Voter>, String> {
         let (id, addr) = item
             .split_once('@')
             .ok_or_else(|| format!("`{item}` is not id@host:port"))?;
-        let id: NodeId = id.parse().map_err(|_| format!("`{item}` has an invalid id"))?;
+        let id: NodeId = id
+            .parse()
+            .map_err(|_| format!("`{item}` has an invalid id"))?;
         let (host, port) = addr
             .rsplit_once(':')
             .ok_or_else(|| format!("`{item}` has no port"))?;
-        let port = port.parse().map_err(|_| format!("`{item}` has an invalid port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{item}` has an invalid port"))?;
         out.push(Voter {
             id,
             host: host.to_string(),
@@ -221,7 +360,10 @@ impl Config {
                     path: path.to_string(),
                     line: i + 1,
                 })?;
-                raw.insert(k.trim().to_string(), (v.trim().to_string(), format!("file {path}")));
+                raw.insert(
+                    k.trim().to_string(),
+                    (v.trim().to_string(), format!("file {path}")),
+                );
             }
         }
         for (key, value) in std::env::vars() {
@@ -297,17 +439,24 @@ impl Config {
             reason,
         };
 
-        let node_id = NodeId::try_from(int("node.id")).map_err(|_| invalid("node.id", "out of range".into()))?;
+        let node_id = NodeId::try_from(int("node.id"))
+            .map_err(|_| invalid("node.id", "out of range".into()))?;
         let roles: Vec<String> = get("process.roles")
             .split(',')
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
         if roles.is_empty() || roles.iter().any(|r| r != "broker" && r != "controller") {
-            return Err(invalid("process.roles", "expected `broker`, `controller` or both".into()));
+            return Err(invalid(
+                "process.roles",
+                "expected `broker`, `controller` or both".into(),
+            ));
         }
         if !roles.iter().any(|r| r == "broker") {
-            return Err(invalid("process.roles", "a controller-only node is not supported yet; include `broker`".into()));
+            return Err(invalid(
+                "process.roles",
+                "a controller-only node is not supported yet; include `broker`".into(),
+            ));
         }
         let all = parse_listeners(&get("listeners")).map_err(|r| invalid("listeners", r))?;
         let protocol_map: BTreeMap<String, String> = get("listener.security.protocol.map")
@@ -321,7 +470,10 @@ impl Config {
                 Some(other) => {
                     return Err(invalid(
                         "listener.security.protocol.map",
-                        format!("listener `{}` uses {other}; only PLAINTEXT is supported yet", l.name),
+                        format!(
+                            "listener `{}` uses {other}; only PLAINTEXT is supported yet",
+                            l.name
+                        ),
                     ))
                 }
                 None => {
@@ -345,7 +497,10 @@ impl Config {
             .ok_or_else(|| {
                 invalid(
                     "listeners",
-                    format!("no listener named by controller.listener.names ({})", controller_names.join(",")),
+                    format!(
+                        "no listener named by controller.listener.names ({})",
+                        controller_names.join(",")
+                    ),
                 )
             })?;
         let listeners: Vec<Listener> = all
@@ -354,7 +509,10 @@ impl Config {
             .cloned()
             .collect();
         if listeners.is_empty() {
-            return Err(invalid("listeners", "no client listener (only controller listeners)".into()));
+            return Err(invalid(
+                "listeners",
+                "no client listener (only controller listeners)".into(),
+            ));
         }
         let advertised_raw = get("advertised.listeners");
         let advertised = if advertised_raw.trim().is_empty() {
@@ -378,9 +536,18 @@ impl Config {
         }
         let advertised: Vec<Listener> = listeners
             .iter()
-            .map(|l| advertised.iter().find(|a| a.name == l.name).cloned().unwrap_or_else(|| l.clone()))
+            .map(|l| {
+                advertised
+                    .iter()
+                    .find(|a| a.name == l.name)
+                    .cloned()
+                    .unwrap_or_else(|| l.clone())
+            })
             .collect();
-        if let Some(bad) = advertised.iter().find(|a| a.host == "0.0.0.0" || a.host.is_empty() || a.host == "::") {
+        if let Some(bad) = advertised
+            .iter()
+            .find(|a| a.host == "0.0.0.0" || a.host.is_empty() || a.host == "::")
+        {
             return Err(invalid(
                 "advertised.listeners",
                 format!("listener `{}` binds {}; set an address clients can reach in advertised.listeners", bad.name, bad.host),
@@ -426,9 +593,12 @@ impl Config {
             advertised,
             voters,
             log_dir: PathBuf::from(get("log.dirs")),
-            num_partitions: i32::try_from(int("num.partitions")).map_err(|_| invalid("num.partitions", "too large".into()))?,
-            default_replication_factor: i16::try_from(rf).map_err(|_| invalid("default.replication.factor", "too large".into()))?,
-            min_insync_replicas: i32::try_from(int("min.insync.replicas")).map_err(|_| invalid("min.insync.replicas", "too large".into()))?,
+            num_partitions: i32::try_from(int("num.partitions"))
+                .map_err(|_| invalid("num.partitions", "too large".into()))?,
+            default_replication_factor: i16::try_from(rf)
+                .map_err(|_| invalid("default.replication.factor", "too large".into()))?,
+            min_insync_replicas: i32::try_from(int("min.insync.replicas"))
+                .map_err(|_| invalid("min.insync.replicas", "too large".into()))?,
             auto_create_topics: get("auto.create.topics.enable") == "true",
             log,
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
@@ -492,7 +662,10 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             .filter(|v| *v >= 1024 && *v <= i32::MAX as i64)
             .map(|_| ())
             .ok_or_else(|| format!("{name} must be an integer between 1024 and {}", i32::MAX)),
-        "segment.ms" | "index.interval.bytes" | "min.insync.replicas" | "flush.messages"
+        "segment.ms"
+        | "index.interval.bytes"
+        | "min.insync.replicas"
+        | "flush.messages"
         | "segment.index.bytes" => value
             .parse::<i64>()
             .ok()
@@ -529,13 +702,19 @@ pub fn topic_config_default(config: &Config, name: &str) -> Option<String> {
 
 /// Per-partition log settings: broker defaults overridden by the topic's configs.
 pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) -> LogDefaults {
-    let i = |name: &str, d: i64| topic.get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
+    let i = |name: &str, d: i64| {
+        topic
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(d)
+    };
     LogDefaults {
         segment_bytes: i("segment.bytes", defaults.segment_bytes as i64) as u64,
         roll_ms: i("segment.ms", defaults.roll_ms),
         retention_ms: i("retention.ms", defaults.retention_ms),
         retention_bytes: i("retention.bytes", defaults.retention_bytes),
-        index_interval_bytes: i("index.interval.bytes", defaults.index_interval_bytes as i64) as u64,
+        index_interval_bytes: i("index.interval.bytes", defaults.index_interval_bytes as i64)
+            as u64,
         max_message_bytes: i("max.message.bytes", defaults.max_message_bytes as i64) as usize,
         flush_interval_messages: i("flush.messages", defaults.flush_interval_messages),
     }

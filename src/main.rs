@@ -44,7 +44,12 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Some(Command::Settings) => {
             for s in SETTINGS {
-                println!("{:<40} default {:<55} {}", s.name, format!("{:?}", s.default), s.doc);
+                println!(
+                    "{:<40} default {:<55} {}",
+                    s.name,
+                    format!("{:?}", s.default),
+                    s.doc
+                );
             }
             std::process::ExitCode::SUCCESS
         }
@@ -56,8 +61,9 @@ fn main() -> std::process::ExitCode {
 fn serve(args: ServeArgs) -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")
+            }),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -69,7 +75,10 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("strom: cannot start the runtime: {e}");

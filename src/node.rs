@@ -22,7 +22,11 @@ pub enum NodeError {
     #[error("cannot create log.dirs {path}: {err}")]
     LogDir { path: String, err: std::io::Error },
     #[error("cannot bind listener {name} on {addr}: {err}")]
-    Bind { name: String, addr: String, err: std::io::Error },
+    Bind {
+        name: String,
+        addr: String,
+        err: std::io::Error,
+    },
     #[error(transparent)]
     Controller(#[from] crate::controller::StartError),
     #[error("cannot register this broker: {0}")]
@@ -47,11 +51,13 @@ async fn bind(name: &str, addr: Result<SocketAddr, String>) -> Result<TcpListene
         addr: String::new(),
         err: std::io::Error::other(e),
     })?;
-    TcpListener::bind(addr).await.map_err(|err| NodeError::Bind {
-        name: name.to_string(),
-        addr: addr.to_string(),
-        err,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|err| NodeError::Bind {
+            name: name.to_string(),
+            addr: addr.to_string(),
+            err,
+        })
 }
 
 impl Node {
@@ -80,7 +86,11 @@ impl Node {
             .map(|a| {
                 // Port 0 (tests) advertises the port actually bound.
                 let port = if a.port == 0 {
-                    client_addrs.iter().find(|(n, _)| *n == a.name).map(|(_, s)| s.port()).unwrap_or(0)
+                    client_addrs
+                        .iter()
+                        .find(|(n, _)| *n == a.name)
+                        .map(|(_, s)| s.port())
+                        .unwrap_or(0)
                 } else {
                     a.port
                 };
@@ -114,7 +124,11 @@ impl Node {
         let background = CancellationToken::new();
         let connections = TaskTracker::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(replicas.clone().run_reconciler(handle.subscribe(), background.child_token()));
+        tasks.spawn(
+            replicas
+                .clone()
+                .run_reconciler(handle.subscribe(), background.child_token()),
+        );
         tasks.spawn(replicas.clone().run_retention(background.child_token()));
         // The controller listener is reserved for the quorum's RPC; with a single voter there are
         // no peers, so connections to it are closed at once.
@@ -134,7 +148,12 @@ impl Node {
                 replicas: replicas.clone(),
                 listener: name,
             });
-            tasks.spawn(crate::server::serve(listener, ctx, serving.child_token(), connections.clone()));
+            tasks.spawn(crate::server::serve(
+                listener,
+                ctx,
+                serving.child_token(),
+                connections.clone(),
+            ));
         }
         tracing::info!(
             node_id = config.node_id,
@@ -166,7 +185,10 @@ impl Node {
         let limit = Duration::from_millis(self.config.shutdown_timeout_ms);
         self.serving.cancel();
         self.connections.close();
-        if tokio::time::timeout(limit / 2, self.connections.wait()).await.is_err() {
+        if tokio::time::timeout(limit / 2, self.connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections did not drain in time");
         }
         self.background.cancel();

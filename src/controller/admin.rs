@@ -48,10 +48,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
         return Err(AdminError::InvalidTopic("topic name is empty".into()));
     }
     if name == "." || name == ".." {
-        return Err(AdminError::InvalidTopic(format!("topic name `{name}` is not allowed")));
+        return Err(AdminError::InvalidTopic(format!(
+            "topic name `{name}` is not allowed"
+        )));
     }
     if name.len() > 249 {
-        return Err(AdminError::InvalidTopic("topic name is longer than 249 characters".into()));
+        return Err(AdminError::InvalidTopic(
+            "topic name is longer than 249 characters".into(),
+        ));
     }
     if !name
         .chars()
@@ -82,10 +86,17 @@ impl Handle {
                     "give either replica assignments or partitions and replication factor, not both".into(),
                 ));
             }
-            check_assignments(&t.assignments, &image.brokers.keys().copied().collect::<Vec<_>>())?;
+            check_assignments(
+                &t.assignments,
+                &image.brokers.keys().copied().collect::<Vec<_>>(),
+            )?;
             t.assignments.clone()
         } else {
-            let partitions = if t.partitions == -1 { self.config.num_partitions } else { t.partitions };
+            let partitions = if t.partitions == -1 {
+                self.config.num_partitions
+            } else {
+                t.partitions
+            };
             if partitions <= 0 {
                 return Err(AdminError::InvalidPartitions(format!(
                     "number of partitions must be positive, got {partitions}"
@@ -122,18 +133,28 @@ impl Handle {
     pub async fn create_topic(&self, t: &NewTopic) -> Result<TopicId, AdminError> {
         let record = self.plan_topic(t)?;
         let MetadataRecord::CreateTopic { id, .. } = &record else {
-            return Err(AdminError::InvalidTopic("internal: planned record is not a topic".into()));
+            return Err(AdminError::InvalidTopic(
+                "internal: planned record is not a topic".into(),
+            ));
         };
         let id = *id;
         match self.propose(vec![record]).await?.first() {
             Some(ApplyOutcome::Applied) => Ok(id),
-            Some(ApplyOutcome::TopicAlreadyExists) => Err(AdminError::TopicAlreadyExists(t.name.clone())),
-            other => Err(AdminError::InvalidTopic(format!("unexpected outcome {other:?}"))),
+            Some(ApplyOutcome::TopicAlreadyExists) => {
+                Err(AdminError::TopicAlreadyExists(t.name.clone()))
+            }
+            other => Err(AdminError::InvalidTopic(format!(
+                "unexpected outcome {other:?}"
+            ))),
         }
     }
 
     pub async fn delete_topic(&self, id: TopicId, name_for_errors: &str) -> Result<(), AdminError> {
-        match self.propose(vec![MetadataRecord::DeleteTopic { id }]).await?.first() {
+        match self
+            .propose(vec![MetadataRecord::DeleteTopic { id }])
+            .await?
+            .first()
+        {
             Some(ApplyOutcome::Applied) => Ok(()),
             _ => Err(AdminError::UnknownTopic(name_for_errors.to_string())),
         }
@@ -157,7 +178,11 @@ impl Handle {
                 "topic `{name}` has {current} partitions; the new count must be larger, got {total}"
             )));
         }
-        let rf = topic.partitions.first().map(|p| p.replicas.len()).unwrap_or(1);
+        let rf = topic
+            .partitions
+            .first()
+            .map(|p| p.replicas.len())
+            .unwrap_or(1);
         let added = (total - current) as usize;
         let assignments = if assignments.is_empty() {
             let live = image.live_brokers();
@@ -175,14 +200,20 @@ impl Handle {
                     assignments.len()
                 )));
             }
-            check_assignments(&assignments, &image.brokers.keys().copied().collect::<Vec<_>>())?;
+            check_assignments(
+                &assignments,
+                &image.brokers.keys().copied().collect::<Vec<_>>(),
+            )?;
             assignments
         };
         if validate_only {
             return Ok(());
         }
         match self
-            .propose(vec![MetadataRecord::CreatePartitions { id: topic.id, assignments }])
+            .propose(vec![MetadataRecord::CreatePartitions {
+                id: topic.id,
+                assignments,
+            }])
             .await?
             .first()
         {
@@ -193,7 +224,9 @@ impl Handle {
 
     /// Registers (or re-registers) this broker with its advertised endpoints.
     pub async fn register_broker(&self, reg: BrokerRegistration) -> Result<(), AdminError> {
-        self.propose(vec![MetadataRecord::RegisterBroker(reg)]).await.map(|_| ())
+        self.propose(vec![MetadataRecord::RegisterBroker(reg)])
+            .await
+            .map(|_| ())
     }
 }
 
@@ -210,7 +243,9 @@ fn check_assignments(assignments: &[Vec<NodeId>], known: &[NodeId]) -> Result<()
         seen.sort_unstable();
         seen.dedup();
         if seen.len() != a.len() {
-            return Err(AdminError::InvalidReplicaAssignment(format!("partition {i} lists a broker twice")));
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "partition {i} lists a broker twice"
+            )));
         }
         if let Some(b) = a.iter().find(|b| !known.contains(b)) {
             return Err(AdminError::InvalidReplicaAssignment(format!(

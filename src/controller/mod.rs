@@ -81,7 +81,10 @@ impl RaftNetwork<TypeConfig> for NoPeers {
         &mut self,
         _rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>> {
+    ) -> Result<
+        AppendEntriesResponse<RaftNodeId>,
+        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>,
+    > {
         Err(unreachable())
     }
 
@@ -100,7 +103,8 @@ impl RaftNetwork<TypeConfig> for NoPeers {
         &mut self,
         _rpc: VoteRequest<RaftNodeId>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>> {
+    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>>
+    {
         Err(unreachable())
     }
 }
@@ -138,7 +142,8 @@ impl Controller {
         let db = sled::open(&path).map_err(|e| store_err(e.to_string()))?;
         let log_store = store::LogStore::open(&db).map_err(|e| store_err(e.to_string()))?;
         let (tx, rx) = watch::channel(Arc::new(MetadataImage::default()));
-        let sm = state_machine::StateMachine::open(&db, tx).map_err(|e| store_err(e.to_string()))?;
+        let sm =
+            state_machine::StateMachine::open(&db, tx).map_err(|e| store_err(e.to_string()))?;
 
         let raft_config = openraft::Config {
             cluster_name: "strom".into(),
@@ -159,7 +164,12 @@ impl Controller {
         let voters: BTreeMap<RaftNodeId, BasicNode> = config
             .voters
             .iter()
-            .map(|v| (v.id as RaftNodeId, BasicNode::new(format!("{}:{}", v.host, v.port))))
+            .map(|v| {
+                (
+                    v.id as RaftNodeId,
+                    BasicNode::new(format!("{}:{}", v.host, v.port)),
+                )
+            })
             .collect();
         let initialized = raft
             .is_initialized()
@@ -171,7 +181,8 @@ impl Controller {
                 .map_err(|e| StartError::Raft(e.to_string()))?;
         } else {
             let metrics = raft.metrics().borrow().clone();
-            let stored: Vec<RaftNodeId> = metrics.membership_config.membership().voter_ids().collect();
+            let stored: Vec<RaftNodeId> =
+                metrics.membership_config.membership().voter_ids().collect();
             let wanted: Vec<RaftNodeId> = voters.keys().copied().collect();
             if !stored.is_empty() && stored != wanted {
                 return Err(StartError::Mismatch(format!(
@@ -231,16 +242,22 @@ impl Handle {
 
     /// Writes records through the quorum and waits until they are committed and applied here,
     /// or `controller.quorum.request.timeout.ms` passes.
-    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<Vec<ApplyOutcome>, AdminError> {
+    pub async fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Vec<ApplyOutcome>, AdminError> {
         let timeout = Duration::from_millis(self.config.quorum_request_timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
         let cmd = MetadataCommand { records };
         loop {
-            let attempt = tokio::time::timeout_at(deadline, self.raft.client_write(cmd.clone())).await;
+            let attempt =
+                tokio::time::timeout_at(deadline, self.raft.client_write(cmd.clone())).await;
             match attempt {
                 Ok(Ok(resp)) => return Ok(resp.data),
                 // No leader yet (an election is running): wait for one, within the same bound.
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) if f.leader_id.is_none() => {
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))
+                    if f.leader_id.is_none() =>
+                {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     let _ = self
                         .raft
@@ -248,7 +265,9 @@ impl Handle {
                         .metrics(|m| m.current_leader.is_some(), "a metadata leader")
                         .await;
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(AdminError::NoQuorum("no metadata leader was elected in time".into()));
+                        return Err(AdminError::NoQuorum(
+                            "no metadata leader was elected in time".into(),
+                        ));
                     }
                 }
                 Ok(Err(e)) => return Err(AdminError::NoQuorum(e.to_string())),

@@ -52,7 +52,10 @@ fn lock(state: &Mutex<SmState>) -> std::sync::MutexGuard<'_, SmState> {
 impl StateMachine {
     /// Opens the state machine, loading the last snapshot (if any) so the image is current up to
     /// it before openraft replays the rest of the log.
-    pub fn open(db: &sled::Db, images: watch::Sender<Arc<MetadataImage>>) -> Result<StateMachine, StorageError<RaftNodeId>> {
+    pub fn open(
+        db: &sled::Db,
+        images: watch::Sender<Arc<MetadataImage>>,
+    ) -> Result<StateMachine, StorageError<RaftNodeId>> {
         let tree = db.open_tree("raft_sm").map_err(sm_err)?;
         let mut state = SmState::default();
         if let Some(bytes) = tree.get(SNAPSHOT).map_err(sm_err)? {
@@ -105,12 +108,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<RaftNodeId>>, StoredMembership<RaftNodeId, BasicNode>), StorageError<RaftNodeId>> {
+    ) -> Result<
+        (
+            Option<LogId<RaftNodeId>>,
+            StoredMembership<RaftNodeId, BasicNode>,
+        ),
+        StorageError<RaftNodeId>,
+    > {
         let s = lock(&self.state);
         Ok((s.last_applied, s.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<ApplyOutcome>>, StorageError<RaftNodeId>>
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> Result<Vec<Vec<ApplyOutcome>>, StorageError<RaftNodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + openraft::OptionalSend,
     {
@@ -146,7 +158,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<RaftNodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<RaftNodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -171,7 +185,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<RaftNodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<RaftNodeId>> {
         match self.tree.get(SNAPSHOT).map_err(sm_err)? {
             Some(bytes) => {
                 let stored: StoredSnapshot = serde_json::from_slice(&bytes).map_err(sm_err)?;

@@ -38,14 +38,21 @@ impl LogStore {
         })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError<RaftNodeId>> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError<RaftNodeId>> {
         match self.meta.get(key).map_err(read_err)? {
             Some(v) => serde_json::from_slice(&v).map(Some).map_err(read_err),
             None => Ok(None),
         }
     }
 
-    async fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<RaftNodeId>> {
+    async fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StorageError<RaftNodeId>> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
         self.meta.insert(key, bytes).map_err(write_err)?;
         self.meta.flush_async().await.map_err(write_err)?;
@@ -73,9 +80,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for item in self.log.range(start.to_be_bytes()..) {
             let (k, v) = item.map_err(read_err)?;
-            let index = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
-                read_err(std::io::Error::other("bad raft log key"))
-            })?);
+            let index = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| read_err(std::io::Error::other("bad raft log key")))?,
+            );
             if !range.contains(&index) {
                 break;
             }
@@ -109,29 +118,51 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> Result<(), StorageError<RaftNodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<RaftNodeId>>,
+    ) -> Result<(), StorageError<RaftNodeId>> {
         self.put_meta(COMMITTED, &committed).await
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId<RaftNodeId>>, StorageError<RaftNodeId>> {
-        Ok(self.get_meta::<Option<LogId<RaftNodeId>>>(COMMITTED)?.flatten())
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<RaftNodeId>>, StorageError<RaftNodeId>> {
+        Ok(self
+            .get_meta::<Option<LogId<RaftNodeId>>>(COMMITTED)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<RaftNodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<RaftNodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
     {
         let mut batch = sled::Batch::default();
         for e in entries {
-            batch.insert(&e.log_id.index.to_be_bytes(), serde_json::to_vec(&e).map_err(write_err)?);
+            batch.insert(
+                &e.log_id.index.to_be_bytes(),
+                serde_json::to_vec(&e).map_err(write_err)?,
+            );
         }
         self.log.apply_batch(batch).map_err(write_err)?;
-        let flushed = self.log.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+        let flushed = self
+            .log
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(std::io::Error::other);
         callback.log_io_completed(flushed);
         Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId<RaftNodeId>) -> Result<(), StorageError<RaftNodeId>> {
+    async fn truncate(
+        &mut self,
+        log_id: LogId<RaftNodeId>,
+    ) -> Result<(), StorageError<RaftNodeId>> {
         let keys: Vec<_> = self
             .log
             .range(log_id.index.to_be_bytes()..)

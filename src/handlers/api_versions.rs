@@ -18,6 +18,10 @@ pub fn list() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub async fn handle(_ctx: &Context, _req: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
+pub async fn handle(
+    _ctx: &Context,
+    _req: ApiVersionsRequest,
+    _version: i16,
+) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(list())
 }

@@ -5,13 +5,21 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::{errors, s, Context};
 
-pub async fn handle(ctx: &Context, req: CreatePartitionsRequest, _version: i16) -> CreatePartitionsResponse {
+pub async fn handle(
+    ctx: &Context,
+    req: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let assignments = t
             .assignments
             .as_ref()
-            .map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            })
             .unwrap_or_default();
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         match ctx

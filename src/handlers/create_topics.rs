@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{errors, s, Context};
@@ -33,7 +35,9 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
             results.push(
                 result
                     .with_error_code(E::InvalidRequest.code())
-                    .with_error_message(Some(s(format!("topic `{name}` appears more than once in the request")))),
+                    .with_error_message(Some(s(format!(
+                        "topic `{name}` appears more than once in the request"
+                    )))),
             );
             continue;
         }
@@ -46,7 +50,12 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
         let mut assignments: Vec<(i32, Vec<i32>)> = t
             .assignments
             .iter()
-            .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
             .collect();
         assignments.sort_by_key(|a| a.0);
         let new = NewTopic {
@@ -58,7 +67,9 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
         };
         let outcome = if req.validate_only {
             ctx.controller.plan_topic(&new).map(|r| match r {
-                MetadataRecord::CreateTopic { id, assignments, .. } => (id, assignments),
+                MetadataRecord::CreateTopic {
+                    id, assignments, ..
+                } => (id, assignments),
                 _ => (crate::types::TopicId::ZERO, Vec::new()),
             })
         } else {
@@ -99,13 +110,19 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn effective_configs(ctx: &Context, overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+fn effective_configs(
+    ctx: &Context,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
     TOPIC_CONFIGS
         .iter()
         .map(|(name, _)| {
             let (value, source) = match overrides.get(*name) {
                 Some(v) => (Some(v.clone()), SOURCE_TOPIC),
-                None => (crate::config::topic_config_default(&ctx.config, name), SOURCE_DEFAULT),
+                None => (
+                    crate::config::topic_config_default(&ctx.config, name),
+                    SOURCE_DEFAULT,
+                ),
             };
             CreatableTopicConfigs::default()
                 .with_name(s(*name))

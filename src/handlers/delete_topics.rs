@@ -11,10 +11,18 @@ pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> De
     let wanted: Vec<(Option<String>, TopicId)> = if version >= 6 {
         req.topics
             .iter()
-            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), TopicId(t.topic_id)))
+            .map(|t| {
+                (
+                    t.name.as_ref().map(|n| n.0.to_string()),
+                    TopicId(t.topic_id),
+                )
+            })
             .collect()
     } else {
-        req.topic_names.iter().map(|n| (Some(n.0.to_string()), TopicId::ZERO)).collect()
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), TopicId::ZERO))
+            .collect()
     };
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
@@ -27,11 +35,17 @@ pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> De
             .with_name(name.as_deref().map(topic_name))
             .with_topic_id(id.0);
         let Some(topic) = found else {
-            let code = if name.is_some() { E::UnknownTopicOrPartition.code() } else { E::UnknownTopicId.code() };
+            let code = if name.is_some() {
+                E::UnknownTopicOrPartition.code()
+            } else {
+                E::UnknownTopicId.code()
+            };
             responses.push(result.with_error_code(code));
             continue;
         };
-        let result = result.with_name(Some(topic_name(&topic.name))).with_topic_id(topic.id.0);
+        let result = result
+            .with_name(Some(topic_name(&topic.name)))
+            .with_topic_id(topic.id.0);
         match ctx.controller.delete_topic(topic.id, &topic.name).await {
             Ok(()) => {
                 tracing::info!(topic = %topic.name, id = %topic.id, "deleted topic");

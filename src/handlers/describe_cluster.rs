@@ -6,7 +6,11 @@ use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
 use super::{broker, s, Context};
 
-pub async fn handle(ctx: &Context, req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+pub async fn handle(
+    ctx: &Context,
+    req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
     let image = ctx.controller.image();
     let brokers = image
         .brokers

@@ -2,7 +2,9 @@
 //! setting strom knows, with its source).
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
@@ -13,14 +15,21 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const SOURCE_STATIC_BROKER: i8 = 4;
 
-pub async fn handle(ctx: &Context, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub async fn handle(
+    ctx: &Context,
+    req: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
     let image = ctx.controller.image();
     let results = req
         .resources
         .iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let keys: Option<Vec<String>> = r.configuration_keys.as_ref().map(|k| k.iter().map(|x| x.to_string()).collect());
+            let keys: Option<Vec<String>> = r
+                .configuration_keys
+                .as_ref()
+                .map(|k| k.iter().map(|x| x.to_string()).collect());
             let wanted = |n: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == n));
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
@@ -49,14 +58,26 @@ pub async fn handle(ctx: &Context, req: DescribeConfigsRequest, _version: i16) -
                     if !name.is_empty() && name != ctx.config.node_id.to_string() {
                         return result
                             .with_error_code(E::InvalidRequest.code())
-                            .with_error_message(Some(s(format!("this is broker {}, not `{name}`", ctx.config.node_id))));
+                            .with_error_message(Some(s(format!(
+                                "this is broker {}, not `{name}`",
+                                ctx.config.node_id
+                            ))));
                     }
                     let configs = SETTINGS
                         .iter()
                         .filter(|st| wanted(st.name))
                         .map(|st| {
-                            let source = if ctx.config.is_default(st.name) { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
-                            entry(st.name, ctx.config.values.get(st.name).cloned(), source, true)
+                            let source = if ctx.config.is_default(st.name) {
+                                SOURCE_DEFAULT
+                            } else {
+                                SOURCE_STATIC_BROKER
+                            };
+                            entry(
+                                st.name,
+                                ctx.config.values.get(st.name).cloned(),
+                                source,
+                                true,
+                            )
                         })
                         .collect();
                     result.with_configs(configs)
@@ -70,7 +91,12 @@ pub async fn handle(ctx: &Context, req: DescribeConfigsRequest, _version: i16) -
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn entry(name: &str, value: Option<String>, source: i8, read_only: bool) -> DescribeConfigsResourceResult {
+fn entry(
+    name: &str,
+    value: Option<String>,
+    source: i8,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(s(name))
         .with_value(value.map(s))

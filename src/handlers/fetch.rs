@@ -8,12 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::{broker, errors, Context};
 use crate::replica::{Partition, PartitionError};
 use crate::types::{TopicId, TopicPartition};
+
+/// Why a partition cannot be read here: the error code and, for NOT_LEADER, (leader, epoch).
+type Refused = (i16, Option<(i32, i32)>);
 
 /// A requested partition, resolved once per request.
 struct Slot {
@@ -22,7 +27,7 @@ struct Slot {
     fetch_offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
-    partition: Result<Arc<Partition>, (i16, Option<(i32, i32)>)>,
+    partition: Result<Arc<Partition>, Refused>,
 }
 
 pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResponse {
@@ -34,7 +39,9 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
     let mut slots = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
         let name = if version >= 13 {
-            image.topic_by_id(TopicId(t.topic_id)).map(|x| x.name.clone())
+            image
+                .topic_by_id(TopicId(t.topic_id))
+                .map(|x| x.name.clone())
         } else {
             Some(t.topic.0.to_string())
         };
@@ -69,7 +76,11 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
     }
 
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
     let min_bytes = req.min_bytes.max(0) as usize;
     loop {
         // Subscribe before reading so an append between the read and the wait is not missed.
@@ -86,7 +97,8 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
             }
             return FetchResponse::default().with_responses(topics);
         }
-        let changed = futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        let changed =
+            futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         let _ = tokio::time::timeout(deadline - now, changed).await;
     }
 }
@@ -102,7 +114,11 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, boo
             Err((code, leader)) => {
                 any_error = true;
                 if let Some((id, epoch)) = leader {
-                    data = data.with_current_leader(LeaderIdAndEpoch::default().with_leader_id(broker(*id)).with_leader_epoch(*epoch));
+                    data = data.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(broker(*id))
+                            .with_leader_epoch(*epoch),
+                    );
                 }
                 out.push(data.with_error_code(*code));
                 continue;

@@ -2,7 +2,9 @@
 //! local (-4, the same as earliest here) and by timestamp (the first record at or after it).
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{errors, Context};
@@ -47,7 +49,9 @@ pub async fn handle(ctx: &Context, req: ListOffsetsRequest, _version: i16) -> Li
                     };
                     match found {
                         // Never point past what consumers may read.
-                        Ok(Some((offset, ts))) if offset <= part.high_watermark() => resp.with_offset(offset).with_timestamp(ts),
+                        Ok(Some((offset, ts))) if offset <= part.high_watermark() => {
+                            resp.with_offset(offset).with_timestamp(ts)
+                        }
                         Ok(_) => resp,
                         Err(e) => resp.with_error_code(errors::log(&e)),
                     }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
 use super::{broker, errors, s, topic_name, Context};
@@ -24,11 +26,17 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
         Some(list) if list.is_empty() && version == 0 => None,
         Some(list) => Some(
             list.iter()
-                .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), TopicId(t.topic_id)))
+                .map(|t| {
+                    (
+                        t.name.as_ref().map(|n| n.0.to_string()),
+                        TopicId(t.topic_id),
+                    )
+                })
                 .collect(),
         ),
     };
-    let allow_create = ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let allow_create =
+        ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
 
     let mut errors_by_name: BTreeMap<String, i16> = BTreeMap::new();
     if let Some(list) = &wanted {
@@ -66,7 +74,11 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
     }
 
     let topics: Vec<MetadataResponseTopic> = match &wanted {
-        None => image.topics.values().map(|t| topic_entry(&image, t)).collect(),
+        None => image
+            .topics
+            .values()
+            .map(|t| topic_entry(&image, t))
+            .collect(),
         Some(list) => list
             .iter()
             .map(|(name, id)| {
@@ -135,7 +147,11 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
                 .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
                 .map(|r| broker(*r))
                 .collect();
-            let code = if p.leader < 0 { E::LeaderNotAvailable.code() } else { errors::NONE };
+            let code = if p.leader < 0 {
+                E::LeaderNotAvailable.code()
+            } else {
+                errors::NONE
+            };
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(i as i32)

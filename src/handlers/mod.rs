@@ -52,7 +52,8 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
     }
     match key {
         ApiKey::Produce => {
-            let req: kafka_protocol::messages::ProduceRequest = protocol::decode(key, &mut body, v)?;
+            let req: kafka_protocol::messages::ProduceRequest =
+                protocol::decode(key, &mut body, v)?;
             let silent = req.acks == 0;
             let resp = produce::handle(&ctx, req, v).await;
             if silent {
@@ -70,7 +71,10 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
         ApiKey::DescribeConfigs => call!(describe_configs),
         ApiKey::CreatePartitions => call!(create_partitions),
         ApiKey::DescribeCluster => call!(describe_cluster),
-        other => Err(FrameError::UnsupportedVersion { key: other, version: v }),
+        other => Err(FrameError::UnsupportedVersion {
+            key: other,
+            version: v,
+        }),
     }
 }
 

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{broker, errors, s, Context};
@@ -21,7 +23,9 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
     for topic in &req.topic_data {
         // v13+ names topics by id.
         let name = if version >= 13 {
-            image.topic_by_id(TopicId(topic.topic_id)).map(|t| t.name.clone())
+            image
+                .topic_by_id(TopicId(topic.topic_id))
+                .map(|t| t.name.clone())
         } else {
             Some(topic.name.0.to_string())
         };
@@ -35,7 +39,11 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
         for pd in &topic.partition_data {
             let mut resp = PartitionProduceResponse::default().with_index(pd.index);
             let Some(name) = &name else {
-                let code = if version >= 13 { E::UnknownTopicId.code() } else { E::UnknownTopicOrPartition.code() };
+                let code = if version >= 13 {
+                    E::UnknownTopicId.code()
+                } else {
+                    E::UnknownTopicOrPartition.code()
+                };
                 partitions.push(resp.with_error_code(code));
                 continue;
             };
@@ -49,7 +57,9 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                 Err(e) => {
                     if let PartitionError::NotLeader { leader, epoch } = e {
                         resp = resp.with_current_leader(
-                            LeaderIdAndEpoch::default().with_leader_id(broker(leader)).with_leader_epoch(epoch),
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(broker(leader))
+                                .with_leader_epoch(epoch),
                         );
                         leaders_moved.push(leader);
                     }
@@ -64,13 +74,18 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                 Ok(_) => {
                     partitions.push(
                         resp.with_error_code(E::InvalidRecord.code())
-                            .with_error_message(Some(s("a produce request must carry exactly one record batch per partition"))),
+                            .with_error_message(Some(s(
+                            "a produce request must carry exactly one record batch per partition",
+                        ))),
                     );
                     continue;
                 }
                 Err(e) => {
                     tracing::debug!(%tp, error = %e, "refused batch");
-                    partitions.push(resp.with_error_code(errors::batch(&e)).with_error_message(Some(s(e.to_string()))));
+                    partitions.push(
+                        resp.with_error_code(errors::batch(&e))
+                            .with_error_message(Some(s(e.to_string()))),
+                    );
                     continue;
                 }
             };
@@ -81,7 +96,10 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                     continue;
                 }
             }
-            let input: Vec<_> = batches.iter().map(|(h, r)| (*h, &records[r.clone()])).collect();
+            let input: Vec<_> = batches
+                .iter()
+                .map(|(h, r)| (*h, &records[r.clone()]))
+                .collect();
             match partition.append(&input) {
                 Ok((base, last)) => {
                     if req.acks == -1 && !partition.wait_for_hw(last + 1, timeout).await {
@@ -114,7 +132,11 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
 
 /// The endpoints of brokers named as new leaders, so clients re-route without a Metadata round
 /// trip (KIP-951, Produce v10+ / Fetch v16+).
-pub fn node_endpoints(ctx: &Context, image: &crate::metadata::MetadataImage, ids: &[i32]) -> Vec<NodeEndpoint> {
+pub fn node_endpoints(
+    ctx: &Context,
+    image: &crate::metadata::MetadataImage,
+    ids: &[i32],
+) -> Vec<NodeEndpoint> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();

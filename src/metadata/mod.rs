@@ -69,7 +69,9 @@ impl MetadataImage {
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionImage> {
         let t = self.topics.get(&tp.topic)?;
-        usize::try_from(tp.partition).ok().and_then(|p| t.partitions.get(p))
+        usize::try_from(tp.partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
     }
 
     /// Brokers that are registered and not fenced, in id order.
@@ -87,7 +89,9 @@ impl MetadataImage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MetadataRecord {
     /// Written once when the quorum is first formed.
-    InitCluster { cluster_id: String },
+    InitCluster {
+        cluster_id: String,
+    },
     RegisterBroker(BrokerRegistration),
     CreateTopic {
         name: String,
@@ -96,7 +100,9 @@ pub enum MetadataRecord {
         assignments: Vec<Vec<NodeId>>,
         configs: BTreeMap<String, String>,
     },
-    DeleteTopic { id: TopicId },
+    DeleteTopic {
+        id: TopicId,
+    },
     CreatePartitions {
         id: TopicId,
         assignments: Vec<Vec<NodeId>>,
@@ -192,7 +198,12 @@ fn new_partition(replicas: &[NodeId]) -> PartitionImage {
 /// Spreads `partitions` new partitions with `rf` replicas over `brokers`, starting after
 /// `start` so successive topics do not all lead on the same broker. Pure; the caller checks
 /// that `rf <= brokers.len()`.
-pub fn place_replicas(brokers: &[NodeId], partitions: i32, rf: usize, start: usize) -> Vec<Vec<NodeId>> {
+pub fn place_replicas(
+    brokers: &[NodeId],
+    partitions: i32,
+    rf: usize,
+    start: usize,
+) -> Vec<Vec<NodeId>> {
     if brokers.is_empty() {
         return Vec::new();
     }
@@ -222,10 +233,14 @@ pub fn local_changes(prev: &MetadataImage, next: &MetadataImage, node: NodeId) -
         let before = prev.topic_by_id(topic.id);
         for (i, p) in topic.partitions.iter().enumerate() {
             let old = before.and_then(|t| t.partitions.get(i));
-            if p.leader == node && old.is_none_or(|o| o.leader != node || o.leader_epoch != p.leader_epoch) {
-                changes
-                    .lead
-                    .push((TopicPartition::new(topic.name.clone(), i as i32), topic.id, p.leader_epoch));
+            if p.leader == node
+                && old.is_none_or(|o| o.leader != node || o.leader_epoch != p.leader_epoch)
+            {
+                changes.lead.push((
+                    TopicPartition::new(topic.name.clone(), i as i32),
+                    topic.id,
+                    p.leader_epoch,
+                ));
             }
         }
     }

@@ -36,7 +36,11 @@ pub enum FrameError {
     #[error("malformed request header: {0}")]
     BadHeader(String),
     #[error("malformed {key:?} v{version} request: {err}")]
-    BadBody { key: ApiKey, version: i16, err: String },
+    BadBody {
+        key: ApiKey,
+        version: i16,
+        err: String,
+    },
     #[error("{key:?} v{version} is not supported")]
     UnsupportedVersion { key: ApiKey, version: i16 },
 }
@@ -65,7 +69,8 @@ pub fn parse(frame: Bytes) -> Result<Parsed, FrameError> {
     let (key, version) = peek_key_version(&frame)?;
     let mut body = frame;
     let header_version = key.request_header_version(version);
-    let header = RequestHeader::decode(&mut body, header_version).map_err(|e| FrameError::BadHeader(e.to_string()))?;
+    let header = RequestHeader::decode(&mut body, header_version)
+        .map_err(|e| FrameError::BadHeader(e.to_string()))?;
     Ok(Parsed {
         key,
         version,
@@ -85,7 +90,12 @@ pub fn decode<R: Decodable>(key: ApiKey, body: &mut Bytes, version: i16) -> Resu
 
 /// Encodes a whole response frame: size, response header (v0 for ApiVersions, v1 for other
 /// flexible versions), body.
-pub fn encode_response<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Result<Bytes, FrameError> {
+pub fn encode_response<R: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> Result<Bytes, FrameError> {
     let header_version = key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let bad = |e: anyhow::Error| FrameError::BadBody {
@@ -93,7 +103,8 @@ pub fn encode_response<R: Encodable>(key: ApiKey, version: i16, correlation_id: 
         version,
         err: format!("cannot encode response: {e}"),
     };
-    let size = header.compute_size(header_version).map_err(bad)? + body.compute_size(version).map_err(bad)?;
+    let size = header.compute_size(header_version).map_err(bad)?
+        + body.compute_size(version).map_err(bad)?;
     let mut buf = BytesMut::with_capacity(size + 4);
     buf.put_i32(size as i32);
     header.encode(&mut buf, header_version).map_err(bad)?;
@@ -110,7 +121,10 @@ mod tests {
     fn supported_ranges_fit_the_codecs() {
         for (key, min, max) in SUPPORTED {
             let r = key.valid_versions();
-            assert!(*min >= r.min && *max <= r.max, "{key:?} {min}..{max} outside {r}");
+            assert!(
+                *min >= r.min && *max <= r.max,
+                "{key:?} {min}..{max} outside {r}"
+            );
         }
     }
 
@@ -125,7 +139,10 @@ mod tests {
 
     #[test]
     fn unknown_key_and_short_frames_are_refused() {
-        assert!(matches!(peek_key_version(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]), Err(FrameError::UnknownApiKey(_))));
+        assert!(matches!(
+            peek_key_version(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]),
+            Err(FrameError::UnknownApiKey(_))
+        ));
         assert!(matches!(peek_key_version(&[0, 1]), Err(FrameError::Short)));
     }
 }

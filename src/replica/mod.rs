@@ -119,10 +119,14 @@ impl ReplicaManager {
         for (tp, topic_id, epoch) in changes.lead {
             let existing = self.map().get(&tp).cloned();
             if let Some(p) = existing.filter(|p| p.topic_id() == topic_id) {
-                p.leader_epoch.store(epoch, std::sync::atomic::Ordering::Release);
+                p.leader_epoch
+                    .store(epoch, std::sync::atomic::Ordering::Release);
                 continue;
             }
-            let configs = image.topic(&tp.topic).map(|t| t.configs.clone()).unwrap_or_default();
+            let configs = image
+                .topic(&tp.topic)
+                .map(|t| t.configs.clone())
+                .unwrap_or_default();
             let settings = log_settings(&self.config.log, &configs);
             match PartitionLog::open(&self.config.log_dir, tp.clone(), topic_id, settings) {
                 Ok((log, rec)) => {
@@ -157,7 +161,11 @@ impl ReplicaManager {
 
     /// The partition if this node leads it in `image`, reconciling first if the image is newer
     /// than what has been applied (so a just-created topic is writable at once).
-    pub fn leader_partition(&self, image: &Arc<MetadataImage>, tp: &TopicPartition) -> Result<Arc<Partition>, PartitionError> {
+    pub fn leader_partition(
+        &self,
+        image: &Arc<MetadataImage>,
+        tp: &TopicPartition,
+    ) -> Result<Arc<Partition>, PartitionError> {
         let Some(p) = image.partition(tp) else {
             return Err(PartitionError::UnknownTopicOrPartition);
         };
@@ -178,7 +186,11 @@ impl ReplicaManager {
     }
 
     /// Follows the metadata image until cancelled.
-    pub async fn run_reconciler(self: Arc<Self>, mut images: watch::Receiver<Arc<MetadataImage>>, token: CancellationToken) {
+    pub async fn run_reconciler(
+        self: Arc<Self>,
+        mut images: watch::Receiver<Arc<MetadataImage>>,
+        token: CancellationToken,
+    ) {
         loop {
             let image = images.borrow_and_update().clone();
             let me = self.clone();

@@ -28,7 +28,12 @@ type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
 
 /// Accepts connections until `token` is cancelled; each connection is tracked by `tracker` so
 /// shutdown can wait for in-flight responses to drain.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, token: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
@@ -76,7 +81,9 @@ async fn read_requests(
         }
         let size = i32::from_be_bytes(len);
         if size < 0 || size as usize > max {
-            return Some(format!("frame of {size} bytes exceeds socket.request.max.bytes ({max})"));
+            return Some(format!(
+                "frame of {size} bytes exceeds socket.request.max.bytes ({max})"
+            ));
         }
         let mut frame = BytesMut::zeroed(size as usize);
         tokio::select! {
@@ -97,9 +104,14 @@ async fn read_requests(
                 // The client retries with a version from this list (KIP-511).
                 let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
                 let body = ApiVersionsResponse::default()
-                    .with_error_code(kafka_protocol::error::ResponseError::UnsupportedVersion.code())
+                    .with_error_code(
+                        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+                    )
                     .with_api_keys(handlers::api_versions::list());
-                tokio::spawn(async move { protocol::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).map(Some) })
+                tokio::spawn(async move {
+                    protocol::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
+                        .map(Some)
+                })
             }
             _ => return Some(FrameError::UnsupportedVersion { key, version }.to_string()),
         };
@@ -111,7 +123,11 @@ async fn read_requests(
 
 /// Writes responses in request order; stops (cancelling the reader) on a write error, a
 /// handler that asks to close, or a handler that panicked.
-async fn write_responses(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, token: CancellationToken) {
+async fn write_responses(
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    token: CancellationToken,
+) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(task) = rx.recv().await {
         match task.await {

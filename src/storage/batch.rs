@@ -109,24 +109,32 @@ pub fn crc_ok(batch: &[u8], header: &BatchHeader) -> bool {
 
 /// Splits `records` into batches and checks each: complete, magic 2, sane counts, CRC-32C, and
 /// not larger than `max_bytes`. Returns each batch's header and byte range.
-pub fn validate(records: &[u8], max_bytes: usize) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+pub fn validate(
+    records: &[u8],
+    max_bytes: usize,
+) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < records.len() {
         let rest = &records[pos..];
-        let (_, size) = peek_size(rest).ok_or_else(|| BatchError::Corrupt("batch header is incomplete".into()))?;
+        let (_, size) = peek_size(rest)
+            .ok_or_else(|| BatchError::Corrupt("batch header is incomplete".into()))?;
         if rest.len() < HEADER_LEN || rest.len() < size {
             return Err(BatchError::Corrupt(format!(
                 "batch declares {size} bytes but {} remain",
                 rest.len()
             )));
         }
-        let h = parse_header(rest).ok_or_else(|| BatchError::Corrupt("batch header is incomplete".into()))?;
+        let h = parse_header(rest)
+            .ok_or_else(|| BatchError::Corrupt("batch header is incomplete".into()))?;
         if h.magic != 2 {
             return Err(BatchError::UnsupportedMagic(h.magic));
         }
         if size > max_bytes {
-            return Err(BatchError::TooLarge { size, max: max_bytes });
+            return Err(BatchError::TooLarge {
+                size,
+                max: max_bytes,
+            });
         }
         if !crc_ok(&rest[..size], &h) {
             return Err(BatchError::BadCrc);
@@ -218,8 +226,14 @@ pub(crate) mod tests {
         bad[last] ^= 0xff;
         assert_eq!(validate(&bad, 1 << 20), Err(BatchError::BadCrc));
         assert!(matches!(validate(&b, 10), Err(BatchError::TooLarge { .. })));
-        assert!(matches!(validate(&b[..b.len() - 1], 1 << 20), Err(BatchError::Corrupt(_))));
-        assert!(matches!(validate(&b[..20], 1 << 20), Err(BatchError::Corrupt(_))));
+        assert!(matches!(
+            validate(&b[..b.len() - 1], 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
+        assert!(matches!(
+            validate(&b[..20], 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -25,7 +25,11 @@ use crate::types::{Offset, TopicId, TopicPartition};
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("offset {offset} is outside the log [{start}, {end}]")]
-    OffsetOutOfRange { offset: Offset, start: Offset, end: Offset },
+    OffsetOutOfRange {
+        offset: Offset,
+        start: Offset,
+        end: Offset,
+    },
     #[error("log I/O error: {0}")]
     Io(#[from] io::Error),
 }
@@ -46,7 +50,11 @@ impl Inner {
     }
 
     fn end(&self) -> Offset {
-        self.segments.values().next_back().map(|s| s.next_offset).unwrap_or(self.log_start)
+        self.segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset)
+            .unwrap_or(self.log_start)
     }
 }
 
@@ -83,7 +91,12 @@ impl PartitionLog {
 
     /// Opens (or creates) the log under `root`. A directory that belongs to another topic id is
     /// removed first. Only segments at or after the recovery point are re-validated.
-    pub fn open(root: &Path, tp: TopicPartition, topic_id: TopicId, settings: LogDefaults) -> Result<(PartitionLog, Recovery), LogError> {
+    pub fn open(
+        root: &Path,
+        tp: TopicPartition,
+        topic_id: TopicId,
+        settings: LogDefaults,
+    ) -> Result<(PartitionLog, Recovery), LogError> {
         let dir = root.join(Self::dir_name(&tp));
         let meta_path = dir.join("partition.metadata");
         if dir.exists() {
@@ -112,7 +125,8 @@ impl PartitionLog {
         for (i, &base) in bases.iter().enumerate() {
             let next = bases.get(i + 1).copied();
             let flushed = next.is_some_and(|n| n <= recovery_point);
-            let (mut seg, cut) = Segment::open(&dir, base, !flushed, settings.index_interval_bytes)?;
+            let (mut seg, cut) =
+                Segment::open(&dir, base, !flushed, settings.index_interval_bytes)?;
             if !flushed {
                 report.recovered_segments += 1;
                 seg.unflushed = true;
@@ -154,7 +168,10 @@ impl PartitionLog {
     }
 
     pub fn settings(&self) -> LogDefaults {
-        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_settings(&self, s: LogDefaults) {
@@ -171,20 +188,31 @@ impl PartitionLog {
 
     /// Appends validated batches as received, assigning offsets from the log end and stamping
     /// `leader_epoch`. Returns (first offset, last offset).
-    pub fn append(&self, batches: &[(BatchHeader, &[u8])], leader_epoch: i32) -> Result<(Offset, Offset), LogError> {
+    pub fn append(
+        &self,
+        batches: &[(BatchHeader, &[u8])],
+        leader_epoch: i32,
+    ) -> Result<(Offset, Offset), LogError> {
         let settings = self.settings();
         let mut inner = self.lock();
         let first = inner.end();
         let mut next = first;
         for (h, bytes) in batches {
-            if inner.active().should_roll(bytes.len(), next, settings.segment_bytes, settings.roll_ms) {
+            if inner.active().should_roll(
+                bytes.len(),
+                next,
+                settings.segment_bytes,
+                settings.roll_ms,
+            ) {
                 self.roll(&mut inner, next)?;
             }
             let prefix = rewritten_prefix(bytes, next, leader_epoch);
             let mut placed = *h;
             placed.base_offset = next;
             placed.leader_epoch = leader_epoch;
-            inner.active().append(&prefix, bytes, &placed, settings.index_interval_bytes)?;
+            inner
+                .active()
+                .append(&prefix, bytes, &placed, settings.index_interval_bytes)?;
             next = placed.next_offset();
             inner.unflushed_messages += h.record_count.max(1) as i64;
         }
@@ -199,7 +227,9 @@ impl PartitionLog {
     fn roll(&self, inner: &mut Inner, base: Offset) -> Result<(), LogError> {
         inner.active().flush()?;
         write_checkpoint(&self.dir.join("recovery-point"), &base.to_string())?;
-        inner.segments.insert(base, Segment::create(&self.dir, base)?);
+        inner
+            .segments
+            .insert(base, Segment::create(&self.dir, base)?);
         tracing::debug!(tp = %self.tp, base, "rolled segment");
         Ok(())
     }
@@ -222,7 +252,13 @@ impl PartitionLog {
 
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at least
     /// one batch with `min_one`), never reaching `max_offset` (the high watermark).
-    pub fn read(&self, offset: Offset, max_bytes: usize, max_offset: Offset, min_one: bool) -> Result<Bytes, LogError> {
+    pub fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one: bool,
+    ) -> Result<Bytes, LogError> {
         let (file, pos, end) = {
             let inner = self.lock();
             let log_end = inner.end();
@@ -234,10 +270,19 @@ impl PartitionLog {
                 });
             }
             let mut found = None;
-            for seg in inner.segments.range(..=offset).next_back().into_iter().map(|(_, s)| s).chain(
-                inner.segments.range(offset + 1..).map(|(_, s)| s),
-            ) {
-                let lookup = if offset < seg.base { seg.locate(seg.base)? } else { seg.locate(offset)? };
+            for seg in inner
+                .segments
+                .range(..=offset)
+                .next_back()
+                .into_iter()
+                .map(|(_, s)| s)
+                .chain(inner.segments.range(offset + 1..).map(|(_, s)| s))
+            {
+                let lookup = if offset < seg.base {
+                    seg.locate(seg.base)?
+                } else {
+                    seg.locate(offset)?
+                };
                 if let Some(pos) = lookup {
                     found = Some((seg.file(), pos, seg.size));
                     break;
@@ -248,7 +293,9 @@ impl PartitionLog {
                 None => return Ok(Bytes::new()),
             }
         };
-        Ok(read_batches(&file, pos, end, max_bytes, max_offset, min_one)?)
+        Ok(read_batches(
+            &file, pos, end, max_bytes, max_offset, min_one,
+        )?)
     }
 
     /// The first record with a timestamp at or after `ts`: (offset, timestamp).
@@ -286,8 +333,12 @@ impl PartitionLog {
         let mut total: i64 = inner.segments.values().map(|s| s.size as i64).sum();
         let mut deleted = 0;
         while inner.segments.len() > 1 {
-            let Some((&base, seg)) = inner.segments.iter().next() else { break };
-            let too_old = s.retention_ms >= 0 && seg.max_timestamp >= 0 && now_ms - seg.max_timestamp > s.retention_ms;
+            let Some((&base, seg)) = inner.segments.iter().next() else {
+                break;
+            };
+            let too_old = s.retention_ms >= 0
+                && seg.max_timestamp >= 0
+                && now_ms - seg.max_timestamp > s.retention_ms;
             let too_big = s.retention_bytes >= 0 && total - seg.size as i64 >= s.retention_bytes;
             if !(too_old || too_big) {
                 break;
@@ -299,9 +350,17 @@ impl PartitionLog {
             deleted += 1;
         }
         if deleted > 0 {
-            let first = inner.segments.keys().next().copied().unwrap_or(inner.log_start);
+            let first = inner
+                .segments
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(inner.log_start);
             inner.log_start = inner.log_start.max(first);
-            write_checkpoint(&self.dir.join("log-start-offset"), &inner.log_start.to_string())?;
+            write_checkpoint(
+                &self.dir.join("log-start-offset"),
+                &inner.log_start.to_string(),
+            )?;
             tracing::info!(tp = %self.tp, deleted, log_start = inner.log_start, "retention removed segments");
         }
         Ok(deleted)
@@ -365,20 +424,32 @@ mod tests {
         for off in [0, 1, 44, 77, 149] {
             let data = log.read(off, 1, end, true).expect("read");
             let h = crate::storage::batch::parse_header(&data).expect("header");
-            assert!(h.base_offset <= off && off <= h.last_offset(), "offset {off} in {h:?}");
+            assert!(
+                h.base_offset <= off && off <= h.last_offset(),
+                "offset {off} in {h:?}"
+            );
         }
         assert!(log.read(150, 100, end, true).expect("at end").is_empty());
-        assert!(matches!(log.read(151, 100, end, true), Err(LogError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(151, 100, end, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
         // Never past max_offset.
         assert!(log.read(0, 1 << 20, 0, true).expect("read").is_empty());
-        assert_eq!(log.offset_for_timestamp(1010).expect("ts"), Some((30, 1010)));
+        assert_eq!(
+            log.offset_for_timestamp(1010).expect("ts"),
+            Some((30, 1010))
+        );
         assert_eq!(log.max_timestamp().expect("max").map(|m| m.1), Some(1049));
         drop(log);
         let (log, rec) = PartitionLog::open(dir.path(), tp, id(), settings()).expect("reopen");
         assert_eq!(log.log_end_offset(), 150);
         assert!(rec.recovered_segments >= 1);
         assert!(!rec.truncated);
-        assert_eq!(log.offset_for_timestamp(1030).expect("ts"), Some((90, 1030)));
+        assert_eq!(
+            log.offset_for_timestamp(1030).expect("ts"),
+            Some((90, 1030))
+        );
     }
 
     #[test]
@@ -389,9 +460,15 @@ mod tests {
         append(&log, 2, 1);
         append(&log, 2, 2);
         drop(log);
-        let path = dir.path().join("t-0").join(super::super::segment::file_name(0, "log"));
+        let path = dir
+            .path()
+            .join("t-0")
+            .join(super::super::segment::file_name(0, "log"));
         let len = std::fs::metadata(&path).expect("meta").len();
-        let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
         f.set_len(len - 5).expect("tear");
         let (log, rec) = PartitionLog::open(dir.path(), tp, id(), settings()).expect("reopen");
         assert!(rec.truncated);
@@ -404,7 +481,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let mut s = settings();
         s.retention_bytes = 4096;
-        let (log, _) = PartitionLog::open(dir.path(), TopicPartition::new("t", 0), id(), s).expect("open");
+        let (log, _) =
+            PartitionLog::open(dir.path(), TopicPartition::new("t", 0), id(), s).expect("open");
         for i in 0..60 {
             append(&log, 1, i);
         }
@@ -412,7 +490,13 @@ mod tests {
         let gone = log.apply_retention(0).expect("retention");
         assert!(gone > 0 && log.segment_count() == before - gone);
         assert!(log.log_start_offset() > 0);
-        assert!(matches!(log.read(0, 100, 60, true), Err(LogError::OffsetOutOfRange { .. })));
-        assert!(!log.read(log.log_start_offset(), 100, 60, true).expect("read").is_empty());
+        assert!(matches!(
+            log.read(0, 100, 60, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(!log
+            .read(log.log_start_offset(), 100, 60, true)
+            .expect("read")
+            .is_empty());
     }
 }

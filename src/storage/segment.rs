@@ -94,7 +94,12 @@ impl Segment {
     /// Opens an existing segment. With `recover`, every batch is re-validated (size, magic,
     /// CRC-32C), the file is truncated after the last good one, and the indexes are rebuilt;
     /// returns whether anything was cut. Without it, the indexes are trusted if they look sane.
-    pub fn open(dir: &Path, base: i64, recover: bool, index_interval: u64) -> io::Result<(Segment, bool)> {
+    pub fn open(
+        dir: &Path,
+        base: i64,
+        recover: bool,
+        index_interval: u64,
+    ) -> io::Result<(Segment, bool)> {
         let log = open_rw(&dir.join(file_name(base, "log")), false)?;
         let index_file = open_rw(&dir.join(file_name(base, "index")), false)?;
         let time_file = open_rw(&dir.join(file_name(base, "timeindex")), false)?;
@@ -143,14 +148,19 @@ impl Segment {
     fn load_indexes(&mut self, file_len: u64) -> io::Result<bool> {
         let idx = std::fs::read(self.dir.join(file_name(self.base, "index")))?;
         let tix = std::fs::read(self.dir.join(file_name(self.base, "timeindex")))?;
-        if idx.len() % INDEX_ENTRY != 0 || tix.len() % TIME_ENTRY != 0 || idx.len() / INDEX_ENTRY != tix.len() / TIME_ENTRY {
+        if idx.len() % INDEX_ENTRY != 0
+            || tix.len() % TIME_ENTRY != 0
+            || idx.len() / INDEX_ENTRY != tix.len() / TIME_ENTRY
+        {
             return Ok(false);
         }
         let mut last = (0u32, 0u32);
         for c in idx.chunks_exact(INDEX_ENTRY) {
             let rel = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
             let pos = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
-            if (pos as u64) >= file_len || (!self.index.is_empty() && (rel <= last.0 || pos <= last.1)) {
+            if (pos as u64) >= file_len
+                || (!self.index.is_empty() && (rel <= last.0 || pos <= last.1))
+            {
                 return Ok(false);
             }
             last = (rel, pos);
@@ -168,11 +178,21 @@ impl Segment {
     /// Walks batch headers from `from` to `end`, updating next offset, max timestamp and (with
     /// `build_index`) the indexes. With `check_crc` each batch is read whole and verified.
     /// Returns the position after the last good batch.
-    fn scan(&mut self, from: u64, end: u64, check_crc: bool, index_interval: u64, build_index: bool) -> io::Result<u64> {
+    fn scan(
+        &mut self,
+        from: u64,
+        end: u64,
+        check_crc: bool,
+        index_interval: u64,
+        build_index: bool,
+    ) -> io::Result<u64> {
         let mut pos = from;
-        loop {
-            let Some(h) = header_at(&self.log, pos, end)? else { break };
-            if h.magic != 2 || h.last_offset_delta < 0 || pos + h.size as u64 > end || h.base_offset < self.next_offset {
+        while let Some(h) = header_at(&self.log, pos, end)? {
+            if h.magic != 2
+                || h.last_offset_delta < 0
+                || pos + h.size as u64 > end
+                || h.base_offset < self.next_offset
+            {
                 break;
             }
             if check_crc {
@@ -226,7 +246,13 @@ impl Segment {
     }
 
     /// Appends one validated batch, whose base offset and epoch are already rewritten in `prefix`.
-    pub fn append(&mut self, prefix: &[u8; 16], batch_bytes: &[u8], h: &BatchHeader, index_interval: u64) -> io::Result<()> {
+    pub fn append(
+        &mut self,
+        prefix: &[u8; 16],
+        batch_bytes: &[u8],
+        h: &BatchHeader,
+        index_interval: u64,
+    ) -> io::Result<()> {
         let pos = self.size;
         self.maybe_index(h, pos, index_interval)?;
         let mut f: &File = &self.log;
@@ -245,7 +271,11 @@ impl Segment {
         }
         let rel = (offset - self.base) as u32;
         let i = self.index.partition_point(|e| e.0 <= rel);
-        let mut pos = if i == 0 { 0 } else { self.index[i - 1].1 as u64 };
+        let mut pos = if i == 0 {
+            0
+        } else {
+            self.index[i - 1].1 as u64
+        };
         while let Some(h) = header_at(&self.log, pos, self.size)? {
             if h.next_offset() > offset {
                 return Ok(Some(pos));
@@ -265,7 +295,11 @@ impl Segment {
             return Ok(None);
         }
         let i = self.time_index.partition_point(|e| e.0 < target);
-        let mut pos = if i == 0 { 0 } else { self.index[i - 1].1 as u64 };
+        let mut pos = if i == 0 {
+            0
+        } else {
+            self.index[i - 1].1 as u64
+        };
         while let Some(h) = header_at(&self.log, pos, self.size)? {
             if h.max_timestamp >= target {
                 return self.record_at_timestamp(pos, &h, |ts| ts >= target);
@@ -294,7 +328,12 @@ impl Segment {
 
     /// Decodes one batch (decompressing if needed; off the hot path) and finds the first record
     /// whose timestamp matches.
-    fn record_at_timestamp(&self, pos: u64, h: &BatchHeader, hit: impl Fn(i64) -> bool) -> io::Result<Option<(i64, i64)>> {
+    fn record_at_timestamp(
+        &self,
+        pos: u64,
+        h: &BatchHeader,
+        hit: impl Fn(i64) -> bool,
+    ) -> io::Result<Option<(i64, i64)>> {
         let mut whole = vec![0u8; h.size];
         self.log.read_exact_at(&mut whole, pos)?;
         let mut buf = Bytes::from(whole);
@@ -339,7 +378,14 @@ impl Segment {
 /// Reads whole batches from `start` to at most `end` (exclusive file positions), up to
 /// `max_bytes` — but at least one whole batch when `min_one` — and never a batch at or past
 /// `max_offset`. Runs without the log's lock.
-pub fn read_batches(file: &File, start: u64, end: u64, max_bytes: usize, max_offset: i64, min_one: bool) -> io::Result<Bytes> {
+pub fn read_batches(
+    file: &File,
+    start: u64,
+    end: u64,
+    max_bytes: usize,
+    max_offset: i64,
+    min_one: bool,
+) -> io::Result<Bytes> {
     if start >= end {
         return Ok(Bytes::new());
     }

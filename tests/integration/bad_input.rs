@@ -6,11 +6,13 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use crate::harness::{Broker, Raw};
 
@@ -32,15 +34,25 @@ fn frame<R: Encodable>(key: ApiKey, version: i16, corr: i32, body: &R) -> Vec<u8
 
 fn response<R: Decodable>(key: ApiKey, version: i16, bytes: Vec<u8>) -> (i32, R) {
     let mut b = Bytes::from(bytes);
-    let header = ResponseHeader::decode(&mut b, key.response_header_version(version)).expect("response header");
-    (header.correlation_id, R::decode(&mut b, version).expect("response body"))
+    let header = ResponseHeader::decode(&mut b, key.response_header_version(version))
+        .expect("response header");
+    (
+        header.correlation_id,
+        R::decode(&mut b, version).expect("response body"),
+    )
 }
 
 /// The broker still answers a fresh client.
 fn still_serving(port: u16) {
     let mut raw = Raw::connect(port);
-    raw.send_raw(&frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()));
-    let (corr, resp): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 3, raw.read_frame().expect("answer"));
+    raw.send_raw(&frame(
+        ApiKey::ApiVersions,
+        3,
+        1,
+        &ApiVersionsRequest::default(),
+    ));
+    let (corr, resp): (i32, ApiVersionsResponse) =
+        response(ApiKey::ApiVersions, 3, raw.read_frame().expect("answer"));
     assert_eq!(corr, 1);
     assert_eq!(resp.error_code, 0);
 }
@@ -62,7 +74,15 @@ fn batch(value: &[u8]) -> Bytes {
         headers: Default::default(),
     };
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode batch");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
     buf.freeze()
 }
 
@@ -72,12 +92,18 @@ fn produce(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
         .with_timeout_ms(5_000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
 }
 
 fn produce_code(raw: &mut Raw, corr: i32, req: &ProduceRequest) -> (i16, i64) {
     raw.send_raw(&frame(ApiKey::Produce, 9, corr, req));
-    let (c, resp): (i32, ProduceResponse) = response(ApiKey::Produce, 9, raw.read_frame().expect("produce answer"));
+    let (c, resp): (i32, ProduceResponse) = response(
+        ApiKey::Produce,
+        9,
+        raw.read_frame().expect("produce answer"),
+    );
     assert_eq!(c, corr);
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
@@ -85,10 +111,16 @@ fn produce_code(raw: &mut Raw, corr: i32, req: &ProduceRequest) -> (i16, i64) {
 
 fn metadata(raw: &mut Raw, corr: i32, topic: &str, auto_create: bool) -> MetadataResponse {
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
         .with_allow_auto_topic_creation(auto_create);
     raw.send_raw(&frame(ApiKey::Metadata, 12, corr, &req));
-    response(ApiKey::Metadata, 12, raw.read_frame().expect("metadata answer")).1
+    response(
+        ApiKey::Metadata,
+        12,
+        raw.read_frame().expect("metadata answer"),
+    )
+    .1
 }
 
 fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
@@ -100,7 +132,10 @@ fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_string(topic.into())))
-            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])])
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
 }
 
 #[test]
@@ -119,7 +154,9 @@ fn oversized_truncated_random_and_unknown_frames_close_only_that_connection() {
     let mut raw = Raw::connect(broker.port);
     raw.send_raw(&100i32.to_be_bytes());
     raw.send_raw(&[0, 18, 0, 3, 0, 0]);
-    raw.stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    raw.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
     assert!(raw.is_closed(), "truncated frame closes the connection");
     // An unknown API key.
     let mut raw = Raw::connect(broker.port);
@@ -160,11 +197,21 @@ fn unsupported_versions() {
     let broker = Broker::start(&[]);
     // ApiVersions at an unknown version: a v0 answer with UNSUPPORTED_VERSION and the list.
     let mut raw = Raw::connect(broker.port);
-    raw.send_raw(&frame(ApiKey::ApiVersions, 3, 11, &ApiVersionsRequest::default()).iter().enumerate().map(|(i, b)| if i == 7 { 99 } else { *b }).collect::<Vec<_>>());
-    let (corr, resp): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 0, raw.read_frame().expect("v0 answer"));
+    raw.send_raw(
+        &frame(ApiKey::ApiVersions, 3, 11, &ApiVersionsRequest::default())
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if i == 7 { 99 } else { *b })
+            .collect::<Vec<_>>(),
+    );
+    let (corr, resp): (i32, ApiVersionsResponse) =
+        response(ApiKey::ApiVersions, 0, raw.read_frame().expect("v0 answer"));
     assert_eq!(corr, 11);
     assert_eq!(resp.error_code, 35, "UNSUPPORTED_VERSION");
-    assert!(resp.api_keys.iter().any(|k| k.api_key == 18 && k.max_version == 4));
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 18 && k.max_version == 4));
     // Any other API at an unsupported version closes the connection.
     let mut raw = Raw::connect(broker.port);
     let mut f = frame(ApiKey::Metadata, 12, 12, &MetadataRequest::default());
@@ -181,34 +228,53 @@ fn bad_crc_unknown_topic_and_out_of_range_get_kafka_errors() {
     // Auto-creation off: Metadata and Produce both say UNKNOWN_TOPIC_OR_PARTITION.
     let md = metadata(&mut raw, 1, "nope", true);
     assert_eq!(md.topics[0].error_code, 3);
-    assert_eq!(produce_code(&mut raw, 2, &produce("nope", batch(b"x"), 1)).0, 3);
+    assert_eq!(
+        produce_code(&mut raw, 2, &produce("nope", batch(b"x"), 1)).0,
+        3
+    );
 
     // Create a topic by hand through the CreateTopics API, then corrupt a batch.
     let create = kafka_protocol::messages::CreateTopicsRequest::default()
         .with_timeout_ms(5000)
-        .with_topics(vec![kafka_protocol::messages::create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
+        .with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ]);
     raw.send_raw(&frame(ApiKey::CreateTopics, 7, 3, &create));
-    let (_, created): (i32, kafka_protocol::messages::CreateTopicsResponse) = response(ApiKey::CreateTopics, 7, raw.read_frame().expect("created"));
+    let (_, created): (i32, kafka_protocol::messages::CreateTopicsResponse) =
+        response(ApiKey::CreateTopics, 7, raw.read_frame().expect("created"));
     assert_eq!(created.topics[0].error_code, 0);
 
     let good = batch(b"good");
     let mut bad = BytesMut::from(&good[..]);
     let last = bad.len() - 1;
     bad[last] ^= 0x55;
-    assert_eq!(produce_code(&mut raw, 4, &produce("t", bad.freeze(), 1)).0, 2, "CORRUPT_MESSAGE");
+    assert_eq!(
+        produce_code(&mut raw, 4, &produce("t", bad.freeze(), 1)).0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
     // A truncated batch is corrupt too.
-    assert_eq!(produce_code(&mut raw, 5, &produce("t", good.slice(..good.len() - 3), 1)).0, 2);
-    assert_eq!(produce_code(&mut raw, 6, &produce("t", good.clone(), 1)), (0, 0), "the log took nothing bad");
+    assert_eq!(
+        produce_code(&mut raw, 5, &produce("t", good.slice(..good.len() - 3), 1)).0,
+        2
+    );
+    assert_eq!(
+        produce_code(&mut raw, 6, &produce("t", good.clone(), 1)),
+        (0, 0),
+        "the log took nothing bad"
+    );
 
     // Fetch past the end: OFFSET_OUT_OF_RANGE; at the start: the one good record.
     raw.send_raw(&frame(ApiKey::Fetch, 12, 7, &fetch("t", 5, 0)));
-    let (_, f): (i32, FetchResponse) = response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    let (_, f): (i32, FetchResponse) =
+        response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
     assert_eq!(f.responses[0].partitions[0].error_code, 1);
     raw.send_raw(&frame(ApiKey::Fetch, 12, 8, &fetch("t", 0, 0)));
-    let (_, f): (i32, FetchResponse) = response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    let (_, f): (i32, FetchResponse) =
+        response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
     let p = &f.responses[0].partitions[0];
     assert_eq!((p.error_code, p.high_watermark), (0, 1));
     let mut records = p.records.clone().expect("records");
@@ -225,10 +291,25 @@ fn pipelined_responses_keep_request_order_and_acks0_is_silent() {
     // A long-poll fetch first (it waits), then quick requests, then an acks=0 produce.
     let mut burst = frame(ApiKey::Fetch, 12, 100, &fetch("pipe", 0, 400));
     for corr in 101..120 {
-        burst.extend(frame(ApiKey::ApiVersions, 3, corr, &ApiVersionsRequest::default()));
+        burst.extend(frame(
+            ApiKey::ApiVersions,
+            3,
+            corr,
+            &ApiVersionsRequest::default(),
+        ));
     }
-    burst.extend(frame(ApiKey::Produce, 9, 120, &produce("pipe", batch(b"silent"), 0)));
-    burst.extend(frame(ApiKey::ApiVersions, 3, 121, &ApiVersionsRequest::default()));
+    burst.extend(frame(
+        ApiKey::Produce,
+        9,
+        120,
+        &produce("pipe", batch(b"silent"), 0),
+    ));
+    burst.extend(frame(
+        ApiKey::ApiVersions,
+        3,
+        121,
+        &ApiVersionsRequest::default(),
+    ));
     raw.send_raw(&burst);
     let mut seen = Vec::new();
     for _ in 0..21 {
@@ -240,6 +321,7 @@ fn pipelined_responses_keep_request_order_and_acks0_is_silent() {
     assert_eq!(seen, expected, "in request order, nothing for acks=0");
     // The acks=0 record did land.
     raw.send_raw(&frame(ApiKey::Fetch, 12, 122, &fetch("pipe", 0, 1000)));
-    let (_, f): (i32, FetchResponse) = response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    let (_, f): (i32, FetchResponse) =
+        response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
     assert_eq!(f.responses[0].partitions[0].high_watermark, 1);
 }

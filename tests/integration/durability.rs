@@ -11,8 +11,15 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::harness::{consume_all, consumer, flush, producer, Broker};
 
-fn send(p: &rdkafka::producer::BaseProducer<crate::harness::Recorder>, topic: &str, id: u64, payload: &[u8]) {
-    let mut rec = BaseRecord::with_opaque_to(topic, Box::new(id)).key(&[]).payload(payload);
+fn send(
+    p: &rdkafka::producer::BaseProducer<crate::harness::Recorder>,
+    topic: &str,
+    id: u64,
+    payload: &[u8],
+) {
+    let mut rec = BaseRecord::with_opaque_to(topic, Box::new(id))
+        .key(&[])
+        .payload(payload);
     loop {
         match p.send(rec) {
             Ok(()) => return,
@@ -39,9 +46,18 @@ fn clean_restart_keeps_everything() {
     assert_eq!(p.context().acks.lock().expect("lock").len(), 5_000);
     drop(p);
     let took = broker.terminate();
-    assert!(took < Duration::from_secs(5), "SIGTERM shutdown took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM shutdown took {took:?}"
+    );
     broker.restart();
-    let got = consume_all(&broker.bootstrap(), "keep", 3, 5_000, Duration::from_secs(30));
+    let got = consume_all(
+        &broker.bootstrap(),
+        "keep",
+        3,
+        5_000,
+        Duration::from_secs(30),
+    );
     assert_eq!(got.len(), 5_000);
     // And the log keeps growing from where it was.
     let p = producer(&broker.bootstrap(), &[("acks", "1")]);
@@ -49,8 +65,14 @@ fn clean_restart_keeps_everything() {
     flush(&p);
     let acks = p.context().acks.lock().expect("lock").clone();
     assert_eq!(acks.len(), 1);
-    let before = got.iter().filter(|g| g.partition == acks[0].partition).count() as i64;
-    assert_eq!(acks[0].offset, before, "appends continue at the old log end");
+    let before = got
+        .iter()
+        .filter(|g| g.partition == acks[0].partition)
+        .count() as i64;
+    assert_eq!(
+        acks[0].offset, before,
+        "appends continue at the old log end"
+    );
 }
 
 #[test]
@@ -61,17 +83,24 @@ fn sigkill_during_acks1_produce_loses_no_acknowledged_record() {
     let stop2 = stop.clone();
     let bs = bootstrap.clone();
     let writer = std::thread::spawn(move || {
-        let p = producer(&bs, &[("acks", "1"), ("message.timeout.ms", "3000"), ("retries", "0")]);
+        let p = producer(
+            &bs,
+            &[
+                ("acks", "1"),
+                ("message.timeout.ms", "3000"),
+                ("retries", "0"),
+            ],
+        );
         let mut id = 0u64;
         let started = Instant::now();
         while !stop2.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
             send(&p, "crash", id, &payload(id));
             id += 1;
-            if id % 100 == 0 {
+            if id.is_multiple_of(100) {
                 p.poll(Duration::from_millis(1));
             }
         }
-        let _ = p.flush( Duration::from_secs(5));
+        let _ = p.flush(Duration::from_secs(5));
         let acks = p.context().acks.lock().expect("lock").clone();
         acks
     });
@@ -80,24 +109,42 @@ fn sigkill_during_acks1_produce_loses_no_acknowledged_record() {
     broker.kill();
     stop.store(true, Ordering::Relaxed);
     let acks = writer.join().expect("writer");
-    assert!(acks.len() > 1000, "the producer got acknowledgements before the kill ({})", acks.len());
+    assert!(
+        acks.len() > 1000,
+        "the producer got acknowledgements before the kill ({})",
+        acks.len()
+    );
 
     broker.restart();
     let c = consumer(&bootstrap, &[]);
     let mut expected = 0usize;
     for part in 0..2 {
-        let (_, high) = c.fetch_watermarks("crash", part, Duration::from_secs(10)).expect("watermarks");
+        let (_, high) = c
+            .fetch_watermarks("crash", part, Duration::from_secs(10))
+            .expect("watermarks");
         expected += high as usize;
     }
     let got = consume_all(&bootstrap, "crash", 2, expected, Duration::from_secs(60));
-    assert_eq!(got.len(), expected, "every record below the log end is readable (check.crcs on)");
+    assert_eq!(
+        got.len(),
+        expected,
+        "every record below the log end is readable (check.crcs on)"
+    );
     let by_pos: std::collections::HashMap<(i32, i64), &crate::harness::Got> =
         got.iter().map(|g| ((g.partition, g.offset), g)).collect();
     for a in &acks {
-        let g = by_pos
-            .get(&(a.partition, a.offset))
-            .unwrap_or_else(|| panic!("acknowledged record {} at {}:{} is missing", a.id, a.partition, a.offset));
-        assert_eq!(g.payload.as_deref(), Some(payload(a.id).as_slice()), "record {} intact", a.id);
+        let g = by_pos.get(&(a.partition, a.offset)).unwrap_or_else(|| {
+            panic!(
+                "acknowledged record {} at {}:{} is missing",
+                a.id, a.partition, a.offset
+            )
+        });
+        assert_eq!(
+            g.payload.as_deref(),
+            Some(payload(a.id).as_slice()),
+            "record {} intact",
+            a.id
+        );
     }
 }
 
@@ -110,7 +157,14 @@ fn retention_removes_old_segments_and_moves_log_start() {
         "log.retention.check.interval.ms=200",
     ]);
     let bootstrap = broker.bootstrap();
-    let p = producer(&bootstrap, &[("acks", "1"), ("linger.ms", "0"), ("batch.num.messages", "1")]);
+    let p = producer(
+        &bootstrap,
+        &[
+            ("acks", "1"),
+            ("linger.ms", "0"),
+            ("batch.num.messages", "1"),
+        ],
+    );
     for id in 0..2_000 {
         send(&p, "old", id, &[b'r'; 100]);
     }
@@ -120,29 +174,37 @@ fn retention_removes_old_segments_and_moves_log_start() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut low = 0;
     while Instant::now() < deadline {
-        low = c.fetch_watermarks("old", 0, Duration::from_secs(5)).expect("watermarks").0;
+        low = c
+            .fetch_watermarks("old", 0, Duration::from_secs(5))
+            .expect("watermarks")
+            .0;
         if low > 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(low > 0, "log start offset advanced");
-    let high = c.fetch_watermarks("old", 0, Duration::from_secs(5)).expect("watermarks").1;
+    let high = c
+        .fetch_watermarks("old", 0, Duration::from_secs(5))
+        .expect("watermarks")
+        .1;
     assert_eq!(high, 2_000);
     // Roughly retention.bytes are kept: whole segments only, so at most one segment more.
     let kept_records = high - low;
-    assert!(kept_records * 100 < 32_768 + 16_384 + 16_384, "kept {kept_records} records");
+    assert!(
+        kept_records * 100 < 32_768 + 16_384 + 16_384,
+        "kept {kept_records} records"
+    );
     // A consumer asking for offset 0 is reset to the new log start.
     let c = consumer(&bootstrap, &[("auto.offset.reset", "earliest")]);
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("old", 0, Offset::Offset(0)).expect("tpl");
+    tpl.add_partition_offset("old", 0, Offset::Offset(0))
+        .expect("tpl");
     c.assign(&tpl).expect("assign");
-    let first = loop {
-        match c.poll(Duration::from_secs(10)) {
-            Some(Ok(m)) => break rdkafka::message::Message::offset(&m),
-            Some(Err(e)) => panic!("consumer error {e}"),
-            None => panic!("no record after reset"),
-        }
+    let first = match c.poll(Duration::from_secs(10)) {
+        Some(Ok(m)) => rdkafka::message::Message::offset(&m),
+        Some(Err(e)) => panic!("consumer error {e}"),
+        None => panic!("no record after reset"),
     };
     assert_eq!(first, low, "reset to the log start offset");
 }

@@ -72,7 +72,9 @@ impl Broker {
         for s in &self.sets {
             cmd.arg("--set").arg(s);
         }
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         self.child = Some(cmd.spawn().expect("spawn strom"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -168,7 +170,8 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseProducer<Recorde
     for (k, v) in extra {
         c.set(*k, *v);
     }
-    c.create_with_context(Recorder::default()).expect("producer")
+    c.create_with_context(Recorder::default())
+        .expect("producer")
 }
 
 pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
@@ -197,11 +200,18 @@ pub struct Got {
 
 /// Reads every partition of `topic` from the beginning until `expect` records arrived or
 /// `timeout` passed.
-pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expect: usize, timeout: Duration) -> Vec<Got> {
+pub fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expect: usize,
+    timeout: Duration,
+) -> Vec<Got> {
     let c = consumer(bootstrap, &[]);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
     }
     c.assign(&tpl).expect("assign");
     let mut out = Vec::with_capacity(expect);
@@ -215,7 +225,16 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expect: usize,
                 payload: m.payload().map(|p| p.to_vec()),
                 headers: m
                     .headers()
-                    .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(|v| v.to_vec()).unwrap_or_default())).collect())
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_string(),
+                                    x.value.map(|v| v.to_vec()).unwrap_or_default(),
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 timestamp: m.timestamp().to_millis(),
             }),
@@ -239,7 +258,9 @@ pub struct Raw {
 impl Raw {
     pub fn connect(port: u16) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         Raw { stream }
     }
 
@@ -262,7 +283,10 @@ impl Raw {
         match self.stream.read(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
         }
     }
 }

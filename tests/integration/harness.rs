@@ -101,8 +101,7 @@ impl Broker {
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();
         if let Some(mut c) = self.child.take() {
-            // SAFETY-free: the libc call only sends a signal to our own child.
-            unsafe_free_kill(c.id() as i32, libc::SIGTERM);
+            signal(c.id() as i32, libc::SIGTERM);
             let status = c.wait().expect("wait");
             assert!(status.success(), "strom exited with {status} on SIGTERM");
         }
@@ -121,14 +120,12 @@ impl Drop for Broker {
     }
 }
 
-/// Sends a signal with the `kill` command (keeps the tests free of `unsafe`).
-pub fn unsafe_free_kill(pid: i32, sig: i32) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill command");
-    assert!(status.success());
+/// Sends `sig` to our own child process.
+#[allow(unsafe_code)]
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; pid is a child we spawned and still own.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
 }
 
 /// A delivered (or failed) record as the producer saw it.

@@ -2,6 +2,7 @@
 //!
 //! Modules follow `DESIGN.md` §1; `node` is the composition root.
 
+pub mod alloc;
 pub mod config;
 pub mod controller;
 pub mod handlers;

@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use strom::config::{Config, SETTINGS};
 use strom::node::Node;
 
+#[global_allocator]
+static ALLOCATOR: strom::alloc::Allocator = strom::alloc::Allocator;
+
 /// A Kafka-compatible streaming broker with a Raft metadata quorum (no ZooKeeper).
 ///
 /// With no arguments, serves a single-node broker: clients on 127.0.0.1:9092, the controller

@@ -193,6 +193,29 @@ fn oversized_truncated_random_and_unknown_frames_close_only_that_connection() {
 }
 
 #[test]
+fn hostile_array_lengths_do_not_take_the_broker_down() {
+    let broker = Broker::start(&[]);
+    // Metadata v12 (flexible): a compact array claiming four billion topics, in a 14-byte frame.
+    let mut raw = Raw::connect(broker.port);
+    let mut body = vec![0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0];
+    body.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend(body);
+    raw.send_raw(&f);
+    assert!(raw.is_closed());
+    // Produce v3 (not flexible): an int32 array length of 2^31-1 topics.
+    let mut raw = Raw::connect(broker.port);
+    let mut body = vec![0, 0, 0, 3, 0, 0, 0, 2, 0xff, 0xff];
+    body.extend([0xff, 0xff, 0, 1, 0, 0, 0x13, 0x88]); // transactional id null, acks 1, timeout
+    body.extend(i32::MAX.to_be_bytes());
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend(body);
+    raw.send_raw(&f);
+    assert!(raw.is_closed());
+    still_serving(broker.port);
+}
+
+#[test]
 fn unsupported_versions() {
     let broker = Broker::start(&[]);
     // ApiVersions at an unknown version: a v0 answer with UNSUPPORTED_VERSION and the list.

@@ -444,7 +444,10 @@ mod tests {
         drop(log);
         let (log, rec) = PartitionLog::open(dir.path(), tp, id(), settings()).expect("reopen");
         assert_eq!(log.log_end_offset(), 150);
-        assert!(rec.recovered_segments >= 1);
+        assert_eq!(
+            rec.recovered_segments, 1,
+            "only the unflushed tail is re-validated"
+        );
         assert!(!rec.truncated);
         assert_eq!(
             log.offset_for_timestamp(1030).expect("ts"),
@@ -474,6 +477,34 @@ mod tests {
         assert!(rec.truncated);
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(append(&log, 1, 3), (2, 2));
+    }
+
+    #[test]
+    fn retention_by_time_and_roll_by_age() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = settings();
+        s.segment_bytes = 1 << 30;
+        s.roll_ms = 1;
+        s.retention_ms = 1000;
+        let (log, _) =
+            PartitionLog::open(dir.path(), TopicPartition::new("t", 0), id(), s).expect("open");
+        for ts in [10, 20, 5_000] {
+            append(&log, 1, ts);
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        assert_eq!(
+            log.segment_count(),
+            3,
+            "each append after log.roll.ms starts a segment"
+        );
+        // At time 2_000 the first two segments (max timestamps 10 and 20) are past retention.
+        assert_eq!(log.apply_retention(2_000).expect("retention"), 2);
+        assert_eq!(log.log_start_offset(), 2);
+        assert_eq!(
+            log.apply_retention(2_000).expect("retention"),
+            0,
+            "the active segment stays"
+        );
     }
 
     #[test]

@@ -4,6 +4,6 @@
 mod harness;
 
 mod admin;
-mod bad_input;
 mod durability;
 mod produce_consume;
+mod wire;

@@ -1,4 +1,4 @@
-//! Malformed and hostile input, each answered with the right Kafka error or by closing that one
+//! The wire protocol by hand-made frames: malformed and hostile input, each answered with the right Kafka error or by closing that one
 //! connection, while the broker keeps serving everyone else. Frames are built by hand.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -347,4 +347,70 @@ fn pipelined_responses_keep_request_order_and_acks0_is_silent() {
     let (_, f): (i32, FetchResponse) =
         response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
     assert_eq!(f.responses[0].partitions[0].high_watermark, 1);
+}
+
+#[test]
+fn long_poll_ends_when_data_arrives_and_first_batch_is_whole() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(broker.port);
+    let _ = metadata(&mut raw, 1, "poll", true);
+    // A fetch that may wait 10 s; a record produced after 300 ms must end the wait.
+    let port = broker.port;
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut other = Raw::connect(port);
+        produce_code(&mut other, 1, &produce("poll", batch(&[b'z'; 10_000]), 1))
+    });
+    let started = std::time::Instant::now();
+    raw.send_raw(&frame(ApiKey::Fetch, 12, 2, &fetch("poll", 0, 10_000)));
+    let (_, f): (i32, FetchResponse) =
+        response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    let waited = started.elapsed();
+    assert_eq!(producer.join().expect("producer"), (0, 0));
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "woke after {waited:?}"
+    );
+    assert!(f.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_some_and(|r| !r.is_empty()));
+    // max_bytes of 100 still returns the whole 10 KB first batch (KIP-74).
+    let small = fetch("poll", 0, 0).with_max_bytes(100);
+    raw.send_raw(&frame(ApiKey::Fetch, 12, 3, &small));
+    let (_, f): (i32, FetchResponse) =
+        response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+    let mut records = f.responses[0].partitions[0]
+        .records
+        .clone()
+        .expect("records");
+    let set =
+        kafka_protocol::records::RecordBatchDecoder::decode(&mut records).expect("a whole batch");
+    assert_eq!(set.records[0].value.as_ref().map(|v| v.len()), Some(10_000));
+}
+
+#[test]
+fn describe_cluster_names_the_controller_and_brokers() {
+    use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+    let broker = Broker::start(&["node.id=7"]);
+    let mut raw = Raw::connect(broker.port);
+    raw.send_raw(&frame(
+        ApiKey::DescribeCluster,
+        1,
+        1,
+        &DescribeClusterRequest::default().with_endpoint_type(1),
+    ));
+    let (_, d): (i32, DescribeClusterResponse) = response(
+        ApiKey::DescribeCluster,
+        1,
+        raw.read_frame().expect("answer"),
+    );
+    assert_eq!(d.error_code, 0);
+    assert!(!d.cluster_id.is_empty());
+    assert_eq!(d.controller_id.0, 7);
+    assert_eq!(d.brokers.len(), 1);
+    assert_eq!(
+        (d.brokers[0].broker_id.0, d.brokers[0].port),
+        (7, broker.port as i32)
+    );
 }

@@ -452,6 +452,12 @@ impl Config {
                 "expected `broker`, `controller` or both".into(),
             ));
         }
+        if !roles.iter().any(|r| r == "controller") {
+            return Err(invalid(
+                "process.roles",
+                "a broker-only node needs a controller quorum on other nodes, which is not built yet; use broker,controller".into(),
+            ));
+        }
         if !roles.iter().any(|r| r == "broker") {
             return Err(invalid(
                 "process.roles",
@@ -575,6 +581,15 @@ impl Config {
             ));
         }
 
+        if get("log.dirs").contains(',') {
+            return Err(invalid(
+                "log.dirs",
+                "only one log directory is supported".into(),
+            ));
+        }
+        if get("log.dirs").trim().is_empty() {
+            return Err(invalid("log.dirs", "must not be empty".into()));
+        }
         let log = LogDefaults {
             segment_bytes: int("log.segment.bytes") as u64,
             roll_ms: int("log.roll.ms"),

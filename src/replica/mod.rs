@@ -53,7 +53,15 @@ impl Partition {
     /// Appends as leader and advances the high watermark (single replica: to the log end).
     pub fn append(&self, batches: &[(BatchHeader, &[u8])]) -> Result<(Offset, Offset), LogError> {
         let r = self.log.append(batches, self.leader_epoch())?;
-        self.hw.send_replace(r.1 + 1);
+        // Concurrent appends may finish out of order: the watermark only moves forward.
+        let end = r.1 + 1;
+        self.hw.send_if_modified(|hw| {
+            let moved = end > *hw;
+            if moved {
+                *hw = end;
+            }
+            moved
+        });
         Ok(r)
     }
 

@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use bytes::Bytes;
 
 use super::batch::{rewritten_prefix, BatchHeader};
-use super::segment::{read_batches, Segment};
+use super::segment::{delete_files, read_batches, Segment};
 use crate::config::LogDefaults;
 use crate::types::{Offset, TopicId, TopicPartition};
 
@@ -137,8 +137,7 @@ impl PartitionLog {
                 report.truncated = true;
                 // Everything after a torn batch is unreachable: drop later segments.
                 for &later in &bases[i + 1..] {
-                    let (s, _) = Segment::open(&dir, later, false, settings.index_interval_bytes)?;
-                    s.delete()?;
+                    delete_files(&dir, later)?;
                 }
                 break;
             }

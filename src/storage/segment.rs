@@ -256,8 +256,14 @@ impl Segment {
         let pos = self.size;
         self.maybe_index(h, pos, index_interval)?;
         let mut f: &File = &self.log;
-        f.write_all(prefix)?;
-        f.write_all(&batch_bytes[16..])?;
+        let written = f
+            .write_all(prefix)
+            .and_then(|()| f.write_all(&batch_bytes[16..]));
+        if let Err(e) = written {
+            // Never leave part of a batch behind: later appends and reads rely on `size`.
+            let _ = self.log.set_len(self.size);
+            return Err(e);
+        }
         self.note_batch(h);
         self.size += batch_bytes.len() as u64;
         self.unflushed = true;
@@ -360,19 +366,24 @@ impl Segment {
 
     /// Removes this segment's files.
     pub fn delete(self) -> io::Result<()> {
-        for ext in ["log", "index", "timeindex"] {
-            match std::fs::remove_file(self.dir.join(file_name(self.base, ext))) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        delete_files(&self.dir, self.base)
     }
 
     pub fn age_ms(&self) -> i64 {
         self.created.elapsed().as_millis() as i64
     }
+}
+
+/// Removes the files of the segment at `base` in `dir` (missing files are fine).
+pub fn delete_files(dir: &Path, base: i64) -> io::Result<()> {
+    for ext in ["log", "index", "timeindex"] {
+        match std::fs::remove_file(dir.join(file_name(base, ext))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads whole batches from `start` to at most `end` (exclusive file positions), up to

@@ -319,6 +319,9 @@ pub struct Config {
     pub retention_check_interval_ms: u64,
     pub quorum_request_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
+    pub session_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub unclean_leader_election: bool,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
 }
@@ -574,10 +577,19 @@ impl Config {
                 format!("this node (node.id={node_id}) is a controller but not in the voter list"),
             ));
         }
-        if voters.len() > 1 {
+        let mut ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != voters.len() {
             return Err(invalid(
                 "controller.quorum.voters",
-                "more than one voter needs the multi-node quorum, which is not built yet".into(),
+                "a voter id appears twice".into(),
+            ));
+        }
+        if int("broker.heartbeat.interval.ms") >= int("broker.session.timeout.ms") {
+            return Err(invalid(
+                "broker.heartbeat.interval.ms",
+                "must be shorter than broker.session.timeout.ms".into(),
             ));
         }
 
@@ -620,6 +632,9 @@ impl Config {
             retention_check_interval_ms: int("log.retention.check.interval.ms") as u64,
             quorum_request_timeout_ms: int("controller.quorum.request.timeout.ms") as u64,
             shutdown_timeout_ms: int("shutdown.timeout.ms") as u64,
+            session_timeout_ms: int("broker.session.timeout.ms") as u64,
+            heartbeat_interval_ms: int("broker.heartbeat.interval.ms") as u64,
+            unclean_leader_election: get("unclean.leader.election.enable") == "true",
             values,
         })
     }

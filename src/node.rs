@@ -29,8 +29,6 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Controller(#[from] crate::controller::StartError),
-    #[error("cannot register this broker: {0}")]
-    Register(String),
 }
 
 /// A running node.
@@ -74,7 +72,7 @@ impl Node {
         let cl = &config.controller_listener;
         let controller_listener = bind(&cl.name, cl.socket_addr()).await?;
 
-        let controller = Controller::start(config.clone()).await?;
+        let controller = Controller::start(config.clone(), controller_listener).await?;
         let handle = controller.handle();
         let client_addrs: Vec<(String, SocketAddr)> = client
             .iter()
@@ -101,16 +99,13 @@ impl Node {
                 }
             })
             .collect();
-        handle
-            .register_broker(BrokerRegistration {
-                id: config.node_id,
-                incarnation: uuid::Uuid::new_v4(),
-                endpoints,
-                rack: None,
-                fenced: false,
-            })
-            .await
-            .map_err(|e| NodeError::Register(e.to_string()))?;
+        let registration = BrokerRegistration {
+            id: config.node_id,
+            incarnation: uuid::Uuid::new_v4(),
+            endpoints,
+            rack: None,
+            fenced: false,
+        };
 
         let replicas = Arc::new(ReplicaManager::new(config.clone()));
         {
@@ -130,17 +125,21 @@ impl Node {
                 .run_reconciler(handle.subscribe(), background.child_token()),
         );
         tasks.spawn(replicas.clone().run_retention(background.child_token()));
-        // The controller listener is reserved for the quorum's RPC; with a single voter there are
-        // no peers, so connections to it are closed at once.
-        let bg = background.child_token();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = bg.cancelled() => return,
-                    r = controller_listener.accept() => drop(r),
-                }
-            }
-        });
+        let (registered_tx, mut registered) = tokio::sync::watch::channel(false);
+        tasks.spawn(handle.clone().run_broker(
+            registration,
+            registered_tx,
+            background.child_token(),
+        ));
+        // A lone or already-formed quorum registers us at once; a forming one may take a while,
+        // and clients can be served from the stored image meanwhile.
+        let wait = Duration::from_millis(config.quorum_request_timeout_ms.max(3000));
+        if tokio::time::timeout(wait, registered.wait_for(|r| *r))
+            .await
+            .is_err()
+        {
+            tracing::warn!("not registered with the controller yet (no metadata quorum); serving from the stored metadata");
+        }
         for (name, listener) in client {
             let ctx = Arc::new(Context {
                 config: config.clone(),

@@ -1,15 +1,27 @@
-//! Admin writes: validate against the current image, place replicas with pure code, propose the
-//! records, and report what the committed outcome was. Handlers map `AdminError` to Kafka codes.
+//! Admin writes and broker→controller calls.
+//!
+//! Any node calls `Handle::submit` (and `register`, `heartbeat`, `alter_partition`,
+//! `quorum_status`); the call goes over gRPC to whichever node leads the quorum, retrying when
+//! leadership moves, bounded by `controller.quorum.request.timeout.ms`. On the leader,
+//! `admin_local` validates against the current image, places replicas with pure code, proposes
+//! the records and reports the committed outcome. Handlers map `AdminError` to Kafka codes.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
-use super::Handle;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use super::pb::controller_client::ControllerClient;
+use super::rpc::NOT_LEADER;
+use super::{pb, Handle, QuorumStatus};
 use crate::config::validate_topic_config;
 use crate::metadata::{place_replicas, ApplyOutcome, BrokerRegistration, MetadataRecord};
 use crate::types::{NodeId, TopicId};
 
 /// Why an admin write was refused. Each maps to one Kafka error code in `handlers::errors`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum AdminError {
     #[error("topic `{0}` already exists")]
     TopicAlreadyExists(String),
@@ -27,10 +39,14 @@ pub enum AdminError {
     InvalidConfig(String),
     #[error("metadata quorum unavailable: {0}")]
     NoQuorum(String),
+    #[error("this node is not the metadata leader (leader: {0:?})")]
+    NotLeader(Option<NodeId>),
+    #[error("{0}")]
+    Stale(String),
 }
 
 /// A topic to create, as asked for by CreateTopics or auto-creation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: `num.partitions`.
@@ -40,6 +56,36 @@ pub struct NewTopic {
     /// Explicit replica lists, one per partition (empty: place automatically).
     pub assignments: Vec<Vec<NodeId>>,
     pub configs: BTreeMap<String, String>,
+}
+
+/// An admin write, as forwarded to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminOp {
+    CreateTopic {
+        topic: NewTopic,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        id: TopicId,
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+        assignments: Vec<Vec<NodeId>>,
+        validate_only: bool,
+    },
+}
+
+/// What a successful admin write produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AdminDone {
+    /// A topic (created or validated) with its id and replica lists.
+    Topic {
+        id: TopicId,
+        assignments: Vec<Vec<NodeId>>,
+    },
+    Done,
 }
 
 /// Kafka's topic name rules.
@@ -68,8 +114,269 @@ pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// Errors a transport call can end in, before the leader answered.
+enum CallError {
+    /// Try again (no leader known, leader moved, peer unreachable).
+    Retry(String),
+    Fatal(AdminError),
+}
+
+fn classify(status: tonic::Status) -> CallError {
+    match status.code() {
+        tonic::Code::FailedPrecondition if status.message().starts_with(NOT_LEADER) => {
+            CallError::Retry(status.message().to_string())
+        }
+        tonic::Code::Unavailable
+        | tonic::Code::Unknown
+        | tonic::Code::Cancelled
+        | tonic::Code::DeadlineExceeded => CallError::Retry(status.message().to_string()),
+        tonic::Code::Aborted => CallError::Fatal(AdminError::Stale(status.message().to_string())),
+        _ => CallError::Fatal(AdminError::NoQuorum(status.message().to_string())),
+    }
+}
+
 impl Handle {
-    /// Validates and places a new topic; returns the record to write. Does not write it.
+    fn voter_addr(&self, id: NodeId) -> Option<String> {
+        self.config
+            .voters
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| format!("{}:{}", v.host, v.port))
+    }
+
+    /// Calls the current leader, retrying while there is none or it moved, until `within` passes.
+    async fn call_leader<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, AdminError>
+    where
+        F: Fn(ControllerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = String::from("no metadata leader is known");
+        loop {
+            let leader = self.controller_id();
+            if let Some(addr) = leader.and_then(|l| self.voter_addr(l)) {
+                match self.channels.get(&addr) {
+                    Ok(channel) => {
+                        match tokio::time::timeout_at(deadline, f(ControllerClient::new(channel)))
+                            .await
+                        {
+                            Ok(Ok(v)) => return Ok(v),
+                            Ok(Err(status)) => match classify(status) {
+                                CallError::Retry(why) => last = why,
+                                CallError::Fatal(e) => return Err(e),
+                            },
+                            Err(_) => {
+                                last = format!("the controller at {addr} did not answer in time")
+                            }
+                        }
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(AdminError::NoQuorum(format!(
+                    "{last} (gave up after {} ms)",
+                    within.as_millis()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.quorum_request_timeout_ms)
+    }
+
+    /// Sends an admin write to the leader and waits for its committed outcome.
+    pub async fn submit(&self, op: AdminOp) -> Result<AdminDone, AdminError> {
+        let payload =
+            serde_json::to_vec(&op).map_err(|e| AdminError::InvalidTopic(e.to_string()))?;
+        let reply = self
+            .call_leader(self.request_timeout(), |mut c| {
+                let payload = payload.clone();
+                async move { c.admin(pb::AdminRequest { payload }).await }
+            })
+            .await?;
+        serde_json::from_slice::<Result<AdminDone, AdminError>>(&reply.into_inner().payload)
+            .map_err(|e| {
+                AdminError::NoQuorum(format!("unreadable answer from the controller: {e}"))
+            })?
+    }
+
+    /// Creates one topic; returns its id.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicId, AdminError> {
+        match self
+            .submit(AdminOp::CreateTopic {
+                topic,
+                validate_only: false,
+            })
+            .await?
+        {
+            AdminDone::Topic { id, .. } => Ok(id),
+            AdminDone::Done => Err(AdminError::NoQuorum(
+                "the controller did not return a topic".into(),
+            )),
+        }
+    }
+
+    /// Registers this broker with the leader; returns the cluster id.
+    pub async fn register(
+        &self,
+        reg: &BrokerRegistration,
+        within: Duration,
+    ) -> Result<String, AdminError> {
+        let req = pb::RegisterBrokerRequest {
+            broker_id: reg.id,
+            incarnation: reg.incarnation.to_string(),
+            endpoints: reg
+                .endpoints
+                .iter()
+                .map(|e| pb::Endpoint {
+                    listener: e.listener.clone(),
+                    host: e.host.clone(),
+                    port: e.port as u32,
+                })
+                .collect(),
+            rack: reg.rack.clone(),
+        };
+        let reply = self
+            .call_leader(within, |mut c| {
+                let req = req.clone();
+                async move { c.register_broker(req).await }
+            })
+            .await?;
+        Ok(reply.into_inner().cluster_id)
+    }
+
+    /// One heartbeat; returns (still registered, fenced).
+    pub async fn heartbeat(
+        &self,
+        id: NodeId,
+        incarnation: uuid::Uuid,
+        within: Duration,
+    ) -> Result<(bool, bool), AdminError> {
+        let req = pb::HeartbeatRequest {
+            broker_id: id,
+            incarnation: incarnation.to_string(),
+        };
+        let reply = self
+            .call_leader(within, |mut c| {
+                let req = req.clone();
+                async move { c.heartbeat(req).await }
+            })
+            .await?
+            .into_inner();
+        Ok((reply.registered, reply.fenced))
+    }
+
+    /// Asks the controller to change a partition's ISR (as its leader at `leader_epoch`, knowing
+    /// `partition_epoch`). Returns the new partition epoch and ISR.
+    pub async fn alter_partition(
+        &self,
+        topic_id: TopicId,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<NodeId>,
+    ) -> Result<(i32, Vec<NodeId>), AdminError> {
+        let req = pb::AlterPartitionRequest {
+            broker_id: self.config.node_id,
+            topic_id: topic_id.0.to_string(),
+            partition,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        };
+        let reply = self
+            .call_leader(self.request_timeout(), |mut c| {
+                let req = req.clone();
+                async move { c.alter_partition(req).await }
+            })
+            .await?
+            .into_inner();
+        Ok((reply.partition_epoch, reply.isr))
+    }
+
+    /// The leader's view of the quorum (leader, term, each voter's progress).
+    pub async fn quorum_status(&self) -> Result<QuorumStatus, AdminError> {
+        let reply = self
+            .call_leader(self.request_timeout(), |mut c| async move {
+                c.quorum(pb::QuorumRequest {}).await
+            })
+            .await?;
+        serde_json::from_slice(&reply.into_inner().payload)
+            .map_err(|e| AdminError::NoQuorum(format!("unreadable quorum status: {e}")))
+    }
+
+    /// A peer's cluster id, if it answers quickly and knows one.
+    pub(super) async fn peer_cluster_id(&self, addr: &str) -> Result<Option<String>, String> {
+        let channel = self.channels.get(addr)?;
+        let mut client = ControllerClient::new(channel);
+        let mut req = tonic::Request::new(pb::QuorumRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        let reply = tokio::time::timeout(Duration::from_millis(800), client.quorum(req))
+            .await
+            .map_err(|_| "timeout".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        let status: QuorumStatus =
+            serde_json::from_slice(&reply.into_inner().payload).map_err(|e| e.to_string())?;
+        Ok(Some(status.cluster_id).filter(|c| !c.is_empty()))
+    }
+
+    /// Executes an admin write on the leader.
+    pub async fn admin_local(&self, op: AdminOp) -> Result<AdminDone, AdminError> {
+        match op {
+            AdminOp::CreateTopic {
+                topic,
+                validate_only,
+            } => {
+                let record = self.plan_topic(&topic)?;
+                let MetadataRecord::CreateTopic {
+                    id, assignments, ..
+                } = &record
+                else {
+                    return Err(AdminError::InvalidTopic(
+                        "internal: planned record is not a topic".into(),
+                    ));
+                };
+                let done = AdminDone::Topic {
+                    id: *id,
+                    assignments: assignments.clone(),
+                };
+                if validate_only {
+                    return Ok(done);
+                }
+                match self.propose(vec![record]).await?.first() {
+                    Some(ApplyOutcome::Applied) => Ok(done),
+                    Some(ApplyOutcome::TopicAlreadyExists) => {
+                        Err(AdminError::TopicAlreadyExists(topic.name))
+                    }
+                    other => Err(AdminError::InvalidTopic(format!(
+                        "unexpected outcome {other:?}"
+                    ))),
+                }
+            }
+            AdminOp::DeleteTopic { id, name } => match self
+                .propose(vec![MetadataRecord::DeleteTopic { id }])
+                .await?
+                .first()
+            {
+                Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
+                _ => Err(AdminError::UnknownTopic(name)),
+            },
+            AdminOp::CreatePartitions {
+                name,
+                total,
+                assignments,
+                validate_only,
+            } => {
+                self.create_partitions_local(&name, total, assignments, validate_only)
+                    .await
+            }
+        }
+    }
+
+    /// Validates and places a new topic against the current image; returns the record to write.
     pub fn plan_topic(&self, t: &NewTopic) -> Result<MetadataRecord, AdminError> {
         validate_topic_name(&t.name)?;
         let image = self.image();
@@ -129,45 +436,13 @@ impl Handle {
         })
     }
 
-    /// Creates one topic and waits for the commit. Returns its id.
-    pub async fn create_topic(&self, t: &NewTopic) -> Result<TopicId, AdminError> {
-        let record = self.plan_topic(t)?;
-        let MetadataRecord::CreateTopic { id, .. } = &record else {
-            return Err(AdminError::InvalidTopic(
-                "internal: planned record is not a topic".into(),
-            ));
-        };
-        let id = *id;
-        match self.propose(vec![record]).await?.first() {
-            Some(ApplyOutcome::Applied) => Ok(id),
-            Some(ApplyOutcome::TopicAlreadyExists) => {
-                Err(AdminError::TopicAlreadyExists(t.name.clone()))
-            }
-            other => Err(AdminError::InvalidTopic(format!(
-                "unexpected outcome {other:?}"
-            ))),
-        }
-    }
-
-    pub async fn delete_topic(&self, id: TopicId, name_for_errors: &str) -> Result<(), AdminError> {
-        match self
-            .propose(vec![MetadataRecord::DeleteTopic { id }])
-            .await?
-            .first()
-        {
-            Some(ApplyOutcome::Applied) => Ok(()),
-            _ => Err(AdminError::UnknownTopic(name_for_errors.to_string())),
-        }
-    }
-
-    /// Grows a topic to `total` partitions; `validate_only` checks without writing.
-    pub async fn create_partitions(
+    async fn create_partitions_local(
         &self,
         name: &str,
         total: i32,
         assignments: Vec<Vec<NodeId>>,
         validate_only: bool,
-    ) -> Result<(), AdminError> {
+    ) -> Result<AdminDone, AdminError> {
         let image = self.image();
         let topic = image
             .topic(name)
@@ -207,7 +482,7 @@ impl Handle {
             assignments
         };
         if validate_only {
-            return Ok(());
+            return Ok(AdminDone::Done);
         }
         match self
             .propose(vec![MetadataRecord::CreatePartitions {
@@ -217,16 +492,9 @@ impl Handle {
             .await?
             .first()
         {
-            Some(ApplyOutcome::Applied) => Ok(()),
+            Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
             _ => Err(AdminError::UnknownTopic(name.to_string())),
         }
-    }
-
-    /// Registers (or re-registers) this broker with its advertised endpoints.
-    pub async fn register_broker(&self, reg: BrokerRegistration) -> Result<(), AdminError> {
-        self.propose(vec![MetadataRecord::RegisterBroker(reg)])
-            .await
-            .map(|_| ())
     }
 }
 

@@ -1,36 +1,42 @@
-//! The metadata quorum: an openraft node whose log (in sled) holds `MetadataRecord`s and whose
-//! state machine publishes the `MetadataImage` every other module reads.
+//! The metadata quorum: an openraft node per voter whose log (in sled) holds `MetadataRecord`s
+//! and whose state machine publishes the `MetadataImage` every other module reads.
 //!
-//! `Controller::start` builds the Raft node and, on first start, initializes the quorum and
-//! writes the cluster id. `Handle` is the cheap, cloneable face the rest of the broker uses:
-//! read the current image, subscribe to new ones, and propose admin writes (`admin.rs`), which
-//! are validated and placed here and answered once committed. This module knows nothing of the
-//! Kafka wire protocol or of partition data.
-//!
-//! Today the quorum has one voter and the network is a stub that reaches nobody; the multi-node
-//! work adds the tonic transport (`proto/raft.proto`), peers and forwarding without changing the
-//! storage, the state machine or `Handle`.
+//! `Controller::start` opens the store, builds the Raft node, serves the quorum's gRPC on the
+//! controller listener (`rpc.rs`, messages in `proto/strom.proto`), initializes a brand-new
+//! quorum from `controller.quorum.voters` (every voter may do so; the membership is the same),
+//! and runs the leader's duties (`liveness.rs`: cluster id, fencing). `Handle` is the cheap,
+//! cloneable face the rest of the broker uses: read and follow the image, and send admin writes,
+//! registration and heartbeats to whichever node leads (`admin.rs`), which validates, places,
+//! proposes and answers once committed. This module knows nothing of the Kafka wire protocol or
+//! of partition data.
 
 mod admin;
+mod liveness;
+mod network;
+mod rpc;
 mod state_machine;
 mod store;
 
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("strom.v1");
+}
+
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
-};
-use openraft::{BasicNode, Raft};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Raft, ServerState};
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use admin::{AdminError, NewTopic};
+pub use admin::{AdminDone, AdminError, AdminOp, NewTopic};
+pub use liveness::QuorumStatus;
 
 use crate::config::Config;
 use crate::metadata::{ApplyOutcome, MetadataImage, MetadataRecord};
@@ -52,6 +58,7 @@ openraft::declare_raft_types!(
         R = Vec<ApplyOutcome>,
         NodeId = RaftNodeId,
         Node = BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
 );
 
 /// Errors starting the controller; fatal for the process.
@@ -65,74 +72,81 @@ pub enum StartError {
     Mismatch(String),
 }
 
-/// The network of a single-voter quorum: there is nobody to reach. Replaced by the gRPC
-/// transport when peers exist.
-#[derive(Clone, Default)]
-pub struct NoPeers;
-
-fn unreachable<E: std::error::Error>() -> RPCError<RaftNodeId, BasicNode, E> {
-    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
-        "single-voter quorum has no peers",
-    )))
-}
-
-impl RaftNetwork<TypeConfig> for NoPeers {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        AppendEntriesResponse<RaftNodeId>,
-        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>,
-    > {
-        Err(unreachable())
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<RaftNodeId>,
-        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, InstallSnapshotError>>,
-    > {
-        Err(unreachable())
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<RaftNodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>>
-    {
-        Err(unreachable())
-    }
-}
-
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeers;
-    async fn new_client(&mut self, _target: RaftNodeId, _node: &BasicNode) -> NoPeers {
-        NoPeers
-    }
-}
-
 /// The cloneable face of the controller used by handlers, `replica` and `node`.
 #[derive(Clone)]
 pub struct Handle {
     raft: Raft<TypeConfig>,
     images: watch::Receiver<Arc<MetadataImage>>,
     config: Arc<Config>,
+    channels: network::Channels,
+    cluster_id: Arc<Mutex<String>>,
+    liveness: Arc<liveness::Liveness>,
 }
 
-/// Owns the Raft node; `node` keeps it to shut it down last.
+/// Owns the Raft node and the quorum's tasks; `node` keeps it to shut it down last.
 pub struct Controller {
     handle: Handle,
+    token: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn voter_nodes(config: &Config) -> BTreeMap<RaftNodeId, BasicNode> {
+    config
+        .voters
+        .iter()
+        .map(|v| {
+            (
+                v.id as RaftNodeId,
+                BasicNode::new(format!("{}:{}", v.host, v.port)),
+            )
+        })
+        .collect()
+}
+
+/// `<log.dirs>/meta.properties`: which node and cluster this data directory belongs to.
+fn check_meta_properties(config: &Config) -> Result<Option<String>, StartError> {
+    let path = config.log_dir.join("meta.properties");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let get = |k: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(n, _)| n.trim() == k)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if let Some(stored) = get("node.id") {
+        if stored != config.node_id.to_string() {
+            return Err(StartError::Mismatch(format!(
+                "{} belongs to node.id={stored}, but this node is node.id={}; point log.dirs at this node's own data",
+                config.log_dir.display(),
+                config.node_id
+            )));
+        }
+    }
+    Ok(get("cluster.id").filter(|c| !c.is_empty()))
+}
+
+fn write_meta_properties(config: &Config, cluster_id: &str) {
+    let path = config.log_dir.join("meta.properties");
+    let text = format!(
+        "# written by strom\nnode.id={}\ncluster.id={cluster_id}\n",
+        config.node_id
+    );
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+        tracing::warn!(error = %e, "cannot write meta.properties");
+    }
 }
 
 impl Controller {
-    /// Opens the metadata store under `<log.dirs>/__metadata`, starts the Raft node, and on the
-    /// very first start initializes the quorum with this node as its only voter.
-    pub async fn start(config: Arc<Config>) -> Result<Controller, StartError> {
+    /// Opens the metadata store under `<log.dirs>/__metadata`, starts the Raft node and its RPC
+    /// server on `listener`, and initializes a brand-new quorum. Does not wait for a quorum.
+    pub async fn start(
+        config: Arc<Config>,
+        listener: TcpListener,
+    ) -> Result<Controller, StartError> {
+        let stored_cluster = check_meta_properties(&config)?;
         let path = config.log_dir.join("__metadata");
         let store_err = |err: String| StartError::Store {
             path: path.display().to_string(),
@@ -148,72 +162,99 @@ impl Controller {
         let raft_config = openraft::Config {
             cluster_name: "strom".into(),
             heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            install_snapshot_timeout: 2000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
             max_in_snapshot_log_to_keep: 100,
             ..Default::default()
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let cluster_id = Arc::new(Mutex::new(stored_cluster.clone().unwrap_or_default()));
+        let channels = network::Channels::default();
+        let net = network::Network {
+            channels: channels.clone(),
+            cluster_id: cluster_id.clone(),
+        };
         let id = config.node_id as RaftNodeId;
-        let raft = Raft::new(id, Arc::new(raft_config), NoPeers, log_store, sm)
+        let raft = Raft::new(id, Arc::new(raft_config), net, log_store, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let voters: BTreeMap<RaftNodeId, BasicNode> = config
-            .voters
-            .iter()
-            .map(|v| {
-                (
-                    v.id as RaftNodeId,
-                    BasicNode::new(format!("{}:{}", v.host, v.port)),
-                )
-            })
-            .collect();
+        let voters = voter_nodes(&config);
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized {
-            raft.initialize(voters.clone())
-                .await
-                .map_err(|e| StartError::Raft(e.to_string()))?;
-        } else {
+        if initialized {
             let metrics = raft.metrics().borrow().clone();
-            let stored: Vec<RaftNodeId> =
-                metrics.membership_config.membership().voter_ids().collect();
+            let membership = metrics.membership_config.membership();
+            let stored: BTreeMap<RaftNodeId, BasicNode> =
+                membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+            let stored_voters: Vec<RaftNodeId> = membership.voter_ids().collect();
             let wanted: Vec<RaftNodeId> = voters.keys().copied().collect();
-            if !stored.is_empty() && stored != wanted {
+            if stored_voters != wanted || stored != voters {
+                let show = |m: &BTreeMap<RaftNodeId, BasicNode>| {
+                    m.iter()
+                        .map(|(i, n)| format!("{i}@{}", n.addr))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
                 return Err(StartError::Mismatch(format!(
-                    "the metadata in {} belongs to a quorum with voters {stored:?}, but controller.quorum.voters names {wanted:?}; \
+                    "the metadata in {} belongs to a quorum with voters {}, but controller.quorum.voters is {}; \
                      fix controller.quorum.voters or point log.dirs at this node's own data",
-                    path.display()
+                    path.display(),
+                    show(&stored),
+                    show(&voters)
                 )));
             }
+        } else {
+            match raft.initialize(voters.clone()).await {
+                Ok(()) => {}
+                // Another voter reached us first: we join through it.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(StartError::Raft(e.to_string())),
+            }
         }
+
         let handle = Handle {
-            raft,
+            raft: raft.clone(),
             images: rx,
-            config,
+            config: config.clone(),
+            channels,
+            cluster_id,
+            liveness: Arc::new(liveness::Liveness::default()),
         };
-        if handle.image().cluster_id.is_empty() {
-            let cluster_id = uuid::Uuid::new_v4().simple().to_string();
-            // Another write of InitCluster loses harmlessly (Conflict) if this races a replay.
-            handle
-                .propose(vec![MetadataRecord::InitCluster { cluster_id }])
-                .await
-                .map_err(|e| StartError::Raft(format!("cannot write the cluster id: {e}")))?;
-        }
-        Ok(Controller { handle })
+        handle
+            .check_peers_cluster(stored_cluster.as_deref())
+            .await?;
+        let token = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(rpc::serve(
+            listener,
+            raft,
+            handle.clone(),
+            token.child_token(),
+        ));
+        tasks.spawn(handle.clone().run_leader_duties(token.child_token()));
+        tasks.spawn(handle.clone().track_cluster_id(token.child_token()));
+        Ok(Controller {
+            handle,
+            token,
+            tasks,
+        })
     }
 
     pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
 
-    /// Stops the Raft node; its log is already durable.
+    /// Stops the quorum's tasks and the Raft node; its log is already durable.
     pub async fn shutdown(&self) {
+        self.token.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
         if let Err(e) = self.handle.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
@@ -240,44 +281,76 @@ impl Handle {
             .map(|id| id as NodeId)
     }
 
-    /// Writes records through the quorum and waits until they are committed and applied here,
-    /// or `controller.quorum.request.timeout.ms` passes.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.config.node_id as RaftNodeId)
+    }
+
+    pub fn cluster_id(&self) -> String {
+        self.cluster_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Keeps `cluster_id` and `meta.properties` in step with the image.
+    async fn track_cluster_id(self, token: CancellationToken) {
+        let mut images = self.subscribe();
+        loop {
+            let id = images.borrow_and_update().cluster_id.clone();
+            if !id.is_empty() && id != self.cluster_id() {
+                *self.cluster_id.lock().unwrap_or_else(|p| p.into_inner()) = id.clone();
+                write_meta_properties(&self.config, &id);
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                r = images.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// Refuses to start when a reachable peer belongs to another cluster than our stored data.
+    async fn check_peers_cluster(&self, ours: Option<&str>) -> Result<(), StartError> {
+        let Some(ours) = ours else { return Ok(()) };
+        for v in &self.config.voters {
+            if v.id == self.config.node_id {
+                continue;
+            }
+            let addr = format!("{}:{}", v.host, v.port);
+            if let Ok(Some(theirs)) = self.peer_cluster_id(&addr).await {
+                if theirs != ours {
+                    return Err(StartError::Mismatch(format!(
+                        "{} holds data of cluster {ours}, but voter {} at {addr} belongs to cluster {theirs}; \
+                         point log.dirs at this cluster's data or clear it",
+                        self.config.log_dir.display(),
+                        v.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes records through the quorum on this node, which must be the leader, and waits until
+    /// they are committed and applied here, or `controller.quorum.request.timeout.ms` passes.
     pub async fn propose(
         &self,
         records: Vec<MetadataRecord>,
     ) -> Result<Vec<ApplyOutcome>, AdminError> {
         let timeout = Duration::from_millis(self.config.quorum_request_timeout_ms);
-        let deadline = tokio::time::Instant::now() + timeout;
         let cmd = MetadataCommand { records };
-        loop {
-            let attempt =
-                tokio::time::timeout_at(deadline, self.raft.client_write(cmd.clone())).await;
-            match attempt {
-                Ok(Ok(resp)) => return Ok(resp.data),
-                // No leader yet (an election is running): wait for one, within the same bound.
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))
-                    if f.leader_id.is_none() =>
-                {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let _ = self
-                        .raft
-                        .wait(Some(left))
-                        .metrics(|m| m.current_leader.is_some(), "a metadata leader")
-                        .await;
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(AdminError::NoQuorum(
-                            "no metadata leader was elected in time".into(),
-                        ));
-                    }
-                }
-                Ok(Err(e)) => return Err(AdminError::NoQuorum(e.to_string())),
-                Err(_) => {
-                    return Err(AdminError::NoQuorum(format!(
-                        "the metadata quorum did not commit within {} ms",
-                        timeout.as_millis()
-                    )))
-                }
+        match tokio::time::timeout(timeout, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(AdminError::NotLeader(f.leader_id.map(|l| l as NodeId)))
             }
+            Ok(Err(e)) => Err(AdminError::NoQuorum(e.to_string())),
+            Err(_) => Err(AdminError::NoQuorum(format!(
+                "the metadata quorum did not commit within {} ms",
+                timeout.as_millis()
+            ))),
         }
     }
 }

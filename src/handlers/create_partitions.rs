@@ -4,6 +4,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::{errors, s, Context};
+use crate::controller::AdminOp;
 
 pub async fn handle(
     ctx: &Context,
@@ -22,12 +23,14 @@ pub async fn handle(
             })
             .unwrap_or_default();
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        match ctx
-            .controller
-            .create_partitions(&t.name.0, t.count, assignments, req.validate_only)
-            .await
-        {
-            Ok(()) => results.push(result),
+        let op = AdminOp::CreatePartitions {
+            name: t.name.0.to_string(),
+            total: t.count,
+            assignments,
+            validate_only: req.validate_only,
+        };
+        match ctx.controller.submit(op).await {
+            Ok(_) => results.push(result),
             Err(e) => results.push(
                 result
                     .with_error_code(errors::admin(&e))

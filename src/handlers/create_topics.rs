@@ -12,8 +12,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{errors, s, Context};
 use crate::config::TOPIC_CONFIGS;
-use crate::controller::NewTopic;
-use crate::metadata::MetadataRecord;
+use crate::controller::{AdminDone, AdminError, AdminOp, NewTopic};
 
 /// DescribeConfigs / CreateTopics config source codes.
 pub const SOURCE_TOPIC: i8 = 1;
@@ -65,27 +64,22 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
             assignments: assignments.into_iter().map(|a| a.1).collect(),
             configs: configs.clone(),
         };
-        let outcome = if req.validate_only {
-            ctx.controller.plan_topic(&new).map(|r| match r {
-                MetadataRecord::CreateTopic {
-                    id, assignments, ..
-                } => (id, assignments),
-                _ => (crate::types::TopicId::ZERO, Vec::new()),
+        let outcome = ctx
+            .controller
+            .submit(AdminOp::CreateTopic {
+                topic: new,
+                validate_only: req.validate_only,
             })
-        } else {
-            match ctx.controller.create_topic(&new).await {
-                Ok(id) => {
-                    tracing::info!(topic = %name, %id, "created topic");
-                    let image = ctx.controller.image();
-                    let parts = image
-                        .topic(&name)
-                        .map(|t| t.partitions.iter().map(|p| p.replicas.clone()).collect())
-                        .unwrap_or_default();
-                    Ok((id, parts))
-                }
-                Err(e) => Err(e),
-            }
-        };
+            .await
+            .and_then(|done| match done {
+                AdminDone::Topic { id, assignments } => Ok((id, assignments)),
+                AdminDone::Done => Err(AdminError::NoQuorum(
+                    "the controller did not return a topic".into(),
+                )),
+            });
+        if outcome.is_ok() && !req.validate_only {
+            tracing::info!(topic = %name, "created topic");
+        }
         match outcome {
             Ok((id, parts)) => {
                 let rf = parts.first().map(|r: &Vec<i32>| r.len()).unwrap_or(0) as i16;

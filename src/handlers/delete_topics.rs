@@ -5,6 +5,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
 use super::{errors, s, topic_name, Context};
+use crate::controller::AdminOp;
 use crate::types::TopicId;
 
 pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
@@ -46,8 +47,15 @@ pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> De
         let result = result
             .with_name(Some(topic_name(&topic.name)))
             .with_topic_id(topic.id.0);
-        match ctx.controller.delete_topic(topic.id, &topic.name).await {
-            Ok(()) => {
+        match ctx
+            .controller
+            .submit(AdminOp::DeleteTopic {
+                id: topic.id,
+                name: topic.name.clone(),
+            })
+            .await
+        {
+            Ok(_) => {
                 tracing::info!(topic = %topic.name, id = %topic.id, "deleted topic");
                 responses.push(result);
             }

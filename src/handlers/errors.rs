@@ -19,7 +19,8 @@ pub fn admin(e: &AdminError) -> i16 {
         AdminError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment.code(),
         AdminError::InvalidConfig(_) => E::InvalidConfig.code(),
         // Retriable: the client tries again once a quorum is back.
-        AdminError::NoQuorum(_) => E::RequestTimedOut.code(),
+        AdminError::NoQuorum(_) | AdminError::NotLeader(_) => E::RequestTimedOut.code(),
+        AdminError::Stale(_) => E::InvalidUpdateVersion.code(),
     }
 }
 

@@ -53,7 +53,7 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
                 assignments: Vec::new(),
                 configs: BTreeMap::new(),
             };
-            match ctx.controller.create_topic(&t).await {
+            match ctx.controller.create_topic(t).await {
                 Ok(id) => {
                     tracing::info!(topic = %name, %id, "auto-created topic");
                     created = true;

@@ -107,6 +107,22 @@ pub enum MetadataRecord {
         id: TopicId,
         assignments: Vec<Vec<NodeId>>,
     },
+    /// The broker's heartbeats stopped: it serves nothing until unfenced.
+    FenceBroker {
+        id: NodeId,
+    },
+    UnfenceBroker {
+        id: NodeId,
+    },
+    /// A new leader, ISR or both for one partition (computed by the controller's pure code).
+    PartitionChange {
+        topic_id: TopicId,
+        partition: i32,
+        leader: NodeId,
+        isr: Vec<NodeId>,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+    },
 }
 
 /// What applying one record did; returned to the proposer.
@@ -176,6 +192,49 @@ impl MetadataImage {
                     None => ApplyOutcome::UnknownTopic,
                 }
             }
+            MetadataRecord::FenceBroker { id } | MetadataRecord::UnfenceBroker { id } => {
+                let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+                match next.brokers.get_mut(id) {
+                    Some(b) => {
+                        b.fenced = fenced;
+                        ApplyOutcome::Applied
+                    }
+                    None => ApplyOutcome::Conflict(format!("broker {id} is not registered")),
+                }
+            }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                leader_epoch,
+                partition_epoch,
+            } => match next.topic_names.get(topic_id).cloned() {
+                Some(name) => {
+                    let mut topic = (*next.topics[&name]).clone();
+                    match usize::try_from(*partition)
+                        .ok()
+                        .and_then(|i| topic.partitions.get_mut(i))
+                    {
+                        // Only a change computed from the current partition epoch applies.
+                        Some(p) if *partition_epoch == p.partition_epoch + 1 => {
+                            p.leader = *leader;
+                            p.isr = isr.clone();
+                            p.leader_epoch = *leader_epoch;
+                            p.partition_epoch = *partition_epoch;
+                            next.topics.insert(name, Arc::new(topic));
+                            ApplyOutcome::Applied
+                        }
+                        Some(p) => ApplyOutcome::Conflict(format!(
+                            "partition epoch is {}, the change expected {}",
+                            p.partition_epoch,
+                            partition_epoch - 1
+                        )),
+                        None => ApplyOutcome::UnknownTopic,
+                    }
+                }
+                None => ApplyOutcome::UnknownTopic,
+            },
         };
         if outcome == ApplyOutcome::Applied {
             (next, outcome)
@@ -214,6 +273,72 @@ pub fn place_replicas(
                 .collect()
         })
         .collect()
+}
+
+/// The partition changes that fencing `broker` requires: it leaves every ISR (unless it is the
+/// last member, which keeps the partition's data findable), and partitions it led get the next
+/// live ISR member as leader with epoch + 1 — or, with `unclean`, any live replica when no ISR
+/// member is left; otherwise they go leaderless (-1) until a member returns. Pure.
+pub fn fence_changes(image: &MetadataImage, broker: NodeId, unclean: bool) -> Vec<MetadataRecord> {
+    let live = |b: &NodeId| *b != broker && image.brokers.get(b).is_some_and(|r| !r.fenced);
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if !p.isr.contains(&broker) && p.leader != broker {
+                continue;
+            }
+            let mut isr: Vec<NodeId> = p.isr.iter().copied().filter(|b| *b != broker).collect();
+            if isr.is_empty() {
+                isr = vec![broker];
+            }
+            let mut leader = p.leader;
+            if leader == broker || leader < 0 {
+                leader = isr.iter().copied().find(|b| live(b)).unwrap_or(-1);
+                if leader < 0 && unclean {
+                    if let Some(b) = p.replicas.iter().copied().find(|b| live(b)) {
+                        leader = b;
+                        isr = vec![b];
+                    }
+                }
+            }
+            if leader == p.leader && isr == p.isr {
+                continue;
+            }
+            out.push(MetadataRecord::PartitionChange {
+                topic_id: t.id,
+                partition: i as i32,
+                leader,
+                isr,
+                leader_epoch: if leader != p.leader {
+                    p.leader_epoch + 1
+                } else {
+                    p.leader_epoch
+                },
+                partition_epoch: p.partition_epoch + 1,
+            });
+        }
+    }
+    out
+}
+
+/// Partitions left leaderless that `broker` (now back) can lead again: it is in their ISR.
+pub fn unfence_changes(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.leader < 0 && p.isr.contains(&broker) {
+                out.push(MetadataRecord::PartitionChange {
+                    topic_id: t.id,
+                    partition: i as i32,
+                    leader: broker,
+                    isr: p.isr.clone(),
+                    leader_epoch: p.leader_epoch + 1,
+                    partition_epoch: p.partition_epoch + 1,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// What one node must change to match a new image.
@@ -315,6 +440,85 @@ mod tests {
             assert_eq!(p.iter().filter(|r| r[0] == b).count(), 2);
         }
         assert!(p.iter().all(|r| r[0] != r[1]));
+    }
+
+    fn three_brokers() -> MetadataImage {
+        let mut img = MetadataImage::default();
+        for id in 1..=3 {
+            let reg = BrokerRegistration {
+                id,
+                incarnation: uuid::Uuid::from_u128(id as u128),
+                endpoints: Vec::new(),
+                rack: None,
+                fenced: false,
+            };
+            img = img.apply(&MetadataRecord::RegisterBroker(reg)).0;
+        }
+        img.apply(&MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: TopicId(uuid::Uuid::from_u128(9)),
+            assignments: vec![vec![1, 2, 3], vec![2, 3, 1]],
+            configs: BTreeMap::new(),
+        })
+        .0
+    }
+
+    fn apply_all(img: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+        records.iter().fold(img.clone(), |i, r| {
+            let (next, out) = i.apply(r);
+            assert_eq!(out, ApplyOutcome::Applied, "{r:?}");
+            next
+        })
+    }
+
+    #[test]
+    fn fencing_moves_leadership_to_the_next_live_isr_member() {
+        let img = three_brokers();
+        let img = img.apply(&MetadataRecord::FenceBroker { id: 1 }).0;
+        let changes = fence_changes(&img, 1, false);
+        assert_eq!(changes.len(), 2, "both partitions have 1 in their ISR");
+        let img = apply_all(&img, &changes);
+        let p0 = &img.topic("t").expect("t").partitions[0];
+        assert_eq!((p0.leader, p0.leader_epoch, p0.partition_epoch), (2, 1, 1));
+        assert_eq!(p0.isr, vec![2, 3]);
+        let p1 = &img.topic("t").expect("t").partitions[1];
+        assert_eq!(
+            (p1.leader, p1.leader_epoch),
+            (2, 0),
+            "leader kept, only the ISR shrank"
+        );
+        // A stale change (same partition epoch again) is refused at apply.
+        let (_, out) = img.apply(&changes[0]);
+        assert!(matches!(out, ApplyOutcome::Conflict(_)));
+    }
+
+    #[test]
+    fn last_isr_member_stays_and_unclean_election_is_opt_in() {
+        let mut img = three_brokers();
+        for id in [2, 3] {
+            img = img.apply(&MetadataRecord::FenceBroker { id }).0;
+            let ch = fence_changes(&img, id, false);
+            img = apply_all(&img, &ch);
+        }
+        let p0 = img.topic("t").expect("t").partitions[0].clone();
+        assert_eq!((p0.leader, p0.isr.clone()), (1, vec![1]));
+        img = img.apply(&MetadataRecord::FenceBroker { id: 1 }).0;
+        let clean = apply_all(&img, &fence_changes(&img, 1, false));
+        let p = &clean.topic("t").expect("t").partitions[0];
+        assert_eq!(
+            (p.leader, p.isr.clone()),
+            (-1, vec![1]),
+            "leaderless, ISR keeps the last member"
+        );
+        // Broker 1 returns: it leads again.
+        let back = clean.apply(&MetadataRecord::UnfenceBroker { id: 1 }).0;
+        let back = apply_all(&back, &unfence_changes(&back, 1));
+        assert_eq!(back.topic("t").expect("t").partitions[0].leader, 1);
+        // With unclean election a live out-of-ISR replica takes over instead.
+        let img2 = clean.apply(&MetadataRecord::UnfenceBroker { id: 3 }).0;
+        let unclean = apply_all(&img2, &fence_changes(&img2, 1, true));
+        let p = &unclean.topic("t").expect("t").partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (3, vec![3]));
     }
 
     #[test]

@@ -1,0 +1,248 @@
+//! Incoming quorum RPC on the controller listener: Raft messages from peers, and the
+//! broker→controller calls (register, heartbeat, alter partition, admin writes, quorum status)
+//! that only the Raft leader answers — any other node says where the leader is.
+
+use openraft::Raft;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::pb;
+use super::{Handle, TypeConfig};
+use crate::metadata::{BrokerRegistration, Endpoint};
+
+/// The gRPC status a non-leader answers with; callers retry at the leader named in it.
+pub const NOT_LEADER: &str = "not the metadata leader";
+
+pub fn not_leader(leader: Option<u64>) -> Status {
+    Status::failed_precondition(format!(
+        "{NOT_LEADER}; leader={}",
+        leader.map(|l| l as i64).unwrap_or(-1)
+    ))
+}
+
+struct RaftService {
+    raft: Raft<TypeConfig>,
+    handle: Handle,
+}
+
+fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(payload).map_err(|e| format!("bad raft payload: {e}"))
+}
+
+fn reply<T: Serialize, E: Serialize>(r: Result<T, E>) -> Result<Response<pb::RaftReply>, Status> {
+    let payload = serde_json::to_vec(&r).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(pb::RaftReply {
+        payload,
+        refused: String::new(),
+    }))
+}
+
+fn refused(why: String) -> Result<Response<pb::RaftReply>, Status> {
+    Ok(Response::new(pb::RaftReply {
+        payload: Vec::new(),
+        refused: why,
+    }))
+}
+
+impl RaftService {
+    /// A message from a node of another cluster is refused before it reaches Raft.
+    fn check_cluster(&self, theirs: &str) -> Result<(), String> {
+        let ours = self.handle.cluster_id();
+        if !ours.is_empty() && !theirs.is_empty() && ours != theirs {
+            return Err(format!(
+                "cluster id mismatch: this node belongs to cluster {ours}, the sender to {theirs}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        req: Request<pb::RaftRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        let req = req.into_inner();
+        if let Err(why) = self.check_cluster(&req.cluster_id) {
+            return refused(why);
+        }
+        match decode(&req.payload) {
+            Ok(rpc) => reply(self.raft.append_entries(rpc).await),
+            Err(why) => refused(why),
+        }
+    }
+
+    async fn vote(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let req = req.into_inner();
+        if let Err(why) = self.check_cluster(&req.cluster_id) {
+            return refused(why);
+        }
+        match decode(&req.payload) {
+            Ok(rpc) => reply(self.raft.vote(rpc).await),
+            Err(why) => refused(why),
+        }
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<pb::RaftRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        let req = req.into_inner();
+        if let Err(why) = self.check_cluster(&req.cluster_id) {
+            return refused(why);
+        }
+        match decode(&req.payload) {
+            Ok(rpc) => reply(self.raft.install_snapshot(rpc).await),
+            Err(why) => refused(why),
+        }
+    }
+}
+
+struct ControllerService {
+    handle: Handle,
+}
+
+impl ControllerService {
+    fn leader_only(&self) -> Result<(), Status> {
+        if self.handle.is_leader() {
+            Ok(())
+        } else {
+            Err(not_leader(
+                self.handle.raft.metrics().borrow().current_leader,
+            ))
+        }
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, Status> {
+    serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl pb::controller_server::Controller for ControllerService {
+    async fn register_broker(
+        &self,
+        req: Request<pb::RegisterBrokerRequest>,
+    ) -> Result<Response<pb::RegisterBrokerReply>, Status> {
+        self.leader_only()?;
+        let r = req.into_inner();
+        let incarnation = uuid::Uuid::parse_str(&r.incarnation)
+            .map_err(|_| Status::invalid_argument("bad incarnation"))?;
+        let reg = BrokerRegistration {
+            id: r.broker_id,
+            incarnation,
+            endpoints: r
+                .endpoints
+                .into_iter()
+                .map(|e| Endpoint {
+                    listener: e.listener,
+                    host: e.host,
+                    port: e.port as u16,
+                })
+                .collect(),
+            rack: r.rack,
+            fenced: false,
+        };
+        self.handle
+            .register_local(reg)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::RegisterBrokerReply {
+            cluster_id: self.handle.cluster_id(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
+        self.leader_only()?;
+        let r = req.into_inner();
+        let incarnation = uuid::Uuid::parse_str(&r.incarnation)
+            .map_err(|_| Status::invalid_argument("bad incarnation"))?;
+        let (registered, fenced) = self
+            .handle
+            .heartbeat_local(r.broker_id, incarnation)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::HeartbeatReply { fenced, registered }))
+    }
+
+    async fn alter_partition(
+        &self,
+        req: Request<pb::AlterPartitionRequest>,
+    ) -> Result<Response<pb::AlterPartitionReply>, Status> {
+        self.leader_only()?;
+        let r = req.into_inner();
+        let topic_id = uuid::Uuid::parse_str(&r.topic_id)
+            .map_err(|_| Status::invalid_argument("bad topic id"))?;
+        let (partition_epoch, isr) = self
+            .handle
+            .alter_partition_local(
+                r.broker_id,
+                crate::types::TopicId(topic_id),
+                r.partition,
+                r.leader_epoch,
+                r.partition_epoch,
+                r.new_isr,
+            )
+            .await
+            .map_err(|e| Status::aborted(e.to_string()))?;
+        Ok(Response::new(pb::AlterPartitionReply {
+            partition_epoch,
+            isr,
+        }))
+    }
+
+    async fn admin(
+        &self,
+        req: Request<pb::AdminRequest>,
+    ) -> Result<Response<pb::AdminReply>, Status> {
+        self.leader_only()?;
+        let op = serde_json::from_slice(&req.into_inner().payload)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let result = self.handle.admin_local(op).await;
+        Ok(Response::new(pb::AdminReply {
+            payload: json(&result)?,
+        }))
+    }
+
+    async fn quorum(
+        &self,
+        _req: Request<pb::QuorumRequest>,
+    ) -> Result<Response<pb::QuorumReply>, Status> {
+        self.leader_only()?;
+        Ok(Response::new(pb::QuorumReply {
+            payload: json(&self.handle.quorum_local())?,
+        }))
+    }
+}
+
+/// Serves both services on the controller listener until `token` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    handle: Handle,
+    token: CancellationToken,
+) {
+    let raft_service = RaftService {
+        raft,
+        handle: handle.clone(),
+    };
+    let controller_service = ControllerService { handle };
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(pb::raft_server::RaftServer::new(raft_service))
+        .add_service(pb::controller_server::ControllerServer::new(
+            controller_service,
+        ))
+        .serve_with_incoming_shutdown(incoming, token.cancelled())
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "controller RPC server stopped");
+    }
+}

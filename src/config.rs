@@ -185,16 +185,22 @@ pub const SETTINGS: &[Setting] = &[
     ),
     int(
         "broker.session.timeout.ms",
-        "9000",
-        1,
-        "Fence a broker whose heartbeats stop for this long.",
+        "2000",
+        100,
+        "Fence a broker whose heartbeats stop for this long (Kafka's default is 9000; strom fails over faster).",
     ),
     int(
         "broker.heartbeat.interval.ms",
-        "2000",
-        1,
+        "500",
+        10,
         "Interval between broker heartbeats to the controller.",
     ),
+    Setting {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        kind: Kind::Bool,
+        doc: "Let a replica outside the ISR lead when no ISR member is alive (may lose acknowledged data).",
+    },
     int(
         "controller.quorum.request.timeout.ms",
         "2000",

@@ -12,4 +12,5 @@ pub mod protocol;
 pub mod replica;
 pub mod server;
 pub mod storage;
+pub mod tools;
 pub mod types;

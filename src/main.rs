@@ -30,6 +30,19 @@ enum Command {
     Serve(ServeArgs),
     /// List every setting with its default and meaning.
     Settings,
+    /// Inspect a running cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The metadata quorum (leader, term, voters and their lag) and every broker's state.
+    Status {
+        /// Any broker's client address, host:port.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -57,6 +70,18 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Cluster(ClusterCommand::Status { bootstrap })) => {
+            match strom::tools::cluster_status(&bootstrap) {
+                Ok(text) => {
+                    print!("{text}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("strom: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         None => serve(cli.serve),
     }
 }
@@ -65,7 +90,7 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")
+                tracing_subscriber::EnvFilter::new("info,openraft=off,sled=warn")
             }),
         )
         .with_target(false)

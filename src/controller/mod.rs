@@ -162,8 +162,8 @@ impl Controller {
         let raft_config = openraft::Config {
             cluster_name: "strom".into(),
             heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
             install_snapshot_timeout: 2000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
             max_in_snapshot_log_to_keep: 100,

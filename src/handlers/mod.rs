@@ -8,6 +8,7 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_quorum;
 pub mod errors;
 pub mod fetch;
 pub mod list_offsets;
@@ -71,6 +72,7 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
         ApiKey::DescribeConfigs => call!(describe_configs),
         ApiKey::CreatePartitions => call!(create_partitions),
         ApiKey::DescribeCluster => call!(describe_cluster),
+        ApiKey::DescribeQuorum => call!(describe_quorum),
         other => Err(FrameError::UnsupportedVersion {
             key: other,
             version: v,

@@ -170,31 +170,25 @@ fn retention_removes_old_segments_and_moves_log_start() {
     }
     flush(&p);
     assert_eq!(p.context().acks.lock().expect("lock").len(), 2_000);
+    // Retention runs every 200 ms: within a few runs the log start has advanced and about
+    // retention.bytes remain (whole segments only, so at most one segment more). Every record
+    // takes at least its 100-byte value on disk.
     let c = consumer(&bootstrap, &[]);
+    let bound = 32_768 + 16_384;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut low = 0;
+    let (mut low, mut high) = (0, 0);
     while Instant::now() < deadline {
-        low = c
+        (low, high) = c
             .fetch_watermarks("old", 0, Duration::from_secs(5))
-            .expect("watermarks")
-            .0;
-        if low > 0 {
+            .expect("watermarks");
+        if low > 0 && (high - low) * 100 <= bound {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(low > 0, "log start offset advanced");
-    let high = c
-        .fetch_watermarks("old", 0, Duration::from_secs(5))
-        .expect("watermarks")
-        .1;
     assert_eq!(high, 2_000);
-    // Roughly retention.bytes are kept: whole segments only, so at most one segment more.
-    let kept_records = high - low;
-    assert!(
-        kept_records * 100 < 32_768 + 16_384 + 16_384,
-        "kept {kept_records} records"
-    );
+    assert!((high - low) * 100 <= bound, "kept {} records", high - low);
     // A consumer asking for offset 0 is reset to the new log start.
     let c = consumer(&bootstrap, &[("auto.offset.reset", "earliest")]);
     let mut tpl = TopicPartitionList::new();
@@ -206,5 +200,12 @@ fn retention_removes_old_segments_and_moves_log_start() {
         Some(Err(e)) => panic!("consumer error {e}"),
         None => panic!("no record after reset"),
     };
-    assert_eq!(first, low, "reset to the log start offset");
+    let now_low = c
+        .fetch_watermarks("old", 0, Duration::from_secs(5))
+        .expect("watermarks")
+        .0;
+    assert!(
+        first >= low && first == now_low,
+        "reset to the log start offset ({first} vs {now_low})"
+    );
 }

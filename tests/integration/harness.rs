@@ -42,24 +42,61 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker with `sets` (name=value) on top of test defaults.
     pub fn start(sets: &[&str]) -> Broker {
+        let mut b = Broker::new(sets);
+        b.spawn();
+        b
+    }
+
+    /// A broker with its own ports and data directory, not started yet.
+    pub fn new(sets: &[&str]) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut b = Broker {
+        Broker {
             port: free_port(),
             controller_port: free_port(),
             dir: tmp.path().to_path_buf(),
             _tmp: Some(tmp),
             sets: sets.iter().map(|s| s.to_string()).collect(),
             child: None,
-        };
-        b.spawn();
-        b
+        }
+    }
+
+    pub fn set(&mut self, setting: String) {
+        self.sets.push(setting);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the process expecting it to refuse; returns its exit status and stderr.
+    pub fn start_expecting_failure(&mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self
+            .command()
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn strom");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (status, err);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("strom kept running although it should have refused to start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
+    fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
         cmd.arg("serve")
             .arg("--set")
@@ -72,10 +109,15 @@ impl Broker {
         for s in &self.sets {
             cmd.arg("--set").arg(s);
         }
-        cmd.env("RUST_LOG", "warn")
+        cmd.env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        self.child = Some(cmd.spawn().expect("spawn strom"));
+        cmd
+    }
+
+    /// Starts (or restarts) the process on the same ports and data.
+    pub fn spawn(&mut self) {
+        self.child = Some(self.command().spawn().expect("spawn strom"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -117,6 +159,46 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Three (or more) voters on their own ports, configured like `strom dev`.
+pub struct Cluster {
+    pub nodes: Vec<Broker>,
+}
+
+impl Cluster {
+    /// Creates `n` nodes (ids 1..=n), none started.
+    pub fn new(n: usize, sets: &[&str]) -> Cluster {
+        let mut nodes: Vec<Broker> = (0..n).map(|_| Broker::new(sets)).collect();
+        let voters = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{}@127.0.0.1:{}", i + 1, b.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (i, b) in nodes.iter_mut().enumerate() {
+            b.set(format!("node.id={}", i + 1));
+            b.set(format!("controller.quorum.voters={voters}"));
+        }
+        Cluster { nodes }
+    }
+
+    /// Node by id (1-based).
+    pub fn node(&mut self, id: i32) -> &mut Broker {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    pub fn bootstrap(&self, id: i32) -> String {
+        self.nodes[id as usize - 1].bootstrap()
+    }
+
+    /// Starts the nodes in the given order, `gap` apart.
+    pub fn start(&mut self, order: &[i32], gap: Duration) {
+        for id in order {
+            self.node(*id).spawn();
+            std::thread::sleep(gap);
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod cluster;
 mod durability;
 mod produce_consume;
 mod wire;

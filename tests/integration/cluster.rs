@@ -1,0 +1,362 @@
+//! Three-node clusters: quorum formation in any order, agreement on metadata, controller and
+//! partition-leader failover, loss of the majority, and nodes that must refuse to start.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::Consumer;
+use strom::tools::Client;
+
+use crate::harness::{consumer, Cluster};
+
+/// (id, host, port, fenced) of every registered broker, and the controller id.
+fn describe(bootstrap: &str) -> Option<(i32, Vec<(i32, String, i32, bool)>)> {
+    let mut c = Client::connect(bootstrap).ok()?;
+    let d: DescribeClusterResponse = c
+        .call(
+            ApiKey::DescribeCluster,
+            2,
+            &DescribeClusterRequest::default()
+                .with_endpoint_type(1)
+                .with_include_fenced_brokers(true),
+        )
+        .ok()?;
+    let brokers = d
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, b.host.to_string(), b.port, b.is_fenced))
+        .collect();
+    Some((d.controller_id.0, brokers))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if f() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn all_active(bootstrap: &str, n: usize) -> bool {
+    describe(bootstrap).is_some_and(|(ctl, b)| ctl > 0 && b.len() == n && b.iter().all(|x| !x.3))
+}
+
+/// CreateTopics through one broker; returns the error code.
+fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i16) -> Option<i16> {
+    let mut c = Client::connect(bootstrap).ok()?;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)]);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).ok()?;
+    Some(r.topics[0].error_code)
+}
+
+type Partitions = BTreeMap<(String, i32), (i32, Vec<i32>, Vec<i32>)>;
+
+/// Brokers and every partition's (leader, replicas, ISR) as one broker's Metadata reports them.
+fn metadata(bootstrap: &str) -> (Vec<(i32, String, u16)>, Partitions) {
+    let c = consumer(bootstrap, &[]);
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let mut brokers: Vec<_> = md
+        .brokers()
+        .iter()
+        .map(|b| (b.id(), b.host().to_string(), b.port() as u16))
+        .collect();
+    brokers.sort();
+    let mut parts = BTreeMap::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            let mut replicas = p.replicas().to_vec();
+            let mut isr = p.isr().to_vec();
+            replicas.sort();
+            isr.sort();
+            parts.insert((t.name().to_string(), p.id()), (p.leader(), replicas, isr));
+        }
+    }
+    (brokers, parts)
+}
+
+#[test]
+fn three_nodes_form_in_any_order_and_agree_on_metadata() {
+    let mut cluster = Cluster::new(3, &[]);
+    cluster.start(&[3, 1, 2], Duration::from_millis(700));
+    let bs3 = cluster.bootstrap(3);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs3, 3)
+    });
+    assert_eq!(
+        create_topic(&bs3, "shared", 6, 3),
+        Some(0),
+        "created through node 3"
+    );
+    let reference = metadata(&cluster.bootstrap(1));
+    let ports: Vec<u16> = (1..=3).map(|i| cluster.node(i).port).collect();
+    assert_eq!(
+        reference.0,
+        vec![
+            (1, "127.0.0.1".into(), ports[0]),
+            (2, "127.0.0.1".into(), ports[1]),
+            (3, "127.0.0.1".into(), ports[2])
+        ],
+        "every broker with the endpoint of the client listener"
+    );
+    let shared: Vec<_> = reference
+        .1
+        .iter()
+        .filter(|(k, _)| k.0 == "shared")
+        .collect();
+    assert_eq!(shared.len(), 6);
+    assert!(shared
+        .iter()
+        .all(|(_, v)| v.1 == vec![1, 2, 3] && v.2 == vec![1, 2, 3]));
+    let mut leaders: Vec<i32> = shared.iter().map(|(_, v)| v.0).collect();
+    leaders.sort();
+    assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3], "leaders spread evenly");
+    for id in [2, 3] {
+        let bs = cluster.bootstrap(id);
+        wait_until(
+            "identical metadata on every node",
+            Duration::from_secs(5),
+            || metadata(&bs) == reference,
+        );
+    }
+}
+
+#[test]
+fn killing_the_controller_elects_a_new_one_and_the_old_one_rejoins() {
+    let mut cluster = Cluster::new(3, &[]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    assert_eq!(create_topic(&bs1, "before", 3, 3), Some(0));
+    let (controller, _) = describe(&bs1).expect("describe");
+    let survivor = if controller == 1 { 2 } else { 1 };
+    let bs = cluster.bootstrap(survivor);
+
+    cluster.node(controller).kill();
+    let killed = Instant::now();
+    let mut n = 0;
+    wait_until(
+        "an admin write after the controller died",
+        Duration::from_secs(10),
+        || {
+            n += 1;
+            create_topic(&bs, &format!("after-{n}"), 1, 1) == Some(0)
+        },
+    );
+    let recovered = killed.elapsed();
+    println!("controller {controller} killed: admin writes succeed again after {recovered:?}");
+    assert!(
+        recovered < Duration::from_millis(2500),
+        "admin writes resumed after {recovered:?}"
+    );
+    let (new_controller, _) = describe(&bs).expect("describe");
+    assert_ne!(new_controller, controller);
+
+    // The old controller comes back as a follower with the same metadata, and nothing forks.
+    cluster.node(controller).spawn();
+    let back = cluster.bootstrap(controller);
+    wait_until(
+        "the old controller back and active",
+        Duration::from_secs(15),
+        || all_active(&back, 3),
+    );
+    let (ctl, _) = describe(&back).expect("describe");
+    assert_eq!(
+        ctl, new_controller,
+        "the returning node follows the new controller"
+    );
+    let expected = metadata(&bs).1;
+    wait_until(
+        "the returning node has identical topics",
+        Duration::from_secs(5),
+        || metadata(&back).1 == expected,
+    );
+}
+
+#[test]
+fn a_killed_partition_leader_is_fenced_replaced_and_unfenced_on_return() {
+    let mut cluster = Cluster::new(3, &[]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    assert_eq!(create_topic(&bs1, "moving", 6, 3), Some(0));
+    let (controller, _) = describe(&bs1).expect("describe");
+    let victim = (1..=3)
+        .find(|b| *b != controller)
+        .expect("a non-controller");
+    let watcher = cluster.bootstrap(controller);
+    let before = metadata(&watcher).1;
+    let led: Vec<_> = before
+        .iter()
+        .filter(|(_, v)| v.0 == victim)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert!(!led.is_empty(), "broker {victim} leads some partitions");
+
+    cluster.node(victim).kill();
+    let took = wait_until(
+        "the victim fenced and its partitions moved",
+        Duration::from_secs(10),
+        || {
+            let fenced =
+                describe(&watcher).is_some_and(|(_, b)| b.iter().any(|x| x.0 == victim && x.3));
+            fenced
+                && metadata(&watcher)
+                    .1
+                    .iter()
+                    .all(|(_, v)| v.0 != victim && v.0 >= 0 && !v.2.contains(&victim))
+        },
+    );
+    println!("partition leader {victim} killed: fenced and replaced after {took:?}");
+    let after = metadata(&watcher).1;
+    for (k, v) in &led {
+        let now = &after[k];
+        assert!(
+            v.2.contains(&now.0),
+            "{k:?}: new leader {} came from the ISR {:?}",
+            now.0,
+            v.2
+        );
+    }
+
+    cluster.node(victim).spawn();
+    wait_until("the victim unfenced", Duration::from_secs(15), || {
+        all_active(&watcher, 3)
+    });
+}
+
+#[test]
+fn without_a_majority_admin_writes_fail_clearly_and_reads_continue() {
+    let mut cluster = Cluster::new(3, &[]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    assert_eq!(create_topic(&bs1, "kept", 3, 3), Some(0));
+    let before = metadata(&bs1).1;
+    cluster.node(2).kill();
+    cluster.node(3).kill();
+
+    let started = Instant::now();
+    let code = create_topic(&bs1, "refused", 1, 1);
+    let took = started.elapsed();
+    assert_eq!(code, Some(7), "REQUEST_TIMED_OUT, retriable");
+    assert!(took < Duration::from_secs(5), "failed after {took:?}");
+    let (_, reads) = metadata(&bs1);
+    assert!(
+        reads.keys().any(|k| k.0 == "kept"),
+        "metadata reads still answer from the last image"
+    );
+
+    cluster.node(2).spawn();
+    cluster.node(3).spawn();
+    wait_until("writes accepted again", Duration::from_secs(20), || {
+        create_topic(&bs1, "accepted", 1, 1) == Some(0)
+    });
+    let after = metadata(&bs1).1;
+    for (k, v) in before.iter() {
+        assert_eq!(
+            after.get(k).map(|a| &a.1),
+            Some(&v.1),
+            "{k:?}: replicas unchanged"
+        );
+    }
+}
+
+#[test]
+fn nodes_with_foreign_state_refuse_to_start() {
+    // A voter list that disagrees with the stored quorum.
+    let mut cluster = Cluster::new(1, &[]);
+    cluster.start(&[1], Duration::ZERO);
+    let bs = cluster.bootstrap(1);
+    wait_until("the node registered", Duration::from_secs(10), || {
+        all_active(&bs, 1)
+    });
+    cluster.node(1).terminate();
+    let wrong = format!(
+        "controller.quorum.voters=1@127.0.0.1:{},2@127.0.0.1:1",
+        cluster.node(1).controller_port
+    );
+    cluster.node(1).set(wrong);
+    let (status, err) = cluster.node(1).start_expecting_failure();
+    assert!(!status.success());
+    assert!(err.contains("controller.quorum.voters"), "{err}");
+
+    // A data directory of another node id.
+    let mut other = Cluster::new(1, &[]);
+    other.start(&[1], Duration::ZERO);
+    let bs = other.bootstrap(1);
+    wait_until("the node registered", Duration::from_secs(10), || {
+        all_active(&bs, 1)
+    });
+    other.node(1).terminate();
+    other.node(1).set("node.id=5".into());
+    let cport = other.node(1).controller_port;
+    other
+        .node(1)
+        .set(format!("controller.quorum.voters=5@127.0.0.1:{cport}"));
+    let (status, err) = other.node(1).start_expecting_failure();
+    assert!(!status.success());
+    assert!(err.contains("node.id=1"), "{err}");
+}
+
+#[test]
+fn a_node_holding_another_clusters_data_refuses_to_join() {
+    // Cluster A forms and stops; cluster B forms on the same addresses; A's node 1 data is
+    // then offered to B.
+    let mut a = Cluster::new(3, &[]);
+    a.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs = a.bootstrap(1);
+    wait_until("cluster A formed", Duration::from_secs(20), || {
+        all_active(&bs, 3)
+    });
+    for id in 1..=3 {
+        a.node(id).terminate();
+    }
+    let mut b = Cluster::new(3, &[]);
+    // Same ports as A, fresh data.
+    for id in 1..=3 {
+        let (port, cport) = (a.node(id).port, a.node(id).controller_port);
+        let node = b.node(id);
+        node.port = port;
+        node.controller_port = cport;
+    }
+    let voters = (1..=3)
+        .map(|i| format!("{i}@127.0.0.1:{}", a.node(i).controller_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    for id in 1..=3 {
+        b.node(id).set(format!("controller.quorum.voters={voters}"));
+    }
+    b.start(&[2, 3], Duration::from_millis(100));
+    b.start(&[1], Duration::ZERO);
+    let bs = b.bootstrap(2);
+    wait_until("cluster B formed", Duration::from_secs(20), || {
+        all_active(&bs, 3)
+    });
+    b.node(1).terminate();
+    let (status, err) = a.node(1).start_expecting_failure();
+    assert!(!status.success());
+    assert!(err.contains("cluster"), "{err}");
+    assert!(b.node(2).is_running());
+}

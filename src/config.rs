@@ -208,6 +208,12 @@ pub const SETTINGS: &[Setting] = &[
         "Bound on waiting for the metadata quorum to commit an admin write.",
     ),
     int(
+        "metadata.log.snapshot.interval.records",
+        "1000",
+        1,
+        "Snapshot the metadata state after this many new metadata records, so the log stays bounded.",
+    ),
+    int(
         "shutdown.timeout.ms",
         "5000",
         1,
@@ -328,6 +334,7 @@ pub struct Config {
     pub session_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub unclean_leader_election: bool,
+    pub metadata_snapshot_interval: u64,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
 }
@@ -641,6 +648,7 @@ impl Config {
             session_timeout_ms: int("broker.session.timeout.ms") as u64,
             heartbeat_interval_ms: int("broker.heartbeat.interval.ms") as u64,
             unclean_leader_election: get("unclean.leader.election.enable") == "true",
+            metadata_snapshot_interval: int("metadata.log.snapshot.interval.records") as u64,
             values,
         })
     }

@@ -165,8 +165,10 @@ impl Controller {
             election_timeout_min: 400,
             election_timeout_max: 800,
             install_snapshot_timeout: 2000,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 100,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                config.metadata_snapshot_interval,
+            ),
+            max_in_snapshot_log_to_keep: config.metadata_snapshot_interval / 10,
             ..Default::default()
         }
         .validate()
@@ -190,11 +192,12 @@ impl Controller {
         if initialized {
             let metrics = raft.metrics().borrow().clone();
             let membership = metrics.membership_config.membership();
-            let stored: BTreeMap<RaftNodeId, BasicNode> =
-                membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
-            let stored_voters: Vec<RaftNodeId> = membership.voter_ids().collect();
-            let wanted: Vec<RaftNodeId> = voters.keys().copied().collect();
-            if stored_voters != wanted || stored != voters {
+            // Voters only: learners (broker-only nodes) may have joined since.
+            let stored: BTreeMap<RaftNodeId, BasicNode> = membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
+                .collect();
+            if stored != voters {
                 let show = |m: &BTreeMap<RaftNodeId, BasicNode>| {
                     m.iter()
                         .map(|(i, n)| format!("{i}@{}", n.addr))
@@ -352,5 +355,35 @@ impl Handle {
                 timeout.as_millis()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::StorageError;
+
+    use super::state_machine::StateMachine;
+    use super::store::LogStore;
+    use super::*;
+
+    struct SledBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<RaftNodeId>> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = sled::open(dir.path()).expect("sled");
+            let log = LogStore::open(&db).expect("log store");
+            let (tx, _rx) = watch::channel(Arc::new(MetadataImage::default()));
+            let sm = StateMachine::open(&db, tx)?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn sled_store_passes_openraft_storage_suite() {
+        Suite::test_all(SledBuilder).expect("openraft storage suite");
     }
 }

@@ -360,3 +360,32 @@ fn a_node_holding_another_clusters_data_refuses_to_join() {
     assert!(err.contains("cluster"), "{err}");
     assert!(b.node(2).is_running());
 }
+
+#[test]
+fn a_lagging_node_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::new(3, &["metadata.log.snapshot.interval.records=20"]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    let (controller, _) = describe(&bs1).expect("describe");
+    let lagging = (1..=3).find(|b| *b != controller).expect("a follower");
+    let bs = cluster.bootstrap(controller);
+    cluster.node(lagging).kill();
+    wait_until("the node fenced", Duration::from_secs(10), || {
+        describe(&bs).is_some_and(|(_, b)| b.iter().any(|x| x.0 == lagging && x.3))
+    });
+    // Far more records than the 2 kept after each snapshot: the others purge their logs.
+    for i in 0..60 {
+        assert_eq!(create_topic(&bs, &format!("t{i}"), 1, 1), Some(0));
+    }
+    let expected = metadata(&bs).1;
+    cluster.node(lagging).spawn();
+    let back = cluster.bootstrap(lagging);
+    wait_until(
+        "the lagging node caught up",
+        Duration::from_secs(20),
+        || all_active(&back, 3) && metadata(&back).1 == expected,
+    );
+}

@@ -15,8 +15,11 @@ use strom::tools::Client;
 
 use crate::harness::{consumer, Cluster};
 
-/// (id, host, port, fenced) of every registered broker, and the controller id.
-fn describe(bootstrap: &str) -> Option<(i32, Vec<(i32, String, i32, bool)>)> {
+/// (id, host, port, fenced) of one registered broker.
+type BrokerRow = (i32, String, i32, bool);
+
+/// The controller id and every registered broker, from DescribeCluster.
+fn describe(bootstrap: &str) -> Option<(i32, Vec<BrokerRow>)> {
     let mut c = Client::connect(bootstrap).ok()?;
     let d: DescribeClusterResponse = c
         .call(

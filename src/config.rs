@@ -468,12 +468,6 @@ impl Config {
                 "expected `broker`, `controller` or both".into(),
             ));
         }
-        if !roles.iter().any(|r| r == "controller") {
-            return Err(invalid(
-                "process.roles",
-                "a broker-only node needs a controller quorum on other nodes, which is not built yet; use broker,controller".into(),
-            ));
-        }
         if !roles.iter().any(|r| r == "broker") {
             return Err(invalid(
                 "process.roles",
@@ -577,6 +571,22 @@ impl Config {
         }
         let mut voters = parse_voters(&get("controller.quorum.voters"))
             .map_err(|r| invalid("controller.quorum.voters", r))?;
+        let is_controller = roles.iter().any(|r| r == "controller");
+        if voters.is_empty() && !is_controller {
+            return Err(invalid(
+                "controller.quorum.voters",
+                "a broker-only node (process.roles=broker) needs the voters of an existing quorum"
+                    .into(),
+            ));
+        }
+        if !is_controller && voters.iter().any(|v| v.id == node_id) {
+            return Err(invalid(
+                "controller.quorum.voters",
+                format!(
+                    "node.id={node_id} is listed as a voter but process.roles has no `controller`"
+                ),
+            ));
+        }
         if voters.is_empty() {
             voters.push(Voter {
                 id: node_id,

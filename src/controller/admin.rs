@@ -152,8 +152,15 @@ impl Handle {
     {
         let deadline = tokio::time::Instant::now() + within;
         let mut last = String::from("no metadata leader is known");
+        let mut attempt = 0usize;
         loop {
-            let leader = self.controller_id();
+            // Without a known leader (a learner that has not joined yet), ask the voters in turn:
+            // a follower answers "not the leader" and the next attempt tries another.
+            let leader = self.controller_id().or_else(|| {
+                let v = &self.config.voters;
+                (!v.is_empty()).then(|| v[attempt % v.len()].id)
+            });
+            attempt += 1;
             if let Some(addr) = leader.and_then(|l| self.voter_addr(l)) {
                 match self.channels.get(&addr) {
                     Ok(channel) => {
@@ -295,6 +302,21 @@ impl Handle {
             .await?
             .into_inner();
         Ok((reply.partition_epoch, reply.isr))
+    }
+
+    /// Asks the leader to add this broker-only node as a non-voting learner.
+    pub async fn join_as_learner(&self, within: Duration) -> Result<(), AdminError> {
+        let l = &self.config.controller_listener;
+        let req = pb::AddLearnerRequest {
+            node_id: self.config.node_id,
+            address: format!("{}:{}", l.host, l.port),
+        };
+        self.call_leader(within, |mut c| {
+            let req = req.clone();
+            async move { c.add_learner(req).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The leader's view of the quorum (leader, term, each voter's progress).

@@ -222,6 +222,36 @@ impl Handle {
         Ok((partition_epoch + 1, new_isr))
     }
 
+    /// Adds a broker-only node as a learner (idempotent), on the leader.
+    pub(super) async fn add_learner_local(
+        &self,
+        id: NodeId,
+        address: String,
+    ) -> Result<(), AdminError> {
+        if self.config.voters.iter().any(|v| v.id == id) {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "node {id} is a voter, not a learner"
+            )));
+        }
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&(id as RaftNodeId))
+            .is_some_and(|n| n.addr == address);
+        if known {
+            return Ok(());
+        }
+        self.raft
+            .add_learner(id as RaftNodeId, openraft::BasicNode::new(address), false)
+            .await
+            .map_err(|e| AdminError::NoQuorum(e.to_string()))?;
+        tracing::info!(node = id, "added a broker-only node as a metadata learner");
+        Ok(())
+    }
+
     /// This node's view of the quorum.
     pub(super) fn quorum_local(&self) -> QuorumStatus {
         let m = self.raft.metrics().borrow().clone();
@@ -273,7 +303,12 @@ impl Handle {
                 return;
             }
             if !is_registered {
-                match self.register(&reg, Duration::from_secs(2)).await {
+                let joined = if self.is_voter() {
+                    Ok(())
+                } else {
+                    self.join_as_learner(Duration::from_secs(2)).await
+                };
+                match joined.and(self.register(&reg, Duration::from_secs(2)).await) {
                     Ok(cluster_id) => {
                         tracing::info!(broker = reg.id, %cluster_id, "registered with the controller");
                         is_registered = true;

@@ -212,7 +212,7 @@ impl Controller {
                     show(&voters)
                 )));
             }
-        } else {
+        } else if config.voters.iter().any(|v| v.id == config.node_id) {
             match raft.initialize(voters.clone()).await {
                 Ok(()) => {}
                 // Another voter reached us first: we join through it.
@@ -289,6 +289,14 @@ impl Handle {
         let m = m.borrow();
         m.state == ServerState::Leader
             && m.current_leader == Some(self.config.node_id as RaftNodeId)
+    }
+
+    /// Whether this node votes in the quorum (`process.roles` includes `controller`).
+    pub fn is_voter(&self) -> bool {
+        self.config
+            .voters
+            .iter()
+            .any(|v| v.id == self.config.node_id)
     }
 
     pub fn cluster_id(&self) -> String {

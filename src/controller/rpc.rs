@@ -211,11 +211,24 @@ impl pb::controller_server::Controller for ControllerService {
         }))
     }
 
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::AddLearnerReply>, Status> {
+        self.leader_only()?;
+        let r = req.into_inner();
+        self.handle
+            .add_learner_local(r.node_id, r.address)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::AddLearnerReply {}))
+    }
+
+    /// Any node answers with its own view (start-up checks only need the cluster id).
     async fn quorum(
         &self,
         _req: Request<pb::QuorumRequest>,
     ) -> Result<Response<pb::QuorumReply>, Status> {
-        self.leader_only()?;
         Ok(Response::new(pb::QuorumReply {
             payload: json(&self.handle.quorum_local())?,
         }))

@@ -392,3 +392,49 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
         || all_active(&back, 3) && metadata(&back).1 == expected,
     );
 }
+
+#[test]
+fn a_broker_only_node_joins_as_a_learner_and_serves() {
+    let mut cluster = Cluster::new(3, &[]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    let voters = (1..=3)
+        .map(|i| format!("{i}@127.0.0.1:{}", cluster.node(i).controller_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut learner = crate::harness::Broker::new(&["node.id=4", "process.roles=broker"]);
+    learner.set(format!("controller.quorum.voters={voters}"));
+    learner.spawn();
+    wait_until("four active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 4)
+    });
+    // It receives the metadata log: a topic placed on all four is visible through it.
+    assert_eq!(create_topic(&bs1, "wide", 4, 1), Some(0));
+    let expected = metadata(&bs1);
+    assert!(
+        expected.1.values().any(|v| v.0 == 4),
+        "the learner leads a partition"
+    );
+    let bs4 = learner.bootstrap();
+    wait_until(
+        "the learner's metadata matches",
+        Duration::from_secs(10),
+        || metadata(&bs4) == expected,
+    );
+    // It does not vote: the quorum still has three voters.
+    let status = strom::tools::cluster_status(&bs4).expect("status");
+    let voters_section = status
+        .split("voters:")
+        .nth(1)
+        .and_then(|v| v.split("brokers:").next())
+        .expect("voters section");
+    let ids: Vec<&str> = voters_section
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, vec!["1", "2", "3"], "{status}");
+}

@@ -162,8 +162,8 @@ impl Controller {
         let raft_config = openraft::Config {
             cluster_name: "strom".into(),
             heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
             install_snapshot_timeout: 2000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
                 config.metadata_snapshot_interval,

@@ -34,7 +34,7 @@ pub fn partition(e: &PartitionError) -> i16 {
 pub fn log(e: &LogError) -> i16 {
     match e {
         LogError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
-        LogError::Io(_) => E::KafkaStorageError.code(),
+        LogError::Io(_) | LogError::NonContiguous { .. } => E::KafkaStorageError.code(),
     }
 }
 

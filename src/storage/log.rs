@@ -8,7 +8,9 @@
 //!   on start (the unflushed tail);
 //! - `log-start-offset`: advanced by retention;
 //! - `partition.metadata`: the topic id, so a directory left by a deleted topic of the same name
-//!   is never mistaken for the new one.
+//!   is never mistaken for the new one;
+//! - `leader-epoch-checkpoint`: the leader-epoch cache (`epochs.rs`);
+//! - `high-watermark`: the last high watermark written (on flush), a floor for the next start.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -18,12 +20,15 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use bytes::Bytes;
 
 use super::batch::{rewritten_prefix, BatchHeader};
+use super::epochs::EpochCache;
 use super::segment::{delete_files, read_batches, Segment};
 use crate::config::LogDefaults;
 use crate::types::{Offset, TopicId, TopicPartition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    #[error("replicated batch at offset {got} does not continue the log at {expected}")]
+    NonContiguous { expected: Offset, got: Offset },
     #[error("offset {offset} is outside the log [{start}, {end}]")]
     OffsetOutOfRange {
         offset: Offset,
@@ -38,6 +43,7 @@ struct Inner {
     segments: BTreeMap<Offset, Segment>,
     log_start: Offset,
     unflushed_messages: i64,
+    epochs: EpochCache,
 }
 
 impl Inner {
@@ -148,6 +154,9 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.insert(log_start, Segment::create(&dir, log_start)?);
         }
+        let end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(log_start);
+        let mut epochs = EpochCache::load(&dir.join("leader-epoch-checkpoint"));
+        epochs.truncate_from(end);
         let log = PartitionLog {
             tp,
             topic_id,
@@ -157,6 +166,7 @@ impl PartitionLog {
                 segments,
                 log_start,
                 unflushed_messages: 0,
+                epochs,
             }),
         };
         Ok((log, report))
@@ -195,6 +205,9 @@ impl PartitionLog {
         let settings = self.settings();
         let mut inner = self.lock();
         let first = inner.end();
+        if inner.epochs.assign(leader_epoch, first) {
+            inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+        }
         let mut next = first;
         for (h, bytes) in batches {
             if inner.active().should_roll(
@@ -219,6 +232,127 @@ impl PartitionLog {
             self.flush_locked(&mut inner)?;
         }
         Ok((first, next - 1))
+    }
+
+    /// Appends batches copied from the leader exactly as they are (offsets and epochs included).
+    /// They must continue the log. Returns the new log end offset.
+    pub fn append_replica(&self, batches: &[(BatchHeader, &[u8])]) -> Result<Offset, LogError> {
+        let settings = self.settings();
+        let mut inner = self.lock();
+        let mut epochs_changed = false;
+        for (h, bytes) in batches {
+            let next = inner.end();
+            if h.base_offset != next {
+                return Err(LogError::NonContiguous {
+                    expected: next,
+                    got: h.base_offset,
+                });
+            }
+            if inner.active().should_roll(bytes.len(), next, settings.segment_bytes, settings.roll_ms) {
+                self.roll(&mut inner, next)?;
+            }
+            let mut prefix = [0u8; 16];
+            prefix.copy_from_slice(&bytes[..16]);
+            inner.active().append(&prefix, bytes, h, settings.index_interval_bytes)?;
+            epochs_changed |= inner.epochs.assign(h.leader_epoch, h.base_offset);
+            inner.unflushed_messages += h.record_count.max(1) as i64;
+        }
+        if epochs_changed {
+            inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+        }
+        if inner.unflushed_messages >= settings.flush_interval_messages {
+            self.flush_locked(&mut inner)?;
+        }
+        Ok(inner.end())
+    }
+
+    /// Removes everything at and after `offset` (a follower dropping what the leader does not
+    /// have). A batch holding `offset` goes whole. Returns the new log end.
+    pub fn truncate_to(&self, offset: Offset) -> Result<Offset, LogError> {
+        let settings = self.settings();
+        let mut inner = self.lock();
+        if offset >= inner.end() {
+            return Ok(inner.end());
+        }
+        let offset = offset.max(inner.log_start);
+        let later: Vec<Offset> = inner.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in later {
+            if inner.segments.len() == 1 {
+                break;
+            }
+            if let Some(seg) = inner.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        let index_interval = settings.index_interval_bytes;
+        if inner.active().base >= offset {
+            // Only the active segment is left and all of it goes: start it afresh at `offset`.
+            let base = inner.active().base;
+            if let Some(seg) = inner.segments.remove(&base) {
+                seg.delete()?;
+            }
+            inner.segments.insert(offset, Segment::create(&self.dir, offset)?);
+        } else {
+            inner.active().truncate_to(offset, index_interval)?;
+        }
+        let end = inner.end();
+        inner.epochs.truncate_from(end);
+        inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+        let recovery = read_checkpoint(&self.dir.join("recovery-point")).unwrap_or(0);
+        if recovery > end {
+            write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;
+        }
+        tracing::info!(tp = %self.tp, end, "truncated log");
+        Ok(end)
+    }
+
+    /// Drops the whole log and restarts it empty at `start` (a follower far behind a leader
+    /// whose log now starts later).
+    pub fn reset_to(&self, start: Offset) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        let bases: Vec<Offset> = inner.segments.keys().copied().collect();
+        for base in bases {
+            if let Some(seg) = inner.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        inner.segments.insert(start, Segment::create(&self.dir, start)?);
+        inner.log_start = start;
+        inner.epochs = EpochCache::default();
+        inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+        write_checkpoint(&self.dir.join("log-start-offset"), &start.to_string())?;
+        write_checkpoint(&self.dir.join("recovery-point"), &start.to_string())?;
+        Ok(())
+    }
+
+    /// The newest leader epoch in the log and where it starts.
+    pub fn latest_epoch(&self) -> Option<(i32, Offset)> {
+        self.lock().epochs.latest()
+    }
+
+    /// Records that `epoch` starts at the current log end (on becoming leader).
+    pub fn begin_epoch(&self, epoch: i32) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        let end = inner.end();
+        if inner.epochs.assign(epoch, end) {
+            inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+        }
+        Ok(())
+    }
+
+    /// OffsetForLeaderEpoch: (largest epoch <= `epoch`, the offset where it ends).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, Offset) {
+        let inner = self.lock();
+        inner.epochs.end_offset_for(epoch, inner.end())
+    }
+
+    /// The high watermark last written by `write_high_watermark`, if any.
+    pub fn stored_high_watermark(&self) -> Option<Offset> {
+        read_checkpoint(&self.dir.join("high-watermark"))
+    }
+
+    pub fn write_high_watermark(&self, hw: Offset) -> Result<(), LogError> {
+        Ok(write_checkpoint(&self.dir.join("high-watermark"), &hw.to_string())?)
     }
 
     /// Starts a new active segment at `base`, flushing the old one so the recovery point can
@@ -476,6 +610,53 @@ mod tests {
         assert!(rec.truncated);
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(append(&log, 1, 3), (2, 2));
+    }
+
+    #[test]
+    fn replica_append_keeps_offsets_and_truncation_cuts_whole_batches() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (leader, _) = PartitionLog::open(&dir.path().join("a"), TopicPartition::new("t", 0), id(), settings()).expect("open");
+        let (follower, _) = PartitionLog::open(&dir.path().join("b"), TopicPartition::new("t", 0), id(), settings()).expect("open");
+        for i in 0..40 {
+            let b = make_batch(3, i, 100);
+            let v = validate(&b, 1 << 20).expect("valid");
+            let epoch = if i < 20 { 1 } else { 4 };
+            leader.append(&[(v[0].0, &b[..])], epoch).expect("append");
+        }
+        // Copy everything over, batch by batch, as a follower does.
+        let mut off = 0;
+        while off < leader.log_end_offset() {
+            let data = leader.read(off, 1 << 20, i64::MAX, true).expect("read");
+            let batches = validate(&data, 1 << 20).expect("valid");
+            let input: Vec<_> = batches.iter().map(|(h, r)| (*h, &data[r.clone()])).collect();
+            off = follower.append_replica(&input).expect("replica append");
+        }
+        assert_eq!(follower.log_end_offset(), 120);
+        assert_eq!(follower.end_offset_for_epoch(1), (1, 60));
+        assert_eq!(follower.end_offset_for_epoch(3), (1, 60));
+        assert_eq!(follower.end_offset_for_epoch(4), (4, 120));
+        // A gap is refused.
+        let b = make_batch(1, 0, 1);
+        let v = validate(&b, 1 << 20).expect("valid");
+        assert!(matches!(follower.append_replica(&[(v[0].0, &b[..])]), Err(LogError::NonContiguous { .. })));
+        // Truncate into the middle of a batch: the whole batch goes.
+        assert_eq!(follower.truncate_to(61).expect("truncate"), 60);
+        assert_eq!(follower.latest_epoch(), Some((1, 0)));
+        assert_eq!(follower.end_offset_for_epoch(4), (1, 60));
+        let data = follower.read(57, 1 << 20, i64::MAX, true).expect("read");
+        let last = validate(&data, 1 << 20).expect("valid").pop().expect("a batch").0;
+        assert_eq!(last.next_offset(), 60);
+        // Appending continues at the cut, and the log reopens consistently.
+        let b = make_batch(2, 99, 10);
+        let v = validate(&b, 1 << 20).expect("valid");
+        assert_eq!(follower.append(&[(v[0].0, &b[..])], 7).expect("append"), (60, 61));
+        drop(follower);
+        let (again, _) = PartitionLog::open(&dir.path().join("b"), TopicPartition::new("t", 0), id(), settings()).expect("reopen");
+        assert_eq!(again.log_end_offset(), 62);
+        assert_eq!(again.latest_epoch(), Some((7, 60)));
+        // Truncating everything restarts the active segment at the cut.
+        assert_eq!(again.truncate_to(0).expect("truncate"), 0);
+        assert_eq!(again.log_end_offset(), 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Knows nothing of the network, of leadership or of metadata.
 
 pub mod batch;
+pub mod epochs;
 pub mod log;
 pub mod segment;
 

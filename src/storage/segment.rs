@@ -291,6 +291,25 @@ impl Segment {
         Ok(None)
     }
 
+    /// Cuts the segment before the batch holding `offset` (a batch is never split).
+    pub fn truncate_to(&mut self, offset: i64, index_interval: u64) -> io::Result<()> {
+        let Some(pos) = self.locate(offset)? else { return Ok(()) };
+        self.log.set_len(pos)?;
+        self.size = pos;
+        let keep = self.index.partition_point(|e| (e.1 as u64) < pos);
+        self.index.truncate(keep);
+        self.time_index.truncate(keep);
+        self.index_file.set_len((keep * INDEX_ENTRY) as u64)?;
+        self.time_file.set_len((keep * TIME_ENTRY) as u64)?;
+        self.next_offset = self.base;
+        self.max_timestamp = self.time_index.last().map(|e| e.0).unwrap_or(-1);
+        self.bytes_since_index = 0;
+        let from = self.index.last().map(|e| e.1 as u64).unwrap_or(0);
+        self.scan(from, pos, false, index_interval, false)?;
+        self.unflushed = true;
+        Ok(())
+    }
+
     pub fn file(&self) -> Arc<File> {
         self.log.clone()
     }

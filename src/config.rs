@@ -82,6 +82,12 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Listener name to security protocol.",
     },
     Setting {
+        name: "inter.broker.listener.name",
+        default: "",
+        kind: Kind::Text,
+        doc: "The listener followers fetch from; empty means the first client listener.",
+    },
+    Setting {
         name: "controller.listener.names",
         default: "CONTROLLER",
         kind: Kind::Text,
@@ -335,6 +341,9 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     pub unclean_leader_election: bool,
     pub metadata_snapshot_interval: u64,
+    /// The listener name whose advertised endpoints followers fetch from.
+    pub inter_broker_listener: String,
+    pub replica_lag_max_ms: u64,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
 }
@@ -625,6 +634,16 @@ impl Config {
         if get("log.dirs").trim().is_empty() {
             return Err(invalid("log.dirs", "must not be empty".into()));
         }
+        let inter_broker_listener = match get("inter.broker.listener.name").trim() {
+            "" => listeners[0].name.clone(),
+            name if listeners.iter().any(|l| l.name == name) => name.to_string(),
+            name => {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    format!("`{name}` is not the name of a client listener"),
+                ))
+            }
+        };
         let log = LogDefaults {
             segment_bytes: int("log.segment.bytes") as u64,
             roll_ms: int("log.roll.ms"),
@@ -659,6 +678,8 @@ impl Config {
             heartbeat_interval_ms: int("broker.heartbeat.interval.ms") as u64,
             unclean_leader_election: get("unclean.leader.election.enable") == "true",
             metadata_snapshot_interval: int("metadata.log.snapshot.interval.records") as u64,
+            inter_broker_listener,
+            replica_lag_max_ms: int("replica.lag.time.max.ms") as u64,
             values,
         })
     }

@@ -107,7 +107,12 @@ impl Node {
             fenced: false,
         };
 
-        let replicas = Arc::new(ReplicaManager::new(config.clone()));
+        let background = CancellationToken::new();
+        let replicas = Arc::new(ReplicaManager::new(
+            config.clone(),
+            handle.clone(),
+            background.child_token(),
+        ));
         {
             // Open (and recover) every hosted log before serving anyone.
             let r = replicas.clone();
@@ -116,7 +121,6 @@ impl Node {
         }
 
         let serving = CancellationToken::new();
-        let background = CancellationToken::new();
         let connections = TaskTracker::new();
         let tasks = TaskTracker::new();
         tasks.spawn(
@@ -125,6 +129,11 @@ impl Node {
                 .run_reconciler(handle.subscribe(), background.child_token()),
         );
         tasks.spawn(replicas.clone().run_retention(background.child_token()));
+        tasks.spawn(
+            replicas
+                .clone()
+                .run_isr_and_checkpoints(background.child_token()),
+        );
         let (registered_tx, mut registered) = tokio::sync::watch::channel(false);
         tasks.spawn(handle.clone().run_broker(
             registration,

@@ -5,15 +5,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, RequestHeader, ResponseHeader, TopicName,
+    DescribeQuorumResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::handlers::describe_quorum::METADATA_TOPIC;
+use crate::protocol;
 
 /// One connection to one broker.
 pub struct Client {
@@ -42,26 +43,15 @@ impl Client {
     ) -> anyhow::Result<Resp> {
         let correlation = self.next_correlation;
         self.next_correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation)
-            .with_client_id(Some(StrBytes::from_static_str("strom-cli")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header.encode(&mut buf, key.request_header_version(version))?;
-        req.encode(&mut buf, version)?;
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf)?;
+        let frame = protocol::encode_request(key, version, correlation, "strom-cli", req)?;
+        self.stream.write_all(&frame)?;
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size)?;
         let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
         self.stream.read_exact(&mut body)?;
-        let mut body = Bytes::from(body);
-        let rh = ResponseHeader::decode(&mut body, key.response_header_version(version))?;
-        anyhow::ensure!(rh.correlation_id == correlation, "response out of order");
-        Resp::decode(&mut body, version)
+        let (got, resp) = protocol::decode_response(key, version, Bytes::from(body))?;
+        anyhow::ensure!(got == correlation, "response out of order");
+        Ok(resp)
     }
 }
 

@@ -1,15 +1,21 @@
-//! Fetch for consumers: whole batches up to the high watermark, bounded by the request's
-//! max_bytes and each partition's max_bytes, with the first batch of the first non-empty
-//! partition returned whole even when larger (KIP-74). With fewer than min_bytes available the
-//! request waits on the partitions' high watermarks until enough arrives or max_wait_ms ends.
-//! Fetch sessions are not kept: every answer carries session id 0 (a full, sessionless fetch).
+//! Fetch, for consumers and for followers.
+//!
+//! Consumers read whole batches up to the high watermark; followers (a replica id >= 0) read up
+//! to the log end, and their fetch offset tells the leader how far they have come (which moves
+//! the high watermark and may add them to the ISR). Both are bounded by the request's max_bytes
+//! and each partition's max_bytes, with the first batch of the first non-empty partition whole
+//! even when larger (KIP-74). With fewer than min_bytes available the request waits — on the
+//! high watermark for consumers, on the log end for followers — until enough arrives or
+//! max_wait_ms ends. A follower whose last fetched epoch ends earlier on the leader is told the
+//! diverging epoch instead of data. Fetch sessions are not kept: every answer carries session
+//! id 0 (a full, sessionless fetch).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
@@ -27,6 +33,7 @@ struct Slot {
     fetch_offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
+    last_fetched_epoch: i32,
     partition: Result<Arc<Partition>, Refused>,
 }
 
@@ -34,6 +41,12 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
     if req.session_id != 0 {
         return FetchResponse::default().with_error_code(E::FetchSessionIdNotFound.code());
     }
+    let replica = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = (replica >= 0).then_some(replica);
     let image = ctx.controller.image();
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut slots = Vec::new();
@@ -62,6 +75,12 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
                             PartitionError::UnknownTopicOrPartition => None,
                         };
                         (errors::partition(&e), leader)
+                    })
+                    .and_then(|part| match follower {
+                        Some(f) if !part.is_replica(f) => {
+                            Err((E::NotLeaderOrFollower.code(), None))
+                        }
+                        _ => Ok(part),
                     }),
             };
             slots.push(Slot {
@@ -70,8 +89,22 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
                 partition,
             });
+        }
+    }
+
+    // A follower's fetch offset is its log end: record it before reading (it moves the HW).
+    if let Some(f) = follower {
+        for slot in &slots {
+            let Ok(p) = &slot.partition else { continue };
+            if errors::leader_epoch(slot.current_leader_epoch, p.leader_epoch()) != errors::NONE {
+                continue;
+            }
+            if let Some(change) = p.follower_fetched(f, slot.fetch_offset) {
+                ctx.replicas.request_isr_change(p.clone(), change);
+            }
         }
     }
 
@@ -86,9 +119,16 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
         // Subscribe before reading so an append between the read and the wait is not missed.
         let mut watchers: Vec<_> = slots
             .iter()
-            .filter_map(|s| s.partition.as_ref().ok().map(|p| p.watch_hw()))
+            .filter_map(|s| s.partition.as_ref().ok())
+            .map(|p| {
+                if follower.is_some() {
+                    p.watch_leo()
+                } else {
+                    p.watch_hw()
+                }
+            })
             .collect();
-        let (datas, total, any_error) = read_all(&slots, max_bytes);
+        let (datas, total, any_error) = read_all(&slots, max_bytes, follower.is_some());
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watchers.is_empty() {
             let mut topics = topics;
@@ -103,7 +143,7 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
     }
 }
 
-fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+fn read_all(slots: &[Slot], max_bytes: usize, follower: bool) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut out = Vec::with_capacity(slots.len());
@@ -136,13 +176,28 @@ fn read_all(slots: &[Slot], max_bytes: usize) -> (Vec<PartitionData>, usize, boo
             out.push(data.with_error_code(epoch_code));
             continue;
         }
+        if follower && slot.last_fetched_epoch >= 0 {
+            let (epoch, end) = p.log.end_offset_for_epoch(slot.last_fetched_epoch);
+            if epoch != slot.last_fetched_epoch || end < slot.fetch_offset {
+                any_error = true;
+                out.push(
+                    data.with_diverging_epoch(
+                        EpochEndOffset::default()
+                            .with_epoch(epoch)
+                            .with_end_offset(end),
+                    ),
+                );
+                continue;
+            }
+        }
         let remaining = max_bytes.saturating_sub(total);
         let limit = slot.max_bytes.min(remaining);
         if limit == 0 && total > 0 {
             out.push(data.with_records(Some(bytes::Bytes::new())));
             continue;
         }
-        match p.log.read(slot.fetch_offset, limit, hw, total == 0) {
+        let upto = if follower { i64::MAX } else { hw };
+        match p.log.read(slot.fetch_offset, limit, upto, total == 0) {
             Ok(records) => {
                 total += records.len();
                 out.push(data.with_records(Some(records)));

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::sync::Arc;
@@ -73,6 +74,7 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
         ApiKey::CreatePartitions => call!(create_partitions),
         ApiKey::DescribeCluster => call!(describe_cluster),
         ApiKey::DescribeQuorum => call!(describe_quorum),
+        ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch),
         other => Err(FrameError::UnsupportedVersion {
             key: other,
             version: v,

@@ -90,7 +90,7 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                 }
             };
             if req.acks == -1 {
-                let isr = image.partition(&tp).map(|p| p.isr.len()).unwrap_or(0);
+                let isr = partition.isr().len();
                 if isr < min_isr {
                     partitions.push(resp.with_error_code(E::NotEnoughReplicas.code()));
                     continue;

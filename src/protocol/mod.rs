@@ -21,6 +21,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -111,6 +112,40 @@ pub fn encode_response<R: Encodable>(
     header.encode(&mut buf, header_version).map_err(bad)?;
     body.encode(&mut buf, version).map_err(bad)?;
     Ok(buf.freeze())
+}
+
+/// Encodes a whole request frame (size, header, body) as a client sends it.
+pub fn encode_request<R: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+    body: &R,
+) -> anyhow::Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+            client_id,
+        )));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header.encode(&mut buf, key.request_header_version(version))?;
+    body.encode(&mut buf, version)?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// Decodes a response frame body (after the size): returns the correlation id and the body.
+pub fn decode_response<R: Decodable>(
+    key: ApiKey,
+    version: i16,
+    mut body: Bytes,
+) -> anyhow::Result<(i32, R)> {
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))?;
+    Ok((header.correlation_id, R::decode(&mut body, version)?))
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
-//! Hosted partitions: each one's log, leader epoch and high watermark, and the reconciliation
-//! that makes the set of hosted partitions follow the metadata image.
+//! Hosted partitions and replication: each partition's log, leadership and high watermark
+//! (`partition.rs`), the follower fetchers (`fetcher.rs`), ISR maintenance on leaders, and the
+//! reconciliation that makes all of it follow the metadata image.
 //!
-//! `ReplicaManager` is built by `node` and shared as `Arc`; connection tasks call `partition`
-//! on the produce and fetch paths (a read lock on a map, never held across I/O), and one
-//! reconcile task applies every new image. The high watermark is published on a per-partition
-//! watch channel: acks=all producers and long-polling fetches wait on it (the purgatory).
-//! Today every partition has one replica, so the HW is the log end; replication raises it by
-//! follower progress instead, without changing the waiters.
+//! `ReplicaManager` is built by `node` and shared as `Arc`; connection tasks call
+//! `leader_partition` on the produce and fetch paths (a read lock on a map, never held across
+//! I/O). One reconcile task applies every new image — open logs for partitions this node
+//! replicates, lead or follow at the image's leader epoch, remove deleted ones — idempotently,
+//! so it is safe to run twice and after a restart.
+
+mod client;
+mod fetcher;
+mod partition;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,64 +19,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use partition::{IsrRequest, Partition};
+
 use crate::config::{log_settings, Config};
+use crate::controller::Handle;
 use crate::metadata::{local_changes, MetadataImage};
-use crate::storage::batch::BatchHeader;
-use crate::storage::{LogError, PartitionLog};
-use crate::types::{now_ms, LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
-
-/// One hosted partition.
-pub struct Partition {
-    pub log: PartitionLog,
-    leader_epoch: std::sync::atomic::AtomicI32,
-    hw: watch::Sender<Offset>,
-}
-
-impl Partition {
-    pub fn tp(&self) -> &TopicPartition {
-        &self.log.tp
-    }
-
-    pub fn topic_id(&self) -> TopicId {
-        self.log.topic_id
-    }
-
-    pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.leader_epoch.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    pub fn high_watermark(&self) -> Offset {
-        *self.hw.borrow()
-    }
-
-    /// A receiver that wakes when the high watermark moves.
-    pub fn watch_hw(&self) -> watch::Receiver<Offset> {
-        self.hw.subscribe()
-    }
-
-    /// Appends as leader and advances the high watermark (single replica: to the log end).
-    pub fn append(&self, batches: &[(BatchHeader, &[u8])]) -> Result<(Offset, Offset), LogError> {
-        let r = self.log.append(batches, self.leader_epoch())?;
-        // Concurrent appends may finish out of order: the watermark only moves forward.
-        let end = r.1 + 1;
-        self.hw.send_if_modified(|hw| {
-            let moved = end > *hw;
-            if moved {
-                *hw = end;
-            }
-            moved
-        });
-        Ok(r)
-    }
-
-    /// Waits until the high watermark reaches `offset` or `timeout` passes; true if reached.
-    pub async fn wait_for_hw(&self, offset: Offset, timeout: Duration) -> bool {
-        let mut rx = self.hw.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= offset))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-}
+use crate::storage::PartitionLog;
+use crate::types::{now_ms, LeaderEpoch, NodeId, TopicPartition};
 
 /// Why a partition cannot serve a request here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +36,23 @@ pub enum PartitionError {
 
 pub struct ReplicaManager {
     config: Arc<Config>,
+    controller: Handle,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The image the hosted set was last reconciled to; the mutex also serializes reconciles.
     reconciled: Mutex<Arc<MetadataImage>>,
+    fetchers: fetcher::Fetchers,
 }
 
 impl ReplicaManager {
-    pub fn new(config: Arc<Config>) -> ReplicaManager {
+    pub fn new(
+        config: Arc<Config>,
+        controller: Handle,
+        token: CancellationToken,
+    ) -> ReplicaManager {
         ReplicaManager {
+            fetchers: fetcher::Fetchers::new(config.clone(), controller.clone(), token),
             config,
+            controller,
             partitions: RwLock::new(HashMap::new()),
             reconciled: Mutex::new(Arc::new(MetadataImage::default())),
         }
@@ -105,62 +66,77 @@ impl ReplicaManager {
         self.map().values().cloned().collect()
     }
 
-    /// Makes the hosted partitions match `image`: open logs for partitions led here, remove
-    /// logs of deleted partitions, update log settings from topic configs. Idempotent and keyed
-    /// by leader epoch, so it is safe to call again with the same or an older image.
+    /// Makes the hosted partitions match `image`. Idempotent and keyed by leader epoch.
     pub fn reconcile(&self, image: &Arc<MetadataImage>) {
+        let me = self.config.node_id;
         let mut prev = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
-        let changes = local_changes(&prev, image, self.config.node_id);
+        let changes = local_changes(&prev, image, me);
         for (tp, topic_id) in changes.remove {
+            self.fetchers.remove(&tp);
             let removed = self
                 .partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&tp);
-            if let Some(p) = removed {
+            if let Some(p) = removed.filter(|p| p.topic_id() == topic_id) {
                 if let Err(e) = p.log.remove() {
                     tracing::warn!(%tp, error = %e, "cannot remove partition directory");
                 }
                 tracing::info!(%tp, %topic_id, "partition removed");
             }
         }
-        for (tp, topic_id, epoch) in changes.lead {
-            let existing = self.map().get(&tp).cloned();
-            if let Some(p) = existing.filter(|p| p.topic_id() == topic_id) {
-                p.leader_epoch
-                    .store(epoch, std::sync::atomic::Ordering::Release);
-                continue;
-            }
-            let configs = image
-                .topic(&tp.topic)
-                .map(|t| t.configs.clone())
-                .unwrap_or_default();
-            let settings = log_settings(&self.config.log, &configs);
-            match PartitionLog::open(&self.config.log_dir, tp.clone(), topic_id, settings) {
-                Ok((log, rec)) => {
-                    if rec.truncated || rec.segments > 1 {
-                        tracing::info!(%tp, segments = rec.segments, recovered = rec.recovered_segments, truncated = rec.truncated, end = log.log_end_offset(), "log opened");
-                    }
-                    let end = log.log_end_offset();
-                    let (hw, _) = watch::channel(end);
-                    let p = Arc::new(Partition {
-                        log,
-                        leader_epoch: std::sync::atomic::AtomicI32::new(epoch),
-                        hw,
-                    });
-                    self.partitions
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(tp, p);
-                }
-                Err(e) => tracing::error!(%tp, error = %e, "cannot open partition log"),
-            }
+        for (tp, _, epoch) in &changes.lead {
+            tracing::info!(%tp, epoch, "leading partition");
         }
-        for p in self.hosted() {
-            if let Some(t) = image.topic(&p.tp().topic) {
-                let s = log_settings(&self.config.log, &t.configs);
-                if s != p.log.settings() {
-                    p.log.set_settings(s);
+        for topic in image.topics.values() {
+            let settings = log_settings(&self.config.log, &topic.configs);
+            for (i, pi) in topic.partitions.iter().enumerate() {
+                if !pi.replicas.contains(&me) {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.name.clone(), i as i32);
+                let existing = self
+                    .map()
+                    .get(&tp)
+                    .filter(|p| p.topic_id() == topic.id)
+                    .cloned();
+                let partition = match existing {
+                    Some(p) => {
+                        if p.log.settings() != settings {
+                            p.log.set_settings(settings.clone());
+                        }
+                        p
+                    }
+                    None => match PartitionLog::open(
+                        &self.config.log_dir,
+                        tp.clone(),
+                        topic.id,
+                        settings.clone(),
+                    ) {
+                        Ok((log, rec)) => {
+                            if rec.truncated || rec.segments > 1 {
+                                tracing::info!(%tp, segments = rec.segments, recovered = rec.recovered_segments, truncated = rec.truncated, end = log.log_end_offset(), "log opened");
+                            }
+                            let p = Arc::new(Partition::new(log, me));
+                            self.partitions
+                                .write()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(tp.clone(), p.clone());
+                            p
+                        }
+                        Err(e) => {
+                            tracing::error!(%tp, error = %e, "cannot open partition log");
+                            continue;
+                        }
+                    },
+                };
+                if let Err(e) = partition.apply_image(pi) {
+                    tracing::error!(%tp, error = %e, "cannot record the new leader epoch");
+                }
+                if pi.leader == me || pi.leader < 0 {
+                    self.fetchers.remove(&tp);
+                } else {
+                    self.fetchers.assign(partition, pi.leader, pi.leader_epoch);
                 }
             }
         }
@@ -183,14 +159,45 @@ impl ReplicaManager {
                 epoch: p.leader_epoch,
             });
         }
-        if let Some(found) = self.map().get(tp) {
+        if let Some(found) = self
+            .map()
+            .get(tp)
+            .filter(|f| f.is_leader() && f.leader_epoch() == p.leader_epoch)
+        {
             return Ok(found.clone());
         }
         self.reconcile(image);
         self.map()
             .get(tp)
+            .filter(|f| f.is_leader())
             .cloned()
             .ok_or(PartitionError::UnknownTopicOrPartition)
+    }
+
+    /// Sends an ISR change to the controller in the background; the partition learns the
+    /// outcome from the next image (or may ask again if it failed).
+    pub fn request_isr_change(&self, partition: Arc<Partition>, req: IsrRequest) {
+        let controller = self.controller.clone();
+        tokio::spawn(async move {
+            let r = controller
+                .alter_partition(
+                    req.topic_id,
+                    req.partition,
+                    req.leader_epoch,
+                    req.partition_epoch,
+                    req.new_isr.clone(),
+                )
+                .await;
+            match r {
+                Ok((epoch, isr)) => {
+                    tracing::info!(tp = %partition.tp(), partition_epoch = epoch, ?isr, "ISR changed")
+                }
+                Err(e) => {
+                    tracing::debug!(tp = %partition.tp(), error = %e, "ISR change refused");
+                    partition.alter_failed();
+                }
+            }
+        });
     }
 
     /// Follows the metadata image until cancelled.
@@ -208,6 +215,42 @@ impl ReplicaManager {
             tokio::select! {
                 _ = token.cancelled() => return,
                 r = images.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// On leaders: drops followers that lag more than `replica.lag.time.max.ms` from the ISR.
+    /// Everywhere: checkpoints high watermarks now and then.
+    pub async fn run_isr_and_checkpoints(self: Arc<Self>, token: CancellationToken) {
+        let max_lag = Duration::from_millis(self.config.replica_lag_max_ms);
+        let every = (max_lag / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut last_checkpoint = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            for p in self.hosted() {
+                if let Some(req) = p.shrink_request(max_lag) {
+                    tracing::info!(tp = %p.tp(), isr = ?req.new_isr, "followers lag; shrinking the ISR");
+                    self.request_isr_change(p.clone(), req);
+                }
+            }
+            if last_checkpoint.elapsed() >= Duration::from_secs(5) {
+                last_checkpoint = tokio::time::Instant::now();
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || me.checkpoint_high_watermarks()).await;
+            }
+        }
+    }
+
+    fn checkpoint_high_watermarks(&self) {
+        for p in self.hosted() {
+            let hw = p.high_watermark();
+            if p.log.stored_high_watermark() != Some(hw) {
+                if let Err(e) = p.log.write_high_watermark(hw) {
+                    tracing::warn!(tp = %p.tp(), error = %e, "cannot checkpoint the high watermark");
+                }
             }
         }
     }
@@ -233,12 +276,13 @@ impl ReplicaManager {
         }
     }
 
-    /// fsyncs every log and writes its recovery point (clean shutdown).
+    /// fsyncs every log and writes its recovery point and high watermark (clean shutdown).
     pub fn flush_all(&self) {
         for p in self.hosted() {
             if let Err(e) = p.log.flush() {
                 tracing::error!(tp = %p.tp(), error = %e, "flush failed");
             }
         }
+        self.checkpoint_high_watermarks();
     }
 }

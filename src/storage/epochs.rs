@@ -20,7 +20,9 @@ impl EpochCache {
         let mut cache = EpochCache::default();
         for line in text.lines() {
             let mut parts = line.split_whitespace();
-            if let (Some(Ok(e)), Some(Ok(o))) = (parts.next().map(str::parse), parts.next().map(str::parse)) {
+            if let (Some(Ok(e)), Some(Ok(o))) =
+                (parts.next().map(str::parse), parts.next().map(str::parse))
+            {
                 cache.assign(e, o);
             }
         }
@@ -28,7 +30,11 @@ impl EpochCache {
     }
 
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        let text: String = self.entries.iter().map(|(e, o)| format!("{e} {o}\n")).collect();
+        let text: String = self
+            .entries
+            .iter()
+            .map(|(e, o)| format!("{e} {o}\n"))
+            .collect();
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)
@@ -91,9 +97,17 @@ mod tests {
         assert!(!c.assign(1, 12), "older epochs are ignored");
         assert!(c.assign(5, 30));
         assert_eq!(c.end_offset_for(0, 50), (0, 10));
-        assert_eq!(c.end_offset_for(1, 50), (0, 10), "largest epoch at or below");
+        assert_eq!(
+            c.end_offset_for(1, 50),
+            (0, 10),
+            "largest epoch at or below"
+        );
         assert_eq!(c.end_offset_for(3, 50), (2, 30));
-        assert_eq!(c.end_offset_for(9, 50), (5, 50), "the latest ends at the log end");
+        assert_eq!(
+            c.end_offset_for(9, 50),
+            (5, 50),
+            "the latest ends at the log end"
+        );
         assert_eq!(c.end_offset_for(-1, 50), (-1, -1));
         c.truncate_from(30);
         assert_eq!(c.latest(), Some((2, 10)));

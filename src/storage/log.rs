@@ -154,7 +154,11 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.insert(log_start, Segment::create(&dir, log_start)?);
         }
-        let end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(log_start);
+        let end = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset)
+            .unwrap_or(log_start);
         let mut epochs = EpochCache::load(&dir.join("leader-epoch-checkpoint"));
         epochs.truncate_from(end);
         let log = PartitionLog {
@@ -206,7 +210,9 @@ impl PartitionLog {
         let mut inner = self.lock();
         let first = inner.end();
         if inner.epochs.assign(leader_epoch, first) {
-            inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+            inner
+                .epochs
+                .save(&self.dir.join("leader-epoch-checkpoint"))?;
         }
         let mut next = first;
         for (h, bytes) in batches {
@@ -248,17 +254,26 @@ impl PartitionLog {
                     got: h.base_offset,
                 });
             }
-            if inner.active().should_roll(bytes.len(), next, settings.segment_bytes, settings.roll_ms) {
+            if inner.active().should_roll(
+                bytes.len(),
+                next,
+                settings.segment_bytes,
+                settings.roll_ms,
+            ) {
                 self.roll(&mut inner, next)?;
             }
             let mut prefix = [0u8; 16];
             prefix.copy_from_slice(&bytes[..16]);
-            inner.active().append(&prefix, bytes, h, settings.index_interval_bytes)?;
+            inner
+                .active()
+                .append(&prefix, bytes, h, settings.index_interval_bytes)?;
             epochs_changed |= inner.epochs.assign(h.leader_epoch, h.base_offset);
             inner.unflushed_messages += h.record_count.max(1) as i64;
         }
         if epochs_changed {
-            inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+            inner
+                .epochs
+                .save(&self.dir.join("leader-epoch-checkpoint"))?;
         }
         if inner.unflushed_messages >= settings.flush_interval_messages {
             self.flush_locked(&mut inner)?;
@@ -291,13 +306,17 @@ impl PartitionLog {
             if let Some(seg) = inner.segments.remove(&base) {
                 seg.delete()?;
             }
-            inner.segments.insert(offset, Segment::create(&self.dir, offset)?);
+            inner
+                .segments
+                .insert(offset, Segment::create(&self.dir, offset)?);
         } else {
             inner.active().truncate_to(offset, index_interval)?;
         }
         let end = inner.end();
         inner.epochs.truncate_from(end);
-        inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+        inner
+            .epochs
+            .save(&self.dir.join("leader-epoch-checkpoint"))?;
         let recovery = read_checkpoint(&self.dir.join("recovery-point")).unwrap_or(0);
         if recovery > end {
             write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;
@@ -316,10 +335,14 @@ impl PartitionLog {
                 seg.delete()?;
             }
         }
-        inner.segments.insert(start, Segment::create(&self.dir, start)?);
+        inner
+            .segments
+            .insert(start, Segment::create(&self.dir, start)?);
         inner.log_start = start;
         inner.epochs = EpochCache::default();
-        inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+        inner
+            .epochs
+            .save(&self.dir.join("leader-epoch-checkpoint"))?;
         write_checkpoint(&self.dir.join("log-start-offset"), &start.to_string())?;
         write_checkpoint(&self.dir.join("recovery-point"), &start.to_string())?;
         Ok(())
@@ -335,7 +358,9 @@ impl PartitionLog {
         let mut inner = self.lock();
         let end = inner.end();
         if inner.epochs.assign(epoch, end) {
-            inner.epochs.save(&self.dir.join("leader-epoch-checkpoint"))?;
+            inner
+                .epochs
+                .save(&self.dir.join("leader-epoch-checkpoint"))?;
         }
         Ok(())
     }
@@ -352,7 +377,10 @@ impl PartitionLog {
     }
 
     pub fn write_high_watermark(&self, hw: Offset) -> Result<(), LogError> {
-        Ok(write_checkpoint(&self.dir.join("high-watermark"), &hw.to_string())?)
+        Ok(write_checkpoint(
+            &self.dir.join("high-watermark"),
+            &hw.to_string(),
+        )?)
     }
 
     /// Starts a new active segment at `base`, flushing the old one so the recovery point can
@@ -615,8 +643,20 @@ mod tests {
     #[test]
     fn replica_append_keeps_offsets_and_truncation_cuts_whole_batches() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (leader, _) = PartitionLog::open(&dir.path().join("a"), TopicPartition::new("t", 0), id(), settings()).expect("open");
-        let (follower, _) = PartitionLog::open(&dir.path().join("b"), TopicPartition::new("t", 0), id(), settings()).expect("open");
+        let (leader, _) = PartitionLog::open(
+            &dir.path().join("a"),
+            TopicPartition::new("t", 0),
+            id(),
+            settings(),
+        )
+        .expect("open");
+        let (follower, _) = PartitionLog::open(
+            &dir.path().join("b"),
+            TopicPartition::new("t", 0),
+            id(),
+            settings(),
+        )
+        .expect("open");
         for i in 0..40 {
             let b = make_batch(3, i, 100);
             let v = validate(&b, 1 << 20).expect("valid");
@@ -628,7 +668,10 @@ mod tests {
         while off < leader.log_end_offset() {
             let data = leader.read(off, 1 << 20, i64::MAX, true).expect("read");
             let batches = validate(&data, 1 << 20).expect("valid");
-            let input: Vec<_> = batches.iter().map(|(h, r)| (*h, &data[r.clone()])).collect();
+            let input: Vec<_> = batches
+                .iter()
+                .map(|(h, r)| (*h, &data[r.clone()]))
+                .collect();
             off = follower.append_replica(&input).expect("replica append");
         }
         assert_eq!(follower.log_end_offset(), 120);
@@ -638,20 +681,36 @@ mod tests {
         // A gap is refused.
         let b = make_batch(1, 0, 1);
         let v = validate(&b, 1 << 20).expect("valid");
-        assert!(matches!(follower.append_replica(&[(v[0].0, &b[..])]), Err(LogError::NonContiguous { .. })));
+        assert!(matches!(
+            follower.append_replica(&[(v[0].0, &b[..])]),
+            Err(LogError::NonContiguous { .. })
+        ));
         // Truncate into the middle of a batch: the whole batch goes.
         assert_eq!(follower.truncate_to(61).expect("truncate"), 60);
         assert_eq!(follower.latest_epoch(), Some((1, 0)));
         assert_eq!(follower.end_offset_for_epoch(4), (1, 60));
         let data = follower.read(57, 1 << 20, i64::MAX, true).expect("read");
-        let last = validate(&data, 1 << 20).expect("valid").pop().expect("a batch").0;
+        let last = validate(&data, 1 << 20)
+            .expect("valid")
+            .pop()
+            .expect("a batch")
+            .0;
         assert_eq!(last.next_offset(), 60);
         // Appending continues at the cut, and the log reopens consistently.
         let b = make_batch(2, 99, 10);
         let v = validate(&b, 1 << 20).expect("valid");
-        assert_eq!(follower.append(&[(v[0].0, &b[..])], 7).expect("append"), (60, 61));
+        assert_eq!(
+            follower.append(&[(v[0].0, &b[..])], 7).expect("append"),
+            (60, 61)
+        );
         drop(follower);
-        let (again, _) = PartitionLog::open(&dir.path().join("b"), TopicPartition::new("t", 0), id(), settings()).expect("reopen");
+        let (again, _) = PartitionLog::open(
+            &dir.path().join("b"),
+            TopicPartition::new("t", 0),
+            id(),
+            settings(),
+        )
+        .expect("reopen");
         assert_eq!(again.log_end_offset(), 62);
         assert_eq!(again.latest_epoch(), Some((7, 60)));
         // Truncating everything restarts the active segment at the cut.

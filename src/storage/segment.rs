@@ -293,7 +293,9 @@ impl Segment {
 
     /// Cuts the segment before the batch holding `offset` (a batch is never split).
     pub fn truncate_to(&mut self, offset: i64, index_interval: u64) -> io::Result<()> {
-        let Some(pos) = self.locate(offset)? else { return Ok(()) };
+        let Some(pos) = self.locate(offset)? else {
+            return Ok(());
+        };
         self.log.set_len(pos)?;
         self.size = pos;
         let keep = self.index.partition_point(|e| (e.1 as u64) < pos);

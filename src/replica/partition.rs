@@ -1,0 +1,350 @@
+//! One hosted partition: its log, its view of leadership from the metadata image, and — on the
+//! leader — each follower's progress, from which the high watermark and ISR changes follow.
+//!
+//! Owned by `ReplicaManager` as `Arc<Partition>`; connection tasks (produce, fetch), fetcher
+//! tasks and the ISR task touch it. The state mutex is never held across I/O or an await.
+//! The high watermark and log end are published on watch channels: acks=all producers wait on
+//! the first, long-polling follower fetches on the second.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::metadata::PartitionImage;
+use crate::storage::batch::BatchHeader;
+use crate::storage::{LogError, PartitionLog};
+use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
+
+/// A follower's progress as the leader sees it.
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    /// The follower's log end: it has every offset below (-1: not heard from yet).
+    leo: Offset,
+    /// The last time the follower had everything the leader had.
+    caught_up: Instant,
+}
+
+#[derive(Debug)]
+struct State {
+    me: NodeId,
+    leader: NodeId,
+    leader_epoch: LeaderEpoch,
+    partition_epoch: i32,
+    replicas: Vec<NodeId>,
+    isr: Vec<NodeId>,
+    followers: HashMap<NodeId, Progress>,
+    /// An AlterPartition is on its way to the controller; no second one until it lands.
+    alter_in_flight: bool,
+}
+
+pub struct Partition {
+    pub log: PartitionLog,
+    state: Mutex<State>,
+    hw: watch::Sender<Offset>,
+    leo: watch::Sender<Offset>,
+}
+
+/// An ISR change this leader wants the controller to commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IsrRequest {
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<NodeId>,
+}
+
+impl Partition {
+    pub fn new(log: PartitionLog, me: NodeId) -> Partition {
+        let end = log.log_end_offset();
+        let hw = log
+            .stored_high_watermark()
+            .unwrap_or(0)
+            .clamp(log.log_start_offset(), end);
+        Partition {
+            log,
+            state: Mutex::new(State {
+                me,
+                leader: -1,
+                leader_epoch: -1,
+                partition_epoch: -1,
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                followers: HashMap::new(),
+                alter_in_flight: false,
+            }),
+            hw: watch::channel(hw).0,
+            leo: watch::channel(end).0,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn tp(&self) -> &TopicPartition {
+        &self.log.tp
+    }
+
+    pub fn topic_id(&self) -> TopicId {
+        self.log.topic_id
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.state().leader_epoch
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let s = self.state();
+        s.leader == s.me
+    }
+
+    pub fn leader(&self) -> (NodeId, LeaderEpoch) {
+        let s = self.state();
+        (s.leader, s.leader_epoch)
+    }
+
+    pub fn isr(&self) -> Vec<NodeId> {
+        self.state().isr.clone()
+    }
+
+    pub fn is_replica(&self, id: NodeId) -> bool {
+        self.state().replicas.contains(&id)
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        *self.hw.borrow()
+    }
+
+    pub fn watch_hw(&self) -> watch::Receiver<Offset> {
+        self.hw.subscribe()
+    }
+
+    pub fn watch_leo(&self) -> watch::Receiver<Offset> {
+        self.leo.subscribe()
+    }
+
+    fn raise_hw(&self, to: Offset) {
+        self.hw.send_if_modified(|hw| {
+            let moved = to > *hw;
+            if moved {
+                *hw = to;
+            }
+            moved
+        });
+    }
+
+    fn publish_leo(&self, end: Offset) {
+        self.leo.send_if_modified(|leo| {
+            let moved = *leo != end;
+            *leo = end;
+            moved
+        });
+    }
+
+    /// Takes the partition's state from a new metadata image. On becoming leader the new epoch
+    /// is recorded in the epoch cache and every follower gets a fresh lag allowance.
+    pub fn apply_image(&self, p: &PartitionImage) -> Result<(), LogError> {
+        let became_leader = {
+            let mut s = self.state();
+            let became_leader =
+                p.leader == s.me && (s.leader != s.me || s.leader_epoch != p.leader_epoch);
+            if p.partition_epoch != s.partition_epoch {
+                s.alter_in_flight = false;
+            }
+            s.leader = p.leader;
+            s.leader_epoch = p.leader_epoch;
+            s.partition_epoch = p.partition_epoch;
+            s.replicas = p.replicas.clone();
+            s.isr = p.isr.clone();
+            if became_leader {
+                let now = Instant::now();
+                let me = s.me;
+                s.followers = p
+                    .replicas
+                    .iter()
+                    .filter(|r| **r != me)
+                    .map(|r| {
+                        (
+                            *r,
+                            Progress {
+                                leo: -1,
+                                caught_up: now,
+                            },
+                        )
+                    })
+                    .collect();
+            }
+            became_leader
+        };
+        if became_leader {
+            self.log.begin_epoch(p.leader_epoch)?;
+        }
+        if p.leader == self.state().me {
+            self.advance_hw();
+        }
+        Ok(())
+    }
+
+    /// The high watermark on the leader: the smallest log end over the ISR. Never moves back.
+    fn advance_hw(&self) {
+        let end = self.log.log_end_offset();
+        let candidate = {
+            let s = self.state();
+            s.isr
+                .iter()
+                .filter(|r| **r != s.me)
+                .map(|r| s.followers.get(r).map(|p| p.leo).unwrap_or(-1))
+                .fold(end, |m, leo| m.min(leo))
+        };
+        self.raise_hw(candidate);
+    }
+
+    /// Appends as leader, stamping the leader epoch. Returns (first offset, last offset).
+    pub fn append(&self, batches: &[(BatchHeader, &[u8])]) -> Result<(Offset, Offset), LogError> {
+        let r = self.log.append(batches, self.leader_epoch())?;
+        self.publish_leo(r.1 + 1);
+        self.advance_hw();
+        Ok(r)
+    }
+
+    /// Appends batches fetched from the leader and adopts the leader's high watermark (never
+    /// beyond what this log holds).
+    pub fn append_replica(
+        &self,
+        batches: &[(BatchHeader, &[u8])],
+        leader_hw: Offset,
+    ) -> Result<(), LogError> {
+        let end = if batches.is_empty() {
+            self.log.log_end_offset()
+        } else {
+            self.log.append_replica(batches)?
+        };
+        self.publish_leo(end);
+        let hw = leader_hw.min(end);
+        self.hw.send_if_modified(|cur| {
+            let moved = *cur != hw;
+            *cur = hw;
+            moved
+        });
+        Ok(())
+    }
+
+    /// Truncates a follower's log (to where it agrees with the leader).
+    pub fn truncate_to(&self, offset: Offset) -> Result<(), LogError> {
+        let end = self.log.truncate_to(offset)?;
+        self.publish_leo(end);
+        self.hw.send_if_modified(|hw| {
+            let moved = *hw > end;
+            if moved {
+                *hw = end;
+            }
+            moved
+        });
+        Ok(())
+    }
+
+    /// Restarts a follower's log empty at the leader's log start.
+    pub fn reset_to(&self, start: Offset) -> Result<(), LogError> {
+        self.log.reset_to(start)?;
+        self.publish_leo(start);
+        self.hw.send_replace(start);
+        Ok(())
+    }
+
+    /// A follower fetched at `fetch_offset` (it holds everything below). Updates its progress
+    /// and the high watermark; returns an ISR expansion to ask for once it has caught up.
+    pub fn follower_fetched(&self, follower: NodeId, fetch_offset: Offset) -> Option<IsrRequest> {
+        let end = self.log.log_end_offset();
+        let epoch_start = self.log.latest_epoch().map(|e| e.1).unwrap_or(0);
+        {
+            let mut s = self.state();
+            if s.leader != s.me {
+                return None;
+            }
+            let now = Instant::now();
+            let p = s.followers.entry(follower).or_insert(Progress {
+                leo: -1,
+                caught_up: now,
+            });
+            p.leo = fetch_offset;
+            if fetch_offset >= end {
+                p.caught_up = now;
+            }
+        }
+        self.advance_hw();
+        let hw = self.high_watermark();
+        let mut s = self.state();
+        if s.isr.contains(&follower)
+            || !s.replicas.contains(&follower)
+            || s.alter_in_flight
+            || fetch_offset < hw
+            || fetch_offset < epoch_start
+        {
+            return None;
+        }
+        let mut new_isr = s.isr.clone();
+        new_isr.push(follower);
+        new_isr.sort_unstable();
+        s.alter_in_flight = true;
+        Some(IsrRequest {
+            topic_id: self.log.topic_id,
+            partition: self.log.tp.partition,
+            leader_epoch: s.leader_epoch,
+            partition_epoch: s.partition_epoch,
+            new_isr,
+        })
+    }
+
+    /// On the leader: ISR members that have not caught up for `max_lag` leave the ISR.
+    pub fn shrink_request(&self, max_lag: Duration) -> Option<IsrRequest> {
+        let mut s = self.state();
+        if s.leader != s.me || s.alter_in_flight {
+            return None;
+        }
+        let me = s.me;
+        let lagging: Vec<NodeId> = s
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| {
+                *r != me
+                    && s.followers
+                        .get(r)
+                        .is_none_or(|p| p.caught_up.elapsed() > max_lag)
+            })
+            .collect();
+        if lagging.is_empty() {
+            return None;
+        }
+        let new_isr: Vec<NodeId> = s
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| !lagging.contains(r))
+            .collect();
+        s.alter_in_flight = true;
+        Some(IsrRequest {
+            topic_id: self.log.topic_id,
+            partition: self.log.tp.partition,
+            leader_epoch: s.leader_epoch,
+            partition_epoch: s.partition_epoch,
+            new_isr,
+        })
+    }
+
+    /// The controller refused or never answered: allow another request.
+    pub fn alter_failed(&self) {
+        self.state().alter_in_flight = false;
+    }
+
+    /// Waits until the high watermark reaches `offset` or `timeout` passes; true if reached.
+    pub async fn wait_for_hw(&self, offset: Offset, timeout: Duration) -> bool {
+        let mut rx = self.hw.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}

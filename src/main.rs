@@ -114,31 +114,47 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        let node = match Node::start(config).await {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("strom: cannot start: {e}");
-                return std::process::ExitCode::FAILURE;
+        // Listen for signals before anything slow: a SIGTERM during start-up (waiting for the
+        // quorum, recovering logs) must still end the process cleanly.
+        let stop = wait_for_signal();
+        tokio::pin!(stop);
+        let node = tokio::select! {
+            started = Node::start(config) => match started {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("strom: cannot start: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            },
+            _ = &mut stop => {
+                tracing::info!("stopped during start-up");
+                return std::process::ExitCode::SUCCESS;
             }
         };
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         node.shutdown().await;
         std::process::ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when it
+/// is first polled.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

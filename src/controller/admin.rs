@@ -204,10 +204,15 @@ impl Handle {
                 async move { c.admin(pb::AdminRequest { payload }).await }
             })
             .await?;
-        serde_json::from_slice::<Result<AdminDone, AdminError>>(&reply.into_inner().payload)
+        let reply = reply.into_inner();
+        let result = serde_json::from_slice::<Result<AdminDone, AdminError>>(&reply.payload)
             .map_err(|e| {
                 AdminError::NoQuorum(format!("unreadable answer from the controller: {e}"))
-            })?
+            })?;
+        // Read-your-writes: answer once this node's own image shows the change.
+        self.wait_applied(reply.applied_index, self.request_timeout())
+            .await;
+        result
     }
 
     /// Creates one topic; returns its id.
@@ -251,8 +256,11 @@ impl Handle {
                 let req = req.clone();
                 async move { c.register_broker(req).await }
             })
-            .await?;
-        Ok(reply.into_inner().cluster_id)
+            .await?
+            .into_inner();
+        // Serve clients only once this node's image shows its own registration.
+        self.wait_applied(reply.applied_index, within).await;
+        Ok(reply.cluster_id)
     }
 
     /// One heartbeat; returns (still registered, fenced).

@@ -291,6 +291,28 @@ impl Handle {
             && m.current_leader == Some(self.config.node_id as RaftNodeId)
     }
 
+    /// The last metadata log index applied to this node's image.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+
+    /// Waits (bounded) until this node's image includes log index `index`.
+    pub async fn wait_applied(&self, index: u64, within: Duration) -> bool {
+        if self.applied_index() >= index {
+            return true;
+        }
+        self.raft
+            .wait(Some(within))
+            .applied_index_at_least(Some(index), "the local image to catch up")
+            .await
+            .is_ok()
+    }
+
     /// Whether this node votes in the quorum (`process.roles` includes `controller`).
     pub fn is_voter(&self) -> bool {
         self.config

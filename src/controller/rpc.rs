@@ -153,6 +153,7 @@ impl pb::controller_server::Controller for ControllerService {
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(pb::RegisterBrokerReply {
             cluster_id: self.handle.cluster_id(),
+            applied_index: self.handle.applied_index(),
         }))
     }
 
@@ -208,6 +209,7 @@ impl pb::controller_server::Controller for ControllerService {
         let result = self.handle.admin_local(op).await;
         Ok(Response::new(pb::AdminReply {
             payload: json(&result)?,
+            applied_index: self.handle.applied_index(),
         }))
     }
 

@@ -106,7 +106,12 @@ fn three_nodes_form_in_any_order_and_agree_on_metadata() {
         Some(0),
         "created through node 3"
     );
-    let reference = metadata(&cluster.bootstrap(1));
+    // Other nodes learn of it as the metadata log reaches them (moments later).
+    let bs1 = cluster.bootstrap(1);
+    wait_until("the topic on node 1", Duration::from_secs(5), || {
+        metadata(&bs1).1.keys().filter(|k| k.0 == "shared").count() == 6
+    });
+    let reference = metadata(&bs1);
     let ports: Vec<u16> = (1..=3).map(|i| cluster.node(i).port).collect();
     assert_eq!(
         reference.0,

@@ -7,4 +7,5 @@ mod admin;
 mod cluster;
 mod durability;
 mod produce_consume;
+mod replication;
 mod wire;

@@ -202,6 +202,18 @@ pub const SETTINGS: &[Setting] = &[
         "Interval between broker heartbeats to the controller.",
     ),
     Setting {
+        name: "auto.leader.rebalance.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "Move leadership back to each partition's preferred replica once it is in the ISR again.",
+    },
+    int(
+        "leader.imbalance.check.interval.seconds",
+        "300",
+        1,
+        "How often the controller looks for partitions not led by their preferred replica.",
+    ),
+    Setting {
         name: "unclean.leader.election.enable",
         default: "false",
         kind: Kind::Bool,
@@ -344,6 +356,8 @@ pub struct Config {
     /// The listener name whose advertised endpoints followers fetch from.
     pub inter_broker_listener: String,
     pub replica_lag_max_ms: u64,
+    pub auto_leader_rebalance: bool,
+    pub leader_imbalance_check_ms: u64,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
 }
@@ -680,6 +694,8 @@ impl Config {
             metadata_snapshot_interval: int("metadata.log.snapshot.interval.records") as u64,
             inter_broker_listener,
             replica_lag_max_ms: int("replica.lag.time.max.ms") as u64,
+            auto_leader_rebalance: get("auto.leader.rebalance.enable") == "true",
+            leader_imbalance_check_ms: int("leader.imbalance.check.interval.seconds") as u64 * 1000,
             values,
         })
     }

@@ -41,6 +41,9 @@ pub struct Node {
     connections: TaskTracker,
     tasks: TaskTracker,
     client_addrs: Vec<(String, SocketAddr)>,
+    /// Stops this broker's heartbeats (first step of a controlled shutdown).
+    liveness: CancellationToken,
+    incarnation: uuid::Uuid,
 }
 
 async fn bind(name: &str, addr: Result<SocketAddr, String>) -> Result<TcpListener, NodeError> {
@@ -135,11 +138,13 @@ impl Node {
                 .run_isr_and_checkpoints(background.child_token()),
         );
         let (registered_tx, mut registered) = tokio::sync::watch::channel(false);
-        tasks.spawn(handle.clone().run_broker(
-            registration,
-            registered_tx,
-            background.child_token(),
-        ));
+        let liveness = CancellationToken::new();
+        let incarnation = registration.incarnation;
+        tasks.spawn(
+            handle
+                .clone()
+                .run_broker(registration, registered_tx, liveness.clone()),
+        );
         // A lone or already-formed quorum registers us at once; a forming one may take a while,
         // and clients can be served from the stored image meanwhile.
         let wait = Duration::from_millis(config.quorum_request_timeout_ms.max(3000));
@@ -179,6 +184,8 @@ impl Node {
             connections,
             tasks,
             client_addrs,
+            liveness,
+            incarnation,
         })
     }
 
@@ -191,6 +198,19 @@ impl Node {
     /// writes its recovery point, then stops Raft. Bounded by `shutdown.timeout.ms`.
     pub async fn shutdown(self) {
         let limit = Duration::from_millis(self.config.shutdown_timeout_ms);
+        // Controlled shutdown: stop heartbeating, then have the controller move our partitions'
+        // leadership away while we still serve, so clients re-route before we go.
+        self.liveness.cancel();
+        let handle = self.controller.handle();
+        match handle
+            .controlled_shutdown(self.config.node_id, self.incarnation, limit / 4)
+            .await
+        {
+            Ok(()) => tracing::info!("leadership moved off this broker"),
+            Err(e) => {
+                tracing::warn!(error = %e, "controlled shutdown not acknowledged; stopping anyway")
+            }
+        }
         self.serving.cancel();
         self.connections.close();
         if tokio::time::timeout(limit / 2, self.connections.wait())

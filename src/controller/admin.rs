@@ -263,6 +263,29 @@ impl Handle {
         Ok(reply.cluster_id)
     }
 
+    /// Asks the controller to fence this broker and move its partitions (before stopping), and
+    /// waits until this node's image shows it.
+    pub async fn controlled_shutdown(
+        &self,
+        id: NodeId,
+        incarnation: uuid::Uuid,
+        within: Duration,
+    ) -> Result<(), AdminError> {
+        let req = pb::ControlledShutdownRequest {
+            broker_id: id,
+            incarnation: incarnation.to_string(),
+        };
+        let reply = self
+            .call_leader(within, |mut c| {
+                let req = req.clone();
+                async move { c.controlled_shutdown(req).await }
+            })
+            .await?
+            .into_inner();
+        self.wait_applied(reply.applied_index, within).await;
+        Ok(())
+    }
+
     /// One heartbeat; returns (still registered, fenced).
     pub async fn heartbeat(
         &self,

@@ -24,6 +24,8 @@ use crate::types::{NodeId, TopicId};
 #[derive(Default)]
 pub struct Liveness {
     seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Incarnations that asked for a controlled shutdown: a late heartbeat must not unfence them.
+    stopping: Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
 /// The quorum as one node sees it (the leader's view has every voter's progress).
@@ -75,6 +77,8 @@ impl Handle {
     /// Runs on every node; acts only while this node leads.
     pub(super) async fn run_leader_duties(self, token: CancellationToken) {
         let session = Duration::from_millis(self.config.session_timeout_ms);
+        let rebalance_every = Duration::from_millis(self.config.leader_imbalance_check_ms);
+        let mut last_rebalance = Instant::now();
         let mut led_term = None;
         loop {
             tokio::select! {
@@ -103,8 +107,17 @@ impl Handle {
                 }
                 continue;
             }
+            if self.config.auto_leader_rebalance && last_rebalance.elapsed() >= rebalance_every {
+                last_rebalance = Instant::now();
+                self.rebalance_leaders().await;
+            }
             for b in image.brokers.values().filter(|b| !b.fenced) {
-                let silent = self.liveness.silent_for(b.id).unwrap_or(session);
+                // A broker this leader has not heard of yet (its registration reached the image
+                // after the leader took over) gets a full session from now.
+                let Some(silent) = self.liveness.silent_for(b.id) else {
+                    self.liveness.mark(b.id);
+                    continue;
+                };
                 if silent < session {
                     continue;
                 }
@@ -160,6 +173,15 @@ impl Handle {
         if reg.incarnation != incarnation {
             return Ok((false, false));
         }
+        if self
+            .liveness
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&incarnation)
+        {
+            return Ok((true, true));
+        }
         self.liveness.mark(id);
         if reg.fenced {
             let mut records = vec![MetadataRecord::UnfenceBroker { id }];
@@ -168,6 +190,55 @@ impl Handle {
             tracing::info!(broker = id, "unfenced a broker whose heartbeats resumed");
         }
         Ok((true, false))
+    }
+
+    /// A broker about to stop, on the leader: fence it now with the partition changes that
+    /// follow, so clients move to the new leaders before its connections close.
+    pub(super) async fn controlled_shutdown_local(
+        &self,
+        id: NodeId,
+        incarnation: uuid::Uuid,
+    ) -> Result<(), AdminError> {
+        let image = self.image();
+        let Some(reg) = image.brokers.get(&id) else {
+            return Ok(());
+        };
+        if reg.incarnation != incarnation || reg.fenced {
+            return Ok(());
+        }
+        self.liveness
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(incarnation);
+        let mut records = vec![MetadataRecord::FenceBroker { id }];
+        records.extend(fence_changes(&image, id, false));
+        let moved = records.len() - 1;
+        self.propose(records).await?;
+        tracing::info!(
+            broker = id,
+            partitions = moved,
+            "controlled shutdown: broker fenced, leadership moved"
+        );
+        Ok(())
+    }
+
+    /// Moves leadership back to each partition's preferred (first) replica where it is alive
+    /// and in the ISR. Pure planning over the image; one command.
+    async fn rebalance_leaders(&self) {
+        let image = self.image();
+        let records = crate::metadata::preferred_leader_changes(&image);
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len();
+        match self.propose(records).await {
+            Ok(_) => tracing::info!(
+                partitions = n,
+                "moved leadership back to preferred replicas"
+            ),
+            Err(e) => tracing::debug!(error = %e, "preferred leader election failed"),
+        }
     }
 
     /// An ISR change asked for by a partition's leader, on the controller. Refused when the
@@ -200,6 +271,15 @@ impl Handle {
             return Err(AdminError::Stale(format!(
                 "partition epoch {partition_epoch} is stale; current is {}",
                 p.partition_epoch
+            )));
+        }
+        // A fenced (or stopping) broker may not join an ISR: it is not there to stay.
+        if let Some(b) = new_isr
+            .iter()
+            .find(|b| !p.isr.contains(b) && image.brokers.get(b).is_none_or(|r| r.fenced))
+        {
+            return Err(AdminError::Stale(format!(
+                "broker {b} is fenced and cannot join the ISR"
             )));
         }
         if new_isr.is_empty()

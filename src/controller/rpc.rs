@@ -173,6 +173,23 @@ impl pb::controller_server::Controller for ControllerService {
         Ok(Response::new(pb::HeartbeatReply { fenced, registered }))
     }
 
+    async fn controlled_shutdown(
+        &self,
+        req: Request<pb::ControlledShutdownRequest>,
+    ) -> Result<Response<pb::ControlledShutdownReply>, Status> {
+        self.leader_only()?;
+        let r = req.into_inner();
+        let incarnation = uuid::Uuid::parse_str(&r.incarnation)
+            .map_err(|_| Status::invalid_argument("bad incarnation"))?;
+        self.handle
+            .controlled_shutdown_local(r.broker_id, incarnation)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::ControlledShutdownReply {
+            applied_index: self.handle.applied_index(),
+        }))
+    }
+
     async fn alter_partition(
         &self,
         req: Request<pb::AlterPartitionRequest>,

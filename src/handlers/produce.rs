@@ -11,7 +11,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{broker, errors, s, Context};
-use crate::replica::PartitionError;
+use crate::replica::{HwWait, PartitionError};
 use crate::storage::batch;
 use crate::types::{TopicId, TopicPartition};
 
@@ -100,11 +100,30 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                 .iter()
                 .map(|(h, r)| (*h, &records[r.clone()]))
                 .collect();
+            let epoch = partition.leader_epoch();
             match partition.append(&input) {
                 Ok((base, last)) => {
-                    if req.acks == -1 && !partition.wait_for_hw(last + 1, timeout).await {
-                        partitions.push(resp.with_error_code(E::RequestTimedOut.code()));
-                        continue;
+                    if req.acks == -1 {
+                        match partition.wait_for_hw(last + 1, epoch, timeout).await {
+                            HwWait::Reached => {}
+                            HwWait::TimedOut => {
+                                partitions.push(resp.with_error_code(E::RequestTimedOut.code()));
+                                continue;
+                            }
+                            HwWait::NotLeader => {
+                                let (leader, epoch) = partition.leader();
+                                leaders_moved.push(leader);
+                                partitions.push(
+                                    resp.with_error_code(E::NotLeaderOrFollower.code())
+                                        .with_current_leader(
+                                            LeaderIdAndEpoch::default()
+                                                .with_leader_id(broker(leader))
+                                                .with_leader_epoch(epoch),
+                                        ),
+                                );
+                                continue;
+                            }
+                        }
                     }
                     partitions.push(
                         resp.with_base_offset(base)

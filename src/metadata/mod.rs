@@ -341,6 +341,31 @@ pub fn unfence_changes(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRec
     out
 }
 
+/// Partitions whose preferred (first) replica is alive and in the ISR but does not lead: it
+/// leads again at epoch + 1. Pure.
+pub fn preferred_leader_changes(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let Some(&preferred) = p.replicas.first() else {
+                continue;
+            };
+            let alive = image.brokers.get(&preferred).is_some_and(|b| !b.fenced);
+            if p.leader != preferred && alive && p.isr.contains(&preferred) {
+                out.push(MetadataRecord::PartitionChange {
+                    topic_id: t.id,
+                    partition: i as i32,
+                    leader: preferred,
+                    isr: p.isr.clone(),
+                    leader_epoch: p.leader_epoch + 1,
+                    partition_epoch: p.partition_epoch + 1,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// What one node must change to match a new image.
 #[derive(Debug, Default, PartialEq)]
 pub struct LocalChanges {
@@ -519,6 +544,36 @@ mod tests {
         let unclean = apply_all(&img2, &fence_changes(&img2, 1, true));
         let p = &unclean.topic("t").expect("t").partitions[0];
         assert_eq!((p.leader, p.isr.clone()), (3, vec![3]));
+    }
+
+    #[test]
+    fn preferred_leaders_return_once_back_in_the_isr() {
+        let img = three_brokers();
+        let img = img.apply(&MetadataRecord::FenceBroker { id: 1 }).0;
+        let img = apply_all(&img, &fence_changes(&img, 1, false));
+        assert!(preferred_leader_changes(&img).is_empty(), "1 is fenced");
+        let img = img.apply(&MetadataRecord::UnfenceBroker { id: 1 }).0;
+        assert!(
+            preferred_leader_changes(&img).is_empty(),
+            "1 is not in the ISR yet"
+        );
+        let p0 = img.topic("t").expect("t").partitions[0].clone();
+        let img = apply_all(
+            &img,
+            &[MetadataRecord::PartitionChange {
+                topic_id: TopicId(uuid::Uuid::from_u128(9)),
+                partition: 0,
+                leader: p0.leader,
+                isr: vec![1, 2, 3],
+                leader_epoch: p0.leader_epoch,
+                partition_epoch: p0.partition_epoch + 1,
+            }],
+        );
+        let changes = preferred_leader_changes(&img);
+        assert_eq!(changes.len(), 1);
+        let img = apply_all(&img, &changes);
+        let p0 = &img.topic("t").expect("t").partitions[0];
+        assert_eq!((p0.leader, p0.leader_epoch), (1, 2));
     }
 
     #[test]

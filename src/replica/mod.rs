@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use partition::{IsrRequest, Partition};
+pub use partition::{HwWait, IsrRequest, Partition};
 
 use crate::config::{log_settings, Config};
 use crate::controller::Handle;

@@ -44,6 +44,17 @@ pub struct Partition {
     state: Mutex<State>,
     hw: watch::Sender<Offset>,
     leo: watch::Sender<Offset>,
+    /// (leader, leader epoch), so waiters learn at once when this node stops leading.
+    leadership: watch::Sender<(NodeId, LeaderEpoch)>,
+}
+
+/// How a wait for the high watermark ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HwWait {
+    Reached,
+    TimedOut,
+    /// Leadership moved while waiting: the record's fate is the new leader's to tell.
+    NotLeader,
 }
 
 /// An ISR change this leader wants the controller to commit.
@@ -77,6 +88,7 @@ impl Partition {
             }),
             hw: watch::channel(hw).0,
             leo: watch::channel(end).0,
+            leadership: watch::channel((-1, -1)).0,
         }
     }
 
@@ -182,6 +194,11 @@ impl Partition {
         if became_leader {
             self.log.begin_epoch(p.leader_epoch)?;
         }
+        self.leadership.send_if_modified(|l| {
+            let moved = *l != (p.leader, p.leader_epoch);
+            *l = (p.leader, p.leader_epoch);
+            moved
+        });
         if p.leader == self.state().me {
             self.advance_hw();
         }
@@ -340,11 +357,34 @@ impl Partition {
         self.state().alter_in_flight = false;
     }
 
-    /// Waits until the high watermark reaches `offset` or `timeout` passes; true if reached.
-    pub async fn wait_for_hw(&self, offset: Offset, timeout: Duration) -> bool {
-        let mut rx = self.hw.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= offset))
+    /// Waits until the high watermark reaches `offset`, `timeout` passes, or this node stops
+    /// leading at `epoch`.
+    pub async fn wait_for_hw(
+        &self,
+        offset: Offset,
+        epoch: LeaderEpoch,
+        timeout: Duration,
+    ) -> HwWait {
+        let mut hw = self.hw.subscribe();
+        let mut leadership = self.leadership.subscribe();
+        let me = self.state().me;
+        let still_leading = |l: &(NodeId, LeaderEpoch)| *l == (me, epoch);
+        let wait = async {
+            loop {
+                if *hw.borrow_and_update() >= offset {
+                    return HwWait::Reached;
+                }
+                if !still_leading(&leadership.borrow_and_update()) {
+                    return HwWait::NotLeader;
+                }
+                tokio::select! {
+                    r = hw.changed() => if r.is_err() { return HwWait::NotLeader },
+                    r = leadership.changed() => if r.is_err() { return HwWait::NotLeader },
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
             .await
-            .is_ok_and(|r| r.is_ok())
+            .unwrap_or(HwWait::TimedOut)
     }
 }

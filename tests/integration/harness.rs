@@ -216,6 +216,7 @@ pub struct Ack {
     pub id: u64,
     pub partition: i32,
     pub offset: i64,
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -234,6 +235,7 @@ impl ProducerContext for Recorder {
                 id: *id,
                 partition: m.partition(),
                 offset: m.offset(),
+                at: Instant::now(),
             }),
             Err((e, _)) => self.errors.lock().expect("lock").push(e.to_string()),
         }

@@ -391,3 +391,114 @@ fn min_insync_replicas_refuses_acks_all_until_a_replica_returns() {
         "acks=all accepted again"
     );
 }
+
+#[test]
+fn a_rolling_restart_moves_leadership_first_and_back_after() {
+    let mut cluster = Cluster::new(3, &["leader.imbalance.check.interval.seconds=1"]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs = cluster.bootstrap(1);
+    wait_until("three brokers", Duration::from_secs(20), || {
+        strom::tools::cluster_status(&bs).is_ok_and(|s| s.matches("active").count() == 3)
+    });
+    create(&bs, "rolling", 3, &[], &[]);
+    wait_until("full ISR", Duration::from_secs(10), || {
+        full_isr(&bs, "rolling", 3)
+    });
+    let preferred = leaders(&bs, "rolling");
+    let controller = strom::tools::cluster_status(&bs)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("controller:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .and_then(|x| x.parse::<i32>().ok())
+        })
+        .expect("controller id");
+    let victim = preferred
+        .iter()
+        .map(|l| l.0)
+        .find(|l| *l != controller)
+        .expect("a leader that is not the controller");
+    let watcher = (1..=3).find(|b| *b != victim).expect("watcher");
+    let bs_all = (1..=3)
+        .map(|i| cluster.bootstrap(i))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let p = producer(
+        &bs_all,
+        &[
+            ("acks", "all"),
+            ("linger.ms", "1"),
+            ("message.timeout.ms", "30000"),
+        ],
+    );
+    let progress = p.context().clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut id = 0u64;
+        let started = Instant::now();
+        while !stop2.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+            let payload = format!("record-{id}");
+            let rec = BaseRecord::with_opaque_to("rolling", Box::new(id))
+                .partition((id % 3) as i32)
+                .key(&[])
+                .payload(payload.as_bytes());
+            if p.send(rec).is_ok() {
+                id += 1;
+            }
+            p.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let _ = p.flush(Duration::from_secs(30));
+        let errors = p.context().errors.lock().expect("lock").clone();
+        (id, errors)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let took = cluster.node(victim).terminate();
+    println!("SIGTERM of leader {victim}: clean exit after {took:?}");
+    let moved = leaders(&cluster.bootstrap(watcher), "rolling");
+    assert!(
+        moved
+            .iter()
+            .all(|(l, isr)| *l != victim && !isr.contains(&victim)),
+        "{moved:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.node(victim).spawn();
+    let back = wait_until(
+        "leadership back on the preferred replicas",
+        Duration::from_secs(20),
+        || leaders(&cluster.bootstrap(watcher), "rolling") == preferred,
+    );
+    println!("preferred leaders restored {back:?} after the restart");
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, errors) = writer.join().expect("writer");
+    assert!(errors.is_empty(), "{errors:?}");
+    let acks = progress.acks.lock().expect("lock").clone();
+    assert_eq!(acks.len() as u64, sent, "every record acknowledged");
+    // The longest pause between two acknowledgements on any partition.
+    let mut worst = Duration::ZERO;
+    for part in 0..3 {
+        let mut times: Vec<Instant> = acks
+            .iter()
+            .filter(|a| a.partition == part)
+            .map(|a| a.at)
+            .collect();
+        times.sort();
+        for w in times.windows(2) {
+            worst = worst.max(w[1] - w[0]);
+        }
+    }
+    println!("longest produce pause on a partition during the rolling restart: {worst:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "producers paused for {worst:?}"
+    );
+}

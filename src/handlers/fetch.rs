@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
@@ -135,7 +135,24 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
             for (slot, data) in slots.iter().zip(datas) {
                 topics[slot.topic].partitions.push(data);
             }
-            return FetchResponse::default().with_responses(topics);
+            let moved: Vec<i32> = slots
+                .iter()
+                .filter_map(|s| s.partition.as_ref().err().and_then(|(_, l)| l.map(|l| l.0)))
+                .filter(|l| *l >= 0)
+                .collect();
+            let endpoints = super::leader_endpoints(ctx, &image, &moved)
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    NodeEndpoint::default()
+                        .with_node_id(broker(id))
+                        .with_host(super::s(host))
+                        .with_port(port)
+                        .with_rack(rack.map(super::s))
+                })
+                .collect();
+            return FetchResponse::default()
+                .with_responses(topics)
+                .with_node_endpoints(endpoints);
         }
         let changed =
             futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));

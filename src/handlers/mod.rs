@@ -93,3 +93,23 @@ pub(crate) fn topic_name(v: &str) -> TopicName {
 pub(crate) fn broker(id: i32) -> BrokerId {
     BrokerId(id)
 }
+
+/// The endpoints, on the client's listener, of brokers named as new leaders in a
+/// NOT_LEADER_OR_FOLLOWER answer, so clients re-route without a Metadata round trip (KIP-951,
+/// Produce v10+ and Fetch v16+): (id, host, port, rack).
+pub(crate) fn leader_endpoints(
+    ctx: &Context,
+    image: &crate::metadata::MetadataImage,
+    ids: &[i32],
+) -> Vec<(i32, String, i32, Option<String>)> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter()
+        .filter_map(|id| {
+            let b = image.brokers.get(id)?;
+            let ep = b.endpoints.iter().find(|e| e.listener == ctx.listener)?;
+            Some((*id, ep.host.clone(), ep.port as i32, b.rack.clone()))
+        })
+        .collect()
+}

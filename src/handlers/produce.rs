@@ -146,30 +146,16 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
     }
     ProduceResponse::default()
         .with_responses(responses)
-        .with_node_endpoints(node_endpoints(ctx, &image, &leaders_moved))
-}
-
-/// The endpoints of brokers named as new leaders, so clients re-route without a Metadata round
-/// trip (KIP-951, Produce v10+ / Fetch v16+).
-pub fn node_endpoints(
-    ctx: &Context,
-    image: &crate::metadata::MetadataImage,
-    ids: &[i32],
-) -> Vec<NodeEndpoint> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.iter()
-        .filter_map(|id| {
-            let b = image.brokers.get(id)?;
-            let ep = b.endpoints.iter().find(|e| e.listener == ctx.listener)?;
-            Some(
-                NodeEndpoint::default()
-                    .with_node_id(broker(*id))
-                    .with_host(s(ep.host.clone()))
-                    .with_port(ep.port as i32)
-                    .with_rack(b.rack.clone().map(s)),
-            )
-        })
-        .collect()
+        .with_node_endpoints(
+            super::leader_endpoints(ctx, &image, &leaders_moved)
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    NodeEndpoint::default()
+                        .with_node_id(broker(id))
+                        .with_host(s(host))
+                        .with_port(port)
+                        .with_rack(rack.map(s))
+                })
+                .collect(),
+        )
 }

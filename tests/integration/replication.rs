@@ -502,3 +502,79 @@ fn a_rolling_restart_moves_leadership_first_and_back_after() {
         "producers paused for {worst:?}"
     );
 }
+
+#[test]
+fn a_non_leader_names_the_leader_and_its_endpoint() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+        ProduceResponse,
+    };
+
+    let mut cluster = Cluster::new(2, &[]);
+    cluster.start(&[1, 2], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("two brokers", Duration::from_secs(20), || {
+        strom::tools::cluster_status(&bs1).is_ok_and(|s| s.matches("active").count() == 2)
+    });
+    create(&bs1, "elsewhere", 1, &[vec![2]], &[]);
+    let mut c = Client::connect(&bs1).expect("connect");
+    let mut topic_id = None;
+    wait_until("the topic on node 1", Duration::from_secs(5), || {
+        let md: MetadataResponse = c
+            .call(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(None),
+            )
+            .expect("metadata");
+        topic_id = md
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "elsewhere"))
+            .map(|t| t.topic_id);
+        topic_id.is_some()
+    });
+    let port2 = cluster.node(2).port as i32;
+
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(topic_id.expect("topic id"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1024)])]);
+    let f: FetchResponse = c.call(ApiKey::Fetch, 16, &fetch).expect("fetch v16");
+    let p = &f.responses[0].partitions[0];
+    assert_eq!(p.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(p.current_leader.leader_id.0, 2);
+    assert_eq!(
+        f.node_endpoints
+            .iter()
+            .map(|e| (e.node_id.0, e.port))
+            .collect::<Vec<_>>(),
+        vec![(2, port2)]
+    );
+
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("elsewhere")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(bytes::Bytes::from_static(b"x")))])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 10, &produce).expect("produce v10");
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.current_leader.leader_id.0), (6, 2));
+    assert_eq!(
+        r.node_endpoints
+            .iter()
+            .map(|e| (e.node_id.0, e.port))
+            .collect::<Vec<_>>(),
+        vec![(2, port2)]
+    );
+}

@@ -226,6 +226,12 @@ pub const SETTINGS: &[Setting] = &[
         "Bound on waiting for the metadata quorum to commit an admin write.",
     ),
     int(
+        "producer.id.expiration.ms",
+        "86400000",
+        -1,
+        "Forget an idempotent producer's sequence state after this long without a write.",
+    ),
+    int(
         "metadata.log.snapshot.interval.records",
         "1000",
         1,
@@ -372,6 +378,8 @@ pub struct LogDefaults {
     pub index_interval_bytes: u64,
     pub max_message_bytes: usize,
     pub flush_interval_messages: i64,
+    /// Forget an idempotent producer silent this long (-1: never).
+    pub producer_expiration_ms: i64,
 }
 
 /// Where a raw setting came from, for error messages.
@@ -666,6 +674,7 @@ impl Config {
             index_interval_bytes: int("log.index.interval.bytes") as u64,
             max_message_bytes: int("message.max.bytes") as usize,
             flush_interval_messages: int("log.flush.interval.messages"),
+            producer_expiration_ms: int("producer.id.expiration.ms"),
         };
         let rf = int("default.replication.factor");
         Ok(Config {
@@ -808,6 +817,7 @@ pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) ->
             as u64,
         max_message_bytes: i("max.message.bytes", defaults.max_message_bytes as i64) as usize,
         flush_interval_messages: i("flush.messages", defaults.flush_interval_messages),
+        producer_expiration_ms: defaults.producer_expiration_ms,
     }
 }
 

@@ -154,12 +154,14 @@ impl Node {
         {
             tracing::warn!("not registered with the controller yet (no metadata quorum); serving from the stored metadata");
         }
+        let producer_ids = Arc::new(crate::handlers::init_producer_id::ProducerIds::default());
         for (name, listener) in client {
             let ctx = Arc::new(Context {
                 config: config.clone(),
                 controller: handle.clone(),
                 replicas: replicas.clone(),
                 listener: name,
+                producer_ids: producer_ids.clone(),
             });
             tasks.spawn(crate::server::serve(
                 listener,

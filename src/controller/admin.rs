@@ -69,6 +69,10 @@ pub enum AdminOp {
         id: TopicId,
         name: String,
     },
+    /// A block of producer ids for idempotent producers on `broker`.
+    AllocateProducerIds {
+        broker: NodeId,
+    },
     CreatePartitions {
         name: String,
         total: i32,
@@ -84,6 +88,11 @@ pub enum AdminDone {
     Topic {
         id: TopicId,
         assignments: Vec<Vec<NodeId>>,
+    },
+    /// Producer ids [first, first + count) belong to the asking broker.
+    ProducerIds {
+        first: i64,
+        count: i64,
     },
     Done,
 }
@@ -225,7 +234,7 @@ impl Handle {
             .await?
         {
             AdminDone::Topic { id, .. } => Ok(id),
-            AdminDone::Done => Err(AdminError::NoQuorum(
+            _ => Err(AdminError::NoQuorum(
                 "the controller did not return a topic".into(),
             )),
         }
@@ -405,6 +414,22 @@ impl Handle {
                         Err(AdminError::TopicAlreadyExists(topic.name))
                     }
                     other => Err(AdminError::InvalidTopic(format!(
+                        "unexpected outcome {other:?}"
+                    ))),
+                }
+            }
+            AdminOp::AllocateProducerIds { broker } => {
+                let count = 1000;
+                match self
+                    .propose(vec![MetadataRecord::AllocateProducerIds { broker, count }])
+                    .await?
+                    .first()
+                {
+                    Some(ApplyOutcome::ProducerIds { first }) => Ok(AdminDone::ProducerIds {
+                        first: *first,
+                        count,
+                    }),
+                    other => Err(AdminError::NoQuorum(format!(
                         "unexpected outcome {other:?}"
                     ))),
                 }

@@ -73,7 +73,7 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
             .await
             .and_then(|done| match done {
                 AdminDone::Topic { id, assignments } => Ok((id, assignments)),
-                AdminDone::Done => Err(AdminError::NoQuorum(
+                _ => Err(AdminError::NoQuorum(
                     "the controller did not return a topic".into(),
                 )),
             });

@@ -5,6 +5,7 @@ use kafka_protocol::error::ResponseError as E;
 use crate::controller::AdminError;
 use crate::replica::PartitionError;
 use crate::storage::batch::BatchError;
+use crate::storage::producers::ProducerError;
 use crate::storage::LogError;
 
 pub const NONE: i16 = 0;
@@ -35,6 +36,9 @@ pub fn log(e: &LogError) -> i16 {
     match e {
         LogError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
         LogError::Io(_) | LogError::NonContiguous { .. } => E::KafkaStorageError.code(),
+        LogError::Producer(ProducerError::OutOfOrder { .. }) => E::OutOfOrderSequenceNumber.code(),
+        LogError::Producer(ProducerError::Fenced { .. }) => E::InvalidProducerEpoch.code(),
+        LogError::Producer(ProducerError::UnknownProducer { .. }) => E::UnknownProducerId.code(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod describe_configs;
 pub mod describe_quorum;
 pub mod errors;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -34,6 +35,8 @@ pub struct Context {
     pub replicas: Arc<ReplicaManager>,
     /// The name of the listener the client connected to.
     pub listener: String,
+    /// This broker's block of idempotent-producer ids (one per node, shared by listeners).
+    pub producer_ids: Arc<init_producer_id::ProducerIds>,
 }
 
 /// Decodes, handles and encodes one request. `Ok(None)` means no response (acks=0 produce).
@@ -75,6 +78,7 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
         ApiKey::DescribeCluster => call!(describe_cluster),
         ApiKey::DescribeQuorum => call!(describe_quorum),
         ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch),
+        ApiKey::InitProducerId => call!(init_producer_id),
         other => Err(FrameError::UnsupportedVersion {
             key: other,
             version: v,

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{broker, errors, s, Context};
 use crate::replica::{HwWait, PartitionError};
 use crate::storage::batch;
+use crate::storage::Appended;
 use crate::types::{TopicId, TopicPartition};
 
 pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> ProduceResponse {
@@ -102,7 +103,9 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                 .collect();
             let epoch = partition.leader_epoch();
             match partition.append(&input) {
-                Ok((base, last)) => {
+                Ok(Appended {
+                    first: base, last, ..
+                }) => {
                     if req.acks == -1 {
                         match partition.wait_for_hw(last + 1, epoch, timeout).await {
                             HwWait::Reached => {}

@@ -56,6 +56,9 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<NodeId, BrokerRegistration>,
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub topic_names: BTreeMap<TopicId, String>,
+    /// The first producer id not yet handed to any broker.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -114,6 +117,11 @@ pub enum MetadataRecord {
     UnfenceBroker {
         id: NodeId,
     },
+    /// A block of idempotent-producer ids for one broker: [next_producer_id, + count).
+    AllocateProducerIds {
+        broker: NodeId,
+        count: i64,
+    },
     /// A new leader, ISR or both for one partition (computed by the controller's pure code).
     PartitionChange {
         topic_id: TopicId,
@@ -129,6 +137,10 @@ pub enum MetadataRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApplyOutcome {
     Applied,
+    /// A producer-id block starting here was allocated.
+    ProducerIds {
+        first: i64,
+    },
     TopicAlreadyExists,
     UnknownTopic,
     /// The change was refused because the image no longer allows it (a race with another write).
@@ -192,6 +204,11 @@ impl MetadataImage {
                     None => ApplyOutcome::UnknownTopic,
                 }
             }
+            MetadataRecord::AllocateProducerIds { count, .. } => {
+                let first = next.next_producer_id;
+                next.next_producer_id = first.saturating_add((*count).max(0));
+                ApplyOutcome::ProducerIds { first }
+            }
             MetadataRecord::FenceBroker { id } | MetadataRecord::UnfenceBroker { id } => {
                 let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
                 match next.brokers.get_mut(id) {
@@ -236,7 +253,10 @@ impl MetadataImage {
                 None => ApplyOutcome::UnknownTopic,
             },
         };
-        if outcome == ApplyOutcome::Applied {
+        if matches!(
+            outcome,
+            ApplyOutcome::Applied | ApplyOutcome::ProducerIds { .. }
+        ) {
             (next, outcome)
         } else {
             (self.clone(), outcome)
@@ -574,6 +594,22 @@ mod tests {
         let img = apply_all(&img, &changes);
         let p0 = &img.topic("t").expect("t").partitions[0];
         assert_eq!((p0.leader, p0.leader_epoch), (1, 2));
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let img = MetadataImage::default();
+        let (img, a) = img.apply(&MetadataRecord::AllocateProducerIds {
+            broker: 1,
+            count: 1000,
+        });
+        let (img, b) = img.apply(&MetadataRecord::AllocateProducerIds {
+            broker: 2,
+            count: 1000,
+        });
+        assert_eq!(a, ApplyOutcome::ProducerIds { first: 0 });
+        assert_eq!(b, ApplyOutcome::ProducerIds { first: 1000 });
+        assert_eq!(img.next_producer_id, 2000);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::metadata::PartitionImage;
 use crate::storage::batch::BatchHeader;
-use crate::storage::{LogError, PartitionLog};
+use crate::storage::{Appended, LogError, PartitionLog};
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
 
 /// A follower's progress as the leader sees it.
@@ -219,11 +219,14 @@ impl Partition {
         self.raise_hw(candidate);
     }
 
-    /// Appends as leader, stamping the leader epoch. Returns (first offset, last offset).
-    pub fn append(&self, batches: &[(BatchHeader, &[u8])]) -> Result<(Offset, Offset), LogError> {
+    /// Appends as leader, stamping the leader epoch (a retried idempotent batch is answered
+    /// with its original offsets instead).
+    pub fn append(&self, batches: &[(BatchHeader, &[u8])]) -> Result<Appended, LogError> {
         let r = self.log.append(batches, self.leader_epoch())?;
-        self.publish_leo(r.1 + 1);
-        self.advance_hw();
+        if !r.duplicate {
+            self.publish_leo(r.last + 1);
+            self.advance_hw();
+        }
         Ok(r)
     }
 

@@ -25,6 +25,8 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     pub max_timestamp: i64,
     pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
     pub record_count: i32,
 }
 
@@ -85,6 +87,8 @@ pub fn parse_header(buf: &[u8]) -> Option<BatchHeader> {
         base_timestamp: be_i64(buf, 27),
         max_timestamp: be_i64(buf, 35),
         producer_id: be_i64(buf, 43),
+        producer_epoch: i16::from_be_bytes([buf[51], buf[52]]),
+        base_sequence: be_i32(buf, 53),
         record_count: be_i32(buf, 57),
     })
 }

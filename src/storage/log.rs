@@ -10,7 +10,9 @@
 //! - `partition.metadata`: the topic id, so a directory left by a deleted topic of the same name
 //!   is never mistaken for the new one;
 //! - `leader-epoch-checkpoint`: the leader-epoch cache (`epochs.rs`);
-//! - `high-watermark`: the last high watermark written (on flush), a floor for the next start.
+//! - `high-watermark`: the last high watermark written (on flush), a floor for the next start;
+//! - `producer-snapshot`: idempotent-producer state as of an offset (`producers.rs`), written at
+//!   roll and clean shutdown; recovery rebuilds the rest from batch headers after it.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -21,12 +23,15 @@ use bytes::Bytes;
 
 use super::batch::{rewritten_prefix, BatchHeader};
 use super::epochs::EpochCache;
+use super::producers::{Check, ProducerError, ProducerState};
 use super::segment::{delete_files, read_batches, Segment};
 use crate::config::LogDefaults;
 use crate::types::{Offset, TopicId, TopicPartition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
     #[error("replicated batch at offset {got} does not continue the log at {expected}")]
     NonContiguous { expected: Offset, got: Offset },
     #[error("offset {offset} is outside the log [{start}, {end}]")]
@@ -44,6 +49,17 @@ struct Inner {
     log_start: Offset,
     unflushed_messages: i64,
     epochs: EpochCache,
+    producers: ProducerState,
+}
+
+/// What a leader append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first: Offset,
+    pub last: Offset,
+    /// The batch was already in the log (an idempotent producer's retry): nothing was written
+    /// and `first..=last` are its original offsets.
+    pub duplicate: bool,
 }
 
 impl Inner {
@@ -88,6 +104,28 @@ pub struct Recovery {
     pub segments: usize,
     pub recovered_segments: usize,
     pub truncated: bool,
+}
+
+/// The producer state at `end`: the snapshot (if it is within the log) plus every batch header
+/// after it.
+fn rebuild_producers(
+    dir: &Path,
+    segments: &BTreeMap<Offset, Segment>,
+    log_start: Offset,
+    end: Offset,
+) -> Result<ProducerState, LogError> {
+    let (from, mut state) = match ProducerState::load(&dir.join("producer-snapshot")) {
+        Some((at, state)) if at >= log_start && at <= end => (at, state),
+        _ => (log_start, ProducerState::default()),
+    };
+    for seg in segments.values().filter(|s| s.next_offset > from) {
+        seg.for_each_header(from, |h| {
+            if h.base_offset >= from {
+                state.record(h, h.base_offset);
+            }
+        })?;
+    }
+    Ok(state)
 }
 
 impl PartitionLog {
@@ -161,6 +199,7 @@ impl PartitionLog {
             .unwrap_or(log_start);
         let mut epochs = EpochCache::load(&dir.join("leader-epoch-checkpoint"));
         epochs.truncate_from(end);
+        let producers = rebuild_producers(&dir, &segments, log_start, end)?;
         let log = PartitionLog {
             tp,
             topic_id,
@@ -171,6 +210,7 @@ impl PartitionLog {
                 log_start,
                 unflushed_messages: 0,
                 epochs,
+                producers,
             }),
         };
         Ok((log, report))
@@ -200,14 +240,32 @@ impl PartitionLog {
     }
 
     /// Appends validated batches as received, assigning offsets from the log end and stamping
-    /// `leader_epoch`. Returns (first offset, last offset).
+    /// `leader_epoch`. Batches of idempotent producers are checked against the producer state
+    /// first, under the same lock: a retried batch is answered with its original offsets.
     pub fn append(
         &self,
         batches: &[(BatchHeader, &[u8])],
         leader_epoch: i32,
-    ) -> Result<(Offset, Offset), LogError> {
+    ) -> Result<Appended, LogError> {
         let settings = self.settings();
         let mut inner = self.lock();
+        if let [(h, _)] = batches {
+            if let Check::Duplicate {
+                first_offset,
+                last_offset,
+            } = inner.producers.check(h)?
+            {
+                return Ok(Appended {
+                    first: first_offset,
+                    last: last_offset,
+                    duplicate: true,
+                });
+            }
+        } else {
+            for (h, _) in batches {
+                inner.producers.check(h)?;
+            }
+        }
         let first = inner.end();
         if inner.epochs.assign(leader_epoch, first) {
             inner
@@ -231,13 +289,18 @@ impl PartitionLog {
             inner
                 .active()
                 .append(&prefix, bytes, &placed, settings.index_interval_bytes)?;
+            inner.producers.record(&placed, next);
             next = placed.next_offset();
             inner.unflushed_messages += h.record_count.max(1) as i64;
         }
         if inner.unflushed_messages >= settings.flush_interval_messages {
             self.flush_locked(&mut inner)?;
         }
-        Ok((first, next - 1))
+        Ok(Appended {
+            first,
+            last: next - 1,
+            duplicate: false,
+        })
     }
 
     /// Appends batches copied from the leader exactly as they are (offsets and epochs included).
@@ -267,6 +330,7 @@ impl PartitionLog {
             inner
                 .active()
                 .append(&prefix, bytes, h, settings.index_interval_bytes)?;
+            inner.producers.record(h, h.base_offset);
             epochs_changed |= inner.epochs.assign(h.leader_epoch, h.base_offset);
             inner.unflushed_messages += h.record_count.max(1) as i64;
         }
@@ -317,6 +381,7 @@ impl PartitionLog {
         inner
             .epochs
             .save(&self.dir.join("leader-epoch-checkpoint"))?;
+        inner.producers = rebuild_producers(&self.dir, &inner.segments, inner.log_start, end)?;
         let recovery = read_checkpoint(&self.dir.join("recovery-point")).unwrap_or(0);
         if recovery > end {
             write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;
@@ -340,6 +405,8 @@ impl PartitionLog {
             .insert(start, Segment::create(&self.dir, start)?);
         inner.log_start = start;
         inner.epochs = EpochCache::default();
+        inner.producers = ProducerState::default();
+        let _ = std::fs::remove_file(self.dir.join("producer-snapshot"));
         inner
             .epochs
             .save(&self.dir.join("leader-epoch-checkpoint"))?;
@@ -389,6 +456,9 @@ impl PartitionLog {
         inner.active().flush()?;
         write_checkpoint(&self.dir.join("recovery-point"), &base.to_string())?;
         inner
+            .producers
+            .save(&self.dir.join("producer-snapshot"), base)?;
+        inner
             .segments
             .insert(base, Segment::create(&self.dir, base)?);
         tracing::debug!(tp = %self.tp, base, "rolled segment");
@@ -401,6 +471,9 @@ impl PartitionLog {
         }
         let end = inner.end();
         write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;
+        inner
+            .producers
+            .save(&self.dir.join("producer-snapshot"), end)?;
         inner.unflushed_messages = 0;
         Ok(())
     }
@@ -491,6 +564,9 @@ impl PartitionLog {
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let s = self.settings();
         let mut inner = self.lock();
+        if s.producer_expiration_ms >= 0 {
+            inner.producers.expire(now_ms - s.producer_expiration_ms);
+        }
         let mut total: i64 = inner.segments.values().map(|s| s.size as i64).sum();
         let mut deleted = 0;
         while inner.segments.len() > 1 {
@@ -557,13 +633,15 @@ mod tests {
             index_interval_bytes: 512,
             max_message_bytes: 1 << 20,
             flush_interval_messages: i64::MAX,
+            producer_expiration_ms: -1,
         }
     }
 
     fn append(log: &PartitionLog, n: i32, ts: i64) -> (Offset, Offset) {
         let b = make_batch(n, ts, 100);
         let v = validate(&b, 1 << 20).expect("valid");
-        log.append(&[(v[0].0, &b[..])], 0).expect("append")
+        let a = log.append(&[(v[0].0, &b[..])], 0).expect("append");
+        (a.first, a.last)
     }
 
     fn id() -> TopicId {
@@ -700,7 +778,10 @@ mod tests {
         let b = make_batch(2, 99, 10);
         let v = validate(&b, 1 << 20).expect("valid");
         assert_eq!(
-            follower.append(&[(v[0].0, &b[..])], 7).expect("append"),
+            follower
+                .append(&[(v[0].0, &b[..])], 7)
+                .map(|a| (a.first, a.last))
+                .expect("append"),
             (60, 61)
         );
         drop(follower);

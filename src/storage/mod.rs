@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod epochs;
 pub mod log;
+pub mod producers;
 pub mod segment;
 
-pub use log::{LogError, PartitionLog, Recovery};
+pub use log::{Appended, LogError, PartitionLog, Recovery};

@@ -312,6 +312,21 @@ impl Segment {
         Ok(())
     }
 
+    /// Calls `f` with every batch header from the batch holding `from` to the end.
+    pub fn for_each_header(&self, from: i64, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+        let start = if from <= self.base {
+            Some(0)
+        } else {
+            self.locate(from)?
+        };
+        let Some(mut pos) = start else { return Ok(()) };
+        while let Some(h) = header_at(&self.log, pos, self.size)? {
+            f(&h);
+            pos += h.size as u64;
+        }
+        Ok(())
+    }
+
     pub fn file(&self) -> Arc<File> {
         self.log.clone()
     }

@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod cluster;
 mod durability;
+mod idempotence;
 mod produce_consume;
 mod replication;
 mod wire;

@@ -1,10 +1,12 @@
 //! Client listeners: the accept loop and one task per connection.
 //!
-//! A connection reads 4-byte-framed requests, refuses oversized frames and unknown API keys by
-//! closing, answers an ApiVersions request of an unknown version with a v0 UNSUPPORTED_VERSION
-//! response, and spawns each other request as its own task. A writer awaits those tasks in
-//! request order, so responses leave in order even when later requests finish first; an
-//! acks=0 produce yields no response at all. Idle connections hold only a 4-byte read buffer.
+//! A connection's reader takes 4-byte-framed requests off the wire (reading ahead up to 64),
+//! refuses oversized frames and unknown API keys by closing, and answers an ApiVersions request
+//! of an unknown version with a v0 UNSUPPORTED_VERSION response. A second loop handles the
+//! requests one at a time in arrival order, as Kafka does, and writes each response, so
+//! pipelined requests are answered in order and an idempotent producer's batches are appended
+//! in the order sent; an acks=0 produce yields no response at all. Idle connections hold only a
+//! 4-byte read buffer.
 //! Servers take an already-bound listener and a cancellation token (tests bind port 0).
 
 use std::sync::Arc;
@@ -14,17 +16,21 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::handlers::{self, Context};
-use crate::protocol::{self, FrameError};
+use crate::protocol::{self, FrameError, Parsed};
 
 /// Requests one connection may have in flight before the reader waits for the writer.
 const MAX_IN_FLIGHT: usize = 64;
 
-type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
+/// A request read off the wire, in arrival order.
+enum Work {
+    Request(Parsed),
+    /// An answer that needs no handler (ApiVersions at an unknown version).
+    Ready(Bytes),
+}
 
 /// Accepts connections until `token` is cancelled; each connection is tracked by `tracker` so
 /// shutdown can wait for in-flight responses to drain.
@@ -55,9 +61,9 @@ async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationTok
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
-    let reader = read_requests(rd, tx, ctx, token.clone());
-    let writer = write_responses(wr, rx, token.clone());
+    let (tx, rx) = mpsc::channel::<Work>(MAX_IN_FLIGHT);
+    let reader = read_requests(rd, tx, ctx.clone(), token.clone());
+    let writer = serve_requests(wr, rx, ctx, token.clone());
     let (why, ()) = tokio::join!(reader, writer);
     if let Some(why) = why {
         tracing::info!(peer = ?peer, reason = %why, "closing connection");
@@ -68,7 +74,7 @@ async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationTok
 /// it closed when that was the client's fault.
 async fn read_requests(
     mut rd: tokio::net::tcp::OwnedReadHalf,
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Work>,
     ctx: Arc<Context>,
     token: CancellationToken,
 ) -> Option<String> {
@@ -95,9 +101,9 @@ async fn read_requests(
             Ok(kv) => kv,
             Err(e) => return Some(e.to_string()),
         };
-        let task: Pending = match protocol::supported(key) {
+        let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
-                Ok(parsed) => tokio::spawn(handlers::dispatch(ctx.clone(), parsed)),
+                Ok(parsed) => Work::Request(parsed),
                 Err(e) => return Some(e.to_string()),
             },
             _ if key == ApiKey::ApiVersions => {
@@ -108,29 +114,36 @@ async fn read_requests(
                         kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
                     )
                     .with_api_keys(handlers::api_versions::list());
-                tokio::spawn(async move {
-                    protocol::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
-                        .map(Some)
-                })
+                match protocol::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body) {
+                    Ok(bytes) => Work::Ready(bytes),
+                    Err(e) => return Some(e.to_string()),
+                }
             }
             _ => return Some(FrameError::UnsupportedVersion { key, version }.to_string()),
         };
-        if tx.send(task).await.is_err() {
+        if tx.send(work).await.is_err() {
             return None;
         }
     }
 }
 
-/// Writes responses in request order; stops (cancelling the reader) on a write error, a
-/// handler that asks to close, or a handler that panicked.
-async fn write_responses(
+/// Handles the connection's requests one at a time, in arrival order, as Kafka does — an
+/// idempotent producer's pipelined batches must be appended in the order sent — and writes
+/// each response. Each handler runs as its own task so a panic closes only this connection.
+/// Stops (cancelling the reader) on a write error, a handler that asks to close, or a panic.
+async fn serve_requests(
     wr: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<Work>,
+    ctx: Arc<Context>,
     token: CancellationToken,
 ) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(task) = rx.recv().await {
-        match task.await {
+    while let Some(work) = rx.recv().await {
+        let done = match work {
+            Work::Request(parsed) => tokio::spawn(handlers::dispatch(ctx.clone(), parsed)).await,
+            Work::Ready(bytes) => Ok(Ok(Some(bytes))),
+        };
+        match done {
             Ok(Ok(Some(bytes))) => {
                 if wr.write_all(&bytes).await.is_err() {
                     break;

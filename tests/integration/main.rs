@@ -3,7 +3,11 @@
 
 mod harness;
 
+#[path = "../../chaos/mod.rs"]
+mod chaos;
+
 mod admin;
+mod chaos_ci;
 mod cluster;
 mod durability;
 mod idempotence;

@@ -1,0 +1,58 @@
+//! One invariant per file. Each checker looks at what the clients saw and what the log holds,
+//! and reports how many violations it found, with a few examples.
+
+pub mod duplicated;
+pub mod full_isr;
+pub mod lost;
+pub mod reordered;
+pub mod replicas;
+pub mod served;
+
+use super::workload::{Ack, Seen};
+
+/// Everything the checkers look at.
+pub struct Observed {
+    pub acks: Vec<Ack>,
+    /// The final full read of every partition, from offset zero.
+    pub log: Vec<Seen>,
+    /// What the live consumer was served during the run.
+    pub live: Vec<Seen>,
+    /// Per partition: whether every replica's segment bytes ended identical.
+    pub replicas_identical: Vec<(i32, bool)>,
+    pub full_isr: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub violations: usize,
+    pub examples: Vec<String>,
+}
+
+impl Check {
+    pub fn new(name: &'static str) -> Check {
+        Check {
+            name,
+            violations: 0,
+            examples: Vec::new(),
+        }
+    }
+
+    pub fn violation(&mut self, what: String) {
+        self.violations += 1;
+        if self.examples.len() < 5 {
+            self.examples.push(what);
+        }
+    }
+}
+
+pub fn all(o: &Observed) -> Vec<Check> {
+    vec![
+        lost::check(o),
+        duplicated::check(o),
+        reordered::check(o),
+        served::check(o),
+        replicas::check(o),
+        full_isr::check(o),
+    ]
+}

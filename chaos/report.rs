@@ -1,0 +1,294 @@
+//! The run's report: per-fault unavailability windows and latency around each fault, the
+//! checkers' counts, written as `report.json`, `summary.txt` and a `timeline.svg` picture of
+//! throughput and latency with the faults marked.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::checkers::Check;
+use super::nemesis::Event;
+use super::workload::Ack;
+
+#[derive(Clone, Debug)]
+pub struct FaultReport {
+    pub fault: String,
+    pub at_ms: u64,
+    pub nodes: Vec<i32>,
+    pub partitions: Vec<i32>,
+    /// From the fault to the first acknowledgement of a record sent after it, on the partitions hit.
+    pub window_ms: Option<u64>,
+    pub latency_ms: Percentiles,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+pub fn percentiles(mut v: Vec<u64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles::default();
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    Percentiles {
+        p50: at(0.5),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: v[v.len() - 1],
+    }
+}
+
+pub struct Report {
+    pub seed: u64,
+    pub duration: Duration,
+    pub acked: usize,
+    pub delivery_failures: usize,
+    pub checks: Vec<Check>,
+    pub faults: Vec<FaultReport>,
+    pub latency: Percentiles,
+}
+
+fn count(checks: &[Check], name: &str) -> usize {
+    checks
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.violations)
+        .unwrap_or(0)
+}
+
+impl Report {
+    pub fn build(
+        seed: u64,
+        duration: Duration,
+        acks: &[Ack],
+        failures: usize,
+        events: &[Event],
+        checks: Vec<Check>,
+    ) -> Report {
+        let lat = |a: &Ack| a.acked.saturating_sub(a.sent).as_millis() as u64;
+        let faults = events
+            .iter()
+            .map(|e| {
+                let hit = |a: &Ack| e.partitions.is_empty() || e.partitions.contains(&a.partition);
+                let window = acks
+                    .iter()
+                    .filter(|a| a.sent > e.at && hit(a))
+                    .map(|a| a.acked.saturating_sub(e.at))
+                    .min()
+                    .map(|d| d.as_millis() as u64);
+                let around: Vec<u64> = acks
+                    .iter()
+                    .filter(|a| {
+                        a.sent + Duration::from_secs(2) >= e.at
+                            && a.sent <= e.healed_at + Duration::from_secs(2)
+                    })
+                    .map(lat)
+                    .collect();
+                FaultReport {
+                    fault: e.fault.name().to_string(),
+                    at_ms: e.at.as_millis() as u64,
+                    nodes: e.nodes.clone(),
+                    partitions: e.partitions.clone(),
+                    window_ms: window,
+                    latency_ms: percentiles(around),
+                }
+            })
+            .collect();
+        Report {
+            seed,
+            duration,
+            acked: acks.len(),
+            delivery_failures: failures,
+            latency: percentiles(acks.iter().map(lat).collect()),
+            checks,
+            faults,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.violations == 0)
+            && self.delivery_failures == 0
+            && self.acked > 0
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seed": self.seed,
+            "duration_s": self.duration.as_secs(),
+            "acked": self.acked,
+            "delivery_failures": self.delivery_failures,
+            "lost": count(&self.checks, "lost"),
+            "duplicated": count(&self.checks, "duplicated"),
+            "reordered": count(&self.checks, "reordered"),
+            "served_then_lost": count(&self.checks, "served-then-lost"),
+            "replicas_differ": count(&self.checks, "replicas-differ"),
+            "isr_not_full": count(&self.checks, "isr-not-full"),
+            "passed": self.passed(),
+            "latency_ms": {"p50": self.latency.p50, "p99": self.latency.p99, "p999": self.latency.p999, "max": self.latency.max},
+            "faults": self.faults.iter().map(|f| serde_json::json!({
+                "fault": f.fault,
+                "at_ms": f.at_ms,
+                "nodes": f.nodes,
+                "partitions": f.partitions,
+                "unavailable_ms": f.window_ms,
+                "latency_ms": {"p50": f.latency_ms.p50, "p99": f.latency_ms.p99, "p999": f.latency_ms.p999, "max": f.latency_ms.max},
+            })).collect::<Vec<_>>(),
+            "checks": self.checks.iter().map(|c| serde_json::json!({
+                "name": c.name, "violations": c.violations, "examples": c.examples,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "chaos run: seed {}, {} s, {} records acknowledged, {} delivery failures",
+            self.seed,
+            self.duration.as_secs(),
+            self.acked,
+            self.delivery_failures
+        );
+        let _ = writeln!(
+            s,
+            "produce latency ms: p50 {} p99 {} p99.9 {} max {}",
+            self.latency.p50, self.latency.p99, self.latency.p999, self.latency.max
+        );
+        for f in &self.faults {
+            let window = f
+                .window_ms
+                .map(|w| format!("{w} ms"))
+                .unwrap_or_else(|| "no write after it".into());
+            let _ = writeln!(
+                s,
+                "  {:>7.1}s {:<16} nodes {:?} partitions {:?}: unavailable {window}; latency p50 {} p99 {} max {} ms",
+                f.at_ms as f64 / 1000.0,
+                f.fault,
+                f.nodes,
+                f.partitions,
+                f.latency_ms.p50,
+                f.latency_ms.p99,
+                f.latency_ms.max
+            );
+        }
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "  check {:<18} {}",
+                c.name,
+                if c.violations == 0 {
+                    "ok".to_string()
+                } else {
+                    format!("{} violations, e.g. {:?}", c.violations, c.examples)
+                }
+            );
+        }
+        let _ = writeln!(s, "{}", if self.passed() { "PASSED" } else { "FAILED" });
+        s
+    }
+
+    /// Throughput (bars, per half second) and p99 latency (line) with faults marked.
+    pub fn svg(&self, acks: &[Ack]) -> String {
+        let bucket = 500u64;
+        let span = self.duration.as_millis() as u64 + 5_000;
+        let n = (span / bucket + 1) as usize;
+        let mut counts = vec![0u64; n];
+        let mut lats: Vec<Vec<u64>> = vec![Vec::new(); n];
+        for a in acks {
+            let i = ((a.acked.as_millis() as u64) / bucket) as usize;
+            if i < n {
+                counts[i] += 1;
+                lats[i].push(a.acked.saturating_sub(a.sent).as_millis() as u64);
+            }
+        }
+        let (w, h, pad) = (1000.0, 360.0, 40.0);
+        let max_count = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+        let p99: Vec<u64> = lats.into_iter().map(|l| percentiles(l).p99).collect();
+        let max_lat = p99.iter().copied().max().unwrap_or(1).max(1) as f64;
+        let x = |ms: u64| pad + (ms as f64 / span as f64) * (w - 2.0 * pad);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+        );
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{pad}" y="16">acknowledged records per 0.5 s (bars, max {max_count}) and p99 latency (line, max {max_lat} ms); faults in red</text>"#
+        );
+        let base = h - pad;
+        let bw = (w - 2.0 * pad) / n as f64;
+        for (i, c) in counts.iter().enumerate() {
+            let bh = (*c as f64 / max_count) * (h - 2.0 * pad - 10.0);
+            let _ = writeln!(
+                s,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#9ab"/>"##,
+                x(i as u64 * bucket),
+                base - bh,
+                bw.max(1.0),
+                bh
+            );
+        }
+        let points: Vec<String> = p99
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(i as u64 * bucket + bucket / 2),
+                    base - (*l as f64 / max_lat) * (h - 2.0 * pad - 10.0)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            r##"<polyline fill="none" stroke="#333" stroke-width="1.2" points="{}"/>"##,
+            points.join(" ")
+        );
+        for f in &self.faults {
+            let fx = x(f.at_ms);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{fx:.1}" y1="{pad}" x2="{fx:.1}" y2="{base}" stroke="#c00" stroke-width="1.5"/>"##
+            );
+            let _ = writeln!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" fill="#c00">{} {:?}</text>"##,
+                fx + 3.0,
+                pad + 12.0,
+                f.fault,
+                f.nodes
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<line x1="{pad}" y1="{base}" x2="{}" y2="{base}" stroke="black"/>"#,
+            w - pad
+        );
+        for t in (0..=span / 1000).step_by(10) {
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}">{t}s</text>"#,
+                x(t * 1000),
+                base + 14.0
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+
+    pub fn write(&self, out: &Path, acks: &[Ack]) -> std::io::Result<()> {
+        std::fs::create_dir_all(out)?;
+        std::fs::write(
+            out.join("report.json"),
+            serde_json::to_vec_pretty(&self.json()).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::write(out.join("summary.txt"), self.summary())?;
+        std::fs::write(out.join("timeline.svg"), self.svg(acks))
+    }
+}

@@ -1,0 +1,208 @@
+//! One chaos run: start the cluster, create an RF=3 topic, run the workload under the nemesis,
+//! heal, read everything back, check, measure and report.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use strom::tools::Client;
+
+use super::checkers::{self, Observed};
+use super::cluster::ChaosCluster;
+use super::nemesis::{self, Fault};
+use super::report::Report;
+use super::workload;
+
+pub struct Options {
+    pub duration: Duration,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub faults: Vec<String>,
+    pub bin: PathBuf,
+}
+
+const TOPIC: &str = "chaos";
+const PARTITIONS: i32 = 3;
+
+fn metadata(addr: &str) -> Option<MetadataResponse> {
+    let mut c = Client::connect(addr).ok()?;
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC)))),
+    ]));
+    c.call(ApiKey::Metadata, 12, &req).ok()
+}
+
+fn full_isr(cluster: &ChaosCluster) -> bool {
+    let Some(addr) = cluster.any_live() else {
+        return false;
+    };
+    metadata(&addr).is_some_and(|md| {
+        md.brokers.len() == 3
+            && md.topics.first().is_some_and(|t| {
+                t.error_code == 0
+                    && t.partitions.len() == PARTITIONS as usize
+                    && t.partitions
+                        .iter()
+                        .all(|p| p.leader_id.0 > 0 && p.isr_nodes.len() == 3)
+            })
+    })
+}
+
+/// All `.log` bytes of one partition on one node, in offset order.
+fn segment_bytes(node_dir: &std::path::Path, partition: i32) -> Vec<u8> {
+    let dir = node_dir.join(format!("{TOPIC}-{partition}"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap_or_default())
+        .collect()
+}
+
+pub fn run(opts: &Options) -> anyhow::Result<Report> {
+    let kinds: Vec<Fault> = opts
+        .faults
+        .iter()
+        .map(|f| {
+            Fault::parse(f).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader)"
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(
+        opts.bin.exists(),
+        "no strom binary at {} (build it, or pass --bin)",
+        opts.bin.display()
+    );
+    let _ = std::fs::remove_dir_all(opts.out.join("cluster"));
+    std::fs::create_dir_all(&opts.out)?;
+    let mut cluster = ChaosCluster::new(&opts.bin, &opts.out.join("cluster"), 3);
+    for id in 1..=3 {
+        cluster.start(id)?;
+    }
+    let addr = cluster
+        .any_live()
+        .ok_or_else(|| anyhow::anyhow!("no node"))?;
+    let created = ChaosCluster::wait(Duration::from_secs(30), || {
+        let Ok(mut c) = Client::connect(&addr) else {
+            return false;
+        };
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_num_partitions(PARTITIONS)
+                .with_replication_factor(3)]);
+        c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req)
+            .is_ok_and(|r| r.topics[0].error_code == 0 || r.topics[0].error_code == 36)
+    });
+    anyhow::ensure!(created, "the cluster did not form or refused the topic");
+    anyhow::ensure!(
+        ChaosCluster::wait(Duration::from_secs(30), || full_isr(&cluster)),
+        "no full ISR before the run"
+    );
+
+    let bootstrap = cluster.bootstrap();
+    let cluster = Arc::new(Mutex::new(cluster));
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let plan = nemesis::schedule(
+        opts.seed,
+        &kinds,
+        Duration::from_secs(8),
+        Duration::from_secs(12),
+        opts.duration.saturating_sub(Duration::from_secs(6)),
+    );
+    let nemesis_thread = {
+        let (cluster, stop) = (cluster.clone(), stop.clone());
+        let seed = opts.seed;
+        std::thread::spawn(move || {
+            nemesis::run(
+                &cluster,
+                &plan,
+                start,
+                &stop,
+                TOPIC,
+                seed,
+                Duration::from_secs(3),
+            )
+        })
+    };
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let workload_thread = {
+        let (bootstrap, load_stop) = (bootstrap.clone(), load_stop.clone());
+        std::thread::spawn(move || {
+            workload::run(&bootstrap, TOPIC, PARTITIONS, 2, 500, start, load_stop)
+        })
+    };
+    while start.elapsed() < opts.duration {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let events = nemesis_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("nemesis panicked"))?;
+    cluster.lock().unwrap_or_else(|p| p.into_inner()).heal()?;
+    load_stop.store(true, Ordering::Relaxed);
+    let outcome = workload_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("workload panicked"))?;
+
+    // Healing: full ISR, then identical replicas.
+    let healed = {
+        let c = cluster.lock().unwrap_or_else(|p| p.into_inner());
+        ChaosCluster::wait(Duration::from_secs(30), || full_isr(&c))
+    };
+    let log = workload::final_read(&bootstrap, TOPIC, PARTITIONS, Duration::from_secs(120))?;
+    let dirs: Vec<PathBuf> = cluster
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .nodes
+        .iter()
+        .map(|n| n.dir.clone())
+        .collect();
+    let mut replicas_identical = Vec::new();
+    for p in 0..PARTITIONS {
+        let same = ChaosCluster::wait(Duration::from_secs(15), || {
+            let first = segment_bytes(&dirs[0], p);
+            dirs.iter().all(|d| segment_bytes(d, p) == first)
+        });
+        replicas_identical.push((p, same));
+    }
+    cluster.lock().unwrap_or_else(|p| p.into_inner()).stop_all();
+
+    let observed = Observed {
+        acks: outcome.acks,
+        log,
+        live: outcome.live,
+        replicas_identical,
+        full_isr: healed,
+    };
+    let checks = checkers::all(&observed);
+    let report = Report::build(
+        opts.seed,
+        opts.duration,
+        &observed.acks,
+        outcome.failures.len(),
+        &events,
+        checks,
+    );
+    report.write(&opts.out, &observed.acks)?;
+    Ok(report)
+}

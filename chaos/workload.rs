@@ -1,0 +1,228 @@
+//! The workload: idempotent acks=all producers through librdkafka writing uniquely identified
+//! records (producer, sequence), every acknowledgement recorded with its partition, offset and
+//! times; a consumer reading everything as it arrives; and the final full read.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// One acknowledged record.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub producer: u32,
+    pub seq: u64,
+    pub partition: i32,
+    pub offset: i64,
+    pub sent: Duration,
+    pub acked: Duration,
+}
+
+/// One record read from the log (live or in the final read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+}
+
+pub fn payload(producer: u32, seq: u64) -> Vec<u8> {
+    format!("{producer}:{seq}").into_bytes()
+}
+
+pub fn parse(payload: &[u8]) -> Option<(u32, u64)> {
+    let s = std::str::from_utf8(payload).ok()?;
+    let (p, q) = s.split_once(':')?;
+    Some((p.parse().ok()?, q.parse().ok()?))
+}
+
+struct Recorder {
+    producer: u32,
+    start: Instant,
+    acks: Mutex<Vec<Ack>>,
+    failures: Mutex<Vec<String>>,
+}
+
+impl ClientContext for Recorder {}
+
+impl ProducerContext for Recorder {
+    type DeliveryOpaque = Box<(u64, Duration)>;
+    fn delivery(&self, r: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (seq, sent) = *opaque;
+        match r {
+            Ok(m) => self
+                .acks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Ack {
+                    producer: self.producer,
+                    seq,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    sent,
+                    acked: self.start.elapsed(),
+                }),
+            Err((e, _)) => self
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string()),
+        }
+    }
+}
+
+pub struct Outcome {
+    pub acks: Vec<Ack>,
+    pub failures: Vec<String>,
+    pub live: Vec<Seen>,
+}
+
+/// Runs `producers` producer threads (about `rate` records a second each) and a live consumer
+/// until `stop` is set, then drains them.
+pub fn run(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    producers: u32,
+    rate: u64,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Outcome {
+    let mut handles = Vec::new();
+    for id in 0..producers {
+        let (bootstrap, topic, stop) = (bootstrap.to_string(), topic.to_string(), stop.clone());
+        handles.push(std::thread::spawn(move || {
+            let ctx = Recorder {
+                producer: id,
+                start,
+                acks: Mutex::new(Vec::new()),
+                failures: Mutex::new(Vec::new()),
+            };
+            let p: BaseProducer<Recorder> = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "2")
+                .set("message.timeout.ms", "120000")
+                .set("log_level", "3")
+                .create_with_context(ctx)
+                .expect("producer");
+            let begun = Instant::now();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body = payload(id, seq);
+                let key = seq.to_be_bytes();
+                let rec = BaseRecord::with_opaque_to(&topic, Box::new((seq, start.elapsed())))
+                    .key(&key)
+                    .payload(&body);
+                if p.send(rec).is_ok() {
+                    seq += 1;
+                }
+                p.poll(Duration::ZERO);
+                let due = Duration::from_micros(seq * 1_000_000 / rate.max(1));
+                if let Some(wait) = due.checked_sub(begun.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let _ = p.flush(Duration::from_secs(120));
+            let ctx = p.context();
+            let acks = std::mem::take(&mut *ctx.acks.lock().unwrap_or_else(|p| p.into_inner()));
+            let failures =
+                std::mem::take(&mut *ctx.failures.lock().unwrap_or_else(|p| p.into_inner()));
+            (acks, failures)
+        }));
+    }
+    let live_stop = stop.clone();
+    let (bs, t) = (bootstrap.to_string(), topic.to_string());
+    let reader = std::thread::spawn(move || {
+        let c = consumer(&bs);
+        assign_all(&c, &t, partitions);
+        let mut seen = Vec::new();
+        while !live_stop.load(Ordering::Relaxed) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                seen.push(Seen {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+        }
+        seen
+    });
+    let mut out = Outcome {
+        acks: Vec::new(),
+        failures: Vec::new(),
+        live: Vec::new(),
+    };
+    for h in handles {
+        if let Ok((acks, failures)) = h.join() {
+            out.acks.extend(acks);
+            out.failures.extend(failures);
+        }
+    }
+    out.live = reader.join().unwrap_or_default();
+    out
+}
+
+fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "chaos-reader")
+        .set("enable.auto.commit", "false")
+        .set("check.crcs", "true")
+        .set("log_level", "3")
+        .create()
+        .expect("consumer")
+}
+
+fn assign_all(c: &BaseConsumer, topic: &str, partitions: i32) {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
+    }
+    let _ = c.assign(&tpl);
+}
+
+/// Reads every partition from offset zero up to its high watermark.
+pub fn final_read(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Seen>> {
+    let c = consumer(bootstrap);
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        ends.insert(p, high);
+    }
+    let total: i64 = ends.values().sum();
+    assign_all(&c, topic, partitions);
+    let mut out = Vec::with_capacity(total as usize);
+    let started = Instant::now();
+    while (out.len() as i64) < total && started.elapsed() < timeout {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.offset() < ends[&m.partition()] => out.push(Seen {
+                partition: m.partition(),
+                offset: m.offset(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            }),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => anyhow::bail!("final read failed: {e}"),
+            None => {}
+        }
+    }
+    anyhow::ensure!(
+        out.len() as i64 == total,
+        "final read got {} of {total} records",
+        out.len()
+    );
+    Ok(out)
+}

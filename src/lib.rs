@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod config;
 pub mod controller;
+pub mod dev;
 pub mod handlers;
 pub mod metadata;
 pub mod node;

@@ -30,6 +30,31 @@ enum Command {
     Serve(ServeArgs),
     /// List every setting with its default and meaning.
     Settings,
+    /// Run a local cluster of N nodes as child processes (clients on 9092, 9192, 9292, ...).
+    Dev {
+        /// How many nodes (all voters).
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Client port of node 1; node i listens on base + 100*(i-1), its controller on that + 1.
+        #[arg(long, default_value_t = 9092)]
+        base_port: u16,
+        /// Where the nodes keep their data (node-1, node-2, ...).
+        #[arg(long, default_value = "./strom-dev")]
+        data: String,
+        /// Start from empty data.
+        #[arg(long)]
+        clean: bool,
+        /// A setting for every node; repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Connect like a client, fetch metadata, and try every advertised broker endpoint from
+    /// here; explains what is wrong when a client could not reach the cluster.
+    Doctor {
+        /// Any broker's client address, host:port.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
     /// Inspect a running cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -70,6 +95,37 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Doctor { bootstrap }) => {
+            let (text, ok) = strom::tools::doctor(&bootstrap);
+            print!("{text}");
+            if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Some(Command::Dev {
+            nodes,
+            base_port,
+            data,
+            clean,
+            set,
+        }) => {
+            let opts = strom::dev::DevOptions {
+                nodes,
+                base_port,
+                data: data.into(),
+                clean,
+                sets: set,
+            };
+            match strom::dev::run(opts) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("strom dev: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Cluster(ClusterCommand::Status { bootstrap })) => {
             match strom::tools::cluster_status(&bootstrap) {
                 Ok(text) => {

@@ -127,3 +127,124 @@ pub fn cluster_status(bootstrap: &str) -> anyhow::Result<String> {
     }
     Ok(out)
 }
+
+/// What `strom doctor` found about one advertised endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointCheck {
+    pub broker: i32,
+    pub address: String,
+    /// None when the endpoint answered a Kafka request; otherwise what went wrong, in words.
+    pub problem: Option<String>,
+}
+
+/// Connects like a client through `bootstrap`, fetches metadata, and tries every broker's
+/// advertised endpoint from here. Returns the report text and whether everything was reachable.
+pub fn doctor(bootstrap: &str) -> (String, bool) {
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    };
+    let mut out = String::new();
+    let mut c = match Client::connect(bootstrap) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push_str(&format!(
+                "cannot reach the bootstrap address {bootstrap}: {e}\n\
+                 Check the host and port, that a broker is running there, and that this machine can reach it.\n"
+            ));
+            return (out, false);
+        }
+    };
+    let md: MetadataResponse = match c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(Vec::new())),
+    ) {
+        Ok(md) => md,
+        Err(e) => {
+            out.push_str(&format!("{bootstrap} accepted a connection but did not answer Metadata: {e}\nIs it a Kafka broker?\n"));
+            return (out, false);
+        }
+    };
+    out.push_str(&format!(
+        "bootstrap {bootstrap}: cluster {}, controller {}, {} brokers advertised for the listener you connected to\n",
+        md.cluster_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        md.controller_id.0,
+        md.brokers.len()
+    ));
+    if md.brokers.is_empty() {
+        out.push_str("no broker is registered yet: the metadata quorum may still be forming (see `strom cluster status`).\n");
+        return (out, false);
+    }
+    let mut ok = true;
+    for b in &md.brokers {
+        let address = format!("{}:{}", b.host.as_str(), b.port);
+        let check = check_endpoint(b.node_id.0, &address, |c| {
+            c.call::<_, ApiVersionsResponse>(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+                .map(|_| ())
+        });
+        match &check.problem {
+            None => out.push_str(&format!(
+                "  broker {:<3} {address:<28} reachable\n",
+                b.node_id.0
+            )),
+            Some(p) => {
+                ok = false;
+                out.push_str(&format!(
+                    "  broker {:<3} {address:<28} UNREACHABLE: {p}\n",
+                    b.node_id.0
+                ));
+            }
+        }
+    }
+    if !ok {
+        out.push_str(
+            "\nClients connect to the advertised addresses above, not to the bootstrap address. Each broker's\n\
+             advertised.listeners must name, for the listener this client uses, a host and port that this\n\
+             machine can resolve and reach. Inside containers that is usually the container name; from the\n\
+             host it is usually localhost with a published port: give each network its own listener\n\
+             (e.g. INTERNAL and EXTERNAL) and connect through the one advertised for where you are.\n",
+        );
+    } else {
+        out.push_str("every advertised endpoint is reachable from here.\n");
+    }
+    (out, ok)
+}
+
+fn check_endpoint(
+    broker: i32,
+    address: &str,
+    probe: impl FnOnce(&mut Client) -> anyhow::Result<()>,
+) -> EndpointCheck {
+    use std::net::ToSocketAddrs;
+    let problem = match address.to_socket_addrs() {
+        Err(e) => Some(format!(
+            "the name does not resolve here ({e}); this address is probably meant for another network (a container name?)"
+        )),
+        Ok(mut addrs) => match addrs.next() {
+            None => Some("the name resolves to no address".to_string()),
+            Some(sock) if sock.ip().is_unspecified() => Some(format!(
+                "{} is a wildcard, not an address a client can connect to; set advertised.listeners",
+                sock.ip()
+            )),
+            Some(sock) => match TcpStream::connect_timeout(&sock, Duration::from_secs(3)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(format!(
+                    "connection refused at {sock}: nothing listens there from this machine's point of view \
+                     (wrong port, or a port not published from a container?)"
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {
+                    Some(format!("no answer from {sock} within 3 s (a firewall, or a network this machine cannot reach)"))
+                }
+                Err(e) => Some(format!("cannot connect to {sock}: {e}")),
+                Ok(_) => match Client::connect(address).and_then(|mut c| probe(&mut c)) {
+                    Ok(()) => None,
+                    Err(e) => Some(format!("connected, but it did not answer like a Kafka broker: {e}")),
+                },
+            },
+        },
+    };
+    EndpointCheck {
+        broker,
+        address: address.to_string(),
+        problem,
+    }
+}

@@ -39,6 +39,37 @@ pub struct Context {
     pub producer_ids: Arc<init_producer_id::ProducerIds>,
 }
 
+/// The rest of a request's handling, to run as its own task.
+pub type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, FrameError>> + Send>>;
+
+/// Starts a request in the connection's reader, in arrival order. A produce request appends
+/// its batches here (so a connection's batches reach the log in the order sent) and leaves only
+/// the acks wait and the response to the returned future; every other request is all future.
+pub fn start(ctx: Arc<Context>, p: Parsed) -> Result<Pending, FrameError> {
+    if p.key != ApiKey::Produce {
+        return Ok(Box::pin(dispatch(ctx, p)));
+    }
+    let Parsed {
+        key,
+        version,
+        header,
+        mut body,
+    } = p;
+    let req: kafka_protocol::messages::ProduceRequest = protocol::decode(key, &mut body, version)?;
+    let silent = req.acks == 0;
+    let staged = produce::append(&ctx, req, version);
+    let corr = header.correlation_id;
+    Ok(Box::pin(async move {
+        let resp = produce::complete(&ctx, staged).await;
+        if silent {
+            Ok(None)
+        } else {
+            protocol::encode_response(key, version, corr, &resp).map(Some)
+        }
+    }))
+}
+
 /// Decodes, handles and encodes one request. `Ok(None)` means no response (acks=0 produce).
 pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, FrameError> {
     let Parsed {

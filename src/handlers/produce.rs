@@ -1,7 +1,13 @@
 //! Produce: validate each partition's batch (magic 2, CRC-32C, size), append it as received on
 //! the leader, and answer per `acks` (0: nothing, 1: after the local append, all: once the high
 //! watermark covers the batch or the timeout ends).
+//!
+//! Two phases: `append` runs in the connection's reader, in request order — so an idempotent
+//! producer's pipelined batches reach the log in the order they were sent — and `complete`
+//! (the acks=all wait and the response) runs as its own task, so later requests need not wait
+//! for replication of earlier ones.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError as E;
@@ -11,17 +17,42 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{broker, errors, s, Context};
-use crate::replica::{HwWait, PartitionError};
+use crate::metadata::MetadataImage;
+use crate::replica::{HwWait, Partition, PartitionError};
 use crate::storage::batch;
 use crate::storage::Appended;
-use crate::types::{TopicId, TopicPartition};
+use crate::types::{LeaderEpoch, TopicId, TopicPartition};
+
+/// An acks=all append waiting for the high watermark.
+struct Wait {
+    topic: usize,
+    index: usize,
+    partition: Arc<Partition>,
+    end: i64,
+    epoch: LeaderEpoch,
+}
+
+/// A produce request whose batches are appended; what is left is waiting and answering.
+pub struct Staged {
+    responses: Vec<TopicProduceResponse>,
+    waits: Vec<Wait>,
+    leaders_moved: Vec<i32>,
+    timeout: Duration,
+    image: Arc<MetadataImage>,
+}
 
 pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> ProduceResponse {
+    complete(ctx, append(ctx, req, version)).await
+}
+
+/// Validates and appends every partition's batch. Synchronous and in request order.
+pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
     let image = ctx.controller.image();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut leaders_moved = Vec::new();
+    let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    for topic in &req.topic_data {
+    for (ti, topic) in req.topic_data.iter().enumerate() {
         // v13+ names topics by id.
         let name = if version >= 13 {
             image
@@ -90,12 +121,9 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                     continue;
                 }
             };
-            if req.acks == -1 {
-                let isr = partition.isr().len();
-                if isr < min_isr {
-                    partitions.push(resp.with_error_code(E::NotEnoughReplicas.code()));
-                    continue;
-                }
+            if req.acks == -1 && partition.isr().len() < min_isr {
+                partitions.push(resp.with_error_code(E::NotEnoughReplicas.code()));
+                continue;
             }
             let input: Vec<_> = batches
                 .iter()
@@ -103,39 +131,24 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                 .collect();
             let epoch = partition.leader_epoch();
             match partition.append(&input) {
-                Ok(Appended {
-                    first: base, last, ..
-                }) => {
+                Ok(Appended { first, last, .. }) => {
                     if req.acks == -1 {
-                        match partition.wait_for_hw(last + 1, epoch, timeout).await {
-                            HwWait::Reached => {}
-                            HwWait::TimedOut => {
-                                partitions.push(resp.with_error_code(E::RequestTimedOut.code()));
-                                continue;
-                            }
-                            HwWait::NotLeader => {
-                                let (leader, epoch) = partition.leader();
-                                leaders_moved.push(leader);
-                                partitions.push(
-                                    resp.with_error_code(E::NotLeaderOrFollower.code())
-                                        .with_current_leader(
-                                            LeaderIdAndEpoch::default()
-                                                .with_leader_id(broker(leader))
-                                                .with_leader_epoch(epoch),
-                                        ),
-                                );
-                                continue;
-                            }
-                        }
+                        waits.push(Wait {
+                            topic: ti,
+                            index: partitions.len(),
+                            partition: partition.clone(),
+                            end: last + 1,
+                            epoch,
+                        });
                     }
                     partitions.push(
-                        resp.with_base_offset(base)
+                        resp.with_base_offset(first)
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(partition.log.log_start_offset()),
                     );
                 }
                 Err(e) => {
-                    tracing::error!(%tp, error = %e, "append failed");
+                    tracing::debug!(%tp, error = %e, "append refused");
                     partitions.push(resp.with_error_code(errors::log(&e)));
                 }
             }
@@ -147,18 +160,52 @@ pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> Produce
                 .with_partition_responses(partitions),
         );
     }
+    Staged {
+        responses,
+        waits,
+        leaders_moved,
+        timeout,
+        image,
+    }
+}
+
+/// Waits (acks=all) until the high watermark covers every appended batch, then answers.
+pub async fn complete(ctx: &Context, mut done: Staged) -> ProduceResponse {
+    for w in &done.waits {
+        let outcome = w.partition.wait_for_hw(w.end, w.epoch, done.timeout).await;
+        let resp = &mut done.responses[w.topic].partition_responses[w.index];
+        match outcome {
+            HwWait::Reached => {}
+            HwWait::TimedOut => {
+                *resp = PartitionProduceResponse::default()
+                    .with_index(resp.index)
+                    .with_error_code(E::RequestTimedOut.code())
+            }
+            HwWait::NotLeader => {
+                let (leader, epoch) = w.partition.leader();
+                done.leaders_moved.push(leader);
+                *resp = PartitionProduceResponse::default()
+                    .with_index(resp.index)
+                    .with_error_code(E::NotLeaderOrFollower.code())
+                    .with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(broker(leader))
+                            .with_leader_epoch(epoch),
+                    );
+            }
+        }
+    }
+    let endpoints = super::leader_endpoints(ctx, &done.image, &done.leaders_moved)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            NodeEndpoint::default()
+                .with_node_id(broker(id))
+                .with_host(s(host))
+                .with_port(port)
+                .with_rack(rack.map(s))
+        })
+        .collect();
     ProduceResponse::default()
-        .with_responses(responses)
-        .with_node_endpoints(
-            super::leader_endpoints(ctx, &image, &leaders_moved)
-                .into_iter()
-                .map(|(id, host, port, rack)| {
-                    NodeEndpoint::default()
-                        .with_node_id(broker(id))
-                        .with_host(s(host))
-                        .with_port(port)
-                        .with_rack(rack.map(s))
-                })
-                .collect(),
-        )
+        .with_responses(done.responses)
+        .with_node_endpoints(endpoints)
 }

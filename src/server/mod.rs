@@ -1,12 +1,13 @@
 //! Client listeners: the accept loop and one task per connection.
 //!
-//! A connection's reader takes 4-byte-framed requests off the wire (reading ahead up to 64),
-//! refuses oversized frames and unknown API keys by closing, and answers an ApiVersions request
-//! of an unknown version with a v0 UNSUPPORTED_VERSION response. A second loop handles the
-//! requests one at a time in arrival order, as Kafka does, and writes each response, so
-//! pipelined requests are answered in order and an idempotent producer's batches are appended
-//! in the order sent; an acks=0 produce yields no response at all. Idle connections hold only a
-//! 4-byte read buffer.
+//! A connection's reader takes 4-byte-framed requests off the wire, refuses oversized frames and
+//! unknown API keys by closing, answers an ApiVersions request of an unknown version with a v0
+//! UNSUPPORTED_VERSION response, and starts each request in arrival order: a produce request's
+//! batches are appended right there (so an idempotent producer's pipelined batches reach the log
+//! in the order sent), and the rest of every request runs as its own task (up to 64 in flight).
+//! A writer awaits those tasks in request order, so responses leave in order even when later
+//! requests finish first; an acks=0 produce yields no response at all. Idle connections hold
+//! only a 4-byte read buffer.
 //! Servers take an already-bound listener and a cancellation token (tests bind port 0).
 
 use std::sync::Arc;
@@ -16,19 +17,19 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::handlers::{self, Context};
-use crate::protocol::{self, FrameError, Parsed};
+use crate::protocol::{self, FrameError};
 
 /// Requests one connection may have in flight before the reader waits for the writer.
 const MAX_IN_FLIGHT: usize = 64;
 
-/// A request read off the wire, in arrival order.
+/// A started request: its handler task, or an answer that needed none.
 enum Work {
-    Request(Parsed),
-    /// An answer that needs no handler (ApiVersions at an unknown version).
+    Task(JoinHandle<Result<Option<Bytes>, FrameError>>),
     Ready(Bytes),
 }
 
@@ -62,8 +63,8 @@ async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationTok
     let peer = stream.peer_addr().ok();
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Work>(MAX_IN_FLIGHT);
-    let reader = read_requests(rd, tx, ctx.clone(), token.clone());
-    let writer = serve_requests(wr, rx, ctx, token.clone());
+    let reader = read_requests(rd, tx, ctx, token.clone());
+    let writer = write_responses(wr, rx, token.clone());
     let (why, ()) = tokio::join!(reader, writer);
     if let Some(why) = why {
         tracing::info!(peer = ?peer, reason = %why, "closing connection");
@@ -103,7 +104,10 @@ async fn read_requests(
         };
         let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
-                Ok(parsed) => Work::Request(parsed),
+                Ok(parsed) => match handlers::start(ctx.clone(), parsed) {
+                    Ok(rest) => Work::Task(tokio::spawn(rest)),
+                    Err(e) => return Some(e.to_string()),
+                },
                 Err(e) => return Some(e.to_string()),
             },
             _ if key == ApiKey::ApiVersions => {
@@ -127,20 +131,17 @@ async fn read_requests(
     }
 }
 
-/// Handles the connection's requests one at a time, in arrival order, as Kafka does — an
-/// idempotent producer's pipelined batches must be appended in the order sent — and writes
-/// each response. Each handler runs as its own task so a panic closes only this connection.
-/// Stops (cancelling the reader) on a write error, a handler that asks to close, or a panic.
-async fn serve_requests(
+/// Writes responses in request order as their tasks finish; stops (cancelling the reader) on a
+/// write error, a handler that asks to close, or a handler that panicked.
+async fn write_responses(
     wr: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Work>,
-    ctx: Arc<Context>,
     token: CancellationToken,
 ) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(work) = rx.recv().await {
         let done = match work {
-            Work::Request(parsed) => tokio::spawn(handlers::dispatch(ctx.clone(), parsed)).await,
+            Work::Task(task) => task.await,
             Work::Ready(bytes) => Ok(Ok(Some(bytes))),
         };
         match done {

@@ -8,6 +8,7 @@ use crate::chaos::scenario::{run, Options};
 
 #[test]
 fn chaos_kill_leader_and_controller_loses_nothing() {
+    let _quiet = crate::harness::timing_sensitive();
     let out = tempfile::tempdir().expect("tempdir");
     let opts = Options {
         duration: Duration::from_secs(45),

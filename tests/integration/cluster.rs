@@ -146,6 +146,7 @@ fn three_nodes_form_in_any_order_and_agree_on_metadata() {
 
 #[test]
 fn killing_the_controller_elects_a_new_one_and_the_old_one_rejoins() {
+    let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &[]);
     cluster.start(&[1, 2, 3], Duration::from_millis(100));
     let bs1 = cluster.bootstrap(1);
@@ -442,4 +443,101 @@ fn a_broker_only_node_joins_as_a_learner_and_serves() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(ids, vec!["1", "2", "3"], "{status}");
+}
+
+#[test]
+fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    // A base port whose six ports are free, below the ephemeral range.
+    let base = (0..400)
+        .map(|i| 21_000 + (std::process::id() as u16 % 40) * 100 + i * 1000 % 8000)
+        .find(|b| {
+            [0u16, 1, 100, 101, 200, 201]
+                .iter()
+                .all(|o| std::net::TcpListener::bind(("127.0.0.1", b + o)).is_ok())
+        })
+        .expect("a free port range");
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args([
+            "dev",
+            "--nodes",
+            "3",
+            "--clean",
+            "--base-port",
+            &base.to_string(),
+        ])
+        .args(["--data", &data.path().display().to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("strom dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let ready = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("bootstrap servers:") => break line,
+            Ok(_) => {}
+            Err(_) => panic!("strom dev never reported ready"),
+        }
+    };
+    let expected = format!(
+        "127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+        base,
+        base + 100,
+        base + 200
+    );
+    assert!(ready.ends_with(&expected), "{ready}");
+    let bs = format!("127.0.0.1:{base}");
+    assert!(all_active(&bs, 3));
+    assert_eq!(create_topic(&bs, "dev", 3, 3), Some(0));
+    assert!(data.path().join("node-3").exists());
+
+    crate::harness::signal(child.id() as i32, libc::SIGTERM);
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "strom dev did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // Every node is gone: its ports are free again.
+    for o in [0u16, 100, 200] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok(),
+            "node on {} still running",
+            base + o
+        );
+    }
+}
+
+#[test]
+fn doctor_explains_an_unreachable_advertised_address() {
+    let healthy = crate::harness::Broker::start(&[]);
+    let (report, ok) = strom::tools::doctor(&healthy.bootstrap());
+    assert!(ok, "{report}");
+    assert!(report.contains("reachable"), "{report}");
+    // This broker tells clients to come to port 1, where nothing listens.
+    let wrong = crate::harness::Broker::start(&["advertised.listeners=PLAINTEXT://127.0.0.1:1"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["doctor", "--bootstrap", &wrong.bootstrap()])
+        .output()
+        .expect("strom doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("127.0.0.1:1") && text.contains("connection refused"),
+        "{text}"
+    );
+    assert!(text.contains("advertised.listeners"), "{text}");
 }

@@ -14,6 +14,13 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// Tests that measure failover or pause times take this lock, so they do not run while another
+/// of them (or the chaos scenario) loads the two cores.
+pub fn timing_sensitive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A port below the kernel's ephemeral range (so client connections never take it between
 /// our check and the broker's bind), free right now.
 fn free_port() -> u16 {

@@ -116,6 +116,7 @@ fn check_exactly_once(got: &[crate::harness::Got], total: u64) {
 
 #[test]
 fn an_idempotent_producer_survives_two_leader_kills_exactly_once() {
+    let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &[]);
     cluster.start(&[1, 2, 3], Duration::from_millis(100));
     let bs = cluster.bootstrap(1);

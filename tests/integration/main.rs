@@ -9,6 +9,7 @@ mod chaos;
 mod admin;
 mod chaos_ci;
 mod cluster;
+mod compose;
 mod durability;
 mod idempotence;
 mod produce_consume;

@@ -1,0 +1,186 @@
+//! `strom dev`: a local cluster of N nodes as child processes, on the ports DESIGN.md §5 names
+//! (clients on 9092, 9192, 9292, ...; controllers on 9093, 9193, 9293, ...), data under
+//! `./strom-dev/node-N`, every node's log lines prefixed on one terminal. It prints the bootstrap
+//! string once every broker is registered; SIGINT or SIGTERM stops all nodes cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
+
+use crate::tools::Client;
+
+pub struct DevOptions {
+    pub nodes: u16,
+    pub base_port: u16,
+    pub data: PathBuf,
+    pub clean: bool,
+    /// Extra `name=value` settings for every node.
+    pub sets: Vec<String>,
+}
+
+fn client_port(base: u16, i: u16) -> u16 {
+    base + 100 * (i - 1)
+}
+
+fn controller_port(base: u16, i: u16) -> u16 {
+    base + 100 * (i - 1) + 1
+}
+
+/// Copies a child's output to ours, one prefixed line at a time.
+fn relay(prefix: String, stream: impl std::io::Read + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            println!("[{prefix}] {line}");
+        }
+    });
+}
+
+fn active_brokers(addr: &str) -> usize {
+    let Ok(mut c) = Client::connect(addr) else {
+        return 0;
+    };
+    c.call::<_, DescribeClusterResponse>(
+        ApiKey::DescribeCluster,
+        2,
+        &DescribeClusterRequest::default().with_endpoint_type(1),
+    )
+    .map(|d| d.brokers.iter().filter(|b| !b.is_fenced).count())
+    .unwrap_or(0)
+}
+
+#[allow(unsafe_code)]
+fn terminate(child: &Child) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is a child we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// Runs the cluster until SIGINT/SIGTERM. Returns the process exit code.
+pub fn run(opts: DevOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(opts.nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(
+        (opts.base_port as u32 + 100 * (opts.nodes as u32 - 1)) < u16::MAX as u32,
+        "--base-port {} leaves no room for {} nodes",
+        opts.base_port,
+        opts.nodes
+    );
+    if opts.clean && opts.data.exists() {
+        std::fs::remove_dir_all(&opts.data)?;
+        println!("strom dev: removed {}", opts.data.display());
+    }
+    let exe = std::env::current_exe()?;
+    let voters = (1..=opts.nodes)
+        .map(|i| format!("{i}@127.0.0.1:{}", controller_port(opts.base_port, i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::spawn(move || {
+            runtime.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                if let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let mut children = Vec::new();
+    for i in 1..=opts.nodes {
+        let dir = opts.data.join(format!("node-{i}"));
+        let mut cmd = Command::new(&exe);
+        cmd.arg("serve")
+            .args(["--set", &format!("node.id={i}")])
+            .args(["--set", &format!("controller.quorum.voters={voters}")])
+            .args([
+                "--set",
+                &format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    client_port(opts.base_port, i),
+                    controller_port(opts.base_port, i)
+                ),
+            ])
+            .args(["--set", &format!("log.dirs={}", dir.display())]);
+        for s in &opts.sets {
+            cmd.args(["--set", s]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Our own process group: a Ctrl-C reaches only us, and we stop the nodes in order.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start node {i}: {e}"))?;
+        if let Some(out) = child.stdout.take() {
+            relay(format!("node-{i}"), out);
+        }
+        if let Some(err) = child.stderr.take() {
+            relay(format!("node-{i}"), err);
+        }
+        children.push(child);
+    }
+    let bootstrap = (1..=opts.nodes)
+        .map(|i| format!("127.0.0.1:{}", client_port(opts.base_port, i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let first = format!("127.0.0.1:{}", client_port(opts.base_port, 1));
+    let started = Instant::now();
+    let mut ready = false;
+    while !stop.load(Ordering::Relaxed) {
+        if !ready && active_brokers(&first) == opts.nodes as usize {
+            ready = true;
+            println!(
+                "strom dev: {} nodes ready in {:.1} s; bootstrap servers: {bootstrap}",
+                opts.nodes,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        for (i, c) in children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                println!(
+                    "strom dev: node {} exited ({status}); stopping the cluster",
+                    i + 1
+                );
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("strom dev: stopping {} nodes", children.len());
+    for c in &children {
+        terminate(c);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for c in children.iter_mut() {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = c.try_wait() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    println!("strom dev: stopped");
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! The docker-compose topology without Docker. Reads `deploy/docker-compose.yml` (the single
+//! source of truth), starts each service's strom with the same environment in its own network
+//! namespace, with its own address and hostname (`broker-1` ... resolving inside every
+//! namespace), publishes the EXTERNAL ports on the host's loopback like `ports:` does, and
+//! then produces and consumes through librdkafka from the host (EXTERNAL, localhost:19092) and
+//! from inside a namespace (INTERNAL, broker-1:9092).
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Service {
+    name: String,
+    hostname: String,
+    env: BTreeMap<String, String>,
+    /// (host port, container port)
+    ports: Vec<(u16, u16)>,
+}
+
+fn read_compose() -> Vec<Service> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/docker-compose.yml");
+    let text = std::fs::read_to_string(path).expect("deploy/docker-compose.yml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+    let services = doc["services"].as_mapping().expect("services");
+    services
+        .iter()
+        .map(|(name, s)| {
+            let name = name.as_str().expect("service name").to_string();
+            let env = s["environment"]
+                .as_mapping()
+                .expect("environment map")
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().expect("key").to_string(),
+                        v.as_str().expect("string value").to_string(),
+                    )
+                })
+                .collect();
+            let ports = s["ports"]
+                .as_sequence()
+                .map(|p| {
+                    p.iter()
+                        .filter_map(|x| x.as_str())
+                        .filter_map(|x| x.split_once(':'))
+                        .map(|(h, c)| {
+                            (
+                                h.parse().expect("host port"),
+                                c.parse().expect("container port"),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Service {
+                hostname: s["hostname"].as_str().unwrap_or(&name).to_string(),
+                name,
+                env,
+                ports,
+            }
+        })
+        .collect()
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("the `ip` command (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Everything the test creates, removed on drop even when the test fails.
+struct Topology {
+    tag: u32,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    stop: Arc<AtomicBool>,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{ns}"));
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("sbr{}", self.tag)])
+            .status();
+    }
+}
+
+/// Forwards host loopback `port` to `target`, like a published container port.
+fn publish(port: u16, target: String, stop: Arc<AtomicBool>) {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("host port {port} is taken: {e}"));
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((inbound, _)) => {
+                    let target = target.clone();
+                    std::thread::spawn(move || {
+                        let _ = inbound.set_nonblocking(false);
+                        let Ok(outbound) = TcpStream::connect(&target) else {
+                            return;
+                        };
+                        let (mut a, mut b) = (
+                            inbound.try_clone().expect("clone"),
+                            outbound.try_clone().expect("clone"),
+                        );
+                        let (mut c, mut d) = (outbound, inbound);
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut a, &mut b);
+                            let _ = b.shutdown(std::net::Shutdown::Write);
+                        });
+                        let _ = std::io::copy(&mut c, &mut d);
+                        let _ = d.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+}
+
+fn probe_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("examples")
+        .join("probe")
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_compose_topology_serves_clients_inside_and_outside() {
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test creates network namespaces and needs root (CI runs as root)"
+    );
+    let services = read_compose();
+    assert_eq!(services.len(), 3, "three brokers in the compose file");
+    let tag = std::process::id() % 100_000;
+    let subnet = format!("172.31.{}", 100 + tag % 100);
+    let stop = Arc::new(AtomicBool::new(false));
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut topo = Topology {
+        tag,
+        namespaces: Vec::new(),
+        children: Vec::new(),
+        stop: stop.clone(),
+        _data: data,
+    };
+    let bridge = format!("sbr{tag}");
+    ip(&["link", "add", &bridge, "type", "bridge"]);
+    ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge]);
+    ip(&["link", "set", &bridge, "up"]);
+    let hosts: String = std::iter::once("127.0.0.1 localhost\n".to_string())
+        .chain(
+            services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("{subnet}.{} {}\n", 11 + i, s.hostname)),
+        )
+        .collect();
+    let strom = env!("CARGO_BIN_EXE_strom");
+    for (i, s) in services.iter().enumerate() {
+        let ns = format!("strom{tag}-{}", i + 1);
+        ip(&["netns", "add", &ns]);
+        topo.namespaces.push(ns.clone());
+        std::fs::create_dir_all(format!("/etc/netns/{ns}")).expect("/etc/netns");
+        std::fs::write(format!("/etc/netns/{ns}/hosts"), &hosts).expect("hosts");
+        std::fs::write(
+            format!("/etc/netns/{ns}/hostname"),
+            format!("{}\n", s.hostname),
+        )
+        .expect("hostname");
+        let veth = format!("sv{tag}{}", i + 1);
+        ip(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]);
+        ip(&["link", "set", &veth, "master", &bridge]);
+        ip(&["link", "set", &veth, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{subnet}.{}/24", 11 + i),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        let dir = topo._data.path().join(&s.name);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, strom, "serve"])
+            .envs(&s.env)
+            .env("STROM_LOG_DIRS", &dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start strom in its namespace");
+        topo.children.push(child);
+        for (host, container) in &s.ports {
+            publish(
+                *host,
+                format!("{subnet}.{}:{container}", 11 + i),
+                stop.clone(),
+            );
+        }
+    }
+
+    // From the host, through the EXTERNAL listener published on localhost:19092.
+    let external = "localhost:19092";
+    let started = Instant::now();
+    loop {
+        let status = strom::tools::cluster_status(external).unwrap_or_default();
+        if status.matches("active").count() == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the compose cluster did not form: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (report, ok) = strom::tools::doctor(external);
+    assert!(ok, "{report}");
+    assert!(
+        !report.contains("broker-"),
+        "a client on EXTERNAL must only see EXTERNAL addresses:\n{report}"
+    );
+    let (ok, out) = run(Command::new(probe_binary()).args([
+        "--bootstrap",
+        external,
+        "--topic",
+        "outside",
+        "--count",
+        "200",
+    ]));
+    assert!(ok, "producing and consuming from the host failed: {out}");
+    println!("host, EXTERNAL: {}", out.trim());
+
+    // From inside broker-2's namespace, through the INTERNAL listener by container name.
+    let ns = &topo.namespaces[1];
+    let (ok, report) = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        strom,
+        "doctor",
+        "--bootstrap",
+        "broker-1:9092",
+    ]));
+    assert!(
+        ok && report.contains("broker-3:9092"),
+        "INTERNAL metadata inside the network:\n{report}"
+    );
+    println!("doctor inside the network:\n{report}");
+    let probe = probe_binary();
+    let (ok, out) = run(Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(&probe)
+        .args([
+            "--bootstrap",
+            "broker-1:9092",
+            "--topic",
+            "inside",
+            "--count",
+            "200",
+        ]));
+    assert!(
+        ok,
+        "producing and consuming inside the network failed: {out}"
+    );
+    println!("broker-2's namespace, INTERNAL: {}", out.trim());
+}

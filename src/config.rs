@@ -258,18 +258,19 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The address to bind: an IP, or a host name resolved now (as Kafka allows in `listeners`).
     pub fn socket_addr(&self) -> Result<SocketAddr, String> {
+        use std::net::ToSocketAddrs;
         let host = if self.host.is_empty() {
             "0.0.0.0"
         } else {
             &self.host
         };
-        format!("{host}:{}", self.port).parse().map_err(|_| {
-            format!(
-                "`{}:{}` is not an IP address and port",
-                self.host, self.port
-            )
-        })
+        (host, self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("`{host}:{}` does not resolve: {e}", self.port))?
+            .next()
+            .ok_or_else(|| format!("`{host}:{}` resolves to no address", self.port))
     }
 }
 
@@ -860,6 +861,50 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(e.to_string().contains("advertised.listeners"), "{e}");
+    }
+
+    #[test]
+    fn listener_combinations_are_checked() {
+        let e = Config::from_raw(raw(&[(
+            "advertised.listeners",
+            "EXTERNAL://localhost:19092",
+        )]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`EXTERNAL` is not the name of a client listener"),
+            "{e}"
+        );
+        let e = Config::from_raw(raw(&[(
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,EXTERNAL://127.0.0.1:19092,CONTROLLER://127.0.0.1:9093",
+        )]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("listener `EXTERNAL` has no security protocol"),
+            "{e}"
+        );
+        let c = Config::from_raw(raw(&[
+            (
+                "listeners",
+                "INTERNAL://localhost:9092,EXTERNAL://127.0.0.1:19092,CONTROLLER://127.0.0.1:9093",
+            ),
+            (
+                "listener.security.protocol.map",
+                "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ),
+            (
+                "advertised.listeners",
+                "INTERNAL://broker-1:9092,EXTERNAL://localhost:19092",
+            ),
+            ("inter.broker.listener.name", "INTERNAL"),
+        ]))
+        .expect("a host name in listeners resolves");
+        assert_eq!(c.advertised.len(), 2);
+        assert_eq!(c.inter_broker_listener, "INTERNAL");
+        let e = Config::from_raw(raw(&[("inter.broker.listener.name", "NOPE")])).unwrap_err();
+        assert!(e.to_string().contains("inter.broker.listener.name"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
 use strom::tools::Client;
 
-use crate::harness::{consumer, Cluster};
+use crate::harness::{consumer, wait_until, Cluster};
 
 /// (id, host, port, fenced) of one registered broker.
 type BrokerRow = (i32, String, i32, bool);
@@ -37,18 +37,6 @@ fn describe(bootstrap: &str) -> Option<(i32, Vec<BrokerRow>)> {
         .collect();
     Some((d.controller_id.0, brokers))
 }
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f() {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
-
 fn all_active(bootstrap: &str, n: usize) -> bool {
     describe(bootstrap).is_some_and(|(ctl, b)| ctl > 0 && b.len() == n && b.iter().all(|x| !x.3))
 }

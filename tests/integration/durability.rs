@@ -6,31 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::harness::{consume_all, consumer, flush, producer, Broker};
-
-fn send(
-    p: &rdkafka::producer::BaseProducer<crate::harness::Recorder>,
-    topic: &str,
-    id: u64,
-    payload: &[u8],
-) {
-    let mut rec = BaseRecord::with_opaque_to(topic, Box::new(id))
-        .key(&[])
-        .payload(payload);
-    loop {
-        match p.send(rec) {
-            Ok(()) => return,
-            Err((_, r)) => {
-                rec = r;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
+use crate::harness::{consume_all, consumer, flush, producer, send, Broker};
 fn payload(id: u64) -> Vec<u8> {
     format!("record-{id:08}-{}", "x".repeat((id % 50) as usize)).into_bytes()
 }

@@ -378,3 +378,32 @@ impl Raw {
         }
     }
 }
+
+/// Polls `f` every 50 ms until it holds; panics naming `what` after `timeout`. Returns how long
+/// it took.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if f() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Queues one record (id as the delivery opaque), waiting while the local queue is full.
+pub fn send(p: &BaseProducer<Recorder>, topic: &str, id: u64, payload: &[u8]) {
+    let mut rec = rdkafka::producer::BaseRecord::with_opaque_to(topic, Box::new(id))
+        .key(&[])
+        .payload(payload);
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(5));
+            }
+        }
+    }
+}

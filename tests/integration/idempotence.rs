@@ -15,22 +15,10 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use strom::tools::Client;
 
-use crate::harness::{consume_all, consumer, producer, Broker, Cluster, Recorder};
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
-
+use crate::harness::{consume_all, consumer, producer, send, wait_until, Broker, Cluster};
 fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> Option<i32> {
     let c = consumer(bootstrap, &[]);
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
@@ -71,23 +59,6 @@ fn create_rf3(bootstrap: &str, name: &str) {
         .expect("create topics");
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
 }
-
-fn send(p: &rdkafka::producer::BaseProducer<Recorder>, topic: &str, id: u64) {
-    let payload = format!("{id}");
-    let mut rec = BaseRecord::with_opaque_to(topic, Box::new(id))
-        .key(&[])
-        .payload(payload.as_bytes());
-    loop {
-        match p.send(rec) {
-            Ok(()) => return,
-            Err((_, r)) => {
-                rec = r;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
 /// Every id exactly once, and in send order within each partition.
 fn check_exactly_once(got: &[crate::harness::Got], total: u64) {
     let mut seen: HashMap<u64, (i32, i64)> = HashMap::new();
@@ -145,7 +116,7 @@ fn an_idempotent_producer_survives_two_leader_kills_exactly_once() {
     let writer = std::thread::spawn(move || {
         let started = Instant::now();
         for id in 0..TOTAL {
-            send(&p, "once", id);
+            send(&p, "once", id, id.to_string().as_bytes());
             if id % 100 == 0 {
                 p.poll(Duration::ZERO);
                 let due = Duration::from_micros(id * 100);
@@ -348,7 +319,7 @@ fn an_idempotent_producer_continues_after_every_broker_restarts() {
         full_isr(&bs, "restarts")
     });
     for id in 0..5_000 {
-        send(&p, "restarts", id);
+        send(&p, "restarts", id, id.to_string().as_bytes());
     }
     let _ = p.flush(Duration::from_secs(30));
     for id in 1..=3 {
@@ -361,7 +332,7 @@ fn an_idempotent_producer_continues_after_every_broker_restarts() {
         || full_isr(&bs, "restarts"),
     );
     for id in 5_000..10_000 {
-        send(&p, "restarts", id);
+        send(&p, "restarts", id, id.to_string().as_bytes());
     }
     let _ = p.flush(Duration::from_secs(60));
     let errors = p.context().errors.lock().expect("lock").clone();

@@ -19,19 +19,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseRecord, Producer};
 use strom::tools::Client;
 
-use crate::harness::{consume_all, consumer, producer, Cluster, Recorder};
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f() {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
-
+use crate::harness::{consume_all, consumer, producer, send, wait_until, Cluster};
 /// Creates a topic; `assignments` (replica lists) or `partitions` with RF 3.
 fn create(
     bootstrap: &str,
@@ -109,23 +97,6 @@ fn full_isr(bootstrap: &str, topic: &str, n: usize) -> bool {
     let l = leaders(bootstrap, topic);
     !l.is_empty() && l.iter().all(|(leader, isr)| *leader >= 0 && isr.len() == n)
 }
-
-fn send(p: &rdkafka::producer::BaseProducer<Recorder>, topic: &str, id: u64) {
-    let payload = format!("record-{id}");
-    let mut rec = BaseRecord::with_opaque_to(topic, Box::new(id))
-        .key(&[])
-        .payload(payload.as_bytes());
-    loop {
-        match p.send(rec) {
-            Ok(()) => return,
-            Err((_, r)) => {
-                rec = r;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
 #[test]
 fn acks_all_survives_the_leaders_death_without_losing_a_record() {
     let _quiet = crate::harness::timing_sensitive();
@@ -162,7 +133,7 @@ fn acks_all_survives_the_leaders_death_without_losing_a_record() {
         // About 10,000 records a second, so the kill lands mid-stream.
         let started = Instant::now();
         for id in 0..TOTAL {
-            send(&p, "durable", id);
+            send(&p, "durable", id, format!("record-{}", id).as_bytes());
             if id % 100 == 0 {
                 p.poll(Duration::ZERO);
                 let due = Duration::from_micros(id * 100);
@@ -297,7 +268,7 @@ fn a_restarted_follower_catches_up_byte_for_byte_and_rejoins_the_isr() {
     });
     let p = producer(&bs, &[("acks", "all")]);
     for id in 0..2_000 {
-        send(&p, "catchup", id);
+        send(&p, "catchup", id, format!("record-{}", id).as_bytes());
     }
     let _ = p.flush(Duration::from_secs(30));
     cluster.node(3).kill();
@@ -307,7 +278,7 @@ fn a_restarted_follower_catches_up_byte_for_byte_and_rejoins_the_isr() {
         || leaders(&bs, "catchup") == vec![(1, vec![1, 2])],
     );
     for id in 2_000..6_000 {
-        send(&p, "catchup", id);
+        send(&p, "catchup", id, format!("record-{}", id).as_bytes());
     }
     let _ = p.flush(Duration::from_secs(30));
     assert_eq!(p.context().acks.lock().expect("lock").len(), 6_000);
@@ -365,13 +336,13 @@ fn min_insync_replicas_refuses_acks_all_until_a_replica_returns() {
             ("retries", "0"),
         ],
     );
-    send(&strict, "guarded", 1);
+    send(&strict, "guarded", 1, format!("record-{}", 1).as_bytes());
     let _ = strict.flush(Duration::from_secs(10));
     let errors = strict.context().errors.lock().expect("lock").clone();
     assert_eq!(errors.len(), 1, "acks=all refused");
     assert!(errors[0].contains("NotEnoughReplicas"), "{}", errors[0]);
     let loose = producer(&bs, &[("acks", "1")]);
-    send(&loose, "guarded", 2);
+    send(&loose, "guarded", 2, format!("record-{}", 2).as_bytes());
     let _ = loose.flush(Duration::from_secs(10));
     assert_eq!(
         loose.context().acks.lock().expect("lock").len(),
@@ -384,7 +355,7 @@ fn min_insync_replicas_refuses_acks_all_until_a_replica_returns() {
         leaders(&bs, "guarded") == vec![(1, vec![1, 2])]
     });
     let strict = producer(&bs, &[("acks", "all"), ("message.timeout.ms", "10000")]);
-    send(&strict, "guarded", 3);
+    send(&strict, "guarded", 3, format!("record-{}", 3).as_bytes());
     let _ = strict.flush(Duration::from_secs(15));
     assert_eq!(
         strict.context().acks.lock().expect("lock").len(),

@@ -162,13 +162,16 @@ fn main() -> std::process::ExitCode {
             let _ = p.flush(Duration::from_secs(120));
             let ctx = p.context();
             let lat = std::mem::take(&mut *ctx.micros.lock().unwrap_or_else(|p| p.into_inner()));
-            (lat, ctx.failed.load(Ordering::Relaxed))
+            (lat, ctx.failed.load(Ordering::Relaxed), start.elapsed())
         }));
     }
-    // Progress once a second.
+    // A progress line about once a second.
     let mut last = 0;
     while handles.iter().any(|h| !h.is_finished()) {
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(100));
+        if start.elapsed().as_millis() % 1000 >= 100 {
+            continue;
+        }
         let now = sent.load(Ordering::Relaxed);
         eprint!(
             "\r{:>6.1} s  {:>10} records queued  {:>9} records/s   ",
@@ -184,13 +187,14 @@ fn main() -> std::process::ExitCode {
     eprintln!();
     let mut latencies = Vec::new();
     let mut failed = 0;
+    let mut produce_secs: f64 = 0.0;
     for h in handles {
-        if let Ok((l, f)) = h.join() {
+        if let Ok((l, f, took)) = h.join() {
             latencies.extend(l);
             failed += f;
+            produce_secs = produce_secs.max(took.as_secs_f64());
         }
     }
-    let produce_secs = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let acked = latencies.len() as f64;
     let mb = acked * size as f64 / 1e6;

@@ -55,6 +55,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// Exit 0 only when this node (by its configuration, as for `serve`) is registered,
+    /// unfenced and serving on its client listener; for container health checks.
+    Health(ServeArgs),
     /// Inspect a running cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -95,6 +98,25 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Health(args)) => {
+            let config = match Config::load(args.config.as_deref(), &args.set) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("strom: configuration error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            match strom::tools::health(&config) {
+                Ok(text) => {
+                    println!("{text}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(text) => {
+                    eprintln!("unhealthy: {text}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Doctor { bootstrap }) => {
             let (text, ok) = strom::tools::doctor(&bootstrap);
             print!("{text}");

@@ -31,6 +31,32 @@ pub enum NodeError {
     Controller(#[from] crate::controller::StartError),
 }
 
+/// Logs a warning for every advertised endpoint this broker can see is wrong: a name that does
+/// not resolve from here, or a wildcard address. (Names meant for another network may resolve
+/// only there; the warning says so.)
+fn warn_about_advertised(endpoints: &[Endpoint]) {
+    use std::net::ToSocketAddrs;
+    for e in endpoints {
+        match (e.host.as_str(), e.port)
+            .to_socket_addrs()
+            .map(|mut a| a.next())
+        {
+            Ok(Some(a)) if a.ip().is_unspecified() => tracing::warn!(
+                listener = %e.listener,
+                host = %e.host,
+                "advertised address is a wildcard that clients cannot connect to; fix advertised.listeners"
+            ),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => tracing::warn!(
+                listener = %e.listener,
+                host = %e.host,
+                port = e.port,
+                "advertised host does not resolve from this broker; clients must be able to resolve it (check advertised.listeners)"
+            ),
+        }
+    }
+}
+
 /// A running node.
 pub struct Node {
     config: Arc<Config>,
@@ -81,7 +107,7 @@ impl Node {
             .iter()
             .filter_map(|(n, l)| l.local_addr().ok().map(|a| (n.clone(), a)))
             .collect();
-        let endpoints = config
+        let endpoints: Vec<Endpoint> = config
             .advertised
             .iter()
             .map(|a| {
@@ -102,6 +128,7 @@ impl Node {
                 }
             })
             .collect();
+        warn_about_advertised(&endpoints);
         let registration = BrokerRegistration {
             id: config.node_id,
             incarnation: uuid::Uuid::new_v4(),

@@ -248,3 +248,36 @@ fn check_endpoint(
         problem,
     }
 }
+
+/// `strom health`: exit 0 only when this node (by its own configuration: `node.id` and its
+/// first client listener) answers on that listener and is registered and unfenced.
+pub fn health(config: &crate::config::Config) -> Result<String, String> {
+    use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+    let l = &config.listeners[0];
+    let host = match l.host.as_str() {
+        "" | "0.0.0.0" | "::" => "127.0.0.1",
+        h => h,
+    };
+    let addr = format!("{host}:{}", l.port);
+    let mut c = Client::connect(&addr).map_err(|e| format!("not serving on {addr}: {e}"))?;
+    let d: DescribeClusterResponse = c
+        .call(
+            ApiKey::DescribeCluster,
+            2,
+            &DescribeClusterRequest::default()
+                .with_endpoint_type(1)
+                .with_include_fenced_brokers(true),
+        )
+        .map_err(|e| format!("{addr} did not answer DescribeCluster: {e}"))?;
+    match d.brokers.iter().find(|b| b.broker_id.0 == config.node_id) {
+        None => Err(format!(
+            "node {} is not registered with the controller yet",
+            config.node_id
+        )),
+        Some(b) if b.is_fenced => Err(format!("node {} is fenced", config.node_id)),
+        Some(_) => Ok(format!(
+            "node {} is registered, unfenced and serving on {addr}",
+            config.node_id
+        )),
+    }
+}

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer;
 use strom::tools::Client;
 
 use crate::harness::{consumer, wait_until, Cluster};
@@ -485,6 +486,25 @@ fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
     assert!(all_active(&bs, 3));
     assert_eq!(create_topic(&bs, "dev", 3, 3), Some(0));
     assert!(data.path().join("node-3").exists());
+    // Produce through node 1, consume through node 3.
+    let p = crate::harness::producer(&bs, &[("acks", "all")]);
+    for id in 0..300 {
+        crate::harness::send(&p, "dev", id, format!("dev-{id}").as_bytes());
+    }
+    crate::harness::flush(&p);
+    assert_eq!(p.context().acks.lock().expect("lock").len(), 300);
+    let got = crate::harness::consume_all(
+        &format!("127.0.0.1:{}", base + 200),
+        "dev",
+        3,
+        300,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        got.len(),
+        300,
+        "everything produced through node 1 is read through node 3"
+    );
 
     crate::harness::signal(child.id() as i32, libc::SIGTERM);
     let started = Instant::now();
@@ -507,6 +527,32 @@ fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
             base + o
         );
     }
+}
+
+#[test]
+fn health_reports_a_registered_broker_and_refuses_a_dead_one() {
+    let mut b = crate::harness::Broker::start(&[]);
+    let listeners = format!(
+        "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+        b.port, b.controller_port
+    );
+    let health = |listeners: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["health", "--set", listeners])
+            .output()
+            .expect("strom health")
+    };
+    wait_until("healthy", Duration::from_secs(10), || {
+        health(&listeners).status.success()
+    });
+    b.kill();
+    let out = health(&listeners);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not serving"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

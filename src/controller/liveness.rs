@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -417,10 +416,5 @@ impl Handle {
                 _ = tokio::time::sleep(every) => {}
             }
         }
-    }
-
-    /// Whether this node's Raft role is leader (for tests and status).
-    pub fn raft_state(&self) -> ServerState {
-        self.raft.metrics().borrow().state
     }
 }

@@ -118,6 +118,11 @@ impl ControllerService {
     }
 }
 
+fn uuid_field(value: &str, what: &str) -> Result<uuid::Uuid, Status> {
+    uuid::Uuid::parse_str(value)
+        .map_err(|_| Status::invalid_argument(format!("bad {what} `{value}`")))
+}
+
 fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, Status> {
     serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))
 }
@@ -130,8 +135,7 @@ impl pb::controller_server::Controller for ControllerService {
     ) -> Result<Response<pb::RegisterBrokerReply>, Status> {
         self.leader_only()?;
         let r = req.into_inner();
-        let incarnation = uuid::Uuid::parse_str(&r.incarnation)
-            .map_err(|_| Status::invalid_argument("bad incarnation"))?;
+        let incarnation = uuid_field(&r.incarnation, "incarnation")?;
         let reg = BrokerRegistration {
             id: r.broker_id,
             incarnation,
@@ -163,8 +167,7 @@ impl pb::controller_server::Controller for ControllerService {
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
         self.leader_only()?;
         let r = req.into_inner();
-        let incarnation = uuid::Uuid::parse_str(&r.incarnation)
-            .map_err(|_| Status::invalid_argument("bad incarnation"))?;
+        let incarnation = uuid_field(&r.incarnation, "incarnation")?;
         let (registered, fenced) = self
             .handle
             .heartbeat_local(r.broker_id, incarnation)
@@ -179,8 +182,7 @@ impl pb::controller_server::Controller for ControllerService {
     ) -> Result<Response<pb::ControlledShutdownReply>, Status> {
         self.leader_only()?;
         let r = req.into_inner();
-        let incarnation = uuid::Uuid::parse_str(&r.incarnation)
-            .map_err(|_| Status::invalid_argument("bad incarnation"))?;
+        let incarnation = uuid_field(&r.incarnation, "incarnation")?;
         self.handle
             .controlled_shutdown_local(r.broker_id, incarnation)
             .await
@@ -196,8 +198,7 @@ impl pb::controller_server::Controller for ControllerService {
     ) -> Result<Response<pb::AlterPartitionReply>, Status> {
         self.leader_only()?;
         let r = req.into_inner();
-        let topic_id = uuid::Uuid::parse_str(&r.topic_id)
-            .map_err(|_| Status::invalid_argument("bad topic id"))?;
+        let topic_id = uuid_field(&r.topic_id, "topic id")?;
         let (partition_epoch, isr) = self
             .handle
             .alter_partition_local(

@@ -30,16 +30,12 @@ pub async fn handle(ctx: &Context, req: ListOffsetsRequest, _version: i16) -> Li
                         .with_timestamp(-1)
                         .with_offset(-1);
                     let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                    let part = match ctx.replicas.leader_partition(&image, &tp) {
+                    let part = match super::led_partition(ctx, &image, &tp, p.current_leader_epoch)
+                    {
                         Ok(part) => part,
-                        Err(e) => return resp.with_error_code(errors::partition(&e)),
+                        Err(code) => return resp.with_error_code(code),
                     };
-                    let epoch = part.leader_epoch();
-                    let code = errors::leader_epoch(p.current_leader_epoch, epoch);
-                    if code != errors::NONE {
-                        return resp.with_error_code(code);
-                    }
-                    let resp = resp.with_leader_epoch(epoch);
+                    let resp = resp.with_leader_epoch(part.leader_epoch());
                     let found = match p.timestamp {
                         LATEST => Ok(Some((part.high_watermark(), -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log.log_start_offset(), -1))),

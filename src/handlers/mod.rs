@@ -148,3 +148,21 @@ pub(crate) fn leader_endpoints(
         })
         .collect()
 }
+
+/// The partition this node leads, checked against the client's current leader epoch (-1: the
+/// client does not know it); otherwise the error code to answer with.
+pub(crate) fn led_partition(
+    ctx: &Context,
+    image: &Arc<crate::metadata::MetadataImage>,
+    tp: &crate::types::TopicPartition,
+    current_leader_epoch: i32,
+) -> Result<Arc<crate::replica::Partition>, i16> {
+    let part = ctx
+        .replicas
+        .leader_partition(image, tp)
+        .map_err(|e| errors::partition(&e))?;
+    match errors::leader_epoch(current_leader_epoch, part.leader_epoch()) {
+        errors::NONE => Ok(part),
+        code => Err(code),
+    }
+}

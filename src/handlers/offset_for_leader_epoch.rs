@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{errors, Context};
+use super::Context;
 use crate::types::TopicPartition;
 
 pub async fn handle(
@@ -29,14 +29,11 @@ pub async fn handle(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     let tp = TopicPartition::new(t.topic.0.to_string(), p.partition);
-                    let part = match ctx.replicas.leader_partition(&image, &tp) {
+                    let part = match super::led_partition(ctx, &image, &tp, p.current_leader_epoch)
+                    {
                         Ok(part) => part,
-                        Err(e) => return resp.with_error_code(errors::partition(&e)),
+                        Err(code) => return resp.with_error_code(code),
                     };
-                    let code = errors::leader_epoch(p.current_leader_epoch, part.leader_epoch());
-                    if code != errors::NONE {
-                        return resp.with_error_code(code);
-                    }
                     let (epoch, end) = part.log.end_offset_for_epoch(p.leader_epoch);
                     resp.with_leader_epoch(epoch).with_end_offset(end)
                 })

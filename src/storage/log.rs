@@ -274,28 +274,14 @@ impl PartitionLog {
         }
         let mut next = first;
         for (h, bytes) in batches {
-            if inner.active().should_roll(
-                bytes.len(),
-                next,
-                settings.segment_bytes,
-                settings.roll_ms,
-            ) {
-                self.roll(&mut inner, next)?;
-            }
             let prefix = rewritten_prefix(bytes, next, leader_epoch);
             let mut placed = *h;
             placed.base_offset = next;
             placed.leader_epoch = leader_epoch;
-            inner
-                .active()
-                .append(&prefix, bytes, &placed, settings.index_interval_bytes)?;
-            inner.producers.record(&placed, next);
+            self.write_batch(&mut inner, &settings, &prefix, bytes, &placed)?;
             next = placed.next_offset();
-            inner.unflushed_messages += h.record_count.max(1) as i64;
         }
-        if inner.unflushed_messages >= settings.flush_interval_messages {
-            self.flush_locked(&mut inner)?;
-        }
+        self.maybe_flush(&mut inner, &settings)?;
         Ok(Appended {
             first,
             last: next - 1,
@@ -317,32 +303,53 @@ impl PartitionLog {
                     got: h.base_offset,
                 });
             }
-            if inner.active().should_roll(
-                bytes.len(),
-                next,
-                settings.segment_bytes,
-                settings.roll_ms,
-            ) {
-                self.roll(&mut inner, next)?;
-            }
             let mut prefix = [0u8; 16];
             prefix.copy_from_slice(&bytes[..16]);
-            inner
-                .active()
-                .append(&prefix, bytes, h, settings.index_interval_bytes)?;
-            inner.producers.record(h, h.base_offset);
+            self.write_batch(&mut inner, &settings, &prefix, bytes, h)?;
             epochs_changed |= inner.epochs.assign(h.leader_epoch, h.base_offset);
-            inner.unflushed_messages += h.record_count.max(1) as i64;
         }
         if epochs_changed {
             inner
                 .epochs
                 .save(&self.dir.join("leader-epoch-checkpoint"))?;
         }
-        if inner.unflushed_messages >= settings.flush_interval_messages {
-            self.flush_locked(&mut inner)?;
-        }
+        self.maybe_flush(&mut inner, &settings)?;
         Ok(inner.end())
+    }
+
+    /// Writes one batch (its first 16 bytes replaced by `prefix`, `h` describing it as placed)
+    /// at the log end, rolling first when the active segment is full or old, and records it in
+    /// the producer state. Shared by leader and follower appends.
+    fn write_batch(
+        &self,
+        inner: &mut Inner,
+        settings: &LogDefaults,
+        prefix: &[u8; 16],
+        bytes: &[u8],
+        h: &BatchHeader,
+    ) -> Result<(), LogError> {
+        if inner.active().should_roll(
+            bytes.len(),
+            h.base_offset,
+            settings.segment_bytes,
+            settings.roll_ms,
+        ) {
+            self.roll(inner, h.base_offset)?;
+        }
+        inner
+            .active()
+            .append(prefix, bytes, h, settings.index_interval_bytes)?;
+        inner.producers.record(h, h.base_offset);
+        inner.unflushed_messages += h.record_count.max(1) as i64;
+        Ok(())
+    }
+
+    /// fsyncs once `flush.messages` records were written since the last flush.
+    fn maybe_flush(&self, inner: &mut Inner, settings: &LogDefaults) -> Result<(), LogError> {
+        if inner.unflushed_messages >= settings.flush_interval_messages {
+            self.flush_locked(inner)?;
+        }
+        Ok(())
     }
 
     /// Removes everything at and after `offset` (a follower dropping what the leader does not

@@ -238,6 +238,66 @@ pub const SETTINGS: &[Setting] = &[
         "Snapshot the metadata state after this many new metadata records, so the log stays bounded.",
     ),
     int(
+        "offsets.topic.num.partitions",
+        "50",
+        1,
+        "Partitions of `__consumer_offsets`, created on first use (fixed once created).",
+    ),
+    int(
+        "offsets.topic.replication.factor",
+        "3",
+        1,
+        "Replication factor of `__consumer_offsets`; capped (with a warning) to the live brokers.",
+    ),
+    int(
+        "offsets.retention.minutes",
+        "10080",
+        1,
+        "Committed offsets of a group with no members expire after this long.",
+    ),
+    int(
+        "offsets.retention.check.interval.ms",
+        "600000",
+        1,
+        "How often expired offsets are looked for.",
+    ),
+    int(
+        "offsets.commit.timeout.ms",
+        "5000",
+        1,
+        "How long an offset commit waits for `__consumer_offsets` replication.",
+    ),
+    int(
+        "offset.metadata.max.bytes",
+        "4096",
+        0,
+        "Largest metadata string a committed offset may carry.",
+    ),
+    int(
+        "group.min.session.timeout.ms",
+        "6000",
+        1,
+        "Smallest session timeout a consumer group member may ask for.",
+    ),
+    int(
+        "group.max.session.timeout.ms",
+        "1800000",
+        1,
+        "Largest session timeout a consumer group member may ask for.",
+    ),
+    int(
+        "group.initial.rebalance.delay.ms",
+        "3000",
+        0,
+        "How long a new (empty) group waits for more members before its first rebalance.",
+    ),
+    int(
+        "group.max.size",
+        "2147483647",
+        1,
+        "Most members a consumer group may have.",
+    ),
+    int(
         "shutdown.timeout.ms",
         "5000",
         1,
@@ -365,8 +425,24 @@ pub struct Config {
     pub replica_lag_max_ms: u64,
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_ms: u64,
+    pub groups: GroupSettings,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
+}
+
+/// The group coordinator's settings (Kafka's `offsets.*` and `group.*`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupSettings {
+    pub offsets_partitions: i32,
+    pub offsets_replication_factor: i16,
+    pub offsets_retention_ms: i64,
+    pub offsets_check_interval_ms: u64,
+    pub commit_timeout_ms: u64,
+    pub metadata_max_bytes: usize,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub initial_rebalance_delay_ms: u64,
+    pub max_size: usize,
 }
 
 /// Broker-level defaults for per-partition log behaviour; topic configs override them.
@@ -678,6 +754,26 @@ impl Config {
             producer_expiration_ms: int("producer.id.expiration.ms"),
         };
         let rf = int("default.replication.factor");
+        if int("group.min.session.timeout.ms") > int("group.max.session.timeout.ms") {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                "must not exceed group.max.session.timeout.ms".into(),
+            ));
+        }
+        let i32_of = |n: &str| i32::try_from(int(n)).map_err(|_| invalid(n, "too large".into()));
+        let groups = GroupSettings {
+            offsets_partitions: i32_of("offsets.topic.num.partitions")?,
+            offsets_replication_factor: i16::try_from(int("offsets.topic.replication.factor"))
+                .map_err(|_| invalid("offsets.topic.replication.factor", "too large".into()))?,
+            offsets_retention_ms: int("offsets.retention.minutes").saturating_mul(60_000),
+            offsets_check_interval_ms: int("offsets.retention.check.interval.ms") as u64,
+            commit_timeout_ms: int("offsets.commit.timeout.ms") as u64,
+            metadata_max_bytes: int("offset.metadata.max.bytes") as usize,
+            min_session_timeout_ms: i32_of("group.min.session.timeout.ms")?,
+            max_session_timeout_ms: i32_of("group.max.session.timeout.ms")?,
+            initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms") as u64,
+            max_size: int("group.max.size") as usize,
+        };
         Ok(Config {
             node_id,
             roles,
@@ -706,6 +802,7 @@ impl Config {
             replica_lag_max_ms: int("replica.lag.time.max.ms") as u64,
             auto_leader_rebalance: get("auto.leader.rebalance.enable") == "true",
             leader_imbalance_check_ms: int("leader.imbalance.check.interval.seconds") as u64 * 1000,
+            groups,
             values,
         })
     }

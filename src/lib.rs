@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod config;
 pub mod controller;
 pub mod dev;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod node;

@@ -159,6 +159,16 @@ impl Node {
                 .run_reconciler(handle.subscribe(), background.child_token()),
         );
         tasks.spawn(replicas.clone().run_retention(background.child_token()));
+        let groups = Arc::new(crate::group::Coordinator::new(
+            config.clone(),
+            handle.clone(),
+            replicas.clone(),
+        ));
+        tasks.spawn(
+            groups
+                .clone()
+                .run(handle.subscribe(), background.child_token()),
+        );
         tasks.spawn(
             replicas
                 .clone()
@@ -189,6 +199,7 @@ impl Node {
                 replicas: replicas.clone(),
                 listener: name,
                 producer_ids: producer_ids.clone(),
+                groups: groups.clone(),
             });
             tasks.spawn(crate::server::serve(
                 listener,

@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError as E;
 
 use crate::controller::AdminError;
+use crate::group::GroupError;
 use crate::replica::PartitionError;
 use crate::storage::batch::BatchError;
 use crate::storage::producers::ProducerError;
@@ -59,4 +60,31 @@ pub fn leader_epoch(client: i32, ours: i32) -> i16 {
     } else {
         E::UnknownLeaderEpoch.code()
     }
+}
+
+pub fn group(e: &GroupError) -> i16 {
+    match e {
+        GroupError::NotCoordinator => E::NotCoordinator.code(),
+        GroupError::LoadInProgress => E::CoordinatorLoadInProgress.code(),
+        GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable.code(),
+        GroupError::InvalidGroupId => E::InvalidGroupId.code(),
+        GroupError::UnknownMemberId => E::UnknownMemberId.code(),
+        GroupError::MemberIdRequired(_) => E::MemberIdRequired.code(),
+        GroupError::IllegalGeneration => E::IllegalGeneration.code(),
+        GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol.code(),
+        GroupError::RebalanceInProgress => E::RebalanceInProgress.code(),
+        GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout.code(),
+        GroupError::FencedInstanceId => E::FencedInstanceId.code(),
+        GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached.code(),
+        GroupError::NonEmptyGroup => E::NonEmptyGroup.code(),
+        GroupError::GroupIdNotFound => E::GroupIdNotFound.code(),
+        GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic.code(),
+        GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge.code(),
+        GroupError::InvalidCommitOffsetSize => E::InvalidCommitOffsetSize.code(),
+    }
+}
+
+/// The error code of a group call's outcome (NONE for success).
+pub fn group_code<T>(r: &Result<T, GroupError>) -> i16 {
+    r.as_ref().err().map_or(NONE, group)
 }

@@ -5,17 +5,28 @@
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_quorum;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::sync::Arc;
 
@@ -37,6 +48,8 @@ pub struct Context {
     pub listener: String,
     /// This broker's block of idempotent-producer ids (one per node, shared by listeners).
     pub producer_ids: Arc<init_producer_id::ProducerIds>,
+    /// The consumer group coordinator (one per node, shared by listeners).
+    pub groups: Arc<crate::group::Coordinator>,
 }
 
 /// The rest of a request's handling, to run as its own task.
@@ -110,6 +123,22 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
         ApiKey::DescribeQuorum => call!(describe_quorum),
         ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch),
         ApiKey::InitProducerId => call!(init_producer_id),
+        ApiKey::FindCoordinator => call!(find_coordinator),
+        ApiKey::JoinGroup => {
+            let req = protocol::decode(key, &mut body, v)?;
+            let client = header.client_id.as_deref().unwrap_or_default();
+            let resp = join_group::handle(&ctx, req, v, client).await;
+            protocol::encode_response(key, v, corr, &resp).map(Some)
+        }
+        ApiKey::SyncGroup => call!(sync_group),
+        ApiKey::Heartbeat => call!(heartbeat),
+        ApiKey::LeaveGroup => call!(leave_group),
+        ApiKey::OffsetCommit => call!(offset_commit),
+        ApiKey::OffsetFetch => call!(offset_fetch),
+        ApiKey::DescribeGroups => call!(describe_groups),
+        ApiKey::ListGroups => call!(list_groups),
+        ApiKey::DeleteGroups => call!(delete_groups),
+        ApiKey::OffsetDelete => call!(offset_delete),
         other => Err(FrameError::UnsupportedVersion {
             key: other,
             version: v,

@@ -368,6 +368,16 @@ impl FetchTask {
         if let Err(e) = result {
             tracing::warn!(%tp, error = %e, "follower append failed; truncating again");
             self.update(tp, slot.epoch, |s| s.truncate = true);
+            return;
+        }
+        // Follow the leader's log start (raised by retention or by a coordinator snapshot),
+        // never past what this replica knows is committed.
+        let log = &slot.partition.log;
+        let start = p.log_start_offset.min(slot.partition.high_watermark());
+        if start > log.log_start_offset() {
+            if let Err(e) = log.advance_start(start) {
+                tracing::warn!(%tp, error = %e, "cannot advance the log start");
+            }
         }
     }
 

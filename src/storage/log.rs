@@ -600,14 +600,54 @@ impl PartitionLog {
                 .next()
                 .copied()
                 .unwrap_or(inner.log_start);
-            inner.log_start = inner.log_start.max(first);
-            write_checkpoint(
-                &self.dir.join("log-start-offset"),
-                &inner.log_start.to_string(),
-            )?;
+            self.raise_log_start(&mut inner, first)?;
             tracing::info!(tp = %self.tp, deleted, log_start = inner.log_start, "retention removed segments");
         }
         Ok(deleted)
+    }
+
+    fn raise_log_start(&self, inner: &mut Inner, start: Offset) -> Result<(), LogError> {
+        if start > inner.log_start {
+            inner.log_start = start;
+            write_checkpoint(&self.dir.join("log-start-offset"), &start.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Moves the log start up to `start` (never past the log end) and deletes the segments that
+    /// lie wholly below it. Used by the group coordinator after it wrote a snapshot of its state
+    /// (and by followers adopting the leader's log start). Returns the new log start.
+    pub fn advance_start(&self, start: Offset) -> Result<Offset, LogError> {
+        let mut inner = self.lock();
+        let start = start.min(inner.end());
+        if start <= inner.log_start {
+            return Ok(inner.log_start);
+        }
+        loop {
+            let mut keys = inner.segments.keys();
+            let (Some(&first), Some(&second)) = (keys.next(), keys.next()) else {
+                break;
+            };
+            if second > start {
+                break;
+            }
+            if let Some(seg) = inner.segments.remove(&first) {
+                seg.delete()?;
+            }
+        }
+        self.raise_log_start(&mut inner, start)?;
+        tracing::debug!(tp = %self.tp, log_start = start, "log start advanced");
+        Ok(start)
+    }
+
+    /// Starts a new segment at the log end unless the active one is empty; returns the log end.
+    pub fn roll_now(&self) -> Result<Offset, LogError> {
+        let mut inner = self.lock();
+        let end = inner.end();
+        if inner.active().size > 0 {
+            self.roll(&mut inner, end)?;
+        }
+        Ok(end)
     }
 
     /// Removes the whole partition directory (topic deleted).

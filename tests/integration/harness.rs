@@ -116,8 +116,14 @@ impl Broker {
         for s in &self.sets {
             cmd.arg("--set").arg(s);
         }
-        cmd.env("RUST_LOG", "error")
-            .stdout(Stdio::null())
+        // TEST_STROM_LOG=<filter> shows the brokers' logs (they go to stdout) while debugging.
+        let log = std::env::var("TEST_STROM_LOG").ok();
+        cmd.env("RUST_LOG", log.as_deref().unwrap_or("error"))
+            .stdout(if log.is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::inherit());
         cmd
     }

@@ -11,6 +11,7 @@ mod chaos_ci;
 mod cluster;
 mod compose;
 mod durability;
+mod groups;
 mod idempotence;
 mod produce_consume;
 mod replication;

@@ -1,0 +1,45 @@
+//! DescribeGroups: state, protocol and members (with metadata and assignment) of groups this
+//! broker coordinates.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+use super::{errors, s, Context};
+
+pub async fn handle(
+    ctx: &Context,
+    req: DescribeGroupsRequest,
+    _version: i16,
+) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|id| match ctx.groups.describe(&id) {
+            Err(e) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(errors::group(&e))
+                .with_group_state(s("")),
+            Ok(d) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(s(d.state.name()))
+                .with_protocol_type(s(d.protocol_type))
+                .with_protocol_data(s(d.protocol))
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    d.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id))
+                                .with_group_instance_id(m.instance_id.map(s))
+                                .with_client_id(s(m.client_id))
+                                .with_client_host(s(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                ),
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

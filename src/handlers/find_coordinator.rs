@@ -1,0 +1,73 @@
+//! FindCoordinator: the broker coordinating a consumer group (the leader of its
+//! `__consumer_offsets` partition), one key in v0–3 or a batch of keys in v4+. Transaction
+//! coordinators do not exist yet.
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+
+use super::{broker, errors, s, Context};
+
+pub async fn handle(
+    ctx: &Context,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let keys: Vec<String> = if version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![req.key.to_string()]
+    };
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        found.push(find(ctx, &key, req.key_type).await.with_key(s(key)));
+    }
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(found);
+    }
+    let c = found.pop().unwrap_or_default();
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_error_message(c.error_message)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}
+
+async fn find(ctx: &Context, key: &str, key_type: i8) -> Coordinator {
+    let failed = |code: i16, msg: &str| {
+        Coordinator::default()
+            .with_node_id(broker(-1))
+            .with_port(-1)
+            .with_error_code(code)
+            .with_error_message(Some(s(msg)))
+    };
+    match key_type {
+        0 => {}
+        1 => {
+            return failed(
+                E::CoordinatorNotAvailable.code(),
+                "transactions are not supported",
+            )
+        }
+        _ => return failed(E::InvalidRequest.code(), "unknown coordinator key type"),
+    }
+    if key.is_empty() {
+        return failed(E::InvalidGroupId.code(), "the group id is empty");
+    }
+    let leader = match ctx.groups.coordinator_for(key).await {
+        Ok(id) => id,
+        Err(e) => return failed(errors::group(&e), &e.to_string()),
+    };
+    let image = ctx.controller.image();
+    match super::leader_endpoints(ctx, &image, &[leader]).pop() {
+        Some((id, host, port, _)) => Coordinator::default()
+            .with_node_id(broker(id))
+            .with_host(s(host))
+            .with_port(port),
+        None => failed(
+            E::CoordinatorNotAvailable.code(),
+            "the coordinator has no endpoint on this listener",
+        ),
+    }
+}

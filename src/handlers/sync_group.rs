@@ -1,0 +1,30 @@
+//! SyncGroup: the second half of a rebalance. The leader brings the assignment; everyone gets
+//! their part once it is stored in `__consumer_offsets`.
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+
+use super::{errors, Context};
+
+pub async fn handle(ctx: &Context, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
+    let assignments = req
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
+    let r = ctx
+        .groups
+        .sync(
+            &req.group_id,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            req.generation_id,
+            (req.protocol_type.as_deref(), req.protocol_name.as_deref()),
+            assignments,
+        )
+        .await;
+    SyncGroupResponse::default()
+        .with_error_code(errors::group_code(&r))
+        .with_protocol_type(req.protocol_type)
+        .with_protocol_name(req.protocol_name)
+        .with_assignment(r.unwrap_or_default())
+}

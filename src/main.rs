@@ -61,6 +61,51 @@ enum Command {
     /// Inspect a running cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Consumer groups: list, describe (members, offsets, lag), reset offsets.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Every consumer group in the cluster, with its state.
+    List {
+        /// Any broker's client address, host:port.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// A group's state and members, and per partition its committed offset, log end and lag.
+    Describe {
+        /// The group id.
+        group: String,
+        /// Any broker's client address, host:port.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Move a group's committed offsets on a topic (the group must have no active members).
+    /// Prints the plan; commits it only with --execute.
+    ResetOffsets {
+        /// The group id.
+        group: String,
+        /// The topic whose partitions are reset (all of them).
+        #[arg(long)]
+        topic: String,
+        /// Reset to each partition's first offset.
+        #[arg(long, group = "target")]
+        to_earliest: bool,
+        /// Reset to each partition's log end.
+        #[arg(long, group = "target")]
+        to_latest: bool,
+        /// Reset to this offset (clamped to each partition's range).
+        #[arg(long, group = "target", value_name = "OFFSET")]
+        to_offset: Option<i64>,
+        /// Commit the new offsets (without it: a dry run).
+        #[arg(long)]
+        execute: bool,
+        /// Any broker's client address, host:port.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +189,48 @@ fn main() -> std::process::ExitCode {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("strom dev: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Group(cmd)) => {
+            use strom::tools::group;
+            let r = match cmd {
+                GroupCommand::List { bootstrap } => group::list(&bootstrap),
+                GroupCommand::Describe {
+                    group: g,
+                    bootstrap,
+                } => group::describe(&bootstrap, &g),
+                GroupCommand::ResetOffsets {
+                    group: g,
+                    topic,
+                    to_earliest,
+                    to_latest,
+                    to_offset,
+                    execute,
+                    bootstrap,
+                } => {
+                    let to = match (to_earliest, to_latest, to_offset) {
+                        (true, _, _) => Some(group::ResetTo::Earliest),
+                        (_, true, _) => Some(group::ResetTo::Latest),
+                        (_, _, Some(n)) => Some(group::ResetTo::Offset(n)),
+                        _ => None,
+                    };
+                    match to {
+                        Some(to) => group::reset_offsets(&bootstrap, &g, &topic, to, execute),
+                        None => Err(anyhow::anyhow!(
+                            "say where to: --to-earliest, --to-latest or --to-offset N"
+                        )),
+                    }
+                }
+            };
+            match r {
+                Ok(text) => {
+                    print!("{text}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("strom: {e:#}");
                     std::process::ExitCode::FAILURE
                 }
             }

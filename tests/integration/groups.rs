@@ -437,6 +437,9 @@ fn kafka_python_joins_a_group_and_commits() {
             ])
             .arg(&deps)
             .arg("kafka-python==2.2.15")
+            // Installing into a private --target directory is fine on "externally managed"
+            // system Pythons too.
+            .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
             .output()
             .expect("run pip");
         assert!(
@@ -501,4 +504,260 @@ c.close()
             "partition {p}"
         );
     }
+}
+
+fn strom(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(args)
+        .output()
+        .expect("run strom");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn error_codes<T>(items: &[T], code: impl Fn(&T) -> i16) -> Vec<i16> {
+    items.iter().map(code).collect()
+}
+
+/// `strom group list|describe|reset-offsets`, and DeleteGroups / OffsetDelete refusing a group
+/// with members and working once it is empty.
+#[test]
+fn group_tools_list_describe_reset_and_delete() {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        DeleteGroupsRequest, DeleteGroupsResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+        TopicName,
+    };
+    let b = Broker::start(GROUP_SETS);
+    let boot = b.bootstrap();
+    produce(&boot, "cli", "k", 60);
+    let c = subscribed(&boot, "tools", "cli", &[]);
+    let mut got = Vec::new();
+    poll_until(
+        &[&c],
+        Duration::from_secs(30),
+        "60 records",
+        &mut got,
+        |g| g.len() >= 60,
+    );
+    commit(&c);
+
+    let (ok, text) = strom(&["group", "list", "--bootstrap", &boot]);
+    assert!(ok, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tools") && l.contains("Stable")),
+        "{text}"
+    );
+    let (ok, text) = strom(&["group", "describe", "tools", "--bootstrap", &boot]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("state Stable") && text.contains("1 member(s)"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("cli ")).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    for r in &rows {
+        let cols: Vec<&str> = r.split_whitespace().collect();
+        assert_eq!(&cols[2..5], &["10", "10", "0"], "{r}");
+    }
+
+    let (ok, text) = strom(&[
+        "group",
+        "reset-offsets",
+        "tools",
+        "--topic",
+        "cli",
+        "--to-earliest",
+        "--execute",
+        "--bootstrap",
+        &boot,
+    ]);
+    assert!(!ok && text.contains("active members"), "{text}");
+    let mut admin = Client::connect(&boot).expect("connect");
+    let del: DeleteGroupsResponse = admin
+        .call(
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("tools"))]),
+        )
+        .expect("delete groups");
+    assert_eq!(
+        error_codes(&del.results, |r| r.error_code),
+        vec![68],
+        "NON_EMPTY_GROUP"
+    );
+    drop(c);
+    wait_until("the group to empty", Duration::from_secs(10), || {
+        describe(&boot, "tools").0 == "Empty"
+    });
+
+    let (ok, text) = strom(&[
+        "group",
+        "reset-offsets",
+        "tools",
+        "--topic",
+        "cli",
+        "--to-earliest",
+        "--bootstrap",
+        &boot,
+    ]);
+    assert!(ok && text.contains("dry run"), "{text}");
+    let (ok, text) = strom(&[
+        "group",
+        "reset-offsets",
+        "tools",
+        "--topic",
+        "cli",
+        "--to-offset",
+        "4",
+        "--execute",
+        "--bootstrap",
+        &boot,
+    ]);
+    assert!(ok, "{text}");
+    let again = subscribed(&boot, "tools", "cli", &[]);
+    let mut got = Vec::new();
+    poll_until(
+        &[&again],
+        Duration::from_secs(30),
+        "36 re-read records",
+        &mut got,
+        |g| g.len() >= 36,
+    );
+    assert!(got.iter().all(|g| g.2 >= 4), "reading resumes at offset 4");
+    drop(again);
+    wait_until("the group to empty", Duration::from_secs(10), || {
+        describe(&boot, "tools").0 == "Empty"
+    });
+
+    let od: OffsetDeleteResponse = admin
+        .call(
+            ApiKey::OffsetDelete,
+            0,
+            &OffsetDeleteRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("tools")))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("cli")))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0)
+                    ])]),
+        )
+        .expect("offset delete");
+    assert_eq!(od.error_code, 0);
+    assert_eq!(od.topics[0].partitions[0].error_code, 0);
+    let (_, text) = strom(&["group", "describe", "tools", "--bootstrap", &boot]);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("cli ")).count(),
+        5,
+        "{text}"
+    );
+    let del: DeleteGroupsResponse = admin
+        .call(
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("tools"))]),
+        )
+        .expect("delete groups");
+    assert_eq!(error_codes(&del.results, |r| r.error_code), vec![0]);
+    let (ok, text) = strom(&["group", "list", "--bootstrap", &boot]);
+    assert!(ok && !text.contains("tools"), "{text}");
+}
+
+/// The offsets log is snapshotted and truncated, and a restart loads the snapshot.
+#[test]
+fn the_offsets_log_stays_bounded_and_survives_restart() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        BrokerId, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest,
+        OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    };
+    let mut sets = GROUP_SETS.to_vec();
+    sets.retain(|s| !s.starts_with("offsets.topic.num.partitions"));
+    sets.push("offsets.topic.num.partitions=1");
+    let mut b = Broker::start(&sets);
+    let boot = b.bootstrap();
+    wait_until("a coordinator", Duration::from_secs(10), || {
+        find_coordinator(&boot, "g0").0 == 0
+    });
+    let mut c = Client::connect(&boot).expect("connect");
+    let commit_round = |c: &mut Client, group: &str, offset: i64| {
+        let r: OffsetCommitResponse = c
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &OffsetCommitRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(group.into())))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("t")))
+                        .with_partitions(vec![OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(offset)])]),
+            )
+            .expect("commit");
+        r.topics[0].partitions[0].error_code
+    };
+    // 3,000 commits over 10 groups: far more records than live keys.
+    let mut code = -1;
+    wait_until("the coordinator to load", Duration::from_secs(10), || {
+        code = commit_round(&mut c, "g0", 0);
+        code == 0
+    });
+    for i in 1..3000 {
+        assert_eq!(commit_round(&mut c, &format!("g{}", i % 10), i), 0);
+    }
+    let log_start = |c: &mut Client| {
+        let r: ListOffsetsResponse = c
+            .call(
+                ApiKey::ListOffsets,
+                7,
+                &ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                        .with_partitions(vec![ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-2)])]),
+            )
+            .expect("list offsets");
+        r.topics[0].partitions[0].offset
+    };
+    wait_until(
+        "the offsets log to be truncated",
+        Duration::from_secs(10),
+        || log_start(&mut c) >= 2000,
+    );
+    b.restart();
+    let mut c = Client::connect(&boot).expect("connect");
+    let fetch = |c: &mut Client, group: &str| -> Option<i64> {
+        let r: OffsetFetchResponse = c
+            .call(
+                ApiKey::OffsetFetch,
+                7,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(group.into())))
+                    .with_topics(None),
+            )
+            .ok()?;
+        if r.error_code != 0 {
+            return None;
+        }
+        Some(r.topics.first()?.partitions.first()?.committed_offset)
+    };
+    let mut found = None;
+    wait_until("offsets after restart", Duration::from_secs(10), || {
+        found = fetch(&mut c, "g9");
+        found.is_some()
+    });
+    assert_eq!(found, Some(2999));
+    assert_eq!(fetch(&mut c, "g0"), Some(2990));
 }

@@ -1,5 +1,8 @@
 //! Command-line tools that talk to a running cluster as a Kafka client would
-//! (`strom cluster status`). A small blocking client over the `kafka-protocol` codecs.
+//! (`strom cluster status`, `strom group ...`). A small blocking client over the
+//! `kafka-protocol` codecs.
+
+pub mod group;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

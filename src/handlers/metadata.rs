@@ -12,6 +12,7 @@ use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
 use super::{broker, errors, s, topic_name, Context};
 use crate::controller::{AdminError, NewTopic};
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::types::TopicId;
 
@@ -43,7 +44,8 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
         let mut created = false;
         for (name, _) in list {
             let Some(name) = name else { continue };
-            if image.topic(name).is_some() || !allow_create {
+            // The offsets topic is created by the group coordinator, with its own settings.
+            if image.topic(name).is_some() || !allow_create || name == OFFSETS_TOPIC {
                 continue;
             }
             let t = NewTopic {

@@ -79,6 +79,14 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 partitions.push(resp.with_error_code(code));
                 continue;
             };
+            if name == crate::group::OFFSETS_TOPIC {
+                // Only the group coordinator writes its own topic.
+                partitions.push(
+                    resp.with_error_code(E::InvalidTopicException.code())
+                        .with_error_message(Some(s("cannot produce to an internal topic"))),
+                );
+                continue;
+            }
             if !matches!(req.acks, -1..=1) {
                 partitions.push(resp.with_error_code(E::InvalidRequiredAcks.code()));
                 continue;

@@ -126,6 +126,7 @@ impl Report {
             "duplicated": count(&self.checks, "duplicated"),
             "reordered": count(&self.checks, "reordered"),
             "served_then_lost": count(&self.checks, "served-then-lost"),
+            "group_skipped": count(&self.checks, "group-skipped"),
             "replicas_differ": count(&self.checks, "replicas-differ"),
             "isr_not_full": count(&self.checks, "isr-not-full"),
             "passed": self.passed(),

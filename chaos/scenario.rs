@@ -148,7 +148,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let workload_thread = {
         let (bootstrap, load_stop) = (bootstrap.clone(), load_stop.clone());
         std::thread::spawn(move || {
-            workload::run(&bootstrap, TOPIC, PARTITIONS, 2, 500, start, load_stop)
+            workload::run(&bootstrap, TOPIC, 2, 500, start, load_stop)
         })
     };
     while start.elapsed() < opts.duration {

@@ -1,6 +1,7 @@
 //! The workload: idempotent acks=all producers through librdkafka writing uniquely identified
 //! records (producer, sequence), every acknowledgement recorded with its partition, offset and
-//! times; a consumer reading everything as it arrives; and the final full read.
+//! times; a consumer group (two members, auto-commit) reading everything as it arrives; and the
+//! final full read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,12 +85,11 @@ pub struct Outcome {
     pub live: Vec<Seen>,
 }
 
-/// Runs `producers` producer threads (about `rate` records a second each) and a live consumer
-/// until `stop` is set, then drains them.
+/// Runs `producers` producer threads (about `rate` records a second each) and the consumer group
+/// until `stop` is set, then drains them (the group reads on until it has been idle for 8 s).
 pub fn run(
     bootstrap: &str,
     topic: &str,
-    partitions: i32,
     producers: u32,
     rate: u64,
     start: Instant,
@@ -139,23 +139,40 @@ pub fn run(
             (acks, failures)
         }));
     }
-    let live_stop = stop.clone();
-    let (bs, t) = (bootstrap.to_string(), topic.to_string());
-    let reader = std::thread::spawn(move || {
-        let c = consumer(&bs);
-        assign_all(&c, &t, partitions);
-        let mut seen = Vec::new();
-        while !live_stop.load(Ordering::Relaxed) {
-            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-                seen.push(Seen {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                });
-            }
-        }
-        seen
-    });
+    // Two members of one consumer group read everything as it arrives (auto-commit), and keep
+    // reading after the producers finish until they have been idle for a while.
+    let drained = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (bs, t, drained) = (bootstrap.to_string(), topic.to_string(), drained.clone());
+            std::thread::spawn(move || {
+                let c = group_member(&bs);
+                let _ = c.subscribe(&[t.as_str()]);
+                let mut seen = Vec::new();
+                let mut idle_since = Instant::now();
+                let mut drain_started: Option<Instant> = None;
+                loop {
+                    if drained.load(Ordering::Relaxed) {
+                        let started = *drain_started.get_or_insert_with(Instant::now);
+                        if idle_since.elapsed() > Duration::from_secs(8)
+                            || started.elapsed() > Duration::from_secs(90)
+                        {
+                            break;
+                        }
+                    }
+                    if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                        idle_since = Instant::now();
+                        seen.push(Seen {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            payload: m.payload().unwrap_or_default().to_vec(),
+                        });
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
     let mut out = Outcome {
         acks: Vec::new(),
         failures: Vec::new(),
@@ -167,8 +184,27 @@ pub fn run(
             out.failures.extend(failures);
         }
     }
-    out.live = reader.join().unwrap_or_default();
+    drained.store(true, Ordering::Relaxed);
+    for r in readers {
+        out.live.extend(r.join().unwrap_or_default());
+    }
     out
+}
+
+/// A member of the workload's consumer group.
+fn group_member(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "chaos-group")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("check.crcs", "true")
+        .set("log_level", "2")
+        .create()
+        .expect("consumer")
 }
 
 fn consumer(bootstrap: &str) -> BaseConsumer {

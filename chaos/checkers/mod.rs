@@ -3,6 +3,7 @@
 
 pub mod duplicated;
 pub mod full_isr;
+pub mod group;
 pub mod lost;
 pub mod reordered;
 pub mod replicas;
@@ -15,7 +16,8 @@ pub struct Observed {
     pub acks: Vec<Ack>,
     /// The final full read of every partition, from offset zero.
     pub log: Vec<Seen>,
-    /// What the live consumer was served during the run.
+    /// What the consumer group's members were served during the run (a record may come twice
+    /// after a rebalance: the group reads at least once).
     pub live: Vec<Seen>,
     /// Per partition: whether every replica's segment bytes ended identical.
     pub replicas_identical: Vec<(i32, bool)>,
@@ -52,6 +54,7 @@ pub fn all(o: &Observed) -> Vec<Check> {
         duplicated::check(o),
         reordered::check(o),
         served::check(o),
+        group::check(o),
         replicas::check(o),
         full_isr::check(o),
     ]

@@ -27,6 +27,7 @@ fn chaos_kill_leader_and_controller_loses_nothing() {
     assert_eq!(json["lost"], 0, "{}", report.summary());
     assert_eq!(json["duplicated"], 0, "{}", report.summary());
     assert_eq!(json["reordered"], 0, "{}", report.summary());
+    assert_eq!(json["group_skipped"], 0, "{}", report.summary());
     assert!(
         report.faults.len() >= 3,
         "the nemesis struck {} times",

@@ -50,6 +50,7 @@ fn main() -> std::process::ExitCode {
         out,
         faults,
         bin,
+        tamper: None,
     };
     match chaos::scenario::run(&opts) {
         Ok(report) => {

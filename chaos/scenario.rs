@@ -25,9 +25,12 @@ pub struct Options {
     pub out: PathBuf,
     pub faults: Vec<String>,
     pub bin: PathBuf,
+    /// Runs on the healed cluster after the workload, before the final read: a test's way to
+    /// damage the log on purpose and show the checkers notice.
+    pub tamper: Option<fn(&mut ChaosCluster) -> anyhow::Result<()>>,
 }
 
-const TOPIC: &str = "chaos";
+pub const TOPIC: &str = "chaos";
 const PARTITIONS: i32 = 3;
 
 fn metadata(addr: &str) -> Option<MetadataResponse> {
@@ -164,6 +167,9 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         .join()
         .map_err(|_| anyhow::anyhow!("workload panicked"))?;
 
+    if let Some(tamper) = opts.tamper {
+        tamper(&mut cluster.lock().unwrap_or_else(|p| p.into_inner()))?;
+    }
     // Healing: full ISR, then identical replicas.
     let healed = {
         let c = cluster.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::chaos::scenario::{run, Options};
+use crate::chaos::cluster::ChaosCluster;
+use crate::chaos::scenario::{run, Options, TOPIC};
 
 #[test]
 fn chaos_kill_leader_and_controller_loses_nothing() {
@@ -20,6 +21,7 @@ fn chaos_kill_leader_and_controller_loses_nothing() {
             "pause-leader".into(),
         ],
         bin: env!("CARGO_BIN_EXE_strom").into(),
+        tamper: None,
     };
     let report = run(&opts).expect("chaos run");
     println!("{}", report.summary());
@@ -37,4 +39,54 @@ fn chaos_kill_leader_and_controller_loses_nothing() {
     for f in ["report.json", "summary.txt", "timeline.svg"] {
         assert!(out.path().join(f).exists(), "{f} written");
     }
+}
+
+/// Kills every node, cuts the last batch off partition 0's newest segment on every replica and
+/// forces recovery to re-read it all, then starts them again: acknowledged records are gone.
+fn drop_last_batch_everywhere(cluster: &mut ChaosCluster) -> anyhow::Result<()> {
+    cluster.stop_all();
+    for node in &cluster.nodes {
+        let dir = node.dir.join(format!("{TOPIC}-0"));
+        let mut logs: Vec<_> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        let last = logs.last().ok_or_else(|| anyhow::anyhow!("no segment in {dir:?}"))?;
+        let bytes = std::fs::read(last)?;
+        let (mut pos, mut last_start) = (0usize, 0usize);
+        while pos + 12 <= bytes.len() {
+            let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into()?) as usize;
+            last_start = pos;
+            pos += 12 + len;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(last)?
+            .set_len(last_start as u64)?;
+        let _ = std::fs::remove_file(dir.join("recovery-point"));
+    }
+    cluster.heal()
+}
+
+/// The checker is not blind: with an acknowledged batch removed from every replica, the run
+/// fails and `lost` counts the missing records.
+#[test]
+fn chaos_checker_catches_a_deleted_acknowledged_record() {
+    let _quiet = crate::harness::timing_sensitive();
+    let out = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        duration: Duration::from_secs(10),
+        seed: 1,
+        out: out.path().to_path_buf(),
+        faults: Vec::new(),
+        bin: env!("CARGO_BIN_EXE_strom").into(),
+        tamper: Some(drop_last_batch_everywhere),
+    };
+    let report = run(&opts).expect("chaos run");
+    println!("{}", report.summary());
+    let lost = report.json()["lost"].as_u64().unwrap_or(0);
+    assert!(lost >= 1, "the lost checker must see the deleted batch: {}", report.summary());
+    assert!(!report.passed());
 }

@@ -1,5 +1,7 @@
-//! Three `strom` processes configured like `strom dev`, on free loopback ports, that the
-//! nemesis can kill, pause, resume and restart.
+//! Three `strom` processes configured like `strom dev` that the nemesis can kill, pause, resume
+//! and restart: on free loopback ports, or (`netns`) each in its own network namespace on a
+//! bridge, so the nemesis can also cut one node off the network and heal it (needs root and
+//! iproute2).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,11 +13,45 @@ use strom::tools::Client;
 
 pub struct Node {
     pub id: i32,
+    /// The address the node listens on and advertises.
+    pub host: String,
     pub port: u16,
     pub controller_port: u16,
     pub dir: PathBuf,
     child: Option<Child>,
     pub paused: bool,
+    /// Its link to the bridge is down (netns clusters only).
+    pub cut: bool,
+}
+
+/// The namespaces and bridge of a netns cluster.
+struct Net {
+    tag: u32,
+    bridge: String,
+}
+
+impl Net {
+    fn namespace(&self, id: i32) -> String {
+        format!("chaos{}-{id}", self.tag)
+    }
+
+    fn veth(&self, id: i32) -> String {
+        format!("cv{}x{id}", self.tag)
+    }
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run `ip` (iproute2): {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 pub struct ChaosCluster {
@@ -23,6 +59,7 @@ pub struct ChaosCluster {
     bin: PathBuf,
     voters: String,
     log_dir: PathBuf,
+    net: Option<Net>,
 }
 
 fn free_port(used: &[u16]) -> u16 {
@@ -49,34 +86,106 @@ fn signal(pid: u32, sig: i32) {
 }
 
 impl ChaosCluster {
-    pub fn new(bin: &Path, out: &Path, n: i32) -> ChaosCluster {
+    pub fn new(bin: &Path, out: &Path, n: i32, netns: bool) -> anyhow::Result<ChaosCluster> {
+        let net = netns.then(|| {
+            let tag = std::process::id() % 200 + 20;
+            Net {
+                tag,
+                bridge: format!("cbr{tag}"),
+            }
+        });
+        let subnet = net.as_ref().map(|n| format!("10.213.{}", n.tag));
         let mut used = Vec::new();
         let mut nodes = Vec::new();
         for id in 1..=n {
-            let port = free_port(&used);
-            used.push(port);
-            let controller_port = free_port(&used);
-            used.push(controller_port);
+            let (host, port, controller_port) = match &subnet {
+                Some(subnet) => (format!("{subnet}.{id}"), 9092, 9093),
+                None => {
+                    let port = free_port(&used);
+                    used.push(port);
+                    let controller_port = free_port(&used);
+                    used.push(controller_port);
+                    ("127.0.0.1".to_string(), port, controller_port)
+                }
+            };
             nodes.push(Node {
                 id,
+                host,
                 port,
                 controller_port,
                 dir: out.join(format!("node-{id}")),
                 child: None,
                 paused: false,
+                cut: false,
             });
         }
         let voters = nodes
             .iter()
-            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .map(|n| format!("{}@{}:{}", n.id, n.host, n.controller_port))
             .collect::<Vec<_>>()
             .join(",");
-        ChaosCluster {
+        let cluster = ChaosCluster {
             nodes,
             bin: bin.to_path_buf(),
             voters,
             log_dir: out.join("logs"),
+            net,
+        };
+        if let (Some(net), Some(subnet)) = (&cluster.net, &subnet) {
+            // Leftovers of an earlier run with the same tag go first.
+            let _ = ip(&["link", "del", &net.bridge]);
+            ip(&["link", "add", &net.bridge, "type", "bridge"])?;
+            ip(&[
+                "addr",
+                "add",
+                &format!("{subnet}.254/24"),
+                "dev",
+                &net.bridge,
+            ])?;
+            ip(&["link", "set", &net.bridge, "up"])?;
+            for node in &cluster.nodes {
+                let (ns, veth) = (net.namespace(node.id), net.veth(node.id));
+                let _ = ip(&["netns", "del", &ns]);
+                ip(&["netns", "add", &ns])?;
+                ip(&[
+                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ])?;
+                ip(&["link", "set", &veth, "master", &net.bridge])?;
+                ip(&["link", "set", &veth, "up"])?;
+                ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+                ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", node.host),
+                    "dev",
+                    "eth0",
+                ])?;
+                ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            }
         }
+        Ok(cluster)
+    }
+
+    /// Takes node `id` off the network (its bridge link goes down): it can reach neither its
+    /// peers nor the clients.
+    pub fn cut(&mut self, id: i32) -> anyhow::Result<()> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("cutting a node needs a netns cluster"))?;
+        ip(&["link", "set", &net.veth(id), "down"])?;
+        self.node(id).cut = true;
+        Ok(())
+    }
+
+    fn reconnect(&mut self, id: i32) -> anyhow::Result<()> {
+        if let Some(net) = &self.net {
+            ip(&["link", "set", &net.veth(id), "up"])?;
+        }
+        self.node(id).cut = false;
+        Ok(())
     }
 
     fn node(&mut self, id: i32) -> &mut Node {
@@ -91,16 +200,25 @@ impl ChaosCluster {
             .create(true)
             .append(true)
             .open(self.log_dir.join(format!("node-{id}.log")))?;
+        let netns = self.net.as_ref().map(|n| n.namespace(id));
         let node = self.node(id);
-        let child = Command::new(&bin)
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
             .arg("serve")
             .args(["--set", &format!("node.id={id}")])
             .args(["--set", &format!("controller.quorum.voters={voters}")])
             .args([
                 "--set",
                 &format!(
-                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                    node.port, node.controller_port
+                    "listeners=PLAINTEXT://{}:{},CONTROLLER://{}:{}",
+                    node.host, node.port, node.host, node.controller_port
                 ),
             ])
             .args(["--set", &format!("log.dirs={}", node.dir.display())])
@@ -147,9 +265,12 @@ impl ChaosCluster {
         self.nodes[id as usize - 1].child.is_some()
     }
 
-    /// Starts every node that is down and resumes every paused one.
+    /// Starts every node that is down, resumes every paused one and reconnects every cut one.
     pub fn heal(&mut self) -> anyhow::Result<()> {
         for id in 1..=self.nodes.len() as i32 {
+            if self.nodes[id as usize - 1].cut {
+                self.reconnect(id)?;
+            }
             if self.nodes[id as usize - 1].paused {
                 self.resume(id);
             }
@@ -169,7 +290,7 @@ impl ChaosCluster {
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("{}:{}", n.host, n.port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -178,8 +299,8 @@ impl ChaosCluster {
     pub fn any_live(&self) -> Option<String> {
         self.nodes
             .iter()
-            .find(|n| n.child.is_some() && !n.paused)
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .find(|n| n.child.is_some() && !n.paused && !n.cut)
+            .map(|n| format!("{}:{}", n.host, n.port))
     }
 
     /// The active controller, asked of a live node.
@@ -212,5 +333,11 @@ impl ChaosCluster {
 impl Drop for ChaosCluster {
     fn drop(&mut self) {
         self.stop_all();
+        if let Some(net) = &self.net {
+            for node in &self.nodes {
+                let _ = ip(&["netns", "del", &net.namespace(node.id)]);
+            }
+            let _ = ip(&["link", "del", &net.bridge]);
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! `chaos/run` entry point: `cargo run --release --example chaos -- --duration 60s --seed 7 --out DIR
-//! [--faults kill-leader,kill-controller,kill-two,pause-leader]`.
+//! [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader] [--netns]`.
 
 #[path = "mod.rs"]
 mod chaos;
@@ -28,7 +28,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader] [--bin PATH]");
+        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader] [--netns] [--bin PATH]\n  --netns puts each node in its own network namespace (root, iproute2); cut-leader needs it and is in the default faults only then");
         return std::process::ExitCode::SUCCESS;
     }
     let duration = arg(&args, "--duration")
@@ -38,8 +38,14 @@ fn main() -> std::process::ExitCode {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "chaos-out".into()));
+    let netns = args.iter().any(|a| a == "--netns");
+    let default_faults = if netns {
+        "kill-leader,kill-controller,kill-two,pause-leader,cut-leader"
+    } else {
+        "kill-leader,kill-controller,kill-two,pause-leader"
+    };
     let faults = arg(&args, "--faults")
-        .unwrap_or_else(|| "kill-leader,kill-controller,kill-two,pause-leader".into())
+        .unwrap_or_else(|| default_faults.into())
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
@@ -50,6 +56,7 @@ fn main() -> std::process::ExitCode {
         out,
         faults,
         bin,
+        netns,
         tamper: None,
     };
     match chaos::scenario::run(&opts) {

@@ -20,6 +20,8 @@ pub enum Fault {
     KillTwo,
     /// SIGSTOP a partition leader for longer than the session timeout, then SIGCONT: the zombie.
     PauseLeader,
+    /// Cut a partition leader off the network (netns clusters), then heal.
+    CutLeader,
 }
 
 impl Fault {
@@ -29,6 +31,7 @@ impl Fault {
             "kill-controller" => Some(Fault::KillController),
             "kill-two" => Some(Fault::KillTwo),
             "pause-leader" => Some(Fault::PauseLeader),
+            "cut-leader" => Some(Fault::CutLeader),
             _ => None,
         }
     }
@@ -39,6 +42,7 @@ impl Fault {
             Fault::KillController => "kill-controller",
             Fault::KillTwo => "kill-two",
             Fault::PauseLeader => "pause-leader",
+            Fault::CutLeader => "cut-leader",
         }
     }
 }
@@ -147,7 +151,7 @@ pub fn run(
         let led = leaders(&c, topic);
         let n = c.nodes.len() as u64;
         let victims: Vec<i32> = match fault {
-            Fault::KillLeader | Fault::PauseLeader => {
+            Fault::KillLeader | Fault::PauseLeader | Fault::CutLeader => {
                 let live: Vec<i32> = led.iter().map(|l| l.1).filter(|l| *l > 0).collect();
                 if live.is_empty() {
                     continue;
@@ -173,6 +177,11 @@ pub fn run(
         for v in &victims {
             match fault {
                 Fault::PauseLeader => c.pause(*v),
+                Fault::CutLeader => {
+                    if let Err(e) = c.cut(*v) {
+                        eprintln!("chaos: cannot cut node {v}: {e}");
+                    }
+                }
                 _ => c.kill(*v),
             }
         }

@@ -25,6 +25,8 @@ pub struct Options {
     pub out: PathBuf,
     pub faults: Vec<String>,
     pub bin: PathBuf,
+    /// Each node in its own network namespace (root): needed by the cut-leader fault.
+    pub netns: bool,
     /// Runs on the healed cluster after the workload, before the final read: a test's way to
     /// damage the log on purpose and show the checkers notice.
     pub tamper: Option<fn(&mut ChaosCluster) -> anyhow::Result<()>>,
@@ -83,7 +85,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         .map(|f| {
             Fault::parse(f).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader)"
+                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader, cut-leader)"
                 )
             })
         })
@@ -95,7 +97,11 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     );
     let _ = std::fs::remove_dir_all(opts.out.join("cluster"));
     std::fs::create_dir_all(&opts.out)?;
-    let mut cluster = ChaosCluster::new(&opts.bin, &opts.out.join("cluster"), 3);
+    anyhow::ensure!(
+        opts.netns || !kinds.contains(&Fault::CutLeader),
+        "the cut-leader fault needs --netns (network namespaces; run as root)"
+    );
+    let mut cluster = ChaosCluster::new(&opts.bin, &opts.out.join("cluster"), 3, opts.netns)?;
     for id in 1..=3 {
         cluster.start(id)?;
     }
@@ -150,9 +156,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let load_stop = Arc::new(AtomicBool::new(false));
     let workload_thread = {
         let (bootstrap, load_stop) = (bootstrap.clone(), load_stop.clone());
-        std::thread::spawn(move || {
-            workload::run(&bootstrap, TOPIC, 2, 500, start, load_stop)
-        })
+        std::thread::spawn(move || workload::run(&bootstrap, TOPIC, 2, 500, start, load_stop))
     };
     while start.elapsed() < opts.duration {
         std::thread::sleep(Duration::from_millis(200));

@@ -173,7 +173,6 @@ pub fn run(
             .filter(|l| victims.contains(&l.1))
             .map(|l| l.0)
             .collect();
-        let happened = start.elapsed();
         for v in &victims {
             match fault {
                 Fault::PauseLeader => c.pause(*v),
@@ -185,6 +184,9 @@ pub fn run(
                 _ => c.kill(*v),
             }
         }
+        // Measured once the fault is in place (a cut runs `ip`, which takes a few ms), so a
+        // record sent just before it is not counted as written after it.
+        let happened = start.elapsed();
         drop(c);
         std::thread::sleep(hold);
         let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());

@@ -237,6 +237,12 @@ pub const SETTINGS: &[Setting] = &[
         1,
         "Snapshot the metadata state after this many new metadata records, so the log stays bounded.",
     ),
+    Setting {
+        name: "fetch.zero.copy.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "strom: send consumer fetch data from segment files with sendfile (no copy through user space).",
+    },
     int(
         "offsets.topic.num.partitions",
         "50",
@@ -426,6 +432,8 @@ pub struct Config {
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_ms: u64,
     pub groups: GroupSettings,
+    /// Consumer fetches send record data with sendfile.
+    pub fetch_zero_copy: bool,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
 }
@@ -803,6 +811,7 @@ impl Config {
             auto_leader_rebalance: get("auto.leader.rebalance.enable") == "true",
             leader_imbalance_check_ms: int("leader.imbalance.check.interval.seconds") as u64 * 1000,
             groups,
+            fetch_zero_copy: get("fetch.zero.copy.enable") == "true",
             values,
         })
     }

@@ -9,6 +9,13 @@
 //! max_wait_ms ends. A follower whose last fetched epoch ends earlier on the leader is told the
 //! diverging epoch instead of data. Fetch sessions are not kept: every answer carries session
 //! id 0 (a full, sessionless fetch).
+//!
+//! A consumer's records are a byte range of a segment (`PartitionLog::region`, sliced as Kafka
+//! does). On listeners with `fetch.zero.copy.enable` the range is not read at all: the response
+//! carries a placeholder, and the connection's writer sends the range from the file with
+//! sendfile (`protocol::splice`). Otherwise the same range is read into memory. Followers get
+//! whole batches up to the log end, always copied (a follower-visible tail may still be
+//! truncated by a leader change, below the high watermark nothing ever is).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,9 +44,21 @@ struct Slot {
     partition: Result<Arc<Partition>, Refused>,
 }
 
-pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResponse {
+/// A fetch answer: the response, and the file regions its placeholders stand for (zero-copy).
+pub struct Fetched {
+    pub response: FetchResponse,
+    pub nonce: [u8; 16],
+    pub regions: Vec<(Arc<std::fs::File>, u64, usize)>,
+}
+
+pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> Fetched {
+    let nonce = uuid::Uuid::new_v4().into_bytes();
     if req.session_id != 0 {
-        return FetchResponse::default().with_error_code(E::FetchSessionIdNotFound.code());
+        return Fetched {
+            response: FetchResponse::default().with_error_code(E::FetchSessionIdNotFound.code()),
+            nonce,
+            regions: Vec::new(),
+        };
     }
     let replica = if version >= 15 {
         req.replica_state.replica_id.0
@@ -128,7 +147,9 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
                 }
             })
             .collect();
-        let (datas, total, any_error) = read_all(&slots, max_bytes, follower.is_some());
+        let zero_copy = ctx.config.fetch_zero_copy.then_some(&nonce);
+        let (datas, total, any_error, regions) =
+            read_all(&slots, max_bytes, follower.is_some(), zero_copy);
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watchers.is_empty() {
             let mut topics = topics;
@@ -150,9 +171,13 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
                         .with_rack(rack.map(super::s))
                 })
                 .collect();
-            return FetchResponse::default()
-                .with_responses(topics)
-                .with_node_endpoints(endpoints);
+            return Fetched {
+                response: FetchResponse::default()
+                    .with_responses(topics)
+                    .with_node_endpoints(endpoints),
+                nonce,
+                regions,
+            };
         }
         let changed =
             futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
@@ -160,9 +185,19 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> FetchResp
     }
 }
 
-fn read_all(slots: &[Slot], max_bytes: usize, follower: bool) -> (Vec<PartitionData>, usize, bool) {
+type Regions = Vec<(Arc<std::fs::File>, u64, usize)>;
+
+/// Reads every slot: partition data, bytes in total, whether any slot failed, and (zero-copy,
+/// with the response's nonce) the file regions behind the placeholders.
+fn read_all(
+    slots: &[Slot],
+    max_bytes: usize,
+    follower: bool,
+    zero_copy: Option<&[u8; 16]>,
+) -> (Vec<PartitionData>, usize, bool, Regions) {
     let mut total = 0usize;
     let mut any_error = false;
+    let mut regions = Vec::new();
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
         let mut data = PartitionData::default().with_partition_index(slot.index);
@@ -213,8 +248,25 @@ fn read_all(slots: &[Slot], max_bytes: usize, follower: bool) -> (Vec<PartitionD
             out.push(data.with_records(Some(bytes::Bytes::new())));
             continue;
         }
-        let upto = if follower { i64::MAX } else { hw };
-        match p.log.read(slot.fetch_offset, limit, upto, total == 0) {
+        let read = if follower {
+            p.log.read(slot.fetch_offset, limit, i64::MAX, total == 0)
+        } else {
+            match p.log.region(slot.fetch_offset, limit, hw, total == 0) {
+                Ok(None) => Ok(bytes::Bytes::new()),
+                Ok(Some(r)) => match zero_copy {
+                    Some(nonce) => {
+                        let marker = crate::protocol::marker(nonce, regions.len());
+                        total += r.len;
+                        regions.push((r.file, r.offset, r.len));
+                        out.push(data.with_records(Some(marker)));
+                        continue;
+                    }
+                    None => r.read().map_err(crate::storage::LogError::from),
+                },
+                Err(e) => Err(e),
+            }
+        };
+        match read {
             Ok(records) => {
                 total += records.len();
                 out.push(data.with_records(Some(records)));
@@ -225,5 +277,5 @@ fn read_all(slots: &[Slot], max_bytes: usize, follower: bool) -> (Vec<PartitionD
             }
         }
     }
-    (out, total, any_error)
+    (out, total, any_error, regions)
 }

@@ -30,13 +30,12 @@ pub mod sync_group;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::Config;
 use crate::controller::Handle;
-use crate::protocol::{self, FrameError, Parsed};
+use crate::protocol::{self, FrameError, Parsed, Reply};
 use crate::replica::ReplicaManager;
 
 /// What every handler may use. One per listener (the listener name picks Metadata endpoints).
@@ -54,7 +53,7 @@ pub struct Context {
 
 /// The rest of a request's handling, to run as its own task.
 pub type Pending =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, FrameError>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Reply>, FrameError>> + Send>>;
 
 /// Starts a request in the connection's reader, in arrival order. A produce request appends
 /// its batches here (so a connection's batches reach the log in the order sent) and leaves only
@@ -78,13 +77,13 @@ pub fn start(ctx: Arc<Context>, p: Parsed) -> Result<Pending, FrameError> {
         if silent {
             Ok(None)
         } else {
-            protocol::encode_response(key, version, corr, &resp).map(Some)
+            protocol::encode_response(key, version, corr, &resp).map(|b| Some(b.into()))
         }
     }))
 }
 
 /// Decodes, handles and encodes one request. `Ok(None)` means no response (acks=0 produce).
-pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, FrameError> {
+pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Reply>, FrameError> {
     let Parsed {
         key,
         version: v,
@@ -96,7 +95,7 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
         ($module:ident) => {{
             let req = protocol::decode(key, &mut body, v)?;
             let resp = $module::handle(&ctx, req, v).await;
-            protocol::encode_response(key, v, corr, &resp).map(Some)
+            protocol::encode_response(key, v, corr, &resp).map(|b| Some(b.into()))
         }};
     }
     match key {
@@ -108,10 +107,24 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
             if silent {
                 Ok(None)
             } else {
-                protocol::encode_response(key, v, corr, &resp).map(Some)
+                protocol::encode_response(key, v, corr, &resp).map(|b| Some(b.into()))
             }
         }
-        ApiKey::Fetch => call!(fetch),
+        ApiKey::Fetch => {
+            let req = protocol::decode(key, &mut body, v)?;
+            let f = fetch::handle(&ctx, req, v).await;
+            let frame = protocol::encode_response(key, v, corr, &f.response)?;
+            if f.regions.is_empty() {
+                return Ok(Some(frame.into()));
+            }
+            protocol::splice(frame, &f.nonce, f.regions, v >= 12)
+                .map(Some)
+                .map_err(|err| FrameError::BadBody {
+                    key,
+                    version: v,
+                    err,
+                })
+        }
         ApiKey::ListOffsets => call!(list_offsets),
         ApiKey::Metadata => call!(metadata),
         ApiKey::ApiVersions => call!(api_versions),
@@ -128,7 +141,7 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Bytes>, Fra
             let req = protocol::decode(key, &mut body, v)?;
             let client = header.client_id.as_deref().unwrap_or_default();
             let resp = join_group::handle(&ctx, req, v, client).await;
-            protocol::encode_response(key, v, corr, &resp).map(Some)
+            protocol::encode_response(key, v, corr, &resp).map(|b| Some(b.into()))
         }
         ApiKey::SyncGroup => call!(sync_group),
         ApiKey::Heartbeat => call!(heartbeat),

@@ -15,9 +15,10 @@
 //!   roll and clean shutdown; recovery rebuilds the rest from batch headers after it.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 
@@ -77,6 +78,24 @@ impl Inner {
             .next_back()
             .map(|s| s.next_offset)
             .unwrap_or(self.log_start)
+    }
+}
+
+/// A byte range of a segment file, to be read or sent to a socket later. The `Arc` keeps the
+/// file open even if retention deletes the segment meanwhile.
+#[derive(Clone, Debug)]
+pub struct FileRegion {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: usize,
+}
+
+impl FileRegion {
+    /// The bytes, copied into memory (listeners that cannot send from the file).
+    pub fn read(&self) -> io::Result<Bytes> {
+        let mut buf = bytes::BytesMut::zeroed(self.len);
+        std::os::unix::fs::FileExt::read_exact_at(&*self.file, &mut buf, self.offset)?;
+        Ok(buf.freeze())
     }
 }
 
@@ -491,6 +510,37 @@ impl PartitionLog {
         self.flush_locked(&mut inner)
     }
 
+    /// The segment and file position of the batch holding `offset` (or the first batch after
+    /// it); `None` past the last batch. Checks the offset is within the log.
+    fn start_of(inner: &Inner, offset: Offset) -> Result<Option<(&Segment, u64)>, LogError> {
+        let log_end = inner.end();
+        if offset < inner.log_start || offset > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: inner.log_start,
+                end: log_end,
+            });
+        }
+        for seg in inner
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(inner.segments.range(offset + 1..).map(|(_, s)| s))
+        {
+            let lookup = if offset < seg.base {
+                seg.locate(seg.base)?
+            } else {
+                seg.locate(offset)?
+            };
+            if let Some(pos) = lookup {
+                return Ok(Some((seg, pos)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at least
     /// one batch with `min_one`), never reaching `max_offset` (the high watermark).
     pub fn read(
@@ -502,41 +552,61 @@ impl PartitionLog {
     ) -> Result<Bytes, LogError> {
         let (file, pos, end) = {
             let inner = self.lock();
-            let log_end = inner.end();
-            if offset < inner.log_start || offset > log_end {
-                return Err(LogError::OffsetOutOfRange {
-                    offset,
-                    start: inner.log_start,
-                    end: log_end,
-                });
-            }
-            let mut found = None;
-            for seg in inner
-                .segments
-                .range(..=offset)
-                .next_back()
-                .into_iter()
-                .map(|(_, s)| s)
-                .chain(inner.segments.range(offset + 1..).map(|(_, s)| s))
-            {
-                let lookup = if offset < seg.base {
-                    seg.locate(seg.base)?
-                } else {
-                    seg.locate(offset)?
-                };
-                if let Some(pos) = lookup {
-                    found = Some((seg.file(), pos, seg.size));
-                    break;
-                }
-            }
-            match found {
-                Some(f) => f,
+            match Self::start_of(&inner, offset)? {
+                Some((seg, pos)) => (seg.file(), pos, seg.size),
                 None => return Ok(Bytes::new()),
             }
         };
         Ok(read_batches(
             &file, pos, end, max_bytes, max_offset, min_one,
         )?)
+    }
+
+    /// The byte range a consumer fetch at `offset` returns, as Kafka slices a segment: from the
+    /// batch holding `offset`, `max_bytes` long (so it may end inside a batch, which clients
+    /// drop) but never reaching `max_offset` (the high watermark, always a batch boundary);
+    /// with `min_one` at least the first batch whole (KIP-74). Bytes below the high watermark
+    /// are never rewritten, so the range can be sent from the file later (sendfile).
+    pub fn region(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one: bool,
+    ) -> Result<Option<FileRegion>, LogError> {
+        let (file, pos, end) = {
+            let inner = self.lock();
+            let Some((seg, pos)) = Self::start_of(&inner, offset)? else {
+                return Ok(None);
+            };
+            let end = if max_offset >= seg.next_offset {
+                seg.size
+            } else if max_offset <= seg.base {
+                pos
+            } else {
+                seg.locate(max_offset)?.unwrap_or(seg.size)
+            };
+            (seg.file(), pos, end)
+        };
+        if end <= pos {
+            return Ok(None);
+        }
+        let avail = (end - pos) as usize;
+        let mut len = avail.min(max_bytes);
+        if min_one && len < avail {
+            let mut head = [0u8; super::batch::LOG_OVERHEAD];
+            if avail >= head.len() {
+                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut head, pos)?;
+                if let Some((_, size)) = super::batch::peek_size(&head) {
+                    len = len.max(size.min(avail));
+                }
+            }
+        }
+        Ok((len > 0).then_some(FileRegion {
+            file,
+            offset: pos,
+            len,
+        }))
     }
 
     /// The first record with a timestamp at or after `ts`: (offset, timestamp).

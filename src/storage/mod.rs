@@ -8,4 +8,4 @@ pub mod log;
 pub mod producers;
 pub mod segment;
 
-pub use log::{Appended, LogError, PartitionLog, Recovery};
+pub use log::{Appended, FileRegion, LogError, PartitionLog, Recovery};

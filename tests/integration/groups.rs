@@ -345,25 +345,28 @@ fn coordinator_killed_under_a_consuming_group_reforms_with_offsets_intact() {
             "y-{i} was skipped"
         );
     }
-    for c in [&c1, &c2] {
-        commit(c);
-    }
-    // The new coordinator holds the commits: every partition at its end (300 per partition).
+    // The new coordinator holds the commits: auto-commit brings every partition to its end
+    // (300 per partition).
     let mut tpl = TopicPartitionList::new();
     for p in 0..6 {
         tpl.add_partition("events", p);
     }
-    let committed = c1
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    for e in committed.elements() {
-        assert_eq!(
-            e.offset(),
-            rdkafka::Offset::Offset(300),
-            "partition {}",
-            e.partition()
-        );
-    }
+    wait_until(
+        "every partition committed at its end",
+        Duration::from_secs(15),
+        || {
+            for c in [&c1, &c2] {
+                let _ = c.poll(Duration::from_millis(50));
+            }
+            c1.committed_offsets(tpl.clone(), Duration::from_secs(5))
+                .is_ok_and(|committed| {
+                    committed
+                        .elements()
+                        .iter()
+                        .all(|e| e.offset() == rdkafka::Offset::Offset(300))
+                })
+        },
+    );
     drop(c1);
     drop(c2);
     cluster.node(coordinator).restart();

@@ -16,3 +16,4 @@ mod idempotence;
 mod produce_consume;
 mod replication;
 mod wire;
+mod zero_copy;

@@ -679,14 +679,8 @@ impl Group {
         now: Instant,
     ) -> SyncStep {
         use GroupError::*;
-        if self.state == State::Dead {
-            return SyncStep::Now(Err(CoordinatorNotAvailable));
-        }
-        if let Err(e) = self.check_member(member_id, instance_id) {
+        if let Err(e) = self.check_current(member_id, instance_id, generation, now) {
             return SyncStep::Now(Err(e));
-        }
-        if generation != self.generation {
-            return SyncStep::Now(Err(IllegalGeneration));
         }
         let (ptype, pname) = protocol;
         if ptype.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
@@ -706,7 +700,6 @@ impl Group {
                 let (tx, rx) = oneshot::channel();
                 let is_leader = self.leader.as_deref() == Some(member_id);
                 if let Some(m) = self.members.get_mut(member_id) {
-                    m.last_heard = now;
                     if let Some(old) = m.sync_waiter.replace(tx) {
                         let _ = old.send(Err(RebalanceInProgress));
                     }
@@ -767,16 +760,7 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<(), GroupError> {
-        if self.state == State::Dead {
-            return Err(GroupError::CoordinatorNotAvailable);
-        }
-        self.check_member(member_id, instance_id)?;
-        if generation != self.generation {
-            return Err(GroupError::IllegalGeneration);
-        }
-        if let Some(m) = self.members.get_mut(member_id) {
-            m.last_heard = now;
-        }
+        self.check_current(member_id, instance_id, generation, now)?;
         match self.state {
             State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
             State::Empty => Err(GroupError::UnknownMemberId),
@@ -801,6 +785,21 @@ impl Group {
         }
         if self.state == State::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
+        }
+        self.check_current(member_id, instance_id, generation, now)
+    }
+
+    /// A request from a current member of the current generation, which also keeps its session
+    /// alive.
+    fn check_current(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        if self.state == State::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
         }
         self.check_member(member_id, instance_id)?;
         if generation != self.generation {

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -92,10 +92,18 @@ async fn read_requests(
                 "frame of {size} bytes exceeds socket.request.max.bytes ({max})"
             ));
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        tokio::select! {
-            _ = token.cancelled() => return None,
-            r = rd.read_exact(&mut frame) => if r.is_err() { return Some("connection closed inside a frame".into()) },
+        // Read into spare capacity: zero-filling the buffer first showed up in profiles.
+        let mut frame = BytesMut::with_capacity(size as usize);
+        while frame.len() < size as usize {
+            let left = size as usize - frame.len();
+            let mut chunk = (&mut frame).limit(left);
+            tokio::select! {
+                _ = token.cancelled() => return None,
+                r = rd.read_buf(&mut chunk) => match r {
+                    Ok(0) | Err(_) => return Some("connection closed inside a frame".into()),
+                    Ok(_) => {}
+                },
+            }
         }
         let frame = frame.freeze();
         let (key, version) = match protocol::peek_key_version(&frame) {

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example bench -- --bootstrap 127.0.0.1:9092 --records 1000000
 //!  --record-size 100 --partitions 6 --acks all --compression none --linger-ms 5 --producers 1
-//!  --consumers 1 [--duration 30s] [--json out.json]`
+//!  --consumers 1 --fetch-wait-ms 500 [--duration 30s] [--json out.json]`
 //!
 //! Producers write for `--records` records or `--duration`, with a live progress line, then
 //! consumers read every partition back from the start. It prints records/s, MB/s and produce
@@ -88,6 +88,9 @@ fn main() -> std::process::ExitCode {
     let acks = arg(&args, "--acks", "all");
     let compression = arg(&args, "--compression", "none");
     let linger = arg(&args, "--linger-ms", "5");
+    // Consumer fetch.wait.max.ms (librdkafka's default is 500); some brokers hold every fetch
+    // for the full wait, so compare brokers at the same setting.
+    let fetch_wait = arg(&args, "--fetch-wait-ms", "500");
     let batch = arg(&args, "--batch-size", "1000000");
     let producers: u64 = arg(&args, "--producers", "1").parse().unwrap_or(1);
     let consumers: i32 = arg(&args, "--consumers", "1").parse().unwrap_or(1);
@@ -205,10 +208,16 @@ fn main() -> std::process::ExitCode {
     let got = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for c in 0..consumers.max(1) {
-        let (bootstrap, topic, got) = (bootstrap.clone(), topic.clone(), got.clone());
+        let (bootstrap, topic, got, fetch_wait) = (
+            bootstrap.clone(),
+            topic.clone(),
+            got.clone(),
+            fetch_wait.clone(),
+        );
         readers.push(std::thread::spawn(move || {
             let consumer: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
+                .set("fetch.wait.max.ms", &fetch_wait)
                 .set("group.id", "bench")
                 .set("enable.auto.commit", "false")
                 .set("fetch.max.bytes", "52428800")

@@ -291,11 +291,8 @@ impl Coordinator {
         let me = self.clone();
         tokio::spawn(async move {
             let _gate = shard.gate.clone().read_owned().await;
-            let last = {
-                let g = lock(&group);
-                let key = Key::Group(g.id.clone()).encode();
-                Self::append(&shard, &[(key, Some(g.to_value().encode()))])
-            };
+            // Encoded and appended under the group's lock, so records follow state order.
+            let last = Self::append(&shard, &[group_record(&lock(&group))]);
             if let Ok(last) = last {
                 let _ = me.replicated(&shard, last).await;
             }
@@ -358,11 +355,7 @@ impl Coordinator {
             SyncStep::Wait(rx) => rx.await.unwrap_or(Err(GroupError::NotCoordinator)),
             SyncStep::Store { reply, generation } => {
                 let gate = shard.gate.clone().read_owned().await;
-                let appended = {
-                    let g = lock(&group);
-                    let key = Key::Group(g.id.clone()).encode();
-                    Self::append(&shard, &[(key, Some(g.to_value().encode()))])
-                };
+                let appended = Self::append(&shard, &[group_record(&lock(&group))]);
                 let stored = match appended {
                     Ok(last) => self.replicated(&shard, last).await,
                     Err(e) => Err(e),
@@ -383,8 +376,8 @@ impl Coordinator {
     ) -> Result<(), GroupError> {
         let shard = self.shard_for(group_id)?;
         let group = shard.group(group_id).ok_or(GroupError::UnknownMemberId)?;
-        let r = lock(&group).heartbeat(member_id, instance_id, generation, Instant::now());
-        r
+        let mut g = lock(&group);
+        g.heartbeat(member_id, instance_id, generation, Instant::now())
     }
 
     /// LeaveGroup for each (member id, instance id); the per-member results.
@@ -423,37 +416,32 @@ impl Coordinator {
         };
         let max_meta = self.config.groups.metadata_max_bytes;
         let ts = now_ms();
-        let mut results: Vec<Result<(), GroupError>> = entries
+        // Each entry's value, or why it is refused before anything is written.
+        let values: Vec<Result<OffsetValue, GroupError>> = entries
             .iter()
-            .map(|e| {
-                if e.metadata.as_ref().is_some_and(|m| m.len() > max_meta) {
-                    Err(GroupError::OffsetMetadataTooLarge)
-                } else {
-                    Ok(())
-                }
+            .map(|e| match &e.metadata {
+                Some(m) if m.len() > max_meta => Err(GroupError::OffsetMetadataTooLarge),
+                m => Ok(OffsetValue {
+                    offset: e.offset,
+                    leader_epoch: e.leader_epoch,
+                    metadata: m.clone().unwrap_or_default(),
+                    commit_timestamp: ts,
+                }),
             })
             .collect();
         let records: Vec<(Bytes, Option<Bytes>)> = entries
             .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .map(|(e, _)| {
-                let key = Key::Offset {
-                    group: group_id.to_string(),
-                    topic: e.topic.clone(),
-                    partition: e.partition,
-                };
-                let value = OffsetValue {
-                    offset: e.offset,
-                    leader_epoch: e.leader_epoch,
-                    metadata: e.metadata.clone().unwrap_or_default(),
-                    commit_timestamp: ts,
-                };
-                (key.encode(), Some(value.encode()))
+            .zip(&values)
+            .filter_map(|(e, v)| {
+                let v = v.as_ref().ok()?;
+                Some((
+                    offset_key(group_id, &e.topic, e.partition),
+                    Some(v.encode()),
+                ))
             })
             .collect();
         if records.is_empty() {
-            return Ok(results);
+            return Ok(values.into_iter().map(|v| v.map(|_| ())).collect());
         }
         let _gate = shard.gate.clone().read_owned().await;
         let last = {
@@ -462,27 +450,20 @@ impl Coordinator {
             Self::append(&shard, &records)?
         };
         let outcome = self.replicated(&shard, last).await;
-        let first = last + 1 - records.len() as i64;
         let mut g = lock(&group);
-        let mut at = first;
-        for (e, r) in entries.into_iter().zip(results.iter_mut()) {
-            if r.is_err() {
-                continue;
-            }
-            match &outcome {
-                Ok(()) => {
-                    let value = OffsetValue {
-                        offset: e.offset,
-                        leader_epoch: e.leader_epoch,
-                        metadata: e.metadata.unwrap_or_default(),
-                        commit_timestamp: ts,
-                    };
-                    g.apply_offset(&e.topic, e.partition, value, at);
-                }
-                Err(err) => *r = Err(err.clone()),
-            }
-            at += 1;
-        }
+        let mut at = last + 1 - records.len() as i64;
+        let results = entries
+            .into_iter()
+            .zip(values)
+            .map(|(e, v)| {
+                let v = v?;
+                let log_offset = at;
+                at += 1;
+                outcome.clone()?;
+                g.apply_offset(&e.topic, e.partition, v, log_offset);
+                Ok(())
+            })
+            .collect();
         Ok(results)
     }
 
@@ -911,10 +892,7 @@ impl Coordinator {
                 if g.state == State::Dead {
                     continue;
                 }
-                records.push((
-                    Key::Group(g.id.clone()).encode(),
-                    Some(g.to_value().encode()),
-                ));
+                records.push(group_record(&g));
                 for ((t, p), c) in &g.offsets {
                     records.push((offset_key(&g.id, t, *p), Some(c.value.encode())));
                 }
@@ -946,6 +924,14 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// A group's current record (key and value) for `__consumer_offsets`.
+fn group_record(g: &Group) -> (Bytes, Option<Bytes>) {
+    (
+        Key::Group(g.id.clone()).encode(),
+        Some(g.to_value().encode()),
+    )
 }
 
 fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {

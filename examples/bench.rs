@@ -3,11 +3,15 @@
 //!
 //! `cargo run --release --example bench -- --bootstrap 127.0.0.1:9092 --records 1000000
 //!  --record-size 100 --partitions 6 --acks all --compression none --linger-ms 5 --producers 1
-//!  --consumers 1 --fetch-wait-ms 500 [--duration 30s] [--json out.json]`
+//!  --consumers 1 --fetch-wait-ms 500 [--duration 30s] [--rate 100000] [--no-consume]
+//!  [--broker-pid 1234,1235] [--json out.json]`
+//!  or, for idle topics: `bench --bootstrap .. --idle-topics 1000 [--broker-pid ..]`
 //!
-//! Producers write for `--records` records or `--duration`, with a live progress line, then
-//! consumers read every partition back from the start. It prints records/s, MB/s and produce
-//! latency p50/p99/p99.9/max, and can write them as JSON.
+//! Producers write for `--records` records or `--duration` (at most `--rate` records/s in all),
+//! with a live progress line, then consumers read every partition back from the start. It prints
+//! records/s, MB/s and produce latency p50/p99/p99.9/max; with `--broker-pid`, the brokers' CPU
+//! seconds per GB produced and consumed and their peak RSS; and can write it all as JSON.
+//! `--idle-topics N` creates N one-partition topics instead and times Metadata requests.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +62,149 @@ fn pct(sorted: &[u64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)] as f64 / 1000.0
 }
 
+/// utime + stime of the given processes, in seconds (Linux `/proc`, 100 ticks per second).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / 100.0
+}
+
+/// The largest peak resident set (VmHWM) among the given processes, in MB.
+fn peak_rss_mb(pids: &[u32]) -> f64 {
+    status_kb(pids, "VmHWM:") / 1024.0
+}
+
+/// The largest value of a `/proc/<pid>/status` line (in kB) among the given processes.
+fn status_kb(pids: &[u32], field: &str) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Creates topics through CreateTopics (existing ones are fine), 100 per request.
+fn create_topics(bootstrap: &str, names: &[String], partitions: i32, rf: i16) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let Ok(mut c) = strom::tools::Client::connect(bootstrap) else {
+        eprintln!("cannot connect to {bootstrap} to create topics");
+        return;
+    };
+    for chunk in names.chunks(100) {
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(
+                chunk
+                    .iter()
+                    .map(|name| {
+                        CreatableTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name.clone())))
+                            .with_num_partitions(partitions)
+                            .with_replication_factor(rf)
+                    })
+                    .collect(),
+            );
+        let _ = c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req);
+    }
+}
+
+/// Workload 5: `n` idle one-partition topics; the brokers' RSS and the latency of Metadata
+/// requests for every topic and for one topic, through librdkafka.
+fn metadata_with_idle_topics(
+    bootstrap: &str,
+    prefix: &str,
+    n: usize,
+    brokers: &[u32],
+) -> std::process::ExitCode {
+    let rss_before = rss_mb(brokers);
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}-idle-{i}")).collect();
+    let started = Instant::now();
+    create_topics(bootstrap, &names, 1, 1);
+    let client: BaseConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("client: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Wait until every topic has a leader.
+    let ready = |md: &rdkafka::metadata::Metadata| {
+        md.topics()
+            .iter()
+            .filter(|t| t.name().starts_with(prefix))
+            .filter(|t| t.partitions().iter().all(|p| p.leader() >= 0))
+            .count()
+    };
+    loop {
+        let have = client
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|md| ready(&md))
+            .unwrap_or(0);
+        eprint!("\r{have}/{n} topics ready   ");
+        if have >= n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            eprintln!("\ntopics not ready after 300 s");
+            return std::process::ExitCode::FAILURE;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!();
+    let created_secs = started.elapsed().as_secs_f64();
+    // Let the brokers settle, then measure.
+    std::thread::sleep(Duration::from_secs(2));
+    let time = |topic: Option<&str>| {
+        let mut micros: Vec<u64> = (0..200)
+            .filter_map(|_| {
+                let t = Instant::now();
+                client
+                    .fetch_metadata(topic, Duration::from_secs(10))
+                    .ok()
+                    .map(|_| t.elapsed().as_micros() as u64)
+            })
+            .collect();
+        micros.sort_unstable();
+        micros
+    };
+    let all = time(None);
+    let one = time(Some(&names[0]));
+    println!(
+        "{n} topics created and led in {created_secs:.1} s; broker RSS {rss_before:.1} MB before, {:.1} MB after (largest broker)",
+        rss_mb(brokers)
+    );
+    for (what, m) in [("all topics", &all), ("one topic", &one)] {
+        println!(
+            "Metadata ({what}), {} requests: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            m.len(),
+            pct(m, 0.5),
+            pct(m, 0.99),
+            pct(m, 1.0)
+        );
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// The largest current resident set (VmRSS) among the given processes, in MB.
+fn rss_mb(pids: &[u32]) -> f64 {
+    status_kb(pids, "VmRSS:") / 1024.0
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -65,7 +212,7 @@ fn main() -> std::process::ExitCode {
             "{}",
             include_str!("bench.rs")
                 .lines()
-                .take(9)
+                .take(14)
                 .map(|l| l.trim_start_matches("//!"))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -94,31 +241,29 @@ fn main() -> std::process::ExitCode {
     let batch = arg(&args, "--batch-size", "1000000");
     let producers: u64 = arg(&args, "--producers", "1").parse().unwrap_or(1);
     let consumers: i32 = arg(&args, "--consumers", "1").parse().unwrap_or(1);
+    // Records per second over all producers (0: as fast as possible).
+    let rate: f64 = arg(&args, "--rate", "0").parse().unwrap_or(0.0);
+    let consume = !args.iter().any(|a| a == "--no-consume");
+    let brokers: Vec<u32> = arg(&args, "--broker-pid", "")
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    // Workload 5: create this many one-partition topics, then time Metadata requests.
+    let idle_topics: Option<usize> = arg(&args, "--idle-topics", "").parse().ok();
     let json = args
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1))
         .cloned();
 
-    // Create the topic (an existing one is fine).
-    if let Ok(mut c) = strom::tools::Client::connect(&bootstrap) {
-        use kafka_protocol::messages::create_topics_request::CreatableTopic;
-        use kafka_protocol::messages::{
-            ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName,
-        };
-        let req = CreateTopicsRequest::default()
-            .with_timeout_ms(10_000)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
-                    topic.clone(),
-                )))
-                .with_num_partitions(partitions)
-                .with_replication_factor(rf)]);
-        let _ = c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req);
+    if let Some(n) = idle_topics {
+        return metadata_with_idle_topics(&bootstrap, &topic, n, &brokers);
     }
+    create_topics(&bootstrap, std::slice::from_ref(&topic), partitions, rf);
 
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before_produce = cpu_seconds(&brokers);
     let start = Instant::now();
     let per_producer = records / producers.max(1);
     let mut handles = Vec::new();
@@ -148,7 +293,17 @@ fn main() -> std::process::ExitCode {
                 .expect("producer");
             let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
             let mut n = 0u64;
+            let per_second = rate / producers.max(1) as f64;
             while !stop.load(Ordering::Relaxed) && (duration.is_some() || n < per_producer) {
+                if per_second > 0.0 {
+                    // Hold this producer to its share of --rate: wait until record n is due.
+                    let due = Duration::from_secs_f64(n as f64 / per_second);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait.min(Duration::from_millis(5)));
+                        p.poll(Duration::ZERO);
+                        continue;
+                    }
+                }
                 let rec: BaseRecord<(), [u8], Box<Instant>> =
                     BaseRecord::with_opaque_to(&topic, Box::new(Instant::now())).payload(&value);
                 match p.send(rec) {
@@ -201,13 +356,14 @@ fn main() -> std::process::ExitCode {
     latencies.sort_unstable();
     let acked = latencies.len() as f64;
     let mb = acked * size as f64 / 1e6;
+    let cpu_after_produce = cpu_seconds(&brokers);
 
     // Read everything back.
     let consume_start = Instant::now();
-    let total = latencies.len() as u64;
+    let total = if consume { latencies.len() as u64 } else { 0 };
     let got = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
-    for c in 0..consumers.max(1) {
+    for c in 0..if consume { consumers.max(1) } else { 0 } {
         let (bootstrap, topic, got, fetch_wait) = (
             bootstrap.clone(),
             topic.clone(),
@@ -246,6 +402,11 @@ fn main() -> std::process::ExitCode {
     }
     let consume_secs = consume_start.elapsed().as_secs_f64();
     let consumed = got.load(Ordering::Relaxed) as f64;
+    let cpu_after_consume = cpu_seconds(&brokers);
+    let produce_cpu = cpu_after_produce - cpu_before_produce;
+    let consume_cpu = cpu_after_consume - cpu_after_produce;
+    let consumed_gb = consumed * size as f64 / 1e9;
+    let peak_rss_mb = peak_rss_mb(&brokers);
 
     let report = format!(
         "produce: {acked} records of {size} B in {produce_secs:.2} s = {:.0} records/s, {:.1} MB/s ({failed} failed)\n\
@@ -261,6 +422,13 @@ fn main() -> std::process::ExitCode {
         consumed * size as f64 / 1e6 / consume_secs,
     );
     print!("{report}");
+    if !brokers.is_empty() {
+        println!(
+            "brokers {brokers:?}: CPU {produce_cpu:.2} s producing ({:.2} s/GB), {consume_cpu:.2} s consuming ({:.2} s/GB); peak RSS {peak_rss_mb:.1} MB (largest broker)",
+            produce_cpu / (mb / 1e3),
+            if consume { consume_cpu / consumed_gb } else { f64::NAN },
+        );
+    }
     if let Some(path) = json {
         let v = serde_json::json!({
             "bootstrap": bootstrap, "topic": topic, "partitions": partitions, "record_size": size,
@@ -270,6 +438,9 @@ fn main() -> std::process::ExitCode {
             "latency_ms": {"p50": pct(&latencies, 0.5), "p99": pct(&latencies, 0.99), "p999": pct(&latencies, 0.999), "max": pct(&latencies, 1.0)},
             "consumed": consumed, "consume_seconds": consume_secs,
             "consume_records_per_s": consumed / consume_secs,
+            "consume_mb_per_s": consumed_gb * 1e3 / consume_secs, "rate": rate,
+            "broker_pids": brokers, "broker_cpu_produce_s": produce_cpu,
+            "broker_cpu_consume_s": consume_cpu, "broker_peak_rss_mb": peak_rss_mb,
         });
         if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap_or_default()) {
             eprintln!("cannot write {path}: {e}");

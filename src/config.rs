@@ -172,6 +172,18 @@ pub const SETTINGS: &[Setting] = &[
         "fsync after this many messages; default leaves durability to the page cache.",
     ),
     int(
+        "log.flush.interval.ms",
+        "9223372036854775807",
+        1,
+        "fsync a log whose oldest unflushed record is this old; default leaves durability to the page cache.",
+    ),
+    int(
+        "log.flush.scheduler.interval.ms",
+        "1000",
+        1,
+        "How often logs are checked against log.flush.interval.ms (topic flush.ms).",
+    ),
+    int(
         "message.max.bytes",
         "1048588",
         0,
@@ -420,6 +432,7 @@ pub struct Config {
     pub log: LogDefaults,
     pub socket_request_max_bytes: usize,
     pub retention_check_interval_ms: u64,
+    pub flush_check_interval_ms: u64,
     pub quorum_request_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub session_timeout_ms: u64,
@@ -463,6 +476,8 @@ pub struct LogDefaults {
     pub index_interval_bytes: u64,
     pub max_message_bytes: usize,
     pub flush_interval_messages: i64,
+    /// fsync once the oldest unflushed append is this old (checked by a periodic task).
+    pub flush_interval_ms: i64,
     /// Forget an idempotent producer silent this long (-1: never).
     pub producer_expiration_ms: i64,
 }
@@ -759,6 +774,7 @@ impl Config {
             index_interval_bytes: int("log.index.interval.bytes") as u64,
             max_message_bytes: int("message.max.bytes") as usize,
             flush_interval_messages: int("log.flush.interval.messages"),
+            flush_interval_ms: int("log.flush.interval.ms"),
             producer_expiration_ms: int("producer.id.expiration.ms"),
         };
         let rf = int("default.replication.factor");
@@ -800,6 +816,7 @@ impl Config {
             log,
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
             retention_check_interval_ms: int("log.retention.check.interval.ms") as u64,
+            flush_check_interval_ms: int("log.flush.scheduler.interval.ms") as u64,
             quorum_request_timeout_ms: int("controller.quorum.request.timeout.ms") as u64,
             shutdown_timeout_ms: int("shutdown.timeout.ms") as u64,
             session_timeout_ms: int("broker.session.timeout.ms") as u64,
@@ -835,6 +852,7 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("max.message.bytes", "message.max.bytes"),
     ("min.insync.replicas", "min.insync.replicas"),
     ("flush.messages", "log.flush.interval.messages"),
+    ("flush.ms", "log.flush.interval.ms"),
     ("message.timestamp.type", ""),
     ("compression.type", ""),
 ];
@@ -873,6 +891,7 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         | "index.interval.bytes"
         | "min.insync.replicas"
         | "flush.messages"
+        | "flush.ms"
         | "segment.index.bytes" => value
             .parse::<i64>()
             .ok()
@@ -924,6 +943,7 @@ pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) ->
             as u64,
         max_message_bytes: i("max.message.bytes", defaults.max_message_bytes as i64) as usize,
         flush_interval_messages: i("flush.messages", defaults.flush_interval_messages),
+        flush_interval_ms: i("flush.ms", defaults.flush_interval_ms),
         producer_expiration_ms: defaults.producer_expiration_ms,
     }
 }

@@ -159,6 +159,7 @@ impl Node {
                 .run_reconciler(handle.subscribe(), background.child_token()),
         );
         tasks.spawn(replicas.clone().run_retention(background.child_token()));
+        tasks.spawn(replicas.clone().run_time_flush(background.child_token()));
         let groups = Arc::new(crate::group::Coordinator::new(
             config.clone(),
             handle.clone(),

@@ -276,6 +276,29 @@ impl ReplicaManager {
         }
     }
 
+    /// Flushes, every `log.flush.scheduler.interval.ms`, each log whose oldest unflushed append
+    /// is older than its `flush.ms` (`log.flush.interval.ms`). Logs on the default (never) cost
+    /// one settings read per tick.
+    pub async fn run_time_flush(self: Arc<Self>, token: CancellationToken) {
+        let every = Duration::from_millis(self.config.flush_check_interval_ms);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let now = std::time::Instant::now();
+                for p in me.hosted() {
+                    if let Err(e) = p.log.flush_if_due(now) {
+                        tracing::error!(tp = %p.tp(), error = %e, "flush failed");
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
     /// fsyncs every log and writes its recovery point and high watermark (clean shutdown).
     pub fn flush_all(&self) {
         for p in self.hosted() {

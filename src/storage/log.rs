@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -49,6 +50,8 @@ struct Inner {
     segments: BTreeMap<Offset, Segment>,
     log_start: Offset,
     unflushed_messages: i64,
+    /// When the oldest append not yet fsynced was written (`flush.ms` counts from it).
+    unflushed_since: Option<Instant>,
     epochs: EpochCache,
     producers: ProducerState,
 }
@@ -228,6 +231,7 @@ impl PartitionLog {
                 segments,
                 log_start,
                 unflushed_messages: 0,
+                unflushed_since: None,
                 epochs,
                 producers,
             }),
@@ -360,6 +364,7 @@ impl PartitionLog {
             .append(prefix, bytes, h, settings.index_interval_bytes)?;
         inner.producers.record(h, h.base_offset);
         inner.unflushed_messages += h.record_count.max(1) as i64;
+        inner.unflushed_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
@@ -501,6 +506,7 @@ impl PartitionLog {
             .producers
             .save(&self.dir.join("producer-snapshot"), end)?;
         inner.unflushed_messages = 0;
+        inner.unflushed_since = None;
         Ok(())
     }
 
@@ -508,6 +514,23 @@ impl PartitionLog {
     pub fn flush(&self) -> Result<(), LogError> {
         let mut inner = self.lock();
         self.flush_locked(&mut inner)
+    }
+
+    /// Flushes when the oldest unflushed append is at least `flush.ms` old at `now` (the
+    /// time-based flush policy, run by a periodic task). Returns whether it flushed.
+    pub fn flush_if_due(&self, now: Instant) -> Result<bool, LogError> {
+        let flush_ms = self.settings().flush_interval_ms;
+        if flush_ms == i64::MAX {
+            return Ok(false);
+        }
+        let mut inner = self.lock();
+        let due = inner
+            .unflushed_since
+            .is_some_and(|t| now.saturating_duration_since(t).as_millis() >= flush_ms as u128);
+        if due {
+            self.flush_locked(&mut inner)?;
+        }
+        Ok(due)
     }
 
     /// The segment and file position of the batch holding `offset` (or the first batch after
@@ -750,6 +773,7 @@ mod tests {
             index_interval_bytes: 512,
             max_message_bytes: 1 << 20,
             flush_interval_messages: i64::MAX,
+            flush_interval_ms: i64::MAX,
             producer_expiration_ms: -1,
         }
     }
@@ -942,6 +966,35 @@ mod tests {
             0,
             "the active segment stays"
         );
+    }
+
+    #[test]
+    fn time_based_flush_waits_for_flush_ms_from_the_oldest_unflushed_append() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = settings();
+        s.flush_interval_ms = 50;
+        let tp = TopicPartition::new("t", 0);
+        let (log, _) = PartitionLog::open(dir.path(), tp.clone(), id(), s).expect("open");
+        let recovery_point = || read_checkpoint(&log.dir.join("recovery-point"));
+        let before = recovery_point();
+        let t0 = Instant::now();
+        append(&log, 3, 10);
+        assert!(!log.flush_if_due(t0).expect("check"), "not yet 50 ms old");
+        assert_eq!(recovery_point(), before);
+        let later = Instant::now() + std::time::Duration::from_millis(60);
+        assert!(log.flush_if_due(later).expect("check"), "due after 50 ms");
+        assert_eq!(recovery_point(), Some(3), "flushed up to the log end");
+        assert!(
+            !log.flush_if_due(later).expect("check"),
+            "nothing left to flush"
+        );
+
+        // The default (no time-based flush) never flushes from the periodic task.
+        let dir = tempfile::tempdir().expect("tmp");
+        let (log, _) = PartitionLog::open(dir.path(), tp, id(), settings()).expect("open");
+        append(&log, 1, 10);
+        let much_later = Instant::now() + std::time::Duration::from_secs(3600);
+        assert!(!log.flush_if_due(much_later).expect("check"));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! `cargo run --release --example bench -- --bootstrap 127.0.0.1:9092 --records 1000000
 //!  --record-size 100 --partitions 6 --acks all --compression none --linger-ms 5 --producers 1
-//!  --consumers 1 --fetch-wait-ms 500 [--duration 30s] [--rate 100000] [--no-consume]
-//!  [--broker-pid 1234,1235] [--json out.json]`
+//!  --consumers 1 --fetch-wait-ms 500 --partition-fetch-bytes 1048576 [--duration 30s]
+//!  [--rate 100000] [--no-consume] [--broker-pid 1234,1235] [--json out.json]`
 //!  or, for idle topics: `bench --bootstrap .. --idle-topics 1000 [--broker-pid ..]`
 //!
 //! Producers write for `--records` records or `--duration` (at most `--rate` records/s in all),
@@ -62,18 +62,23 @@ fn pct(sorted: &[u64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-/// utime + stime of the given processes, in seconds (Linux `/proc`, 100 ticks per second).
-fn cpu_seconds(pids: &[u32]) -> f64 {
+/// CPU time of the given processes in seconds: (user, kernel), from `/proc/<pid>/stat`
+/// (Linux, 100 ticks per second).
+fn cpu_seconds(pids: &[u32]) -> (f64, f64) {
     pids.iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .filter_map(|stat| {
             // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
             let rest = stat.rsplit_once(')')?.1;
             let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+            Some((
+                f.get(11)?.parse::<f64>().ok()?,
+                f.get(12)?.parse::<f64>().ok()?,
+            ))
         })
-        .sum::<f64>()
-        / 100.0
+        .fold((0.0, 0.0), |(u, k), (du, dk)| {
+            (u + du / 100.0, k + dk / 100.0)
+        })
 }
 
 /// The largest peak resident set (VmHWM) among the given processes, in MB.
@@ -97,7 +102,11 @@ fn create_topics(bootstrap: &str, names: &[String], partitions: i32, rf: i16) {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
     use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    let Ok(mut c) = strom::tools::Client::connect(bootstrap) else {
+    // The first reachable address of the bootstrap list.
+    let Some(mut c) = bootstrap
+        .split(',')
+        .find_map(|addr| strom::tools::Client::connect(addr.trim()).ok())
+    else {
         eprintln!("cannot connect to {bootstrap} to create topics");
         return;
     };
@@ -115,7 +124,68 @@ fn create_topics(bootstrap: &str, names: &[String], partitions: i32, rf: i16) {
                     })
                     .collect(),
             );
-        let _ = c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req);
+        // Retry while the cluster is still forming (e.g. too few brokers registered for the
+        // replication factor); 36 = TOPIC_ALREADY_EXISTS is fine.
+        let started = Instant::now();
+        loop {
+            let failed: Vec<String> =
+                match c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req) {
+                    Ok(resp) => resp
+                        .topics
+                        .iter()
+                        .filter(|t| t.error_code != 0 && t.error_code != 36)
+                        .map(|t| format!("{}: error {}", t.name.0, t.error_code))
+                        .collect(),
+                    Err(e) => vec![format!("CreateTopics: {e}")],
+                };
+            if failed.is_empty() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                eprintln!("cannot create topics: {}", failed.join(", "));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Waits (up to 300 s, with a progress line) until librdkafka sees `want` partitions, all with
+/// a leader, in the topics `pick` selects.
+fn wait_for_leaders(
+    bootstrap: &str,
+    pick: impl Fn(&str) -> bool,
+    want: usize,
+) -> Result<(), String> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()
+        .map_err(|e| format!("client: {e}"))?;
+    let started = Instant::now();
+    loop {
+        let led = client
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|md| {
+                md.topics()
+                    .iter()
+                    .filter(|t| pick(t.name()))
+                    .flat_map(|t| t.partitions())
+                    .filter(|p| p.leader() >= 0)
+                    .count()
+            })
+            .unwrap_or(0);
+        eprint!("\r{led}/{want} partitions have a leader   ");
+        if led >= want {
+            eprintln!();
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(format!(
+                "only {led} of {want} partitions have a leader after 300 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -142,30 +212,10 @@ fn metadata_with_idle_topics(
             return std::process::ExitCode::FAILURE;
         }
     };
-    // Wait until every topic has a leader.
-    let ready = |md: &rdkafka::metadata::Metadata| {
-        md.topics()
-            .iter()
-            .filter(|t| t.name().starts_with(prefix))
-            .filter(|t| t.partitions().iter().all(|p| p.leader() >= 0))
-            .count()
-    };
-    loop {
-        let have = client
-            .fetch_metadata(None, Duration::from_secs(10))
-            .map(|md| ready(&md))
-            .unwrap_or(0);
-        eprint!("\r{have}/{n} topics ready   ");
-        if have >= n {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            eprintln!("\ntopics not ready after 300 s");
-            return std::process::ExitCode::FAILURE;
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    if let Err(e) = wait_for_leaders(bootstrap, |name| name.starts_with(prefix), n) {
+        eprintln!("{e}");
+        return std::process::ExitCode::FAILURE;
     }
-    eprintln!();
     let created_secs = started.elapsed().as_secs_f64();
     // Let the brokers settle, then measure.
     std::thread::sleep(Duration::from_secs(2));
@@ -238,6 +288,8 @@ fn main() -> std::process::ExitCode {
     // Consumer fetch.wait.max.ms (librdkafka's default is 500); some brokers hold every fetch
     // for the full wait, so compare brokers at the same setting.
     let fetch_wait = arg(&args, "--fetch-wait-ms", "500");
+    // Consumer max.partition.fetch.bytes (librdkafka's default is 1 MiB per partition per fetch).
+    let partition_fetch = arg(&args, "--partition-fetch-bytes", "1048576");
     let batch = arg(&args, "--batch-size", "1000000");
     let producers: u64 = arg(&args, "--producers", "1").parse().unwrap_or(1);
     let consumers: i32 = arg(&args, "--consumers", "1").parse().unwrap_or(1);
@@ -260,6 +312,11 @@ fn main() -> std::process::ExitCode {
         return metadata_with_idle_topics(&bootstrap, &topic, n, &brokers);
     }
     create_topics(&bootstrap, std::slice::from_ref(&topic), partitions, rf);
+    // Start the clock only once every partition has a leader, so no record waits for one.
+    if let Err(e) = wait_for_leaders(&bootstrap, |name| name == topic, partitions as usize) {
+        eprintln!("{e}");
+        return std::process::ExitCode::FAILURE;
+    }
 
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -364,11 +421,12 @@ fn main() -> std::process::ExitCode {
     let got = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for c in 0..if consume { consumers.max(1) } else { 0 } {
-        let (bootstrap, topic, got, fetch_wait) = (
+        let (bootstrap, topic, got, fetch_wait, partition_fetch) = (
             bootstrap.clone(),
             topic.clone(),
             got.clone(),
             fetch_wait.clone(),
+            partition_fetch.clone(),
         );
         readers.push(std::thread::spawn(move || {
             let consumer: BaseConsumer = ClientConfig::new()
@@ -377,6 +435,7 @@ fn main() -> std::process::ExitCode {
                 .set("group.id", "bench")
                 .set("enable.auto.commit", "false")
                 .set("fetch.max.bytes", "52428800")
+                .set("max.partition.fetch.bytes", &partition_fetch)
                 .set("log_level", "3")
                 .create()
                 .expect("consumer");
@@ -403,8 +462,10 @@ fn main() -> std::process::ExitCode {
     let consume_secs = consume_start.elapsed().as_secs_f64();
     let consumed = got.load(Ordering::Relaxed) as f64;
     let cpu_after_consume = cpu_seconds(&brokers);
-    let produce_cpu = cpu_after_produce - cpu_before_produce;
-    let consume_cpu = cpu_after_consume - cpu_after_produce;
+    let produce_user = cpu_after_produce.0 - cpu_before_produce.0;
+    let produce_cpu = produce_user + cpu_after_produce.1 - cpu_before_produce.1;
+    let consume_cpu =
+        cpu_after_consume.0 + cpu_after_consume.1 - cpu_after_produce.0 - cpu_after_produce.1;
     let consumed_gb = consumed * size as f64 / 1e9;
     let peak_rss_mb = peak_rss_mb(&brokers);
 
@@ -424,8 +485,9 @@ fn main() -> std::process::ExitCode {
     print!("{report}");
     if !brokers.is_empty() {
         println!(
-            "brokers {brokers:?}: CPU {produce_cpu:.2} s producing ({:.2} s/GB), {consume_cpu:.2} s consuming ({:.2} s/GB); peak RSS {peak_rss_mb:.1} MB (largest broker)",
+            "brokers {brokers:?}: CPU {produce_cpu:.2} s producing ({:.2} s/GB, of which user space {:.2} s/GB), {consume_cpu:.2} s consuming ({:.2} s/GB); peak RSS {peak_rss_mb:.1} MB (largest broker)",
             produce_cpu / (mb / 1e3),
+            produce_user / (mb / 1e3),
             if consume { consume_cpu / consumed_gb } else { f64::NAN },
         );
     }
@@ -440,7 +502,7 @@ fn main() -> std::process::ExitCode {
             "consume_records_per_s": consumed / consume_secs,
             "consume_mb_per_s": consumed_gb * 1e3 / consume_secs, "rate": rate,
             "broker_pids": brokers, "broker_cpu_produce_s": produce_cpu,
-            "broker_cpu_consume_s": consume_cpu, "broker_peak_rss_mb": peak_rss_mb,
+            "broker_cpu_consume_s": consume_cpu, "broker_user_cpu_produce_s": produce_user, "broker_peak_rss_mb": peak_rss_mb,
         });
         if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap_or_default()) {
             eprintln!("cannot write {path}: {e}");

@@ -178,6 +178,12 @@ pub const SETTINGS: &[Setting] = &[
         "fsync a log whose oldest unflushed record is this old; default leaves durability to the page cache.",
     ),
     int(
+        "log.writeback.bytes",
+        "4194304",
+        0,
+        "Start writing a segment's new data to disk (asynchronously, no fsync) every this many bytes appended; smooths writeback so appends do not stall at the kernel's dirty threshold. 0: leave it to the kernel.",
+    ),
+    int(
         "log.flush.scheduler.interval.ms",
         "1000",
         1,
@@ -478,6 +484,8 @@ pub struct LogDefaults {
     pub flush_interval_messages: i64,
     /// fsync once the oldest unflushed append is this old (checked by a periodic task).
     pub flush_interval_ms: i64,
+    /// Start asynchronous writeback every this many bytes appended to a segment (0: never).
+    pub writeback_bytes: u64,
     /// Forget an idempotent producer silent this long (-1: never).
     pub producer_expiration_ms: i64,
 }
@@ -775,6 +783,7 @@ impl Config {
             max_message_bytes: int("message.max.bytes") as usize,
             flush_interval_messages: int("log.flush.interval.messages"),
             flush_interval_ms: int("log.flush.interval.ms"),
+            writeback_bytes: int("log.writeback.bytes") as u64,
             producer_expiration_ms: int("producer.id.expiration.ms"),
         };
         let rf = int("default.replication.factor");
@@ -944,6 +953,7 @@ pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) ->
         max_message_bytes: i("max.message.bytes", defaults.max_message_bytes as i64) as usize,
         flush_interval_messages: i("flush.messages", defaults.flush_interval_messages),
         flush_interval_ms: i("flush.ms", defaults.flush_interval_ms),
+        writeback_bytes: defaults.writeback_bytes,
         producer_expiration_ms: defaults.producer_expiration_ms,
     }
 }

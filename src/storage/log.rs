@@ -359,9 +359,13 @@ impl PartitionLog {
         ) {
             self.roll(inner, h.base_offset)?;
         }
-        inner
-            .active()
-            .append(prefix, bytes, h, settings.index_interval_bytes)?;
+        inner.active().append(
+            prefix,
+            bytes,
+            h,
+            settings.index_interval_bytes,
+            settings.writeback_bytes,
+        )?;
         inner.producers.record(h, h.base_offset);
         inner.unflushed_messages += h.record_count.max(1) as i64;
         inner.unflushed_since.get_or_insert_with(Instant::now);
@@ -774,6 +778,8 @@ mod tests {
             max_message_bytes: 1 << 20,
             flush_interval_messages: i64::MAX,
             flush_interval_ms: i64::MAX,
+            // Small, so the tests run the writeback hint too.
+            writeback_bytes: 512,
             producer_expiration_ms: -1,
         }
     }

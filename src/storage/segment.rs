@@ -39,6 +39,8 @@ pub struct Segment {
     pub next_offset: i64,
     pub max_timestamp: i64,
     bytes_since_index: u64,
+    /// The file position up to which writeback was started (`log.writeback.bytes`).
+    written_back: u64,
     created: Instant,
     pub unflushed: bool,
 }
@@ -86,6 +88,7 @@ impl Segment {
             next_offset: base,
             max_timestamp: -1,
             bytes_since_index: 0,
+            written_back: 0,
             created: Instant::now(),
             unflushed: false,
         })
@@ -116,6 +119,7 @@ impl Segment {
             next_offset: base,
             max_timestamp: -1,
             bytes_since_index: 0,
+            written_back: 0,
             created: Instant::now(),
             unflushed: false,
         };
@@ -252,6 +256,7 @@ impl Segment {
         batch_bytes: &[u8],
         h: &BatchHeader,
         index_interval: u64,
+        writeback_bytes: u64,
     ) -> io::Result<()> {
         let pos = self.size;
         self.maybe_index(h, pos, index_interval)?;
@@ -267,6 +272,16 @@ impl Segment {
         self.note_batch(h);
         self.size += batch_bytes.len() as u64;
         self.unflushed = true;
+        // A truncation may have cut the file below the last writeback mark.
+        self.written_back = self.written_back.min(pos);
+        if writeback_bytes > 0 && self.size - self.written_back >= writeback_bytes {
+            // Hand the kernel what was appended since the last call, so dirty pages are
+            // written out in steady small steps instead of one large burst at the dirty
+            // threshold that stalls appends for a second or more. Only a hint: errors
+            // surface on the next fsync.
+            let _ = start_writeback(&self.log, self.written_back, self.size - self.written_back);
+            self.written_back = self.size;
+        }
         Ok(())
     }
 
@@ -458,4 +473,26 @@ pub fn read_batches(
     }
     buf.truncate(pos);
     Ok(buf.freeze())
+}
+
+/// Starts asynchronous writeback of a file range (sync_file_range with WRITE only: it does not
+/// wait for the data to reach the disk and makes no durability promise).
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is owned by
+    // `file`, which outlives the call.
+    let r = unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -258,22 +258,15 @@ impl ReplicaManager {
     /// Applies retention to every hosted log every `log.retention.check.interval.ms`.
     pub async fn run_retention(self: Arc<Self>, token: CancellationToken) {
         let every = Duration::from_millis(self.config.retention_check_interval_ms);
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let now = now_ms();
-                for p in me.hosted() {
-                    if let Err(e) = p.log.apply_retention(now) {
-                        tracing::warn!(tp = %p.tp(), error = %e, "retention failed");
-                    }
+        self.on_every_log(every, token, |logs| {
+            let now = now_ms();
+            for p in logs {
+                if let Err(e) = p.log.apply_retention(now) {
+                    tracing::warn!(tp = %p.tp(), error = %e, "retention failed");
                 }
-            })
-            .await;
-        }
+            }
+        })
+        .await
     }
 
     /// Flushes, every `log.flush.scheduler.interval.ms`, each log whose oldest unflushed append
@@ -281,21 +274,32 @@ impl ReplicaManager {
     /// one settings read per tick.
     pub async fn run_time_flush(self: Arc<Self>, token: CancellationToken) {
         let every = Duration::from_millis(self.config.flush_check_interval_ms);
+        self.on_every_log(every, token, |logs| {
+            let now = std::time::Instant::now();
+            for p in logs {
+                if let Err(e) = p.log.flush_if_due(now) {
+                    tracing::error!(tp = %p.tp(), error = %e, "flush failed");
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every `every` until cancelled, runs `work` over the hosted partitions on the blocking
+    /// pool (it does file I/O), one run at a time.
+    async fn on_every_log(
+        self: Arc<Self>,
+        every: Duration,
+        token: CancellationToken,
+        work: fn(Vec<Arc<Partition>>),
+    ) {
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let now = std::time::Instant::now();
-                for p in me.hosted() {
-                    if let Err(e) = p.log.flush_if_due(now) {
-                        tracing::error!(tp = %p.tp(), error = %e, "flush failed");
-                    }
-                }
-            })
-            .await;
+            let logs = self.hosted();
+            let _ = tokio::task::spawn_blocking(move || work(logs)).await;
         }
     }
 

@@ -102,11 +102,7 @@ fn create_topics(bootstrap: &str, names: &[String], partitions: i32, rf: i16) {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
     use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    // The first reachable address of the bootstrap list.
-    let Some(mut c) = bootstrap
-        .split(',')
-        .find_map(|addr| strom::tools::Client::connect(addr.trim()).ok())
-    else {
+    let Ok(mut c) = strom::tools::Client::connect(bootstrap) else {
         eprintln!("cannot connect to {bootstrap} to create topics");
         return;
     };

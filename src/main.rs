@@ -51,7 +51,7 @@ enum Command {
     /// Connect like a client, fetch metadata, and try every advertised broker endpoint from
     /// here; explains what is wrong when a client could not reach the cluster.
     Doctor {
-        /// Any broker's client address, host:port.
+        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -70,7 +70,7 @@ enum Command {
 enum GroupCommand {
     /// Every consumer group in the cluster, with its state.
     List {
-        /// Any broker's client address, host:port.
+        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -78,7 +78,7 @@ enum GroupCommand {
     Describe {
         /// The group id.
         group: String,
-        /// Any broker's client address, host:port.
+        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -102,7 +102,7 @@ enum GroupCommand {
         /// Commit the new offsets (without it: a dry run).
         #[arg(long)]
         execute: bool,
-        /// Any broker's client address, host:port.
+        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
@@ -112,7 +112,7 @@ enum GroupCommand {
 enum ClusterCommand {
     /// The metadata quorum (leader, term, voters and their lag) and every broker's state.
     Status {
-        /// Any broker's client address, host:port.
+        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },

@@ -26,9 +26,23 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn connect(addr: &str) -> anyhow::Result<Client> {
-        let stream = TcpStream::connect(addr)
-            .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+    /// Connects to the first reachable address of a bootstrap list (`host:port[,host:port..]`,
+    /// as Kafka clients take it).
+    pub fn connect(bootstrap: &str) -> anyhow::Result<Client> {
+        let mut failures = Vec::new();
+        let stream = bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .find_map(|addr| {
+                TcpStream::connect(addr)
+                    .map_err(|e| failures.push(format!("{addr}: {e}")))
+                    .ok()
+            })
+            .ok_or_else(|| match failures.is_empty() {
+                true => anyhow::anyhow!("no bootstrap address given"),
+                false => anyhow::anyhow!("cannot connect to {}", failures.join("; ")),
+            })?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.set_nodelay(true)?;
         Ok(Client {
@@ -282,5 +296,25 @@ pub fn health(config: &crate::config::Config) -> Result<String, String> {
             "node {} is registered, unfenced and serving on {addr}",
             config.node_id
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_takes_the_first_reachable_address_of_a_bootstrap_list() {
+        let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let live_addr = live.local_addr().expect("addr").to_string();
+        // A port that was just free: nothing listens there.
+        let dead_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("addr")
+            .to_string();
+        assert!(Client::connect(&format!("{dead_addr}, {live_addr}")).is_ok());
+        let err = Client::connect(&dead_addr).err().expect("nothing listens");
+        assert!(err.to_string().contains(&dead_addr), "{err}");
+        assert!(Client::connect(" , ").is_err());
     }
 }

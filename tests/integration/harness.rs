@@ -404,9 +404,24 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) ->
 
 /// Queues one record (id as the delivery opaque), waiting while the local queue is full.
 pub fn send(p: &BaseProducer<Recorder>, topic: &str, id: u64, payload: &[u8]) {
+    send_to(p, topic, None, id, payload)
+}
+
+/// `send`, to a chosen partition (`None`: librdkafka's partitioner picks, at random for the
+/// empty key — tests that need every partition filled choose).
+pub fn send_to(
+    p: &BaseProducer<Recorder>,
+    topic: &str,
+    partition: Option<i32>,
+    id: u64,
+    payload: &[u8],
+) {
     let mut rec = rdkafka::producer::BaseRecord::with_opaque_to(topic, Box::new(id))
         .key(&[])
         .payload(payload);
+    if let Some(n) = partition {
+        rec = rec.partition(n);
+    }
     loop {
         match p.send(rec) {
             Ok(()) => return,

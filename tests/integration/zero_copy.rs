@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strom::tools::Client;
 
-use crate::harness::{consume_all, flush, producer, send, wait_until, Broker, Raw};
+use crate::harness::{consume_all, flush, producer, send_to, wait_until, Broker, Raw};
 
 const TOPIC: &str = "zc";
 
@@ -89,9 +89,12 @@ fn sendfile_and_copying_fetches_return_identical_bytes() {
     let mut b = Broker::start(&["num.partitions=3", "log.segment.bytes=40000"]);
     let boot = b.bootstrap();
     let p = producer(&boot, &[("linger.ms", "20"), ("compression.type", "lz4")]);
+    // Partitions chosen, not random: every partition gets enough data to be cut by the byte
+    // limits above (750, 750 and 1,500 records; partition 2 also takes the big batch below).
+    let partition_of = |i: u64| [0, 1, 2, 2][(i % 4) as usize];
     for i in 0..3000u64 {
         let payload = vec![b'a' + (i % 26) as u8; 20 + (i as usize * 7) % 400];
-        send(&p, TOPIC, i, &payload);
+        send_to(&p, TOPIC, Some(partition_of(i)), i, &payload);
         if i % 500 == 0 {
             flush(&p);
         }
@@ -103,7 +106,7 @@ fn sendfile_and_copying_fetches_return_identical_bytes() {
         &[("compression.type", "none"), ("batch.size", "200000")],
     );
     for i in 0..200u64 {
-        send(&big, TOPIC, 10_000 + i, &vec![b'z'; 900]);
+        send_to(&big, TOPIC, Some(2), 10_000 + i, &vec![b'z'; 900]);
     }
     flush(&big);
     let id = topic_id(&boot);

@@ -446,10 +446,22 @@ impl Coordinator {
         let _gate = shard.gate.clone().read_owned().await;
         let last = {
             let mut g = lock(&group);
-            g.check_commit(member_id, instance_id, generation, Instant::now())?;
+            if let Err(e) = g.check_commit(member_id, instance_id, generation, Instant::now()) {
+                tracing::debug!(group = %group_id, member = %member_id, generation, error = ?e, "offset commit refused");
+                return Err(e);
+            }
             Self::append(&shard, &records)?
         };
         let outcome = self.replicated(&shard, last).await;
+        tracing::debug!(
+            group = %group_id,
+            member = %member_id,
+            generation,
+            commits = ?entries.iter().map(|e| (e.partition, e.offset)).collect::<Vec<_>>(),
+            last,
+            outcome = ?outcome,
+            "offsets committed"
+        );
         let mut g = lock(&group);
         let mut at = last + 1 - records.len() as i64;
         let results = entries

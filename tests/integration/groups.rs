@@ -34,7 +34,14 @@ const GROUP_SETS: &[&str] = &[
 #[derive(Default, Clone)]
 struct Rebalances(Arc<AtomicUsize>);
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    // TEST_RDKAFKA_DEBUG=<contexts> (e.g. `cgrp`) prints librdkafka's debug log while debugging.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if std::env::var_os("TEST_RDKAFKA_DEBUG").is_some() {
+            eprintln!("rdkafka {level:?} {fac}: {log_message}");
+        }
+    }
+}
 
 impl ConsumerContext for Rebalances {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
@@ -57,6 +64,9 @@ fn group_consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> Group
         .set("log_level", "3");
     for (k, v) in extra {
         c.set(*k, *v);
+    }
+    if let Ok(contexts) = std::env::var("TEST_RDKAFKA_DEBUG") {
+        c.set("debug", contexts).set("log_level", "7");
     }
     let c: GroupConsumer = c
         .create_with_context(Rebalances::default())

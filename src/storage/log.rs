@@ -26,7 +26,7 @@ use bytes::Bytes;
 use super::batch::{rewritten_prefix, BatchHeader};
 use super::epochs::EpochCache;
 use super::producers::{Check, ProducerError, ProducerState};
-use super::segment::{delete_files, read_batches, Segment};
+use super::segment::{delete_files, read_at, read_batches, Segment};
 use crate::config::LogDefaults;
 use crate::types::{Offset, TopicId, TopicPartition};
 
@@ -96,9 +96,7 @@ pub struct FileRegion {
 impl FileRegion {
     /// The bytes, copied into memory (listeners that cannot send from the file).
     pub fn read(&self) -> io::Result<Bytes> {
-        let mut buf = bytes::BytesMut::zeroed(self.len);
-        std::os::unix::fs::FileExt::read_exact_at(&*self.file, &mut buf, self.offset)?;
-        Ok(buf.freeze())
+        Ok(read_at(&self.file, self.len, self.offset)?.freeze())
     }
 }
 
@@ -839,6 +837,25 @@ mod tests {
             log.offset_for_timestamp(1030).expect("ts"),
             Some((90, 1030))
         );
+    }
+
+    #[test]
+    fn file_regions_read_exactly_their_bytes_and_a_short_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let file = Arc::new(File::open(&path).expect("open"));
+        let region = |offset: u64, len: usize| FileRegion {
+            file: file.clone(),
+            offset,
+            len,
+        };
+        let got = region(70_001, 29_999).read().expect("read");
+        assert_eq!(&got[..], &content[70_001..]);
+        assert!(region(0, 0).read().expect("empty").is_empty());
+        let err = region(99_000, 1_001).read().expect_err("past the end");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

@@ -458,8 +458,7 @@ pub fn read_batches(
             }
         }
     }
-    let mut buf = BytesMut::zeroed(want);
-    file.read_exact_at(&mut buf, start)?;
+    let mut buf = read_at(file, want, start)?;
     let mut pos = 0;
     while let Some((base, size)) = batch::peek_size(&buf[pos..]) {
         if base >= max_offset || pos + size > buf.len() {
@@ -469,6 +468,45 @@ pub fn read_batches(
     }
     buf.truncate(pos);
     Ok(buf.freeze())
+}
+
+/// Reads exactly `len` bytes at `offset` into a new buffer without zero-filling it first (on
+/// the fetch and replication paths the fill was a tenth of the brokers' CPU).
+#[allow(unsafe_code)]
+pub fn read_at(file: &File, len: usize, offset: u64) -> io::Result<BytesMut> {
+    use std::os::fd::AsRawFd;
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let want = len - done;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is writable memory of at least `want` bytes owned by `buf`; pread
+        // writes at most `want` bytes into it and reports how many it wrote.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                want,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than the range being read",
+            ));
+        }
+        // SAFETY: pread initialised the first `n` (≤ `want`) bytes of the spare capacity.
+        unsafe { buf.set_len(done + n as usize) };
+    }
+    Ok(buf)
 }
 
 /// Appends `head` then `rest` at the file's end with one writev(2) in the usual case (a batch

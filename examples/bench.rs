@@ -4,14 +4,18 @@
 //! `cargo run --release --example bench -- --bootstrap 127.0.0.1:9092 --records 1000000
 //!  --record-size 100 --partitions 6 --acks all --compression none --linger-ms 5 --producers 1
 //!  --consumers 1 --fetch-wait-ms 500 --partition-fetch-bytes 1048576 [--duration 30s]
-//!  [--rate 100000] [--no-consume] [--broker-pid 1234,1235] [--json out.json]`
+//!  [--rate 100000] [--no-consume] [--latency-by-second] [--broker-pid 1234,1235]
+//!  [--json out.json]`
 //!  or, for idle topics: `bench --bootstrap .. --idle-topics 1000 [--broker-pid ..]`
+//!  or, for memory over topic churn: `bench --bootstrap .. --churn 20 --records 200000
+//!  --record-size 1024 --partitions 8 --broker-pid ..`
 //!
 //! Producers write for `--records` records or `--duration` (at most `--rate` records/s in all),
 //! with a live progress line, then consumers read every partition back from the start. It prints
 //! records/s, MB/s and produce latency p50/p99/p99.9/max; with `--broker-pid`, the brokers' CPU
 //! seconds per GB produced and consumed and their peak RSS; and can write it all as JSON.
-//! `--idle-topics N` creates N one-partition topics instead and times Metadata requests.
+//! `--idle-topics N` creates N one-partition topics instead and times Metadata requests;
+//! `--churn N` runs N rounds of create topic, produce, delete topic and prints the brokers' RSS.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +37,8 @@ fn arg(args: &[String], name: &str, default: &str) -> String {
 }
 
 struct Latencies {
-    micros: Mutex<Vec<u64>>,
+    /// (when the record was sent, produce latency in µs) per acknowledged record.
+    micros: Mutex<Vec<(Instant, u64)>>,
     failed: AtomicU64,
 }
 
@@ -47,11 +52,32 @@ impl ProducerContext for Latencies {
                 .micros
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(sent.elapsed().as_micros() as u64),
+                .push((*sent, sent.elapsed().as_micros() as u64)),
             Err(_) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// One line per second of the run: records sent in it and their produce latency, so a tail can
+/// be placed in time (a stall, a burst) rather than spread over the whole run.
+fn print_latency_by_second(start: Instant, sent: &[(Instant, u64)]) {
+    let mut by: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for &(at, l) in sent {
+        by.entry(at.saturating_duration_since(start).as_secs())
+            .or_default()
+            .push(l);
+    }
+    for (s, mut l) in by {
+        l.sort_unstable();
+        println!(
+            "  second {s:>3}: {:>8} acked  latency ms p50 {:>8.2}  p99 {:>8.2}  max {:>8.2}",
+            l.len(),
+            pct(&l, 0.5),
+            pct(&l, 0.99),
+            pct(&l, 1.0)
+        );
     }
 }
 
@@ -246,6 +272,93 @@ fn metadata_with_idle_topics(
     std::process::ExitCode::SUCCESS
 }
 
+/// Deletes topics through DeleteTopics.
+fn delete_topics(bootstrap: &str, names: &[String]) -> Result<(), String> {
+    use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut c = strom::tools::Client::connect(bootstrap).map_err(|e| e.to_string())?;
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topic_names(
+            names
+                .iter()
+                .map(|n| TopicName(StrBytes::from_string(n.clone())))
+                .collect(),
+        );
+    let resp: DeleteTopicsResponse = c
+        .call(ApiKey::DeleteTopics, 4, &req)
+        .map_err(|e| e.to_string())?;
+    match resp.responses.iter().find(|r| r.error_code != 0) {
+        Some(r) => Err(format!("DeleteTopics: error {}", r.error_code)),
+        None => Ok(()),
+    }
+}
+
+/// Rounds of: create a topic, produce `records` records of `size` B into it (acks=1), delete
+/// it; the brokers' RSS after each round shows whether memory follows data and topics away.
+fn churn(
+    bootstrap: &str,
+    prefix: &str,
+    rounds: usize,
+    (partitions, records, size): (i32, u64, usize),
+    brokers: &[u32],
+) -> std::process::ExitCode {
+    println!(
+        "broker RSS before: {:.1} MB (largest broker)",
+        rss_mb(brokers)
+    );
+    let value = vec![b'c'; size];
+    for round in 0..rounds {
+        let topic = format!("{prefix}-churn-{round}");
+        create_topics(bootstrap, std::slice::from_ref(&topic), partitions, 1);
+        if let Err(e) = wait_for_leaders(bootstrap, |n| n == topic, partitions as usize) {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+        let p: BaseProducer = match ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("acks", "1")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .set("log_level", "3")
+            .create()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("producer: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let started = Instant::now();
+        let mut n = 0;
+        while n < records {
+            match p.send(BaseRecord::<(), [u8]>::to(&topic).payload(&value)) {
+                Ok(()) => n += 1,
+                Err(_) => p.poll(Duration::from_millis(1)),
+            }
+        }
+        if p.flush(Duration::from_secs(120)).is_err() {
+            eprintln!("round {round}: not every record was acknowledged");
+            return std::process::ExitCode::FAILURE;
+        }
+        drop(p);
+        let produced_rss = rss_mb(brokers);
+        if let Err(e) = delete_topics(bootstrap, std::slice::from_ref(&topic)) {
+            eprintln!("round {round}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+        // Deletion finishes in the background on each broker.
+        std::thread::sleep(Duration::from_secs(2));
+        println!(
+            "round {round:>3}: {:.0} MB produced in {:.1} s; broker RSS {produced_rss:.1} MB after producing, {:.1} MB after deleting",
+            records as f64 * size as f64 / 1e6,
+            started.elapsed().as_secs_f64(),
+            rss_mb(brokers)
+        );
+    }
+    std::process::ExitCode::SUCCESS
+}
+
 /// The largest current resident set (VmRSS) among the given processes, in MB.
 fn rss_mb(pids: &[u32]) -> f64 {
     status_kb(pids, "VmRSS:") / 1024.0
@@ -258,7 +371,7 @@ fn main() -> std::process::ExitCode {
             "{}",
             include_str!("bench.rs")
                 .lines()
-                .take(14)
+                .take_while(|l| l.starts_with("//!"))
                 .map(|l| l.trim_start_matches("//!"))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -292,12 +405,16 @@ fn main() -> std::process::ExitCode {
     // Records per second over all producers (0: as fast as possible).
     let rate: f64 = arg(&args, "--rate", "0").parse().unwrap_or(0.0);
     let consume = !args.iter().any(|a| a == "--no-consume");
+    // Print p50/p99/max of produce latency for each second records were sent in.
+    let by_second = args.iter().any(|a| a == "--latency-by-second");
     let brokers: Vec<u32> = arg(&args, "--broker-pid", "")
         .split(',')
         .filter_map(|p| p.trim().parse().ok())
         .collect();
     // Workload 5: create this many one-partition topics, then time Metadata requests.
     let idle_topics: Option<usize> = arg(&args, "--idle-topics", "").parse().ok();
+    // Memory over topic churn: this many rounds of create, produce --records, delete.
+    let churn_rounds: Option<usize> = arg(&args, "--churn", "").parse().ok();
     let json = args
         .iter()
         .position(|a| a == "--json")
@@ -306,6 +423,15 @@ fn main() -> std::process::ExitCode {
 
     if let Some(n) = idle_topics {
         return metadata_with_idle_topics(&bootstrap, &topic, n, &brokers);
+    }
+    if let Some(rounds) = churn_rounds {
+        return churn(
+            &bootstrap,
+            &topic,
+            rounds,
+            (partitions, records, size),
+            &brokers,
+        );
     }
     create_topics(&bootstrap, std::slice::from_ref(&topic), partitions, rf);
     // Start the clock only once every partition has a leader, so no record waits for one.
@@ -316,8 +442,8 @@ fn main() -> std::process::ExitCode {
 
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let cpu_before_produce = cpu_seconds(&brokers);
-    let start = Instant::now();
+    // Producers warm up (below), then all start together with the clock.
+    let ready = Arc::new(std::sync::Barrier::new(producers as usize + 1));
     let per_producer = records / producers.max(1);
     let mut handles = Vec::new();
     for _ in 0..producers {
@@ -329,7 +455,7 @@ fn main() -> std::process::ExitCode {
             linger.clone(),
             batch.clone(),
         );
-        let (sent, stop) = (sent.clone(), stop.clone());
+        let (sent, stop, ready) = (sent.clone(), stop.clone(), ready.clone());
         handles.push(std::thread::spawn(move || {
             let p: BaseProducer<Latencies> = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
@@ -345,6 +471,27 @@ fn main() -> std::process::ExitCode {
                 })
                 .expect("producer");
             let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+            // Warm-up, not timed: one record to every partition, acknowledged, so connecting,
+            // the client's first metadata and a new topic's first replication round are not
+            // counted as produce latency.
+            for part in 0..partitions {
+                let rec: BaseRecord<(), [u8], Box<Instant>> =
+                    BaseRecord::with_opaque_to(&topic, Box::new(Instant::now()))
+                        .payload(value.as_slice())
+                        .partition(part);
+                if let Err((e, _)) = p.send(rec) {
+                    eprintln!("warm-up record: {e}");
+                }
+            }
+            let _ = p.flush(Duration::from_secs(60));
+            let ctx = p.context();
+            ctx.micros.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            let warm_failed = ctx.failed.swap(0, Ordering::Relaxed);
+            if warm_failed > 0 {
+                eprintln!("{warm_failed} warm-up records failed");
+            }
+            ready.wait();
+            let start = Instant::now();
             let mut n = 0u64;
             let per_second = rate / producers.max(1) as f64;
             while !stop.load(Ordering::Relaxed) && (duration.is_some() || n < per_producer) {
@@ -376,6 +523,9 @@ fn main() -> std::process::ExitCode {
             (lat, ctx.failed.load(Ordering::Relaxed), start.elapsed())
         }));
     }
+    ready.wait();
+    let cpu_before_produce = cpu_seconds(&brokers);
+    let start = Instant::now();
     // A progress line about once a second.
     let mut last = 0;
     while handles.iter().any(|h| !h.is_finished()) {
@@ -396,16 +546,26 @@ fn main() -> std::process::ExitCode {
         }
     }
     eprintln!();
-    let mut latencies = Vec::new();
+    let mut sent_latencies = Vec::new();
     let mut failed = 0;
     let mut produce_secs: f64 = 0.0;
     for h in handles {
         if let Ok((l, f, took)) = h.join() {
-            latencies.extend(l);
+            sent_latencies.extend(l);
             failed += f;
             produce_secs = produce_secs.max(took.as_secs_f64());
         }
     }
+    if by_second {
+        // Wall-clock start, to line the seconds up with broker logs or system traces.
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() - start.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        println!("  produce started at unix time {unix:.3}");
+        print_latency_by_second(start, &sent_latencies);
+    }
+    let mut latencies: Vec<u64> = sent_latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort_unstable();
     let acked = latencies.len() as f64;
     let mb = acked * size as f64 / 1e6;
@@ -413,7 +573,13 @@ fn main() -> std::process::ExitCode {
 
     // Read everything back.
     let consume_start = Instant::now();
-    let total = if consume { latencies.len() as u64 } else { 0 };
+    // Every record acknowledged, and the warm-up records.
+    let warmed = producers * partitions as u64;
+    let total = if consume {
+        latencies.len() as u64 + warmed
+    } else {
+        0
+    };
     let got = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for c in 0..if consume { consumers.max(1) } else { 0 } {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,14 +54,7 @@ impl Connection {
                 size >= 0 && size as usize <= self.max_frame,
                 "response frame of {size} bytes"
             );
-            // Read into spare capacity: zero-filling first cost as much as the copy.
-            let mut body = BytesMut::with_capacity(size as usize);
-            while body.len() < size as usize {
-                let left = size as usize - body.len();
-                if self.stream.read_buf(&mut (&mut body).limit(left)).await? == 0 {
-                    anyhow::bail!("connection closed inside a response");
-                }
-            }
+            let body = protocol::read_body(&mut self.stream, size as usize).await?;
             Ok::<Bytes, anyhow::Error>(body.freeze())
         };
         let body = tokio::time::timeout(timeout, exchange)

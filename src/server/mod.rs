@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -92,20 +92,13 @@ async fn read_requests(
                 "frame of {size} bytes exceeds socket.request.max.bytes ({max})"
             ));
         }
-        // Read into spare capacity: zero-filling the buffer first showed up in profiles.
-        let mut frame = BytesMut::with_capacity(size as usize);
-        while frame.len() < size as usize {
-            let left = size as usize - frame.len();
-            let mut chunk = (&mut frame).limit(left);
-            tokio::select! {
-                _ = token.cancelled() => return None,
-                r = rd.read_buf(&mut chunk) => match r {
-                    Ok(0) | Err(_) => return Some("connection closed inside a frame".into()),
-                    Ok(_) => {}
-                },
-            }
-        }
-        let frame = frame.freeze();
+        let frame = tokio::select! {
+            _ = token.cancelled() => return None,
+            r = protocol::read_body(&mut rd, size as usize) => match r {
+                Ok(frame) => frame.freeze(),
+                Err(_) => return Some("connection closed inside a frame".into()),
+            },
+        };
         let (key, version) = match protocol::peek_key_version(&frame) {
             Ok(kv) => kv,
             Err(e) => return Some(e.to_string()),

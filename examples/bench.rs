@@ -315,14 +315,16 @@ fn churn(
             eprintln!("{e}");
             return std::process::ExitCode::FAILURE;
         }
-        let p: BaseProducer = match ClientConfig::new()
+        let p: BaseProducer<Latencies> = match ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("acks", "1")
             .set("linger.ms", "5")
             .set("queue.buffering.max.kbytes", "1048576")
             .set("log_level", "3")
-            .create()
-        {
+            .create_with_context(Latencies {
+                micros: Mutex::new(Vec::new()),
+                failed: AtomicU64::new(0),
+            }) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("producer: {e}");
@@ -332,12 +334,20 @@ fn churn(
         let started = Instant::now();
         let mut n = 0;
         while n < records {
-            match p.send(BaseRecord::<(), [u8]>::to(&topic).payload(&value)) {
+            let rec = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
+                &topic,
+                Box::new(Instant::now()),
+            )
+            .payload(&value);
+            match p.send(rec) {
                 Ok(()) => n += 1,
                 Err(_) => p.poll(Duration::from_millis(1)),
             }
         }
-        if p.flush(Duration::from_secs(120)).is_err() {
+        // flush only times out; a refused record shows in the delivery count.
+        if p.flush(Duration::from_secs(120)).is_err()
+            || p.context().failed.load(Ordering::Relaxed) > 0
+        {
             eprintln!("round {round}: not every record was acknowledged");
             return std::process::ExitCode::FAILURE;
         }

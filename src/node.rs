@@ -201,6 +201,7 @@ impl Node {
                 listener: name,
                 producer_ids: producer_ids.clone(),
                 groups: groups.clone(),
+                all_topics: Default::default(),
             });
             tasks.spawn(crate::server::serve(
                 listener,

@@ -1,28 +1,107 @@
 //! Metadata: brokers (with the endpoints of the listener the client came in on), topics,
 //! partitions, leaders and ISR from the current image; auto-creates missing topics when
-//! `auto.create.topics.enable` and the request both allow it.
+//! `auto.create.topics.enable` and the request both allow it. An all-topics answer is kept
+//! encoded per listener ([`AllTopics`]) until the image or the controller changes.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, Bytes, BytesMut};
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 use super::{broker, errors, s, topic_name, Context};
 use crate::controller::{AdminError, NewTopic};
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{MetadataImage, TopicImage};
+use crate::protocol::{self, FrameError, Part, Reply};
 use crate::types::TopicId;
 
 /// `i32::MIN`: authorized operations were not requested.
 const OPS_OMITTED: i32 = i32::MIN;
 
-pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let mut image = ctx.controller.image();
-    // v0 with an empty list, and v1+ with null, mean "all topics".
-    let wanted: Option<Vec<(Option<String>, TopicId)>> = match &req.topics {
+/// The last all-topics answers of one listener, encoded, one per request version. Clients ask
+/// for every topic at start and on each refresh (librdkafka: every
+/// `topic.metadata.refresh.interval.ms`, and after errors); with many topics, building the
+/// answer is most of the request's cost, and it only changes with the image (brokers, topics,
+/// leaders, ISR), the controller, or the version.
+#[derive(Default)]
+pub struct AllTopics(Mutex<Vec<Encoded>>);
+
+struct Encoded {
+    image: Arc<MetadataImage>,
+    controller: i32,
+    version: i16,
+    /// A whole response frame; its correlation id is the first asker's.
+    frame: Bytes,
+}
+
+impl AllTopics {
+    fn get(&self, image: &Arc<MetadataImage>, controller: i32, version: i16) -> Option<Bytes> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|e| Arc::ptr_eq(&e.image, image) && e.controller == controller);
+        kept.iter()
+            .find(|e| e.version == version)
+            .map(|e| e.frame.clone())
+    }
+
+    fn put(&self, image: Arc<MetadataImage>, controller: i32, version: i16, frame: Bytes) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|e| Arc::ptr_eq(&e.image, &image) && e.controller == controller);
+        if kept.iter().all(|e| e.version != version) {
+            kept.push(Encoded {
+                image,
+                controller,
+                version,
+                frame,
+            });
+        }
+    }
+}
+
+/// `frame` answered to correlation id `corr`: a fresh size and id, then the kept bytes.
+fn with_correlation(frame: Bytes, corr: i32) -> Reply {
+    let mut head = BytesMut::with_capacity(8);
+    head.put_slice(&frame[..4]);
+    head.put_i32(corr);
+    Reply::Spliced(vec![
+        Part::Bytes(head.freeze()),
+        Part::Bytes(frame.slice(8..)),
+    ])
+}
+
+/// Answers a Metadata request with a whole response frame.
+pub async fn reply(
+    ctx: &Context,
+    req: MetadataRequest,
+    version: i16,
+    corr: i32,
+) -> Result<Reply, FrameError> {
+    let key = ApiKey::Metadata;
+    let Some(wanted) = wanted(&req, version) else {
+        let image = ctx.controller.image();
+        let controller = ctx.controller.controller_id().unwrap_or(-1);
+        if let Some(frame) = ctx.all_topics.get(&image, controller, version) {
+            return Ok(with_correlation(frame, corr));
+        }
+        let resp = answer(ctx, &image, controller, None, &BTreeMap::new());
+        let frame = protocol::encode_response(key, version, corr, &resp)?;
+        ctx.all_topics
+            .put(image, controller, version, frame.clone());
+        return Ok(frame.into());
+    };
+    let resp = named(ctx, &req, version, wanted).await;
+    protocol::encode_response(key, version, corr, &resp).map(Reply::from)
+}
+
+/// The topics asked for, by name or id; `None`: all of them (v0 with an empty list, v1+ with
+/// null).
+fn wanted(req: &MetadataRequest, version: i16) -> Option<Vec<(Option<String>, TopicId)>> {
+    match &req.topics {
         None => None,
         Some(list) if list.is_empty() && version == 0 => None,
         Some(list) => Some(
@@ -35,14 +114,23 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
                 })
                 .collect(),
         ),
-    };
+    }
+}
+
+/// Named topics, auto-creating the missing ones where allowed.
+async fn named(
+    ctx: &Context,
+    req: &MetadataRequest,
+    version: i16,
+    list: Vec<(Option<String>, TopicId)>,
+) -> MetadataResponse {
+    let mut image = ctx.controller.image();
     let allow_create =
         ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-
     let mut errors_by_name: BTreeMap<String, i16> = BTreeMap::new();
-    if let Some(list) = &wanted {
+    {
         let mut created = false;
-        for (name, _) in list {
+        for (name, _) in &list {
             let Some(name) = name else { continue };
             // The offsets topic is created by the group coordinator, with its own settings.
             if image.topic(name).is_some() || !allow_create || name == OFFSETS_TOPIC {
@@ -74,12 +162,24 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
             image = ctx.controller.image();
         }
     }
+    let controller = ctx.controller.controller_id().unwrap_or(-1);
+    answer(ctx, &image, controller, Some(&list), &errors_by_name)
+}
 
-    let topics: Vec<MetadataResponseTopic> = match &wanted {
+/// The response from one image: all topics (`wanted` is `None`) or the listed ones, with
+/// `errors_by_name` for those that could not be created.
+fn answer(
+    ctx: &Context,
+    image: &MetadataImage,
+    controller: i32,
+    wanted: Option<&[(Option<String>, TopicId)]>,
+    errors_by_name: &BTreeMap<String, i16>,
+) -> MetadataResponse {
+    let topics: Vec<MetadataResponseTopic> = match wanted {
         None => image
             .topics
             .values()
-            .map(|t| topic_entry(&image, t))
+            .map(|t| topic_entry(image, t))
             .collect(),
         Some(list) => list
             .iter()
@@ -89,7 +189,7 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
                     None => image.topic_by_id(*id),
                 };
                 match found {
-                    Some(t) => topic_entry(&image, t),
+                    Some(t) => topic_entry(image, t),
                     None => {
                         let code = name
                             .as_ref()
@@ -111,9 +211,9 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
     };
 
     MetadataResponse::default()
-        .with_brokers(brokers(ctx, &image))
+        .with_brokers(brokers(ctx, image))
         .with_cluster_id(Some(s(image.cluster_id.clone())))
-        .with_controller_id(broker(ctx.controller.controller_id().unwrap_or(-1)))
+        .with_controller_id(broker(controller))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPS_OMITTED)
 }

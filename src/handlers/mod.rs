@@ -49,6 +49,8 @@ pub struct Context {
     pub producer_ids: Arc<init_producer_id::ProducerIds>,
     /// The consumer group coordinator (one per node, shared by listeners).
     pub groups: Arc<crate::group::Coordinator>,
+    /// This listener's encoded all-topics Metadata answers.
+    pub all_topics: metadata::AllTopics,
 }
 
 /// The rest of a request's handling, to run as its own task.
@@ -126,7 +128,10 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Reply>, Fra
                 })
         }
         ApiKey::ListOffsets => call!(list_offsets),
-        ApiKey::Metadata => call!(metadata),
+        ApiKey::Metadata => {
+            let req = protocol::decode(key, &mut body, v)?;
+            metadata::reply(&ctx, req, v, corr).await.map(Some)
+        }
         ApiKey::ApiVersions => call!(api_versions),
         ApiKey::CreateTopics => call!(create_topics),
         ApiKey::DeleteTopics => call!(delete_topics),

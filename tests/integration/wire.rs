@@ -389,6 +389,103 @@ fn long_poll_ends_when_data_arrives_and_first_batch_is_whole() {
     assert_eq!(set.records[0].value.as_ref().map(|v| v.len()), Some(10_000));
 }
 
+/// Topic names and partition-0 leaders of an all-topics Metadata answer at `version`; the
+/// answer must carry `corr`.
+fn all_topics(raw: &mut Raw, corr: i32, version: i16) -> Vec<(String, i32)> {
+    let (c, resp): (i32, MetadataResponse) = response(
+        ApiKey::Metadata,
+        version,
+        raw.read_frame().expect("metadata answer"),
+    );
+    assert_eq!(
+        c, corr,
+        "correlation id of the all-topics answer (v{version})"
+    );
+    let mut topics: Vec<(String, i32)> = resp
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            (name, t.partitions.first().map_or(-2, |p| p.leader_id.0))
+        })
+        .collect();
+    topics.sort();
+    topics
+}
+
+fn all_topics_request(version: i16) -> MetadataRequest {
+    // v0 asks for every topic with an empty list, later versions with null.
+    MetadataRequest::default().with_topics((version == 0).then(Vec::new))
+}
+
+#[test]
+fn all_topics_metadata_follows_topic_changes_at_every_version() {
+    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(broker.port);
+    let versions = [0i16, 1, 8, 9, 12, 13];
+    let mut corr = 0;
+    // Pipelined, twice per version: the repeats are answered from the kept encoding and must
+    // carry their own correlation ids and the same topics.
+    let mut expect = |raw: &mut Raw, topics: &[(&str, bool)]| {
+        let mut burst = Vec::new();
+        let mut asked = Vec::new();
+        for v in versions.iter().chain(versions.iter()) {
+            corr += 1;
+            burst.extend(frame(ApiKey::Metadata, *v, corr, &all_topics_request(*v)));
+            asked.push((corr, *v));
+        }
+        raw.send_raw(&burst);
+        for (c, v) in asked {
+            let got = all_topics(raw, c, v);
+            let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+            let want: Vec<&str> = topics.iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, want, "topics in the v{v} answer (corr {c})");
+            for ((name, leader), (_, led)) in got.iter().zip(topics) {
+                if *led {
+                    assert_eq!(*leader, 1, "leader of {name} in the v{v} answer");
+                }
+            }
+        }
+    };
+    expect(&mut raw, &[]);
+    // Auto-create two topics; wait until each names its leader in a by-name answer.
+    for (i, name) in ["cache-a", "cache-b"].iter().enumerate() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let m = metadata(&mut raw, 1000 + i as i32, name, true);
+            if m.topics[0]
+                .partitions
+                .first()
+                .is_some_and(|p| p.leader_id.0 == 1)
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never got a leader"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let want: Vec<(&str, bool)> = ["cache-a", "cache-b"][..=i]
+            .iter()
+            .map(|n| (*n, true))
+            .collect();
+        expect(&mut raw, &want);
+    }
+    let delete = DeleteTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topic_names(vec![TopicName(StrBytes::from_static_str("cache-a"))]);
+    raw.send_raw(&frame(ApiKey::DeleteTopics, 4, 2000, &delete));
+    let (_, d): (i32, DeleteTopicsResponse) = response(
+        ApiKey::DeleteTopics,
+        4,
+        raw.read_frame().expect("delete answer"),
+    );
+    assert_eq!(d.responses[0].error_code, 0);
+    expect(&mut raw, &[("cache-b", true)]);
+}
+
 #[test]
 fn describe_cluster_names_the_controller_and_brokers() {
     use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};

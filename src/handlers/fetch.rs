@@ -14,8 +14,10 @@
 //! does). On listeners with `fetch.zero.copy.enable` the range is not read at all: the response
 //! carries a placeholder, and the connection's writer sends the range from the file with
 //! sendfile (`protocol::splice`). Otherwise the same range is read into memory. Followers get
-//! whole batches up to the log end, always copied (a follower-visible tail may still be
-//! truncated by a leader change, below the high watermark nothing ever is).
+//! whole batches up to the log end, always read into memory (a follower-visible tail may still
+//! be truncated by a leader change; below the high watermark nothing ever is). Records read into
+//! memory take a placeholder too, so they go to the socket from the buffer they were read into
+//! rather than being copied into the encoded response first.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::{broker, errors, Context};
+use crate::protocol::{marker, Part};
 use crate::replica::{Partition, PartitionError};
 use crate::types::{TopicId, TopicPartition};
 
@@ -44,11 +47,12 @@ struct Slot {
     partition: Result<Arc<Partition>, Refused>,
 }
 
-/// A fetch answer: the response, and the file regions its placeholders stand for (zero-copy).
+/// A fetch answer: the response, and the regions its placeholders stand for (file ranges to
+/// send with sendfile, or records already read into memory).
 pub struct Fetched {
     pub response: FetchResponse,
     pub nonce: [u8; 16],
-    pub regions: Vec<(Arc<std::fs::File>, u64, usize)>,
+    pub regions: Vec<Part>,
 }
 
 pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> Fetched {
@@ -147,9 +151,13 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> Fetched {
                 }
             })
             .collect();
-        let zero_copy = ctx.config.fetch_zero_copy.then_some(&nonce);
-        let (datas, total, any_error, regions) =
-            read_all(&slots, max_bytes, follower.is_some(), zero_copy);
+        let (datas, total, any_error, regions) = read_all(
+            &slots,
+            max_bytes,
+            follower.is_some(),
+            ctx.config.fetch_zero_copy,
+            &nonce,
+        );
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watchers.is_empty() {
             let mut topics = topics;
@@ -185,16 +193,16 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> Fetched {
     }
 }
 
-type Regions = Vec<(Arc<std::fs::File>, u64, usize)>;
-
-/// Reads every slot: partition data, bytes in total, whether any slot failed, and (zero-copy,
-/// with the response's nonce) the file regions behind the placeholders.
+/// Reads every slot: partition data, bytes in total, whether any slot failed, and the regions
+/// behind the placeholders (marked with the response's nonce): file ranges where `zero_copy`,
+/// otherwise the records read.
 fn read_all(
     slots: &[Slot],
     max_bytes: usize,
     follower: bool,
-    zero_copy: Option<&[u8; 16]>,
-) -> (Vec<PartitionData>, usize, bool, Regions) {
+    zero_copy: bool,
+    nonce: &[u8; 16],
+) -> (Vec<PartitionData>, usize, bool, Vec<Part>) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut regions = Vec::new();
@@ -253,23 +261,26 @@ fn read_all(
         } else {
             match p.log.region(slot.fetch_offset, limit, hw, total == 0) {
                 Ok(None) => Ok(bytes::Bytes::new()),
-                Ok(Some(r)) => match zero_copy {
-                    Some(nonce) => {
-                        let marker = crate::protocol::marker(nonce, regions.len());
-                        total += r.len;
-                        regions.push((r.file, r.offset, r.len));
-                        out.push(data.with_records(Some(marker)));
-                        continue;
-                    }
-                    None => r.read().map_err(crate::storage::LogError::from),
-                },
+                Ok(Some(r)) if zero_copy => {
+                    total += r.len;
+                    out.push(data.with_records(Some(marker(nonce, regions.len()))));
+                    regions.push(Part::File {
+                        file: r.file,
+                        offset: r.offset,
+                        len: r.len,
+                    });
+                    continue;
+                }
+                Ok(Some(r)) => r.read().map_err(crate::storage::LogError::from),
                 Err(e) => Err(e),
             }
         };
         match read {
+            Ok(records) if records.is_empty() => out.push(data.with_records(Some(records))),
             Ok(records) => {
                 total += records.len();
-                out.push(data.with_records(Some(records)));
+                out.push(data.with_records(Some(marker(nonce, regions.len()))));
+                regions.push(Part::Bytes(records));
             }
             Err(e) => {
                 any_error = true;

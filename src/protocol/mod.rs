@@ -211,18 +211,23 @@ pub fn marker(nonce: &[u8; 16], index: usize) -> Bytes {
 
 /// Replaces the placeholders in an encoded response frame (each a records field holding
 /// `marker(nonce, i)`, encoded with a 4-byte length before flexible versions and a one-byte
-/// unsigned varint length from them on) by the file regions they stand for, and rewrites the
-/// frame size. Regions are given in the order their placeholders appear.
+/// unsigned varint length from them on) by the regions they stand for — file ranges (sent with
+/// sendfile) or bytes already in memory (written as they are, never copied into the frame) —
+/// and rewrites the frame size. Regions are given in the order their placeholders appear.
 pub fn splice(
     frame: Bytes,
     nonce: &[u8; 16],
-    regions: Vec<(std::sync::Arc<std::fs::File>, u64, usize)>,
+    regions: Vec<Part>,
     flexible: bool,
 ) -> Result<Reply, String> {
     let mut parts = Vec::with_capacity(regions.len() * 2 + 2);
     let mut cursor = 4;
     let mut size = frame.len() - 4;
-    for (i, (file, offset, len)) in regions.into_iter().enumerate() {
+    for (i, region) in regions.into_iter().enumerate() {
+        let len = match &region {
+            Part::Bytes(b) => b.len(),
+            Part::File { len, .. } => *len,
+        };
         let m = marker(nonce, i);
         let at = frame[cursor..]
             .windows(MARKER_LEN)
@@ -247,7 +252,7 @@ pub fn splice(
         }
         size = size + prefix.len() + len - old_prefix - MARKER_LEN;
         parts.push(Part::Bytes(prefix.freeze()));
-        parts.push(Part::File { file, offset, len });
+        parts.push(region);
         cursor = at + MARKER_LEN;
     }
     parts.push(Part::Bytes(frame.slice(cursor..)));
@@ -291,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn splice_puts_file_ranges_where_the_placeholders_were() {
+    fn splice_puts_regions_where_the_placeholders_were() {
         let file = std::sync::Arc::new(tempfile_with(b"0123456789"));
         let nonce = [7u8; 16];
         for flexible in [false, true] {
@@ -310,7 +315,15 @@ mod tests {
             }
             let size = (f.len() - 4) as i32;
             f[..4].copy_from_slice(&size.to_be_bytes());
-            let regions = vec![(file.clone(), 2, 3), (file.clone(), 0, 200)];
+            // A file range, then bytes in memory.
+            let regions = vec![
+                Part::File {
+                    file: file.clone(),
+                    offset: 2,
+                    len: 3,
+                },
+                Part::Bytes(Bytes::from(vec![b'M'; 200])),
+            ];
             let Ok(Reply::Spliced(parts)) = splice(f.freeze(), &nonce, regions, flexible) else {
                 panic!("spliced");
             };
@@ -338,7 +351,7 @@ mod tests {
             } else {
                 want.extend_from_slice(&200i32.to_be_bytes());
             }
-            want.extend(std::iter::repeat_n(b'F', 200));
+            want.extend(std::iter::repeat_n(b'M', 200));
             want.extend_from_slice(b"end");
             assert_eq!(&out[4..], &want[..], "flexible {flexible}");
             assert_eq!(
@@ -349,7 +362,11 @@ mod tests {
         assert!(splice(
             Bytes::from_static(&[0, 0, 0, 0]),
             &nonce,
-            vec![(file, 0, 1)],
+            vec![Part::File {
+                file,
+                offset: 0,
+                len: 1
+            }],
             true
         )
         .is_err());

@@ -40,23 +40,58 @@ struct Latencies {
     /// (when the record was sent, produce latency in µs) per acknowledged record.
     micros: Mutex<Vec<(Instant, u64)>>,
     failed: AtomicU64,
+    /// Send times travel with each record as µs since this instant (no allocation per record).
+    epoch: Instant,
+}
+
+impl Latencies {
+    fn new() -> Latencies {
+        Latencies {
+            micros: Mutex::new(Vec::new()),
+            failed: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Now, as a record's delivery opaque.
+    fn stamp(&self) -> usize {
+        self.epoch.elapsed().as_micros() as usize
+    }
 }
 
 impl ClientContext for Latencies {}
 
 impl ProducerContext for Latencies {
-    type DeliveryOpaque = Box<Instant>;
-    fn delivery(&self, r: &DeliveryResult<'_>, sent: Box<Instant>) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, r: &DeliveryResult<'_>, sent: usize) {
         match r {
-            Ok(_) => self
-                .micros
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((*sent, sent.elapsed().as_micros() as u64)),
+            Ok(_) => {
+                let sent = self.epoch + Duration::from_micros(sent as u64);
+                let latency = sent.elapsed().as_micros() as u64;
+                self.micros
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((sent, latency));
+            }
             Err(_) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// The client's queue is full: serve delivery reports until it shrinks, for at most about
+/// 10 ms (so a caller can check whether to stop). Not `poll(1 ms)`: the rdkafka crate rounds
+/// the time left down to whole milliseconds, so a short poll busy-waits its whole timeout,
+/// taking a core from the client's own I/O thread and the broker.
+fn wait_for_room(p: &BaseProducer<Latencies>) {
+    let before = p.in_flight_count();
+    for _ in 0..50 {
+        p.poll(Duration::ZERO);
+        if p.in_flight_count() < before {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -321,10 +356,8 @@ fn churn(
             .set("linger.ms", "5")
             .set("queue.buffering.max.kbytes", "1048576")
             .set("log_level", "3")
-            .create_with_context(Latencies {
-                micros: Mutex::new(Vec::new()),
-                failed: AtomicU64::new(0),
-            }) {
+            .create_with_context(Latencies::new())
+        {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("producer: {e}");
@@ -334,14 +367,11 @@ fn churn(
         let started = Instant::now();
         let mut n = 0;
         while n < records {
-            let rec = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
-                &topic,
-                Box::new(Instant::now()),
-            )
-            .payload(&value);
+            let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(&topic, p.context().stamp())
+                .payload(&value);
             match p.send(rec) {
                 Ok(()) => n += 1,
-                Err(_) => p.poll(Duration::from_millis(1)),
+                Err(_) => wait_for_room(&p),
             }
         }
         // flush only times out; a refused record shows in the delivery count.
@@ -475,18 +505,15 @@ fn main() -> std::process::ExitCode {
                 .set("batch.size", &batch)
                 .set("queue.buffering.max.kbytes", "1048576")
                 .set("log_level", "3")
-                .create_with_context(Latencies {
-                    micros: Mutex::new(Vec::new()),
-                    failed: AtomicU64::new(0),
-                })
+                .create_with_context(Latencies::new())
                 .expect("producer");
             let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
             // Warm-up, not timed: one record to every partition, acknowledged, so connecting,
             // the client's first metadata and a new topic's first replication round are not
             // counted as produce latency.
             for part in 0..partitions {
-                let rec: BaseRecord<(), [u8], Box<Instant>> =
-                    BaseRecord::with_opaque_to(&topic, Box::new(Instant::now()))
+                let rec: BaseRecord<(), [u8], usize> =
+                    BaseRecord::with_opaque_to(&topic, p.context().stamp())
                         .payload(value.as_slice())
                         .partition(part);
                 if let Err((e, _)) = p.send(rec) {
@@ -514,14 +541,14 @@ fn main() -> std::process::ExitCode {
                         continue;
                     }
                 }
-                let rec: BaseRecord<(), [u8], Box<Instant>> =
-                    BaseRecord::with_opaque_to(&topic, Box::new(Instant::now())).payload(&value);
+                let rec: BaseRecord<(), [u8], usize> =
+                    BaseRecord::with_opaque_to(&topic, p.context().stamp()).payload(&value);
                 match p.send(rec) {
                     Ok(()) => {
                         n += 1;
                         sent.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(_) => p.poll(Duration::from_millis(1)),
+                    Err(_) => wait_for_room(&p),
                 }
                 if n.is_multiple_of(1000) {
                     p.poll(Duration::ZERO);

@@ -129,6 +129,7 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    strom::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Settings) => {

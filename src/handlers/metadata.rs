@@ -42,13 +42,15 @@ struct Encoded {
 
 impl AllTopics {
     fn get(&self, image: &Arc<MetadataImage>, controller: i32, version: i16) -> Option<Bytes> {
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        kept.retain(|e| Arc::ptr_eq(&e.image, image) && e.controller == controller);
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         kept.iter()
-            .find(|e| e.version == version)
+            .find(|e| {
+                Arc::ptr_eq(&e.image, image) && e.controller == controller && e.version == version
+            })
             .map(|e| e.frame.clone())
     }
 
+    /// Keeps `frame`, dropping answers built from an older image or controller.
     fn put(&self, image: Arc<MetadataImage>, controller: i32, version: i16, frame: Bytes) {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         kept.retain(|e| Arc::ptr_eq(&e.image, &image) && e.controller == controller);

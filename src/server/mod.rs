@@ -238,3 +238,38 @@ async fn write_responses(
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A range the segment file does not hold cannot be completed: the bytes the file has go
+    /// out, then the send fails, so the connection ends rather than carrying a short frame.
+    #[tokio::test]
+    async fn a_range_past_the_end_of_the_file_fails_after_what_the_file_holds() {
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(&[7u8; 100]).expect("write");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut sock = TcpStream::connect(addr).await.expect("connect");
+            let mut got = Vec::new();
+            sock.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let (sock, _) = listener.accept().await.expect("accept");
+        let err = send_file(&sock, &file, 40, 200)
+            .await
+            .expect_err("the file ends before the range");
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        send_file(&sock, &file, 0, 40).await.expect("a range within the file");
+        drop(sock);
+        let got = client.await.expect("client");
+        assert_eq!(got.len(), 60 + 40);
+        assert!(got.iter().all(|b| *b == 7));
+    }
+}

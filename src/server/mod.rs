@@ -266,7 +266,9 @@ mod tests {
             .await
             .expect_err("the file ends before the range");
         assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
-        send_file(&sock, &file, 0, 40).await.expect("a range within the file");
+        send_file(&sock, &file, 0, 40)
+            .await
+            .expect("a range within the file");
         drop(sock);
         let got = client.await.expect("client");
         assert_eq!(got.len(), 60 + 40);

@@ -256,31 +256,32 @@ fn read_all(
             out.push(data.with_records(Some(bytes::Bytes::new())));
             continue;
         }
+        // What the partition returns: nothing, a file range (zero-copy) or records read.
         let read = if follower {
-            p.log.read(slot.fetch_offset, limit, i64::MAX, total == 0)
+            p.log
+                .read(slot.fetch_offset, limit, i64::MAX, total == 0)
+                .map(|b| (!b.is_empty()).then_some(Part::Bytes(b)))
         } else {
             match p.log.region(slot.fetch_offset, limit, hw, total == 0) {
-                Ok(None) => Ok(bytes::Bytes::new()),
-                Ok(Some(r)) if zero_copy => {
-                    total += r.len;
-                    out.push(data.with_records(Some(marker(nonce, regions.len()))));
-                    regions.push(Part::File {
-                        file: r.file,
-                        offset: r.offset,
-                        len: r.len,
-                    });
-                    continue;
-                }
-                Ok(Some(r)) => r.read().map_err(crate::storage::LogError::from),
+                Ok(None) => Ok(None),
+                Ok(Some(r)) if zero_copy => Ok(Some(Part::File {
+                    file: r.file,
+                    offset: r.offset,
+                    len: r.len,
+                })),
+                Ok(Some(r)) => r
+                    .read()
+                    .map(|b| Some(Part::Bytes(b)))
+                    .map_err(crate::storage::LogError::from),
                 Err(e) => Err(e),
             }
         };
         match read {
-            Ok(records) if records.is_empty() => out.push(data.with_records(Some(records))),
-            Ok(records) => {
-                total += records.len();
+            Ok(None) => out.push(data.with_records(Some(bytes::Bytes::new()))),
+            Ok(Some(part)) => {
+                total += part.wire_len();
                 out.push(data.with_records(Some(marker(nonce, regions.len()))));
-                regions.push(Part::Bytes(records));
+                regions.push(part);
             }
             Err(e) => {
                 any_error = true;

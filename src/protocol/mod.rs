@@ -193,6 +193,16 @@ pub enum Part {
     },
 }
 
+impl Part {
+    /// Bytes this part puts on the wire.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Part::Bytes(b) => b.len(),
+            Part::File { len, .. } => *len,
+        }
+    }
+}
+
 impl From<Bytes> for Reply {
     fn from(b: Bytes) -> Reply {
         Reply::Frame(b)
@@ -224,10 +234,7 @@ pub fn splice(
     let mut cursor = 4;
     let mut size = frame.len() - 4;
     for (i, region) in regions.into_iter().enumerate() {
-        let len = match &region {
-            Part::Bytes(b) => b.len(),
-            Part::File { len, .. } => *len,
-        };
+        let len = region.wire_len();
         let m = marker(nonce, i);
         let at = frame[cursor..]
             .windows(MARKER_LEN)

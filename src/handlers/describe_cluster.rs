@@ -4,18 +4,28 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
+use kafka_protocol::error::ResponseError as E;
+
 use super::{broker, s, Context};
 
 pub async fn handle(
     ctx: &Context,
     req: DescribeClusterRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeClusterResponse {
     let image = ctx.controller.image();
+    if req.endpoint_type != 1 {
+        // Controllers' endpoints are asked of controllers (Kafka's brokers answer the same).
+        return DescribeClusterResponse::default()
+            .with_error_code(E::UnsupportedEndpointType.code())
+            .with_error_message(Some(s("this listener serves broker endpoints only")))
+            .with_endpoint_type(req.endpoint_type)
+            .with_cluster_authorized_operations(i32::MIN);
+    }
     let brokers = image
         .brokers
         .values()
-        .filter(|b| req.include_fenced_brokers || !b.fenced)
+        .filter(|b| (req.include_fenced_brokers && version >= 2) || !b.fenced)
         .filter_map(|b| {
             let ep = b.endpoints.iter().find(|e| e.listener == ctx.listener)?;
             Some(

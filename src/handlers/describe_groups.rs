@@ -9,7 +9,7 @@ use super::{errors, s, Context};
 pub async fn handle(
     ctx: &Context,
     req: DescribeGroupsRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeGroupsResponse {
     let groups = req
         .groups
@@ -18,6 +18,8 @@ pub async fn handle(
             Err(e) => DescribedGroup::default()
                 .with_group_id(id)
                 .with_error_code(errors::group(&e))
+                // v6 (KIP-1043) says why in words as well.
+                .with_error_message((version >= 6).then(|| s(e.to_string())))
                 .with_group_state(s("")),
             Ok(d) => DescribedGroup::default()
                 .with_group_id(id)

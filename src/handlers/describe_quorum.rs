@@ -15,7 +15,7 @@ pub const METADATA_TOPIC: &str = "__cluster_metadata";
 pub async fn handle(
     ctx: &Context,
     req: DescribeQuorumRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeQuorumResponse {
     let status = ctx.controller.quorum_status().await;
     let mut topics = Vec::new();
@@ -58,6 +58,10 @@ pub async fn handle(
                 .with_topic_name(topic_name(&t.topic_name.0))
                 .with_partitions(partitions),
         );
+    }
+    // The voters' endpoints are in the answer from v2 only (KIP-853).
+    if version < 2 {
+        return DescribeQuorumResponse::default().with_topics(topics);
     }
     let nodes = ctx
         .config

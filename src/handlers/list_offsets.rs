@@ -15,7 +15,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub async fn handle(ctx: &Context, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub async fn handle(ctx: &Context, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let image = ctx.controller.image();
     let topics = req
         .topics
@@ -35,7 +35,12 @@ pub async fn handle(ctx: &Context, req: ListOffsetsRequest, _version: i16) -> Li
                         Ok(part) => part,
                         Err(code) => return resp.with_error_code(code),
                     };
-                    let resp = resp.with_leader_epoch(part.leader_epoch());
+                    // The leader epoch is in the answer from v4 only.
+                    let resp = if version >= 4 {
+                        resp.with_leader_epoch(part.leader_epoch())
+                    } else {
+                        resp
+                    };
                     let found = match p.timestamp {
                         LATEST => Ok(Some((part.high_watermark(), -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log.log_start_offset(), -1))),

@@ -165,7 +165,16 @@ async fn named(
         }
     }
     let controller = ctx.controller.controller_id().unwrap_or(-1);
-    answer(ctx, &image, controller, Some(&list), &errors_by_name)
+    let mut resp = answer(ctx, &image, controller, Some(&list), &errors_by_name);
+    if version < 12 {
+        // Topic names are not nullable in answers before v12, and Kafka refuses lookups by id
+        // there (v10-11 requests may carry them) with INVALID_REQUEST.
+        for t in resp.topics.iter_mut().filter(|t| t.name.is_none()) {
+            t.name = Some(topic_name(""));
+            t.error_code = E::InvalidRequest.code();
+        }
+    }
+    resp
 }
 
 /// The response from one image: all topics (`wanted` is `None`) or the listed ones, with

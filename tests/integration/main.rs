@@ -15,5 +15,6 @@ mod groups;
 mod idempotence;
 mod produce_consume;
 mod replication;
+mod sweep;
 mod wire;
 mod zero_copy;

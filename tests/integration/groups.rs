@@ -460,30 +460,7 @@ fn a_static_member_restarting_within_its_session_causes_no_rebalance() {
 /// commit is visible to librdkafka.
 #[test]
 fn kafka_python_joins_a_group_and_commits() {
-    let deps = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
-    if !deps.join("kafka").exists() {
-        let out = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&deps)
-            .arg("kafka-python==2.2.15")
-            // Installing into a private --target directory is fine on "externally managed"
-            // system Pythons too.
-            .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
-            .output()
-            .expect("run pip");
-        assert!(
-            out.status.success(),
-            "pip install kafka-python failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let deps = crate::harness::python_deps();
     let b = Broker::start(GROUP_SETS);
     let boot = b.bootstrap();
     produce(&boot, "py", "p", 120);

@@ -432,3 +432,41 @@ pub fn send_to(
         }
     }
 }
+
+/// The Python clients the tests drive (kafka-python, aiokafka), installed once with pip into
+/// the target directory; returns the directory to put on PYTHONPATH.
+pub fn python_deps() -> PathBuf {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let deps = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
+    const PACKAGES: [(&str, &str); 2] = [
+        ("kafka_python-2.2.15.dist-info", "kafka-python==2.2.15"),
+        ("aiokafka-0.14.0.dist-info", "aiokafka==0.14.0"),
+    ];
+    if PACKAGES.iter().all(|(dir, _)| deps.join(dir).exists()) {
+        return deps;
+    }
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--upgrade",
+            "--target",
+        ])
+        .arg(&deps)
+        .args(PACKAGES.iter().map(|(_, spec)| spec))
+        // Installing into a private --target directory is fine on "externally managed" system
+        // Pythons too.
+        .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
+        .output()
+        .expect("run pip");
+    assert!(
+        out.status.success(),
+        "pip install of the Python clients failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    deps
+}

@@ -8,6 +8,7 @@ mod chaos;
 
 mod admin;
 mod chaos_ci;
+mod clients;
 mod cluster;
 mod compose;
 mod durability;

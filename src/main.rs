@@ -269,6 +269,12 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if !config.ignored.is_empty() {
+        tracing::warn!(
+            settings = %config.ignored.join(","),
+            "Kafka settings that do not apply to strom (JVM thread pools, features not built yet) are accepted and ignored"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -72,19 +72,39 @@ pub struct Node {
     incarnation: uuid::Uuid,
 }
 
-async fn bind(name: &str, addr: Result<SocketAddr, String>) -> Result<TcpListener, NodeError> {
+/// Binds a listener; `buffers` (SO_SNDBUF, SO_RCVBUF) are set before `listen`, so every
+/// accepted connection inherits them (and the receive window scales to them).
+async fn bind(
+    name: &str,
+    addr: Result<SocketAddr, String>,
+    buffers: (Option<u32>, Option<u32>),
+) -> Result<TcpListener, NodeError> {
     let addr = addr.map_err(|e| NodeError::Bind {
         name: name.to_string(),
         addr: String::new(),
         err: std::io::Error::other(e),
     })?;
-    TcpListener::bind(addr)
-        .await
-        .map_err(|err| NodeError::Bind {
-            name: name.to_string(),
-            addr: addr.to_string(),
-            err,
-        })
+    let bound = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if let Some(n) = buffers.0 {
+            socket.set_send_buffer_size(n)?;
+        }
+        if let Some(n) = buffers.1 {
+            socket.set_recv_buffer_size(n)?;
+        }
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    bound().map_err(|err| NodeError::Bind {
+        name: name.to_string(),
+        addr: addr.to_string(),
+        err,
+    })
 }
 
 impl Node {
@@ -96,10 +116,14 @@ impl Node {
         // Bind first so a port conflict fails before anything is written.
         let mut client = Vec::new();
         for l in &config.listeners {
-            client.push((l.name.clone(), bind(&l.name, l.socket_addr()).await?));
+            let buffers = (config.socket_send_buffer, config.socket_receive_buffer);
+            client.push((
+                l.name.clone(),
+                bind(&l.name, l.socket_addr(), buffers).await?,
+            ));
         }
         let cl = &config.controller_listener;
-        let controller_listener = bind(&cl.name, cl.socket_addr()).await?;
+        let controller_listener = bind(&cl.name, cl.socket_addr(), (None, None)).await?;
 
         let controller = Controller::start(config.clone(), controller_listener).await?;
         let handle = controller.handle();

@@ -34,6 +34,8 @@ pub enum PartitionError {
     NotLeader { leader: NodeId, epoch: LeaderEpoch },
 }
 
+type OpenResult = Result<(PartitionLog, crate::storage::Recovery), crate::storage::LogError>;
+
 pub struct ReplicaManager {
     config: Arc<Config>,
     controller: Handle,
@@ -66,6 +68,60 @@ impl ReplicaManager {
         self.map().values().cloned().collect()
     }
 
+    /// Opens (and recovers) the logs of every partition `image` places here that is not hosted
+    /// yet, on `num.recovery.threads.per.data.dir` threads: at start that is every log.
+    fn open_missing(&self, image: &MetadataImage) -> HashMap<TopicPartition, OpenResult> {
+        let me = self.config.node_id;
+        let mut wanted = Vec::new();
+        {
+            let hosted = self.map();
+            for topic in image.topics.values() {
+                let settings = log_settings(&self.config.log, &topic.configs);
+                for (i, pi) in topic.partitions.iter().enumerate() {
+                    let tp = TopicPartition::new(topic.name.clone(), i as i32);
+                    let here = hosted.get(&tp).is_some_and(|p| p.topic_id() == topic.id);
+                    if pi.replicas.contains(&me) && !here {
+                        wanted.push((tp, topic.id, settings.clone()));
+                    }
+                }
+            }
+        }
+        let count = wanted.len();
+        let threads = self.config.recovery_threads.clamp(1, count.max(1));
+        let started = std::time::Instant::now();
+        let queue = Mutex::new(wanted.into_iter());
+        let opened = Mutex::new(HashMap::with_capacity(count));
+        let work = || loop {
+            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((tp, id, settings)) = next else {
+                return;
+            };
+            let result = PartitionLog::open(&self.config.log_dir, tp.clone(), id, settings);
+            opened
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(tp, result);
+        };
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(work);
+                }
+            });
+        }
+        if count >= 100 {
+            tracing::info!(
+                logs = count,
+                threads,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "partition logs opened"
+            );
+        }
+        opened.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Makes the hosted partitions match `image`. Idempotent and keyed by leader epoch.
     pub fn reconcile(&self, image: &Arc<MetadataImage>) {
         let me = self.config.node_id;
@@ -88,6 +144,7 @@ impl ReplicaManager {
         for (tp, _, epoch) in &changes.lead {
             tracing::info!(%tp, epoch, "leading partition");
         }
+        let mut opened = self.open_missing(image);
         for topic in image.topics.values() {
             let settings = log_settings(&self.config.log, &topic.configs);
             for (i, pi) in topic.partitions.iter().enumerate() {
@@ -107,13 +164,9 @@ impl ReplicaManager {
                         }
                         p
                     }
-                    None => match PartitionLog::open(
-                        &self.config.log_dir,
-                        tp.clone(),
-                        topic.id,
-                        settings.clone(),
-                    ) {
-                        Ok((log, rec)) => {
+                    None => match opened.remove(&tp) {
+                        None => continue,
+                        Some(Ok((log, rec))) => {
                             if rec.truncated || rec.segments > 1 {
                                 tracing::info!(%tp, segments = rec.segments, recovered = rec.recovered_segments, truncated = rec.truncated, end = log.log_end_offset(), "log opened");
                             }
@@ -124,7 +177,7 @@ impl ReplicaManager {
                                 .insert(tp.clone(), p.clone());
                             p
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             tracing::error!(%tp, error = %e, "cannot open partition log");
                             continue;
                         }

@@ -23,7 +23,7 @@ pub fn timing_sensitive() -> std::sync::MutexGuard<'static, ()> {
 
 /// A port below the kernel's ephemeral range (so client connections never take it between
 /// our check and the broker's bind), free right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let start = (std::process::id() * 7919) % 10_000;

@@ -11,6 +11,7 @@ mod chaos_ci;
 mod clients;
 mod cluster;
 mod compose;
+mod config_files;
 mod durability;
 mod groups;
 mod idempotence;

@@ -12,11 +12,18 @@ use std::path::PathBuf;
 
 use crate::types::NodeId;
 
+mod kafka;
+
 /// A configuration problem found at start. The message always names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown setting `{name}` (from {source_name}); run `strom settings` for the list")]
-    Unknown { name: String, source_name: String },
+    #[error("unknown setting `{name}` (from {source_name}){}; run `strom settings` for the list",
+        suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
+    Unknown {
+        name: String,
+        source_name: String,
+        suggestion: Option<String>,
+    },
     #[error("invalid value {value:?} for `{name}` (from {source_name}): {reason}")]
     Invalid {
         name: String,
@@ -100,6 +107,12 @@ pub const SETTINGS: &[Setting] = &[
         doc: "id@host:port of every voter; empty means this node alone.",
     },
     Setting {
+        name: "controller.quorum.bootstrap.servers",
+        default: "",
+        kind: Kind::Text,
+        doc: "host:port of a controller to bootstrap from (KIP-853); strom accepts one entry, for a single node that is its own quorum. Several nodes list controller.quorum.voters.",
+    },
+    Setting {
         name: "log.dirs",
         default: "./strom-data",
         kind: Kind::Text,
@@ -146,6 +159,24 @@ pub const SETTINGS: &[Setting] = &[
         "604800000",
         -1,
         "Delete segments older than this; -1 keeps them forever.",
+    ),
+    int(
+        "log.retention.minutes",
+        "",
+        -1,
+        "Retention in minutes, used when log.retention.ms is not set; -1 keeps segments forever.",
+    ),
+    int(
+        "log.retention.hours",
+        "168",
+        -1,
+        "Retention in hours, used when neither log.retention.ms nor log.retention.minutes is set.",
+    ),
+    int(
+        "log.roll.hours",
+        "168",
+        1,
+        "Segment age in hours before a roll, used when log.roll.ms is not set.",
     ),
     int(
         "log.retention.bytes",
@@ -200,6 +231,24 @@ pub const SETTINGS: &[Setting] = &[
         "104857600",
         1,
         "Largest request frame; a larger one closes the connection.",
+    ),
+    int(
+        "socket.send.buffer.bytes",
+        "-1",
+        -1,
+        "SO_SNDBUF of client and replication connections; -1 keeps the kernel's autotuning (Kafka's default is 102400, which caps a connection's window).",
+    ),
+    int(
+        "socket.receive.buffer.bytes",
+        "-1",
+        -1,
+        "SO_RCVBUF of client and replication connections; -1 keeps the kernel's autotuning (Kafka's default is 102400).",
+    ),
+    int(
+        "num.recovery.threads.per.data.dir",
+        "1",
+        1,
+        "Threads opening and recovering partition logs at start.",
     ),
     int(
         "replica.lag.time.max.ms",
@@ -455,6 +504,13 @@ pub struct Config {
     pub fetch_zero_copy: bool,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
+    /// Kafka broker settings that were given but do not apply to strom (its JVM thread pools,
+    /// features not built yet); accepted, and named in one warning at start.
+    pub ignored: Vec<String>,
+    /// SO_SNDBUF / SO_RCVBUF for connections (None: the kernel's autotuning).
+    pub socket_send_buffer: Option<u32>,
+    pub socket_receive_buffer: Option<u32>,
+    pub recovery_threads: usize,
 }
 
 /// The group coordinator's settings (Kafka's `offsets.*` and `group.*`).
@@ -546,9 +602,19 @@ impl Config {
             .map(|s| (s.name.to_string(), s.default.to_string()))
             .collect();
         let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        let mut ignored = Vec::new();
         for (name, (value, source_name)) in raw {
             let Some(s) = setting(&name) else {
-                return Err(ConfigError::Unknown { name, source_name });
+                if kafka::is_broker_setting(&name) {
+                    ignored.push(name);
+                    continue;
+                }
+                let suggestion = kafka::nearest(&name, SETTINGS.iter().map(|s| s.name));
+                return Err(ConfigError::Unknown {
+                    name,
+                    source_name,
+                    suggestion,
+                });
             };
             let invalid = |reason: String| ConfigError::Invalid {
                 name: name.clone(),
@@ -575,13 +641,38 @@ impl Config {
             sources.insert(name.clone(), source_name);
             values.insert(name, value);
         }
-        Self::build(values, &sources)
+        let mut config = Self::build(values, &sources)?;
+        config.ignored = ignored;
+        Ok(config)
     }
 
     fn build(
-        values: BTreeMap<String, String>,
+        mut values: BTreeMap<String, String>,
         sources: &BTreeMap<String, String>,
     ) -> Result<Config, ConfigError> {
+        // Kafka's precedence: .ms over .minutes over .hours; -1 in any keeps data forever.
+        let given = |n: &str| sources.contains_key(n);
+        let num = |n: &str| {
+            values
+                .get(n)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let scaled = |v: i64, unit: i64| if v < 0 { -1 } else { v.saturating_mul(unit) };
+        let retention_ms = if given("log.retention.ms") {
+            num("log.retention.ms")
+        } else if given("log.retention.minutes") {
+            scaled(num("log.retention.minutes"), 60_000)
+        } else {
+            scaled(num("log.retention.hours"), 3_600_000)
+        };
+        let roll_ms = if given("log.roll.ms") {
+            num("log.roll.ms")
+        } else {
+            scaled(num("log.roll.hours"), 3_600_000)
+        };
+        values.insert("log.retention.ms".into(), retention_ms.to_string());
+        values.insert("log.roll.ms".into(), roll_ms.to_string());
         let get = |n: &str| values.get(n).cloned().unwrap_or_default();
         let int = |n: &str| get(n).parse::<i64>().unwrap_or(0);
         let invalid = |n: &str, reason: String| ConfigError::Invalid {
@@ -675,6 +766,11 @@ impl Config {
         } else {
             parse_listeners(&advertised_raw).map_err(|r| invalid("advertised.listeners", r))?
         };
+        // Kafka 4 also advertises controller listeners (KIP-853); voters' addresses come from
+        // controller.quorum.voters here, so those entries are accepted and not given to clients.
+        let (advertised_controller, advertised): (Vec<Listener>, Vec<Listener>) = advertised
+            .into_iter()
+            .partition(|a| controller_names.contains(&a.name));
         for a in &advertised {
             if !listeners.iter().any(|l| l.name == a.name) {
                 return Err(invalid(
@@ -711,6 +807,16 @@ impl Config {
         let mut voters = parse_voters(&get("controller.quorum.voters"))
             .map_err(|r| invalid("controller.quorum.voters", r))?;
         let is_controller = roles.iter().any(|r| r == "controller");
+        let bootstrap_servers = get("controller.quorum.bootstrap.servers")
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .count();
+        if voters.is_empty() && bootstrap_servers > 1 {
+            return Err(invalid(
+                "controller.quorum.bootstrap.servers",
+                "a dynamic quorum of several controllers (KIP-853) is not supported; list every voter in controller.quorum.voters".into(),
+            ));
+        }
         if voters.is_empty() && !is_controller {
             return Err(invalid(
                 "controller.quorum.voters",
@@ -727,10 +833,21 @@ impl Config {
             ));
         }
         if voters.is_empty() {
+            // This node alone: its own Raft address, as advertised if it is, else as bound (a
+            // wildcard bind is reached on loopback).
+            let own = advertised_controller
+                .iter()
+                .find(|a| a.name == controller_listener.name)
+                .unwrap_or(&controller_listener);
+            let host = match own.host.as_str() {
+                "" | "0.0.0.0" => "127.0.0.1".to_string(),
+                "::" => "::1".to_string(),
+                h => h.to_string(),
+            };
             voters.push(Voter {
                 id: node_id,
-                host: controller_listener.host.clone(),
-                port: controller_listener.port,
+                host,
+                port: own.port,
             });
         }
         if roles.iter().any(|r| r == "controller") && !voters.iter().any(|v| v.id == node_id) {
@@ -838,6 +955,10 @@ impl Config {
             leader_imbalance_check_ms: int("leader.imbalance.check.interval.seconds") as u64 * 1000,
             groups,
             fetch_zero_copy: get("fetch.zero.copy.enable") == "true",
+            ignored: Vec::new(),
+            socket_send_buffer: u32::try_from(int("socket.send.buffer.bytes")).ok(),
+            socket_receive_buffer: u32::try_from(int("socket.receive.buffer.bytes")).ok(),
+            recovery_threads: int("num.recovery.threads.per.data.dir").max(1) as usize,
             values,
         })
     }
@@ -1053,5 +1174,69 @@ mod tests {
         assert_eq!(s.retention_ms, 1000);
         assert!(validate_topic_config("retention.ms", "-2").is_err());
         assert!(validate_topic_config("nope", "1").is_err());
+    }
+
+    #[test]
+    fn retention_and_roll_follow_kafkas_precedence_of_units() {
+        let ms = |pairs: &[(&str, &str)]| {
+            let c = Config::from_raw(raw(pairs)).expect("valid");
+            (
+                c.log.retention_ms,
+                c.log.roll_ms,
+                c.values["log.retention.ms"].clone(),
+            )
+        };
+        let week = 7 * 24 * 3_600_000;
+        assert_eq!(ms(&[]), (week, week, week.to_string()));
+        assert_eq!(ms(&[("log.retention.hours", "2")]).0, 7_200_000);
+        assert_eq!(ms(&[("log.retention.hours", "-1")]).0, -1);
+        let both = [("log.retention.hours", "2"), ("log.retention.minutes", "3")];
+        assert_eq!(ms(&both).0, 180_000);
+        let all = [
+            ("log.retention.hours", "2"),
+            ("log.retention.minutes", "3"),
+            ("log.retention.ms", "5000"),
+        ];
+        assert_eq!(ms(&all), (5000, week, "5000".to_string()));
+        assert_eq!(ms(&[("log.roll.hours", "1")]).1, 3_600_000);
+        let roll = [("log.roll.hours", "1"), ("log.roll.ms", "60000")];
+        assert_eq!(ms(&roll).1, 60_000);
+    }
+
+    #[test]
+    fn kafka_names_are_accepted_and_misspellings_get_a_suggestion() {
+        let c = Config::from_raw(raw(&[
+            ("num.io.threads", "8"),
+            ("listener.name.plaintext.ssl.keystore.location", "/k.pem"),
+        ]))
+        .expect("Kafka's names are accepted");
+        assert_eq!(
+            c.ignored,
+            [
+                "listener.name.plaintext.ssl.keystore.location",
+                "num.io.threads"
+            ]
+        );
+        let err = Config::from_raw(raw(&[("num.partition", "3")]))
+            .expect_err("a misspelling is refused")
+            .to_string();
+        assert!(err.contains("did you mean `num.partitions`?"), "{err}");
+    }
+
+    #[test]
+    fn a_dynamic_quorum_of_several_controllers_is_refused_by_name() {
+        let err = Config::from_raw(raw(&[(
+            "controller.quorum.bootstrap.servers",
+            "a:9093,b:9093",
+        )]))
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("controller.quorum.bootstrap.servers"), "{err}");
+        let one = Config::from_raw(raw(&[(
+            "controller.quorum.bootstrap.servers",
+            "localhost:9093",
+        )]))
+        .expect("one bootstrap server: this node alone");
+        assert_eq!(one.voters.len(), 1);
     }
 }

@@ -226,6 +226,24 @@ pub const SETTINGS: &[Setting] = &[
         0,
         "Largest record batch accepted (MESSAGE_TOO_LARGE above it).",
     ),
+    Setting {
+        name: "log.message.timestamp.type",
+        default: "CreateTime",
+        kind: Kind::Text,
+        doc: "Record timestamps: `CreateTime` (the producer's) or `LogAppendTime` (the broker stamps each batch on append).",
+    },
+    int(
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+        0,
+        "CreateTime: refuse a batch (INVALID_TIMESTAMP) whose first timestamp is more than this far in the past.",
+    ),
+    int(
+        "log.message.timestamp.after.max.ms",
+        "3600000",
+        0,
+        "CreateTime: refuse a batch (INVALID_TIMESTAMP) whose largest timestamp is more than this far in the future.",
+    ),
     int(
         "socket.request.max.bytes",
         "104857600",
@@ -544,6 +562,17 @@ pub struct LogDefaults {
     pub writeback_bytes: u64,
     /// Forget an idempotent producer silent this long (-1: never).
     pub producer_expiration_ms: i64,
+    pub timestamps: TimestampPolicy,
+}
+
+/// How a partition treats record timestamps (Kafka's `message.timestamp.*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampPolicy {
+    /// LogAppendTime: batches are stamped with the broker's clock on append.
+    pub log_append_time: bool,
+    /// CreateTime: how far before / after the broker's clock a batch's timestamps may be.
+    pub before_max_ms: i64,
+    pub after_max_ms: i64,
 }
 
 /// Where a raw setting came from, for error messages.
@@ -902,6 +931,20 @@ impl Config {
             flush_interval_ms: int("log.flush.interval.ms"),
             writeback_bytes: int("log.writeback.bytes") as u64,
             producer_expiration_ms: int("producer.id.expiration.ms"),
+            timestamps: TimestampPolicy {
+                log_append_time: match get("log.message.timestamp.type").as_str() {
+                    "CreateTime" => false,
+                    "LogAppendTime" => true,
+                    _ => {
+                        return Err(invalid(
+                            "log.message.timestamp.type",
+                            "expected CreateTime or LogAppendTime".into(),
+                        ))
+                    }
+                },
+                before_max_ms: int("log.message.timestamp.before.max.ms"),
+                after_max_ms: int("log.message.timestamp.after.max.ms"),
+            },
         };
         let rf = int("default.replication.factor");
         if int("group.min.session.timeout.ms") > int("group.max.session.timeout.ms") {
@@ -983,7 +1026,15 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("min.insync.replicas", "min.insync.replicas"),
     ("flush.messages", "log.flush.interval.messages"),
     ("flush.ms", "log.flush.interval.ms"),
-    ("message.timestamp.type", ""),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    (
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+    ),
     ("compression.type", ""),
 ];
 
@@ -1028,6 +1079,12 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             .filter(|v| *v >= 1)
             .map(|_| ())
             .ok_or_else(|| format!("{name} must be a positive integer")),
+        "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be a non-negative integer")),
         "max.message.bytes" => value
             .parse::<i64>()
             .ok()
@@ -1048,7 +1105,6 @@ pub fn topic_config_default(config: &Config, name: &str) -> Option<String> {
         match name {
             "cleanup.policy" => "delete",
             "segment.index.bytes" => "10485760",
-            "message.timestamp.type" => "CreateTime",
             "compression.type" => "producer",
             _ => "",
         }
@@ -1076,6 +1132,21 @@ pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) ->
         flush_interval_ms: i("flush.ms", defaults.flush_interval_ms),
         writeback_bytes: defaults.writeback_bytes,
         producer_expiration_ms: defaults.producer_expiration_ms,
+        timestamps: TimestampPolicy {
+            log_append_time: match topic.get("message.timestamp.type").map(String::as_str) {
+                Some("LogAppendTime") => true,
+                Some(_) => false,
+                None => defaults.timestamps.log_append_time,
+            },
+            before_max_ms: i(
+                "message.timestamp.before.max.ms",
+                defaults.timestamps.before_max_ms,
+            ),
+            after_max_ms: i(
+                "message.timestamp.after.max.ms",
+                defaults.timestamps.after_max_ms,
+            ),
+        },
     }
 }
 

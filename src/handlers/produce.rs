@@ -19,9 +19,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{broker, errors, s, Context};
 use crate::metadata::MetadataImage;
 use crate::replica::{HwWait, Partition, PartitionError};
-use crate::storage::batch;
+use crate::storage::batch::{self, BatchHeader};
 use crate::storage::Appended;
-use crate::types::{LeaderEpoch, TopicId, TopicPartition};
+use crate::types::{now_ms, LeaderEpoch, TopicId, TopicPartition};
 
 /// An acks=all append waiting for the high watermark.
 struct Wait {
@@ -108,8 +108,8 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 }
             };
             let records = pd.records.as_deref().unwrap_or(&[]);
-            let max = partition.log.settings().max_message_bytes;
-            let batches = match batch::validate(records, max) {
+            let settings = partition.log.settings();
+            let batches = match batch::validate(records, settings.max_message_bytes) {
                 Ok(b) if b.len() == 1 => b,
                 Ok(_) => {
                     partitions.push(
@@ -133,10 +133,36 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 partitions.push(resp.with_error_code(E::NotEnoughReplicas.code()));
                 continue;
             }
-            let input: Vec<_> = batches
-                .iter()
-                .map(|(h, r)| (*h, &records[r.clone()]))
-                .collect();
+            let policy = settings.timestamps;
+            let now = now_ms();
+            let stamped: Vec<(BatchHeader, Vec<u8>)> = if policy.log_append_time {
+                batches
+                    .iter()
+                    .map(|(h, r)| batch::stamp_log_append_time(h, &records[r.clone()], now))
+                    .collect()
+            } else {
+                let in_range = |h: &BatchHeader| {
+                    batch::timestamps_in_range(h, now, policy.before_max_ms, policy.after_max_ms)
+                };
+                if !batches.iter().all(|(h, _)| in_range(h)) {
+                    partitions.push(
+                        resp.with_error_code(E::InvalidTimestamp.code())
+                            .with_error_message(Some(s(
+                                "a record timestamp is outside message.timestamp.before.max.ms / after.max.ms of the broker's clock",
+                            ))),
+                    );
+                    continue;
+                }
+                Vec::new()
+            };
+            let input: Vec<_> = if policy.log_append_time {
+                stamped.iter().map(|(h, b)| (*h, &b[..])).collect()
+            } else {
+                batches
+                    .iter()
+                    .map(|(h, r)| (*h, &records[r.clone()]))
+                    .collect()
+            };
             let epoch = partition.leader_epoch();
             match partition.append(&input) {
                 Ok(Appended { first, last, .. }) => {
@@ -151,7 +177,7 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                     }
                     partitions.push(
                         resp.with_base_offset(first)
-                            .with_log_append_time_ms(-1)
+                            .with_log_append_time_ms(if policy.log_append_time { now } else { -1 })
                             .with_log_start_offset(partition.log.log_start_offset()),
                     );
                 }

@@ -155,6 +155,45 @@ pub fn validate(
     Ok(out)
 }
 
+/// The attributes bit saying the batch's timestamps are the broker's (LogAppendTime).
+pub const LOG_APPEND_TIME: i16 = 0x08;
+
+impl BatchHeader {
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & LOG_APPEND_TIME != 0
+    }
+}
+
+/// A copy of `batch` stamped with the broker's clock, as Kafka does for a LogAppendTime topic:
+/// the timestamp-type bit set, the max timestamp `now` (every record's timestamp, for readers),
+/// and the CRC-32C recomputed. Record bytes are unchanged.
+pub fn stamp_log_append_time(h: &BatchHeader, batch: &[u8], now: i64) -> (BatchHeader, Vec<u8>) {
+    let mut out = batch.to_vec();
+    let mut h = *h;
+    h.attributes |= LOG_APPEND_TIME;
+    h.max_timestamp = now;
+    out[21..23].copy_from_slice(&h.attributes.to_be_bytes());
+    out[35..43].copy_from_slice(&now.to_be_bytes());
+    h.crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&h.crc.to_be_bytes());
+    (h, out)
+}
+
+/// CreateTime: whether the batch's timestamps lie within `before_max_ms` before and
+/// `after_max_ms` after `now` (Kafka's `message.timestamp.*.max.ms`). The first record's
+/// timestamp stands for the oldest (producers append in time order) and the batch's max for the
+/// newest, so the records need not be decoded; -1 means no timestamp and passes.
+pub fn timestamps_in_range(
+    h: &BatchHeader,
+    now: i64,
+    before_max_ms: i64,
+    after_max_ms: i64,
+) -> bool {
+    let oldest_ok = h.base_timestamp < 0 || h.base_timestamp >= now.saturating_sub(before_max_ms);
+    let newest_ok = h.max_timestamp < 0 || h.max_timestamp <= now.saturating_add(after_max_ms);
+    oldest_ok && newest_ok
+}
+
 /// The 16 bytes that replace the start of a batch when it is appended: the assigned base offset,
 /// the unchanged length, and the partition leader epoch. Neither rewritten field is under the CRC.
 pub fn rewritten_prefix(batch: &[u8], base_offset: i64, leader_epoch: i32) -> [u8; 16] {
@@ -238,6 +277,34 @@ pub(crate) mod tests {
             validate(&b[..20], 1 << 20),
             Err(BatchError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn stamping_log_append_time_sets_the_type_and_max_timestamp_and_keeps_the_crc_valid() {
+        let b = make_batch(3, 1_000, 10);
+        let original = parse_header(&b).expect("header");
+        let (stamped_header, stamped) = stamp_log_append_time(&original, &b, 5_000);
+        let v = validate(&stamped, 1 << 20).expect("a valid batch after stamping");
+        let h = v[0].0;
+        assert_eq!(h, stamped_header);
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 5_000);
+        assert_eq!(
+            h.base_timestamp, 1_000,
+            "records and base timestamp untouched"
+        );
+        assert_eq!(&stamped[61..], &b[61..]);
+        assert!(!parse_header(&b).expect("header").is_log_append_time());
+    }
+
+    #[test]
+    fn create_time_bounds_use_the_first_and_the_largest_timestamp() {
+        let b = make_batch(3, 1_000, 10);
+        let h = parse_header(&b).expect("header");
+        assert!(timestamps_in_range(&h, 1_000, 0, 1_000));
+        assert!(!timestamps_in_range(&h, 900, i64::MAX, 10), "too far ahead");
+        assert!(!timestamps_in_range(&h, 5_000, 100, i64::MAX), "too old");
+        assert!(timestamps_in_range(&h, 5_000, i64::MAX, i64::MAX));
     }
 
     #[test]

@@ -779,6 +779,11 @@ mod tests {
             // Small, so the tests run the writeback hint too.
             writeback_bytes: 512,
             producer_expiration_ms: -1,
+            timestamps: crate::config::TimestampPolicy {
+                log_append_time: false,
+                before_max_ms: i64::MAX,
+                after_max_ms: i64::MAX,
+            },
         }
     }
 

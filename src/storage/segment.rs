@@ -387,6 +387,10 @@ impl Segment {
         h: &BatchHeader,
         hit: impl Fn(i64) -> bool,
     ) -> io::Result<Option<(i64, i64)>> {
+        if h.is_log_append_time() {
+            // Every record of a stamped batch has the batch's timestamp.
+            return Ok(hit(h.max_timestamp).then_some((h.base_offset, h.max_timestamp)));
+        }
         let mut whole = vec![0u8; h.size];
         self.log.read_exact_at(&mut whole, pos)?;
         let mut buf = Bytes::from(whole);

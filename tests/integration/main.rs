@@ -18,5 +18,6 @@ mod idempotence;
 mod produce_consume;
 mod replication;
 mod sweep;
+mod timestamps;
 mod wire;
 mod zero_copy;

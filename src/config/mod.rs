@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::types::NodeId;
 
-mod kafka;
+pub mod kafka;
 
 /// A configuration problem found at start. The message always names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -396,7 +396,7 @@ pub const SETTINGS: &[Setting] = &[
     ),
 ];
 
-fn setting(name: &str) -> Option<&'static Setting> {
+pub fn setting(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
@@ -1110,6 +1110,68 @@ pub fn topic_config_default(config: &Config, name: &str) -> Option<String> {
         }
         .to_string(),
     )
+}
+
+/// Kafka's config type (DescribeConfigs v3+) of a topic config.
+pub fn topic_config_type(name: &str) -> i8 {
+    use kafka::{INT, LIST, LONG, STRING};
+    match name {
+        "cleanup.policy" => LIST,
+        "segment.bytes"
+        | "segment.index.bytes"
+        | "index.interval.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas" => INT,
+        "message.timestamp.type" | "compression.type" => STRING,
+        _ => LONG,
+    }
+}
+
+/// Kafka's config type of one of strom's broker settings (its own where Kafka has none).
+pub fn setting_type(name: &str) -> i8 {
+    kafka::config_type(name).unwrap_or(match setting(name).map(|s| s.kind) {
+        Some(Kind::Bool) => kafka::BOOLEAN,
+        Some(Kind::Int { .. }) => kafka::LONG,
+        _ => kafka::STRING,
+    })
+}
+
+/// The broker setting that supplies topic config `name`'s default, if any.
+pub fn broker_synonym(name: &str) -> Option<&'static str> {
+    TOPIC_CONFIGS
+        .iter()
+        .find(|(n, b)| *n == name && !b.is_empty())
+        .map(|(_, b)| *b)
+}
+
+/// Whether broker setting `name` may be changed at run time (AlterConfigs on a broker or the
+/// cluster default): the broker defaults of topic configs, as in Kafka.
+pub fn is_dynamic_broker_setting(name: &str) -> bool {
+    TOPIC_CONFIGS.iter().any(|(_, b)| *b == name)
+}
+
+/// Checks a value for a dynamic broker setting; returns a reason when it is invalid.
+pub fn validate_dynamic_broker_setting(name: &str, value: &str) -> Result<(), String> {
+    let topic = TOPIC_CONFIGS
+        .iter()
+        .find(|(_, b)| *b == name)
+        .map(|(t, _)| *t)
+        .ok_or_else(|| format!("`{name}` cannot be changed without a restart"))?;
+    validate_topic_config(topic, value).map_err(|e| e.replace(topic, name))
+}
+
+/// The log settings of a broker whose dynamic configs (broker names) are `dynamic`, over its
+/// static `base`.
+pub fn broker_log_defaults(base: &LogDefaults, dynamic: &BTreeMap<String, String>) -> LogDefaults {
+    if dynamic.is_empty() {
+        return base.clone();
+    }
+    let as_topic: BTreeMap<String, String> = TOPIC_CONFIGS
+        .iter()
+        .filter(|(_, b)| !b.is_empty())
+        .filter_map(|(t, b)| dynamic.get(*b).map(|v| (t.to_string(), v.clone())))
+        .collect();
+    log_settings(base, &as_topic)
 }
 
 /// Per-partition log settings: broker defaults overridden by the topic's configs.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
+use super::configs::plan_config_change;
 use super::pb::controller_client::ControllerClient;
 use super::rpc::NOT_LEADER;
 use super::{pb, Handle, QuorumStatus};
@@ -43,6 +44,8 @@ pub enum AdminError {
     NotLeader(Option<NodeId>),
     #[error("{0}")]
     Stale(String),
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 /// A topic to create, as asked for by CreateTopics or auto-creation.
@@ -79,6 +82,32 @@ pub enum AdminOp {
         assignments: Vec<Vec<NodeId>>,
         validate_only: bool,
     },
+    /// Dynamic configs of a topic (by name) or of brokers (`""`: the cluster default, or an
+    /// id): IncrementalAlterConfigs' operations, or AlterConfigs' whole replacement.
+    AlterConfigs {
+        target: ConfigTarget,
+        replace: bool,
+        ops: Vec<ConfigOp>,
+        validate_only: bool,
+    },
+}
+
+/// What AlterConfigs names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigTarget {
+    Topic(String),
+    Broker(String),
+}
+
+/// One config operation (KIP-339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+    /// Add an item to a list config.
+    Append(String, String),
+    /// Remove an item from a list config.
+    Subtract(String, String),
 }
 
 /// What a successful admin write produced.
@@ -450,6 +479,29 @@ impl Handle {
             } => {
                 self.create_partitions_local(&name, total, assignments, validate_only)
                     .await
+            }
+            AdminOp::AlterConfigs {
+                target,
+                replace,
+                ops,
+                validate_only,
+            } => {
+                let record = plan_config_change(&self.image(), &target, replace, &ops)?;
+                if validate_only {
+                    return Ok(AdminDone::Done);
+                }
+                match self.propose(vec![record]).await?.first() {
+                    Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
+                    Some(ApplyOutcome::UnknownTopic) => match target {
+                        ConfigTarget::Topic(name) => Err(AdminError::UnknownTopic(name)),
+                        ConfigTarget::Broker(b) => Err(AdminError::InvalidRequest(format!(
+                            "unexpected outcome for broker `{b}`"
+                        ))),
+                    },
+                    other => Err(AdminError::InvalidConfig(format!(
+                        "unexpected outcome {other:?}"
+                    ))),
+                }
             }
         }
     }

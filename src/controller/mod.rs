@@ -11,6 +11,7 @@
 //! of partition data.
 
 mod admin;
+mod configs;
 mod liveness;
 mod network;
 mod rpc;
@@ -35,7 +36,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use admin::{AdminDone, AdminError, AdminOp, NewTopic};
+pub use admin::{AdminDone, AdminError, AdminOp, ConfigOp, ConfigTarget, NewTopic};
 pub use liveness::QuorumStatus;
 
 use crate::config::Config;

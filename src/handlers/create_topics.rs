@@ -10,13 +10,9 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use super::{errors, s, Context};
+use super::{configs, errors, s, Context};
 use crate::config::TOPIC_CONFIGS;
 use crate::controller::{AdminDone, AdminError, AdminOp, NewTopic};
-
-/// DescribeConfigs / CreateTopics config source codes.
-pub const SOURCE_TOPIC: i8 = 1;
-pub const SOURCE_DEFAULT: i8 = 5;
 
 pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
@@ -104,20 +100,22 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
     CreateTopicsResponse::default().with_topics(results)
 }
 
+/// The new topic's configs as DescribeConfigs would report them (CreateTopics v5+).
 fn effective_configs(
     ctx: &Context,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<CreatableTopicConfigs> {
+    let image = ctx.controller.image();
     TOPIC_CONFIGS
         .iter()
         .map(|(name, _)| {
-            let (value, source) = match overrides.get(*name) {
-                Some(v) => (Some(v.clone()), SOURCE_TOPIC),
-                None => (
-                    crate::config::topic_config_default(&ctx.config, name),
-                    SOURCE_DEFAULT,
-                ),
-            };
+            let chain =
+                configs::topic_config(&ctx.config, &image, ctx.config.node_id, overrides, name);
+            let (value, source) = chain
+                .into_iter()
+                .next()
+                .map(|(_, v, src)| (v, src))
+                .unwrap_or((None, configs::DEFAULT));
             CreatableTopicConfigs::default()
                 .with_name(s(*name))
                 .with_value(value.map(s))

@@ -1,26 +1,37 @@
-//! DescribeConfigs for topics (overrides and broker-supplied defaults) and brokers (every
-//! setting strom knows, with its source).
+//! DescribeConfigs for topics and brokers, with Kafka's sources (a topic's override, this
+//! broker's dynamic config, the cluster-wide dynamic default, static, built-in default),
+//! synonyms in precedence order, config types and documentation (v3+), and which broker
+//! settings are read-only. A broker resource named `""` describes the cluster-wide dynamic
+//! defaults.
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use super::configs::{self, Synonym, DYNAMIC_DEFAULT_BROKER};
 use super::{s, Context};
-use crate::config::{topic_config_default, SETTINGS, TOPIC_CONFIGS};
+use crate::config::{
+    broker_synonym, is_dynamic_broker_setting, setting, setting_type, topic_config_type, SETTINGS,
+    TOPIC_CONFIGS,
+};
 
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-const SOURCE_STATIC_BROKER: i8 = 4;
+pub const TOPIC: i8 = 2;
+pub const BROKER: i8 = 4;
 
 pub async fn handle(
     ctx: &Context,
     req: DescribeConfigsRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeConfigsResponse {
     let image = ctx.controller.image();
+    let me = ctx.config.node_id;
+    let shape = Shape {
+        synonyms: req.include_synonyms,
+        documentation: req.include_documentation && version >= 3,
+        types: version >= 3,
+    };
     let results = req
         .resources
         .iter()
@@ -45,38 +56,48 @@ pub async fn handle(
                         .iter()
                         .filter(|(n, _)| wanted(n))
                         .map(|(n, _)| {
-                            let (value, source) = match t.configs.get(*n) {
-                                Some(v) => (Some(v.clone()), SOURCE_TOPIC),
-                                None => (topic_config_default(&ctx.config, n), SOURCE_DEFAULT),
-                            };
-                            entry(n, value, source, false)
+                            let chain =
+                                configs::topic_config(&ctx.config, &image, me, &t.configs, n);
+                            let doc = broker_synonym(n).and_then(setting).map(|st| st.doc);
+                            shape.entry(n, chain, false, topic_config_type(n), doc)
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
+                BROKER if name.is_empty() => {
+                    // The cluster-wide dynamic defaults, and nothing else (as Kafka).
+                    let defaults = image.broker_configs.get("").cloned().unwrap_or_default();
+                    let configs = defaults
+                        .iter()
+                        .filter(|(n, _)| wanted(n))
+                        .map(|(n, v)| {
+                            let chain = vec![(n.clone(), Some(v.clone()), DYNAMIC_DEFAULT_BROKER)];
+                            let doc = setting(n).map(|st| st.doc);
+                            shape.entry(n, chain, false, setting_type(n), doc)
                         })
                         .collect();
                     result.with_configs(configs)
                 }
                 BROKER => {
-                    if !name.is_empty() && name != ctx.config.node_id.to_string() {
+                    if name != me.to_string() {
                         return result
                             .with_error_code(E::InvalidRequest.code())
                             .with_error_message(Some(s(format!(
-                                "this is broker {}, not `{name}`",
-                                ctx.config.node_id
+                                "this is broker {me}, not `{name}`"
                             ))));
                     }
                     let configs = SETTINGS
                         .iter()
                         .filter(|st| wanted(st.name))
                         .map(|st| {
-                            let source = if ctx.config.is_default(st.name) {
-                                SOURCE_DEFAULT
-                            } else {
-                                SOURCE_STATIC_BROKER
-                            };
-                            entry(
+                            let chain = configs::broker_setting(&ctx.config, &image, me, st.name);
+                            let read_only = !is_dynamic_broker_setting(st.name);
+                            shape.entry(
                                 st.name,
-                                ctx.config.values.get(st.name).cloned(),
-                                source,
-                                true,
+                                chain,
+                                read_only,
+                                setting_type(st.name),
+                                Some(st.doc),
                             )
                         })
                         .collect();
@@ -91,15 +112,51 @@ pub async fn handle(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn entry(
-    name: &str,
-    value: Option<String>,
-    source: i8,
-    read_only: bool,
-) -> DescribeConfigsResourceResult {
-    DescribeConfigsResourceResult::default()
-        .with_name(s(name))
-        .with_value(value.map(s))
-        .with_read_only(read_only)
-        .with_config_source(source)
+/// What the request asked for, and what its version can carry.
+struct Shape {
+    synonyms: bool,
+    documentation: bool,
+    types: bool,
+}
+
+impl Shape {
+    /// One config: its value and source are the first of `chain` (highest precedence).
+    fn entry(
+        &self,
+        name: &str,
+        chain: Vec<Synonym>,
+        read_only: bool,
+        config_type: i8,
+        doc: Option<&str>,
+    ) -> DescribeConfigsResourceResult {
+        let (value, source) = chain
+            .first()
+            .map(|(_, v, src)| (v.clone(), *src))
+            .unwrap_or((None, configs::DEFAULT));
+        let mut e = DescribeConfigsResourceResult::default()
+            .with_name(s(name))
+            .with_value(value.map(s))
+            .with_read_only(read_only)
+            .with_config_source(source);
+        if self.synonyms {
+            e = e.with_synonyms(
+                chain
+                    .into_iter()
+                    .map(|(n, v, src)| {
+                        DescribeConfigsSynonym::default()
+                            .with_name(s(n))
+                            .with_value(v.map(s))
+                            .with_source(src)
+                    })
+                    .collect(),
+            );
+        }
+        if self.types {
+            e = e.with_config_type(config_type);
+        }
+        if self.documentation {
+            e = e.with_documentation(doc.map(s));
+        }
+        e
+    }
 }

@@ -23,6 +23,7 @@ pub fn admin(e: &AdminError) -> i16 {
         // Retriable: the client tries again once a quorum is back.
         AdminError::NoQuorum(_) | AdminError::NotLeader(_) => E::RequestTimedOut.code(),
         AdminError::Stale(_) => E::InvalidUpdateVersion.code(),
+        AdminError::InvalidRequest(_) => E::InvalidRequest.code(),
     }
 }
 

@@ -2,7 +2,9 @@
 //! problem; it fills in the error code the client expects (mapped in `errors`). Only a request
 //! that cannot be decoded closes the connection. `dispatch` is the single registry.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -15,6 +17,7 @@ pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -136,6 +139,8 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Reply>, Fra
         ApiKey::CreateTopics => call!(create_topics),
         ApiKey::DeleteTopics => call!(delete_topics),
         ApiKey::DescribeConfigs => call!(describe_configs),
+        ApiKey::AlterConfigs => call!(alter_configs),
+        ApiKey::IncrementalAlterConfigs => call!(incremental_alter_configs),
         ApiKey::CreatePartitions => call!(create_partitions),
         ApiKey::DescribeCluster => call!(describe_cluster),
         ApiKey::DescribeQuorum => call!(describe_quorum),

@@ -61,10 +61,16 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
         } else {
             Some(topic.name.0.to_string())
         };
+        // The topic's own, else the brokers' dynamic default, else this broker's static one.
         let min_isr = name
             .as_deref()
             .and_then(|n| image.topic(n))
-            .and_then(|t| t.configs.get("min.insync.replicas"))
+            .and_then(|t| t.configs.get("min.insync.replicas").cloned())
+            .or_else(|| {
+                image
+                    .dynamic_broker_configs(ctx.config.node_id)
+                    .remove("min.insync.replicas")
+            })
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(ctx.config.min_insync_replicas as usize);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());

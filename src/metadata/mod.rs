@@ -59,9 +59,30 @@ pub struct MetadataImage {
     /// The first producer id not yet handed to any broker.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Dynamic broker configs (Kafka names): `""` holds the cluster-wide defaults, a broker id
+    /// (as text) that broker's own, which win over the defaults.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// What a dynamic config change applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(TopicId),
+    /// `""`: the cluster-wide broker defaults; otherwise a broker id.
+    Broker(String),
 }
 
 impl MetadataImage {
+    /// The dynamic broker configs in force on `node`: its own over the cluster defaults.
+    pub fn dynamic_broker_configs(&self, node: NodeId) -> BTreeMap<String, String> {
+        let mut merged = self.broker_configs.get("").cloned().unwrap_or_default();
+        if let Some(own) = self.broker_configs.get(&node.to_string()) {
+            merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        merged
+    }
+
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
         self.topics.get(name)
     }
@@ -121,6 +142,14 @@ pub enum MetadataRecord {
     AllocateProducerIds {
         broker: NodeId,
         count: i64,
+    },
+    /// Dynamic configs of a topic or of brokers (IncrementalAlterConfigs, AlterConfigs):
+    /// `replace` drops every existing one first; then `set` are set and `delete` removed.
+    ConfigChange {
+        resource: ConfigResource,
+        replace: bool,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
     },
     /// A new leader, ISR or both for one partition (computed by the controller's pure code).
     PartitionChange {
@@ -202,6 +231,41 @@ impl MetadataImage {
                         ApplyOutcome::Applied
                     }
                     None => ApplyOutcome::UnknownTopic,
+                }
+            }
+            MetadataRecord::ConfigChange {
+                resource,
+                replace,
+                set,
+                delete,
+            } => {
+                let change = |configs: &mut BTreeMap<String, String>| {
+                    if *replace {
+                        configs.clear();
+                    }
+                    configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    for k in delete {
+                        configs.remove(k);
+                    }
+                };
+                match resource {
+                    ConfigResource::Topic(id) => match next.topic_names.get(id).cloned() {
+                        Some(name) => {
+                            let mut topic = (*next.topics[&name]).clone();
+                            change(&mut topic.configs);
+                            next.topics.insert(name, Arc::new(topic));
+                            ApplyOutcome::Applied
+                        }
+                        None => ApplyOutcome::UnknownTopic,
+                    },
+                    ConfigResource::Broker(key) => {
+                        let configs = next.broker_configs.entry(key.clone()).or_default();
+                        change(configs);
+                        if configs.is_empty() {
+                            next.broker_configs.remove(key);
+                        }
+                        ApplyOutcome::Applied
+                    }
                 }
             }
             MetadataRecord::AllocateProducerIds { count, .. } => {
@@ -455,6 +519,67 @@ mod tests {
         assert_eq!(out, ApplyOutcome::TopicAlreadyExists);
         assert_eq!(img2, img);
         assert_eq!(img.topic("a").map(|t| t.partitions.len()), Some(2));
+    }
+
+    #[test]
+    fn config_changes_set_delete_and_replace_topic_and_broker_configs() {
+        let (img, _) = MetadataImage::default().apply(&create("a", 1, 1));
+        let id = TopicId(uuid::Uuid::from_u128(1));
+        let change = |resource: ConfigResource, replace, set: &[(&str, &str)], delete: &[&str]| {
+            MetadataRecord::ConfigChange {
+                resource,
+                replace,
+                set: set
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                delete: delete.iter().map(|k| k.to_string()).collect(),
+            }
+        };
+        let topic = ConfigResource::Topic(id);
+        let set = change(
+            topic.clone(),
+            false,
+            &[("retention.ms", "1"), ("segment.ms", "9")],
+            &[],
+        );
+        let (img, out) = img.apply(&set);
+        assert_eq!(out, ApplyOutcome::Applied);
+        let (img, _) = img.apply(&change(topic.clone(), false, &[], &["segment.ms"]));
+        let configs = |img: &MetadataImage| img.topic("a").map(|t| t.configs.clone());
+        assert_eq!(
+            configs(&img),
+            Some(BTreeMap::from([("retention.ms".into(), "1".into())]))
+        );
+        let (img, _) = img.apply(&change(topic, true, &[("flush.ms", "5")], &[]));
+        assert_eq!(
+            configs(&img),
+            Some(BTreeMap::from([("flush.ms".into(), "5".into())]))
+        );
+        let unknown = ConfigResource::Topic(TopicId(uuid::Uuid::from_u128(9)));
+        let (same, out) = img.apply(&change(unknown, false, &[("flush.ms", "1")], &[]));
+        assert_eq!((out, &same), (ApplyOutcome::UnknownTopic, &img));
+
+        // A broker's own dynamic configs win over the cluster defaults; emptied ones go away.
+        let all = ConfigResource::Broker(String::new());
+        let two = ConfigResource::Broker("2".into());
+        let (img, _) = img.apply(&change(
+            all.clone(),
+            false,
+            &[("log.retention.ms", "10"), ("log.flush.interval.ms", "7")],
+            &[],
+        ));
+        let (img, _) = img.apply(&change(
+            two.clone(),
+            false,
+            &[("log.retention.ms", "20")],
+            &[],
+        ));
+        assert_eq!(img.dynamic_broker_configs(2)["log.retention.ms"], "20");
+        assert_eq!(img.dynamic_broker_configs(2)["log.flush.interval.ms"], "7");
+        assert_eq!(img.dynamic_broker_configs(1)["log.retention.ms"], "10");
+        let (img, _) = img.apply(&change(two, false, &[], &["log.retention.ms"]));
+        assert!(!img.broker_configs.contains_key("2"));
     }
 
     #[test]

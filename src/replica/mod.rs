@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use partition::{HwWait, IsrRequest, Partition};
 
-use crate::config::{log_settings, Config};
+use crate::config::{broker_log_defaults, log_settings, Config};
 use crate::controller::Handle;
 use crate::metadata::{local_changes, MetadataImage};
 use crate::storage::PartitionLog;
@@ -73,10 +73,11 @@ impl ReplicaManager {
     fn open_missing(&self, image: &MetadataImage) -> HashMap<TopicPartition, OpenResult> {
         let me = self.config.node_id;
         let mut wanted = Vec::new();
+        let defaults = broker_log_defaults(&self.config.log, &image.dynamic_broker_configs(me));
         {
             let hosted = self.map();
             for topic in image.topics.values() {
-                let settings = log_settings(&self.config.log, &topic.configs);
+                let settings = log_settings(&defaults, &topic.configs);
                 for (i, pi) in topic.partitions.iter().enumerate() {
                     let tp = TopicPartition::new(topic.name.clone(), i as i32);
                     let here = hosted.get(&tp).is_some_and(|p| p.topic_id() == topic.id);
@@ -145,8 +146,9 @@ impl ReplicaManager {
             tracing::info!(%tp, epoch, "leading partition");
         }
         let mut opened = self.open_missing(image);
+        let defaults = broker_log_defaults(&self.config.log, &image.dynamic_broker_configs(me));
         for topic in image.topics.values() {
-            let settings = log_settings(&self.config.log, &topic.configs);
+            let settings = log_settings(&defaults, &topic.configs);
             for (i, pi) in topic.partitions.iter().enumerate() {
                 if !pi.replicas.contains(&me) {
                     continue;

@@ -369,6 +369,8 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
         ApiKey::CreateTopics => create_topics(sw, v),
         ApiKey::DeleteTopics => delete_topics(sw, v),
         ApiKey::DescribeConfigs => describe_configs(sw, v),
+        ApiKey::AlterConfigs => alter_configs(sw, v),
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs(sw, v),
         ApiKey::CreatePartitions => create_partitions(sw, v),
         ApiKey::DescribeCluster => {
             let mut req = DescribeClusterRequest::default();
@@ -643,6 +645,7 @@ fn describe_configs(sw: &mut Sweep, v: i16) {
         resource(2, "no-such-topic", None),
         resource(4, "1", Some(vec![s("log.retention.ms"), s("no.such.key")])),
         resource(4, "99", None),
+        resource(4, "", None),
     ]);
     req = req.with_include_synonyms(true);
     if v >= 3 {
@@ -654,6 +657,97 @@ fn describe_configs(sw: &mut Sweep, v: i16) {
         v,
         "topic, broker, unknown",
         &req,
+    );
+}
+
+fn alter_configs(sw: &mut Sweep, v: i16) {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let resource = |kind: i8, name: &str, configs: &[(&str, &str)]| {
+        AlterConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(s(name))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        AlterableConfig::default()
+                            .with_name(s(k))
+                            .with_value(Some(s(v)))
+                    })
+                    .collect(),
+            )
+    };
+    let req = AlterConfigsRequest::default().with_resources(vec![
+        resource(2, TOPIC, &[("retention.ms", "86400000")]),
+        resource(2, TOPIC, &[("no.such.config", "1")]),
+        resource(2, "no-such-topic", &[("retention.ms", "1")]),
+        resource(4, "", &[("log.flush.interval.ms", "600000")]),
+        resource(4, "1", &[("num.partitions", "3")]),
+        resource(9, "x", &[]),
+    ]);
+    sw.call(
+        2,
+        ApiKey::AlterConfigs,
+        v,
+        "topic, bad name, unknown, brokers",
+        &req,
+    );
+    let check = req.with_validate_only(true);
+    sw.call(3, ApiKey::AlterConfigs, v, "validate only", &check);
+}
+
+fn incremental_alter_configs(sw: &mut Sweep, v: i16) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let resource = |kind: i8, name: &str, configs: &[(&str, i8, Option<&str>)]| {
+        AlterConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(s(name))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, op, v)| {
+                        AlterableConfig::default()
+                            .with_name(s(k))
+                            .with_config_operation(*op)
+                            .with_value(v.map(s))
+                    })
+                    .collect(),
+            )
+    };
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        resource(
+            2,
+            TOPIC,
+            &[
+                ("retention.ms", 0, Some("172800000")),
+                ("flush.ms", 1, None),
+            ],
+        ),
+        resource(2, TOPIC, &[("cleanup.policy", 2, Some("compact"))]),
+        resource(2, TOPIC, &[("retention.ms", 2, Some("1"))]),
+        resource(2, "no-such-topic", &[("retention.ms", 0, Some("1"))]),
+        resource(4, "", &[("log.retention.bytes", 0, Some("-1"))]),
+        resource(4, "2", &[("log.flush.interval.ms", 1, None)]),
+        resource(4, "nope", &[("log.flush.interval.ms", 1, None)]),
+        resource(4, "1", &[("listeners", 0, Some("x"))]),
+        resource(2, TOPIC, &[("retention.ms", 7, Some("1"))]),
+    ]);
+    sw.call(
+        1,
+        ApiKey::IncrementalAlterConfigs,
+        v,
+        "every operation and error",
+        &req,
+    );
+    let check = req.with_validate_only(true);
+    sw.call(
+        3,
+        ApiKey::IncrementalAlterConfigs,
+        v,
+        "validate only",
+        &check,
     );
 }
 

@@ -18,7 +18,9 @@ use super::pb::controller_client::ControllerClient;
 use super::rpc::NOT_LEADER;
 use super::{pb, Handle, QuorumStatus};
 use crate::config::validate_topic_config;
-use crate::metadata::{place_replicas, ApplyOutcome, BrokerRegistration, MetadataRecord};
+use crate::metadata::{
+    elect_leader, place_replicas, ApplyOutcome, BrokerRegistration, ElectionError, MetadataRecord,
+};
 use crate::types::{NodeId, TopicId};
 
 /// Why an admin write was refused. Each maps to one Kafka error code in `handlers::errors`.
@@ -82,6 +84,11 @@ pub enum AdminOp {
         assignments: Vec<Vec<NodeId>>,
         validate_only: bool,
     },
+    /// Leader elections (ElectLeaders) for the listed partitions, or for every partition.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// Dynamic configs of a topic (by name) or of brokers (`""`: the cluster default, or an
     /// id): IncrementalAlterConfigs' operations, or AlterConfigs' whole replacement.
     AlterConfigs {
@@ -123,6 +130,8 @@ pub enum AdminDone {
         first: i64,
         count: i64,
     },
+    /// Each partition's election: done, or why not.
+    Elections(Vec<(String, i32, Result<(), ElectionError>)>),
     Done,
 }
 
@@ -479,6 +488,44 @@ impl Handle {
             } => {
                 self.create_partitions_local(&name, total, assignments, validate_only)
                     .await
+            }
+            AdminOp::ElectLeaders {
+                unclean,
+                partitions,
+            } => {
+                let image = self.image();
+                let listed = partitions.is_some();
+                let wanted = partitions.unwrap_or_else(|| {
+                    image
+                        .topics
+                        .values()
+                        .flat_map(|t| (0..t.partitions.len() as i32).map(|i| (t.name.clone(), i)))
+                        .collect()
+                });
+                let mut results = Vec::with_capacity(wanted.len());
+                let mut records = Vec::new();
+                for (topic, partition) in wanted {
+                    let planned = elect_leader(&image, &topic, partition, unclean);
+                    if let Ok(r) = &planned {
+                        records.push(r.clone());
+                    }
+                    // Asked for every partition, Kafka reports only those it acted on.
+                    if listed || !matches!(planned, Err(ElectionError::NotNeeded)) {
+                        results.push((topic, partition, planned.map(|_| ())));
+                    }
+                }
+                if !records.is_empty() {
+                    let outcomes = self.propose(records).await?;
+                    if let Some(bad) = outcomes
+                        .iter()
+                        .find(|o| !matches!(o, ApplyOutcome::Applied))
+                    {
+                        return Err(AdminError::Stale(format!(
+                            "a partition changed during the election: {bad:?}"
+                        )));
+                    }
+                }
+                Ok(AdminDone::Elections(results))
             }
             AdminOp::AlterConfigs {
                 target,

@@ -4,6 +4,7 @@ use kafka_protocol::error::ResponseError as E;
 
 use crate::controller::AdminError;
 use crate::group::GroupError;
+use crate::metadata::ElectionError;
 use crate::replica::PartitionError;
 use crate::storage::batch::BatchError;
 use crate::storage::producers::ProducerError;
@@ -24,6 +25,15 @@ pub fn admin(e: &AdminError) -> i16 {
         AdminError::NoQuorum(_) | AdminError::NotLeader(_) => E::RequestTimedOut.code(),
         AdminError::Stale(_) => E::InvalidUpdateVersion.code(),
         AdminError::InvalidRequest(_) => E::InvalidRequest.code(),
+    }
+}
+
+pub fn election(e: &ElectionError) -> i16 {
+    match e {
+        ElectionError::UnknownPartition => E::UnknownTopicOrPartition.code(),
+        ElectionError::NotNeeded => E::ElectionNotNeeded.code(),
+        ElectionError::PreferredNotAvailable => E::PreferredLeaderNotAvailable.code(),
+        ElectionError::NoEligibleLeader => E::EligibleLeadersNotAvailable.code(),
     }
 }
 

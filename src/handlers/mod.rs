@@ -8,11 +8,13 @@ pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -141,6 +143,8 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Reply>, Fra
         ApiKey::DescribeConfigs => call!(describe_configs),
         ApiKey::AlterConfigs => call!(alter_configs),
         ApiKey::IncrementalAlterConfigs => call!(incremental_alter_configs),
+        ApiKey::DeleteRecords => call!(delete_records),
+        ApiKey::ElectLeaders => call!(elect_leaders),
         ApiKey::CreatePartitions => call!(create_partitions),
         ApiKey::DescribeCluster => call!(describe_cluster),
         ApiKey::DescribeQuorum => call!(describe_quorum),

@@ -425,29 +425,80 @@ pub fn unfence_changes(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRec
     out
 }
 
+/// Why a leader election (ElectLeaders) did not happen for a partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ElectionError {
+    #[error("unknown topic or partition")]
+    UnknownPartition,
+    #[error("the partition already has the leader this election would choose")]
+    NotNeeded,
+    #[error("the preferred replica is not alive or not in the ISR")]
+    PreferredNotAvailable,
+    #[error("no live replica can lead")]
+    NoEligibleLeader,
+}
+
+/// The change that elects a leader for `partition` of `topic`: the preferred (first) replica
+/// when it is alive and in the ISR, or with `unclean`, for a partition with no leader, a live
+/// ISR member or else any live replica (which may lose acknowledged data). Pure.
+pub fn elect_leader(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    unclean: bool,
+) -> Result<MetadataRecord, ElectionError> {
+    let t = image.topic(topic).ok_or(ElectionError::UnknownPartition)?;
+    let p = usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+        .ok_or(ElectionError::UnknownPartition)?;
+    let alive = |b: &NodeId| image.brokers.get(b).is_some_and(|r| !r.fenced);
+    let (leader, isr) = if unclean {
+        if p.leader >= 0 && alive(&p.leader) {
+            return Err(ElectionError::NotNeeded);
+        }
+        match p.isr.iter().find(|b| alive(b)) {
+            Some(b) => (*b, p.isr.clone()),
+            None => {
+                let b = *p
+                    .replicas
+                    .iter()
+                    .find(|b| alive(b))
+                    .ok_or(ElectionError::NoEligibleLeader)?;
+                (b, vec![b])
+            }
+        }
+    } else {
+        let preferred = *p.replicas.first().ok_or(ElectionError::UnknownPartition)?;
+        if p.leader == preferred {
+            return Err(ElectionError::NotNeeded);
+        }
+        if !alive(&preferred) || !p.isr.contains(&preferred) {
+            return Err(ElectionError::PreferredNotAvailable);
+        }
+        (preferred, p.isr.clone())
+    };
+    Ok(MetadataRecord::PartitionChange {
+        topic_id: t.id,
+        partition,
+        leader,
+        isr,
+        leader_epoch: p.leader_epoch + 1,
+        partition_epoch: p.partition_epoch + 1,
+    })
+}
+
 /// Partitions whose preferred (first) replica is alive and in the ISR but does not lead: it
 /// leads again at epoch + 1. Pure.
 pub fn preferred_leader_changes(image: &MetadataImage) -> Vec<MetadataRecord> {
-    let mut out = Vec::new();
-    for t in image.topics.values() {
-        for (i, p) in t.partitions.iter().enumerate() {
-            let Some(&preferred) = p.replicas.first() else {
-                continue;
-            };
-            let alive = image.brokers.get(&preferred).is_some_and(|b| !b.fenced);
-            if p.leader != preferred && alive && p.isr.contains(&preferred) {
-                out.push(MetadataRecord::PartitionChange {
-                    topic_id: t.id,
-                    partition: i as i32,
-                    leader: preferred,
-                    isr: p.isr.clone(),
-                    leader_epoch: p.leader_epoch + 1,
-                    partition_epoch: p.partition_epoch + 1,
-                });
-            }
-        }
-    }
-    out
+    image
+        .topics
+        .values()
+        .flat_map(|t| {
+            (0..t.partitions.len() as i32)
+                .filter_map(|i| elect_leader(image, &t.name, i, false).ok())
+        })
+        .collect()
 }
 
 /// What one node must change to match a new image.

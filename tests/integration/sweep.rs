@@ -371,6 +371,8 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
         ApiKey::DescribeConfigs => describe_configs(sw, v),
         ApiKey::AlterConfigs => alter_configs(sw, v),
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs(sw, v),
+        ApiKey::DeleteRecords => delete_records(sw, v),
+        ApiKey::ElectLeaders => elect_leaders(sw, v),
         ApiKey::CreatePartitions => create_partitions(sw, v),
         ApiKey::DescribeCluster => {
             let mut req = DescribeClusterRequest::default();
@@ -749,6 +751,63 @@ fn incremental_alter_configs(sw: &mut Sweep, v: i16) {
         "validate only",
         &check,
     );
+}
+
+fn delete_records(sw: &mut Sweep, v: i16) {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let topic = |name: &str, offsets: &[(i32, i64)]| {
+        DeleteRecordsTopic::default()
+            .with_name(tn(name))
+            .with_partitions(
+                offsets
+                    .iter()
+                    .map(|(p, o)| {
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(*p)
+                            .with_offset(*o)
+                    })
+                    .collect(),
+            )
+    };
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![
+            topic(TOPIC, &[(0, 0), (1, 1 << 40), (2, -1)]),
+            topic("no-such-topic", &[(0, 0)]),
+        ]);
+    sw.call(
+        1,
+        ApiKey::DeleteRecords,
+        v,
+        "kept, past the end, to the HW, unknown",
+        &req,
+    );
+}
+
+fn elect_leaders(sw: &mut Sweep, v: i16) {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let listed = Some(vec![
+        TopicPartitions::default()
+            .with_topic(tn(TOPIC))
+            .with_partitions((0..PARTITIONS).collect()),
+        TopicPartitions::default()
+            .with_topic(tn("no-such-topic"))
+            .with_partitions(vec![0]),
+    ]);
+    let req = ElectLeadersRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topic_partitions(listed.clone());
+    sw.call(2, ApiKey::ElectLeaders, v, "preferred, listed", &req);
+    let all = ElectLeadersRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topic_partitions(None);
+    sw.call(3, ApiKey::ElectLeaders, v, "preferred, all", &all);
+    if v >= 1 {
+        let unclean = req.with_election_type(1);
+        sw.call(1, ApiKey::ElectLeaders, v, "unclean, listed", &unclean);
+    }
 }
 
 fn create_partitions(sw: &mut Sweep, v: i16) {

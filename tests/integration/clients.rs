@@ -14,7 +14,7 @@ use rdkafka::TopicPartitionList;
 
 use crate::harness::{consumer, python_deps, Broker};
 
-fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
+pub fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
     let deps = python_deps();
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")

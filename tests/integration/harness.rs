@@ -433,15 +433,20 @@ pub fn send_to(
     }
 }
 
-/// The Python clients the tests drive (kafka-python, aiokafka), installed once with pip into
+/// The Python clients the tests drive (kafka-python, aiokafka, confluent-kafka), installed once with pip into
 /// the target directory; returns the directory to put on PYTHONPATH.
 pub fn python_deps() -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _one_at_a_time = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let deps = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
-    const PACKAGES: [(&str, &str); 2] = [
+    const PACKAGES: [(&str, &str); 3] = [
         ("kafka_python-2.2.15.dist-info", "kafka-python==2.2.15"),
         ("aiokafka-0.14.0.dist-info", "aiokafka==0.14.0"),
+        // A wheel with its own librdkafka: the admin calls rdkafka's Rust crate lacks.
+        (
+            "confluent_kafka-2.16.1.dist-info",
+            "confluent-kafka==2.16.1",
+        ),
     ];
     if PACKAGES.iter().all(|(dir, _)| deps.join(dir).exists()) {
         return deps;

@@ -7,6 +7,7 @@ mod harness;
 mod chaos;
 
 mod admin;
+mod admin_tools;
 mod chaos_ci;
 mod clients;
 mod cluster;

@@ -12,12 +12,13 @@ pub async fn handle(
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,
+    client_host: &str,
 ) -> JoinGroupResponse {
     let args = JoinArgs {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
         client_id: client_id.to_string(),
-        client_host: String::new(),
+        client_host: client_host.to_string(),
         session_timeout_ms: req.session_timeout_ms,
         // v0 has no rebalance timeout: the session timeout serves for both.
         rebalance_timeout_ms: if version >= 1 {

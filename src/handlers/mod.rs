@@ -13,7 +13,10 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod errors;
 pub mod fetch;
@@ -33,6 +36,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
@@ -65,9 +69,9 @@ pub type Pending =
 /// Starts a request in the connection's reader, in arrival order. A produce request appends
 /// its batches here (so a connection's batches reach the log in the order sent) and leaves only
 /// the acks wait and the response to the returned future; every other request is all future.
-pub fn start(ctx: Arc<Context>, p: Parsed) -> Result<Pending, FrameError> {
+pub fn start(ctx: Arc<Context>, p: Parsed, peer: Option<IpAddr>) -> Result<Pending, FrameError> {
     if p.key != ApiKey::Produce {
-        return Ok(Box::pin(dispatch(ctx, p)));
+        return Ok(Box::pin(dispatch(ctx, p, peer)));
     }
     let Parsed {
         key,
@@ -89,8 +93,13 @@ pub fn start(ctx: Arc<Context>, p: Parsed) -> Result<Pending, FrameError> {
     }))
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)` means no response (acks=0 produce).
-pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Reply>, FrameError> {
+/// Decodes, handles and encodes one request from a client at `peer`. `Ok(None)` means no
+/// response (acks=0 produce).
+pub async fn dispatch(
+    ctx: Arc<Context>,
+    p: Parsed,
+    peer: Option<IpAddr>,
+) -> Result<Option<Reply>, FrameError> {
     let Parsed {
         key,
         version: v,
@@ -145,6 +154,9 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Reply>, Fra
         ApiKey::IncrementalAlterConfigs => call!(incremental_alter_configs),
         ApiKey::DeleteRecords => call!(delete_records),
         ApiKey::ElectLeaders => call!(elect_leaders),
+        ApiKey::DescribeLogDirs => call!(describe_log_dirs),
+        ApiKey::DescribeProducers => call!(describe_producers),
+        ApiKey::DescribeTopicPartitions => call!(describe_topic_partitions),
         ApiKey::CreatePartitions => call!(create_partitions),
         ApiKey::DescribeCluster => call!(describe_cluster),
         ApiKey::DescribeQuorum => call!(describe_quorum),
@@ -154,7 +166,9 @@ pub async fn dispatch(ctx: Arc<Context>, p: Parsed) -> Result<Option<Reply>, Fra
         ApiKey::JoinGroup => {
             let req = protocol::decode(key, &mut body, v)?;
             let client = header.client_id.as_deref().unwrap_or_default();
-            let resp = join_group::handle(&ctx, req, v, client).await;
+            // Kafka shows a member's host as Java prints an address: "/127.0.0.1".
+            let host = peer.map(|ip| format!("/{ip}")).unwrap_or_default();
+            let resp = join_group::handle(&ctx, req, v, client, &host).await;
             protocol::encode_response(key, v, corr, &resp).map(|b| Some(b.into()))
         }
         ApiKey::SyncGroup => call!(sync_group),

@@ -63,7 +63,7 @@ async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationTok
     let peer = stream.peer_addr().ok();
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Work>(MAX_IN_FLIGHT);
-    let reader = read_requests(rd, tx, ctx, token.clone());
+    let reader = read_requests(rd, tx, ctx, peer.map(|a| a.ip()), token.clone());
     let writer = write_responses(wr, rx, token.clone());
     let (why, ()) = tokio::join!(reader, writer);
     if let Some(why) = why {
@@ -77,6 +77,7 @@ async fn read_requests(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     tx: mpsc::Sender<Work>,
     ctx: Arc<Context>,
+    peer: Option<std::net::IpAddr>,
     token: CancellationToken,
 ) -> Option<String> {
     let max = ctx.config.socket_request_max_bytes;
@@ -105,7 +106,7 @@ async fn read_requests(
         };
         let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
-                Ok(parsed) => match handlers::start(ctx.clone(), parsed) {
+                Ok(parsed) => match handlers::start(ctx.clone(), parsed, peer) {
                     Ok(rest) => Work::Task(tokio::spawn(rest)),
                     Err(e) => return Some(e.to_string()),
                 },

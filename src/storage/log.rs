@@ -756,6 +756,16 @@ impl PartitionLog {
         }
     }
 
+    /// Bytes of all segment files (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(|s| s.size).sum()
+    }
+
+    /// The idempotent producers with state in this log (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<super::producers::ActiveProducer> {
+        self.lock().producers.active()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.lock().segments.len()
     }

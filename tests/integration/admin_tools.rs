@@ -95,6 +95,8 @@ fn fill(bootstrap: &str, topic: &str, n: u64) {
 
 #[test]
 fn configs_records_and_elections_through_client_admin_libraries() {
+    // Three nodes under load: not alongside the failover tests, which time themselves.
+    let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(
         3,
         &[

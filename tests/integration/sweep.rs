@@ -229,6 +229,8 @@ fn assignment() -> Bytes {
 /// Every advertised (key, version), each sent with its cases to a live cluster.
 #[test]
 fn every_advertised_version_answers_in_a_form_its_client_can_read() {
+    // Three nodes under load: not alongside the failover tests, which time themselves.
+    let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &["group.initial.rebalance.delay.ms=0"]);
     cluster.start(&[1, 2, 3], Duration::from_millis(100));
     let mut sweep = Sweep {
@@ -373,6 +375,35 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs(sw, v),
         ApiKey::DeleteRecords => delete_records(sw, v),
         ApiKey::ElectLeaders => elect_leaders(sw, v),
+        ApiKey::DescribeLogDirs => {
+            use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+            sw.call(
+                1,
+                key,
+                v,
+                "all",
+                &DescribeLogDirsRequest::default().with_topics(None),
+            );
+            let some = DescribeLogDirsRequest::default().with_topics(Some(vec![
+                DescribableLogDirTopic::default()
+                    .with_topic(tn(TOPIC))
+                    .with_partitions(vec![0, 9]),
+            ]));
+            sw.call(2, key, v, "one topic", &some);
+        }
+        ApiKey::DescribeProducers => {
+            use kafka_protocol::messages::describe_producers_request::TopicRequest;
+            let req = DescribeProducersRequest::default().with_topics(vec![
+                TopicRequest::default()
+                    .with_name(tn(TOPIC))
+                    .with_partition_indexes((0..PARTITIONS).collect()),
+                TopicRequest::default()
+                    .with_name(tn("no-such-topic"))
+                    .with_partition_indexes(vec![0]),
+            ]);
+            sw.call(1, key, v, "some not led, unknown", &req);
+        }
+        ApiKey::DescribeTopicPartitions => describe_topic_partitions(sw, v),
         ApiKey::CreatePartitions => create_partitions(sw, v),
         ApiKey::DescribeCluster => {
             let mut req = DescribeClusterRequest::default();
@@ -810,6 +841,56 @@ fn elect_leaders(sw: &mut Sweep, v: i16) {
     }
 }
 
+/// Pages through every topic two partitions at a time, and asks for named ones.
+fn describe_topic_partitions(sw: &mut Sweep, v: i16) {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let mut cursor = None;
+    let mut seen = 0;
+    for page in 0.. {
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(2)
+            .with_cursor(cursor.take());
+        let resp = sw.call(
+            1,
+            ApiKey::DescribeTopicPartitions,
+            v,
+            &format!("page {page}"),
+            &req,
+        );
+        let ResponseKind::DescribeTopicPartitions(r) = resp else {
+            panic!("{resp:?}")
+        };
+        let got: usize = r.topics.iter().map(|t| t.partitions.len()).sum();
+        assert!(got <= 2, "a page holds at most the limit");
+        seen += got;
+        match r.next_cursor {
+            Some(c) => {
+                cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(c.topic_name)
+                        .with_partition_index(c.partition_index),
+                )
+            }
+            None => break,
+        }
+        assert!(page < 500, "the cursor never ended");
+    }
+    assert!(seen >= PARTITIONS as usize);
+    let named = DescribeTopicPartitionsRequest::default()
+        .with_response_partition_limit(100)
+        .with_topics(vec![
+            TopicRequest::default().with_name(tn(TOPIC)),
+            TopicRequest::default().with_name(tn("no-such-topic")),
+        ]);
+    sw.call(
+        2,
+        ApiKey::DescribeTopicPartitions,
+        v,
+        "named, one unknown",
+        &named,
+    );
+}
+
 fn create_partitions(sw: &mut Sweep, v: i16) {
     let name = format!("grown-v{v}");
     let create = CreateTopicsRequest::default()
@@ -1121,7 +1202,12 @@ fn group(sw: &mut Sweep, key: ApiKey, v: i16) {
             if v >= 3 {
                 req = req.with_include_authorized_operations(true);
             }
-            sw.call(coord, key, v, "stable group and unknown", &req);
+            let resp = sw.call(coord, key, v, "stable group and unknown", &req);
+            let ResponseKind::DescribeGroups(r) = resp else {
+                panic!("{resp:?}")
+            };
+            // The member's host is the connection's peer, as Kafka shows it.
+            assert_eq!(r.groups[0].members[0].client_host.as_str(), "/127.0.0.1");
             sw.call(other, key, v, "not the coordinator", &req);
         }
         ApiKey::ListGroups => {

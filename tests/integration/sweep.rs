@@ -9,30 +9,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_delete_request::{
-    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-};
-use kafka_protocol::messages::offset_fetch_request::{
-    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
-};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -42,6 +27,9 @@ use strom::protocol::SUPPORTED;
 use uuid::Uuid;
 
 use crate::harness::{wait_until, Cluster, Raw};
+
+mod admin;
+mod groups;
 
 const TOPIC: &str = "sweep";
 const PARTITIONS: i32 = 3;
@@ -368,13 +356,13 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
             }
             sw.call(2, key, v, "plain", &req);
         }
-        ApiKey::CreateTopics => create_topics(sw, v),
-        ApiKey::DeleteTopics => delete_topics(sw, v),
-        ApiKey::DescribeConfigs => describe_configs(sw, v),
-        ApiKey::AlterConfigs => alter_configs(sw, v),
-        ApiKey::IncrementalAlterConfigs => incremental_alter_configs(sw, v),
-        ApiKey::DeleteRecords => delete_records(sw, v),
-        ApiKey::ElectLeaders => elect_leaders(sw, v),
+        ApiKey::CreateTopics => admin::create_topics(sw, v),
+        ApiKey::DeleteTopics => admin::delete_topics(sw, v),
+        ApiKey::DescribeConfigs => admin::describe_configs(sw, v),
+        ApiKey::AlterConfigs => admin::alter_configs(sw, v),
+        ApiKey::IncrementalAlterConfigs => admin::incremental_alter_configs(sw, v),
+        ApiKey::DeleteRecords => admin::delete_records(sw, v),
+        ApiKey::ElectLeaders => admin::elect_leaders(sw, v),
         ApiKey::DescribeLogDirs => {
             use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
             sw.call(
@@ -403,8 +391,8 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
             ]);
             sw.call(1, key, v, "some not led, unknown", &req);
         }
-        ApiKey::DescribeTopicPartitions => describe_topic_partitions(sw, v),
-        ApiKey::CreatePartitions => create_partitions(sw, v),
+        ApiKey::DescribeTopicPartitions => admin::describe_topic_partitions(sw, v),
+        ApiKey::CreatePartitions => admin::create_partitions(sw, v),
         ApiKey::DescribeCluster => {
             let mut req = DescribeClusterRequest::default();
             if v >= 1 {
@@ -439,7 +427,7 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
         | ApiKey::DescribeGroups
         | ApiKey::ListGroups
         | ApiKey::DeleteGroups
-        | ApiKey::OffsetDelete => group(sw, key, v),
+        | ApiKey::OffsetDelete => groups::group(sw, key, v),
         other => panic!("{other:?} is advertised but the sweep has no cases for it"),
     }
 }
@@ -612,316 +600,6 @@ fn metadata(sw: &mut Sweep, v: i16) {
     }
 }
 
-fn create_topics(sw: &mut Sweep, v: i16) {
-    let name = format!("created-v{v}");
-    let topic = |name: &str, partitions: i32, rf: i16| {
-        CreatableTopic::default()
-            .with_name(tn(name))
-            .with_num_partitions(partitions)
-            .with_replication_factor(rf)
-            .with_configs(vec![CreatableTopicConfig::default()
-                .with_name(s("retention.ms"))
-                .with_value(Some(s("3600000")))])
-    };
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![
-            topic(&name, 2, 3),
-            topic(TOPIC, 1, 1),
-            topic("bad-rf", 1, 9),
-        ]);
-    sw.call(
-        2,
-        ApiKey::CreateTopics,
-        v,
-        "new, existing, bad replication factor",
-        &req,
-    );
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_validate_only(true)
-        .with_topics(vec![topic("validate-only", 1, 1)]);
-    sw.call(3, ApiKey::CreateTopics, v, "validate only", &req);
-}
-
-fn delete_topics(sw: &mut Sweep, v: i16) {
-    let name = format!("to-delete-v{v}");
-    let create = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(tn(&name))
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-    sw.call(1, ApiKey::CreateTopics, 7, "for DeleteTopics", &create);
-    let mut req = DeleteTopicsRequest::default().with_timeout_ms(10_000);
-    if v >= 6 {
-        req = req.with_topics(vec![
-            DeleteTopicState::default().with_name(Some(tn(&name))),
-            DeleteTopicState::default().with_name(Some(tn("no-such-topic"))),
-            DeleteTopicState::default().with_topic_id(Uuid::from_u128(42)),
-        ]);
-    } else {
-        req = req.with_topic_names(vec![tn(&name), tn("no-such-topic")]);
-    }
-    sw.call(2, ApiKey::DeleteTopics, v, "one real, unknown ones", &req);
-}
-
-fn describe_configs(sw: &mut Sweep, v: i16) {
-    let resource = |kind: i8, name: &str, keys: Option<Vec<StrBytes>>| {
-        DescribeConfigsResource::default()
-            .with_resource_type(kind)
-            .with_resource_name(s(name))
-            .with_configuration_keys(keys)
-    };
-    let mut req = DescribeConfigsRequest::default().with_resources(vec![
-        resource(2, TOPIC, None),
-        resource(2, "no-such-topic", None),
-        resource(4, "1", Some(vec![s("log.retention.ms"), s("no.such.key")])),
-        resource(4, "99", None),
-        resource(4, "", None),
-    ]);
-    req = req.with_include_synonyms(true);
-    if v >= 3 {
-        req = req.with_include_documentation(true);
-    }
-    sw.call(
-        1,
-        ApiKey::DescribeConfigs,
-        v,
-        "topic, broker, unknown",
-        &req,
-    );
-}
-
-fn alter_configs(sw: &mut Sweep, v: i16) {
-    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
-    let resource = |kind: i8, name: &str, configs: &[(&str, &str)]| {
-        AlterConfigsResource::default()
-            .with_resource_type(kind)
-            .with_resource_name(s(name))
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        AlterableConfig::default()
-                            .with_name(s(k))
-                            .with_value(Some(s(v)))
-                    })
-                    .collect(),
-            )
-    };
-    let req = AlterConfigsRequest::default().with_resources(vec![
-        resource(2, TOPIC, &[("retention.ms", "86400000")]),
-        resource(2, TOPIC, &[("no.such.config", "1")]),
-        resource(2, "no-such-topic", &[("retention.ms", "1")]),
-        resource(4, "", &[("log.flush.interval.ms", "600000")]),
-        resource(4, "1", &[("num.partitions", "3")]),
-        resource(9, "x", &[]),
-    ]);
-    sw.call(
-        2,
-        ApiKey::AlterConfigs,
-        v,
-        "topic, bad name, unknown, brokers",
-        &req,
-    );
-    let check = req.with_validate_only(true);
-    sw.call(3, ApiKey::AlterConfigs, v, "validate only", &check);
-}
-
-fn incremental_alter_configs(sw: &mut Sweep, v: i16) {
-    use kafka_protocol::messages::incremental_alter_configs_request::{
-        AlterConfigsResource, AlterableConfig,
-    };
-    let resource = |kind: i8, name: &str, configs: &[(&str, i8, Option<&str>)]| {
-        AlterConfigsResource::default()
-            .with_resource_type(kind)
-            .with_resource_name(s(name))
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, op, v)| {
-                        AlterableConfig::default()
-                            .with_name(s(k))
-                            .with_config_operation(*op)
-                            .with_value(v.map(s))
-                    })
-                    .collect(),
-            )
-    };
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        resource(
-            2,
-            TOPIC,
-            &[
-                ("retention.ms", 0, Some("172800000")),
-                ("flush.ms", 1, None),
-            ],
-        ),
-        resource(2, TOPIC, &[("cleanup.policy", 2, Some("compact"))]),
-        resource(2, TOPIC, &[("retention.ms", 2, Some("1"))]),
-        resource(2, "no-such-topic", &[("retention.ms", 0, Some("1"))]),
-        resource(4, "", &[("log.retention.bytes", 0, Some("-1"))]),
-        resource(4, "2", &[("log.flush.interval.ms", 1, None)]),
-        resource(4, "nope", &[("log.flush.interval.ms", 1, None)]),
-        resource(4, "1", &[("listeners", 0, Some("x"))]),
-        resource(2, TOPIC, &[("retention.ms", 7, Some("1"))]),
-    ]);
-    sw.call(
-        1,
-        ApiKey::IncrementalAlterConfigs,
-        v,
-        "every operation and error",
-        &req,
-    );
-    let check = req.with_validate_only(true);
-    sw.call(
-        3,
-        ApiKey::IncrementalAlterConfigs,
-        v,
-        "validate only",
-        &check,
-    );
-}
-
-fn delete_records(sw: &mut Sweep, v: i16) {
-    use kafka_protocol::messages::delete_records_request::{
-        DeleteRecordsPartition, DeleteRecordsTopic,
-    };
-    let topic = |name: &str, offsets: &[(i32, i64)]| {
-        DeleteRecordsTopic::default()
-            .with_name(tn(name))
-            .with_partitions(
-                offsets
-                    .iter()
-                    .map(|(p, o)| {
-                        DeleteRecordsPartition::default()
-                            .with_partition_index(*p)
-                            .with_offset(*o)
-                    })
-                    .collect(),
-            )
-    };
-    let req = DeleteRecordsRequest::default()
-        .with_timeout_ms(5_000)
-        .with_topics(vec![
-            topic(TOPIC, &[(0, 0), (1, 1 << 40), (2, -1)]),
-            topic("no-such-topic", &[(0, 0)]),
-        ]);
-    sw.call(
-        1,
-        ApiKey::DeleteRecords,
-        v,
-        "kept, past the end, to the HW, unknown",
-        &req,
-    );
-}
-
-fn elect_leaders(sw: &mut Sweep, v: i16) {
-    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
-    let listed = Some(vec![
-        TopicPartitions::default()
-            .with_topic(tn(TOPIC))
-            .with_partitions((0..PARTITIONS).collect()),
-        TopicPartitions::default()
-            .with_topic(tn("no-such-topic"))
-            .with_partitions(vec![0]),
-    ]);
-    let req = ElectLeadersRequest::default()
-        .with_timeout_ms(5_000)
-        .with_topic_partitions(listed.clone());
-    sw.call(2, ApiKey::ElectLeaders, v, "preferred, listed", &req);
-    let all = ElectLeadersRequest::default()
-        .with_timeout_ms(5_000)
-        .with_topic_partitions(None);
-    sw.call(3, ApiKey::ElectLeaders, v, "preferred, all", &all);
-    if v >= 1 {
-        let unclean = req.with_election_type(1);
-        sw.call(1, ApiKey::ElectLeaders, v, "unclean, listed", &unclean);
-    }
-}
-
-/// Pages through every topic two partitions at a time, and asks for named ones.
-fn describe_topic_partitions(sw: &mut Sweep, v: i16) {
-    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
-    let mut cursor = None;
-    let mut seen = 0;
-    for page in 0.. {
-        let req = DescribeTopicPartitionsRequest::default()
-            .with_response_partition_limit(2)
-            .with_cursor(cursor.take());
-        let resp = sw.call(
-            1,
-            ApiKey::DescribeTopicPartitions,
-            v,
-            &format!("page {page}"),
-            &req,
-        );
-        let ResponseKind::DescribeTopicPartitions(r) = resp else {
-            panic!("{resp:?}")
-        };
-        let got: usize = r.topics.iter().map(|t| t.partitions.len()).sum();
-        assert!(got <= 2, "a page holds at most the limit");
-        seen += got;
-        match r.next_cursor {
-            Some(c) => {
-                cursor = Some(
-                    Cursor::default()
-                        .with_topic_name(c.topic_name)
-                        .with_partition_index(c.partition_index),
-                )
-            }
-            None => break,
-        }
-        assert!(page < 500, "the cursor never ended");
-    }
-    assert!(seen >= PARTITIONS as usize);
-    let named = DescribeTopicPartitionsRequest::default()
-        .with_response_partition_limit(100)
-        .with_topics(vec![
-            TopicRequest::default().with_name(tn(TOPIC)),
-            TopicRequest::default().with_name(tn("no-such-topic")),
-        ]);
-    sw.call(
-        2,
-        ApiKey::DescribeTopicPartitions,
-        v,
-        "named, one unknown",
-        &named,
-    );
-}
-
-fn create_partitions(sw: &mut Sweep, v: i16) {
-    let name = format!("grown-v{v}");
-    let create = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(tn(&name))
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-    sw.call(1, ApiKey::CreateTopics, 7, "for CreatePartitions", &create);
-    let topic = |name: &str, count: i32| {
-        CreatePartitionsTopic::default()
-            .with_name(tn(name))
-            .with_count(count)
-            .with_assignments(None)
-    };
-    let req = CreatePartitionsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![
-            topic(&name, 2),
-            topic(TOPIC, 1),
-            topic("no-such-topic", 4),
-        ]);
-    sw.call(
-        3,
-        ApiKey::CreatePartitions,
-        v,
-        "grow, shrink, unknown",
-        &req,
-    );
-}
-
 fn offset_for_leader_epoch(sw: &mut Sweep, v: i16) {
     let partitions = (0..PARTITIONS)
         .map(|p| {
@@ -988,268 +666,5 @@ fn find_coordinator(sw: &mut Sweep, v: i16) {
     if v >= 1 {
         let txn = req.with_key_type(1);
         sw.call(2, ApiKey::FindCoordinator, v, "transaction", &txn);
-    }
-}
-
-/// A member that has joined and synced `group` (through the newest versions); returns the
-/// coordinator, the member id and the generation.
-fn joined(sw: &mut Sweep, group: &str) -> (i32, String, i32) {
-    let coordinator = sw.coordinator(group);
-    let (member, generation) = join(sw, coordinator, group, 9, "");
-    let req = SyncGroupRequest::default()
-        .with_group_id(gid(group))
-        .with_generation_id(generation)
-        .with_member_id(s(&member))
-        .with_protocol_type(Some(s("consumer")))
-        .with_protocol_name(Some(s("range")))
-        .with_assignments(vec![SyncGroupRequestAssignment::default()
-            .with_member_id(s(&member))
-            .with_assignment(assignment())]);
-    match sw.call(coordinator, ApiKey::SyncGroup, 5, "sync", &req) {
-        ResponseKind::SyncGroup(r) => assert_eq!(r.error_code, 0, "sync {group}"),
-        other => panic!("{other:?}"),
-    }
-    (coordinator, member, generation)
-}
-
-/// JoinGroup at `v` until it is a member (v4+ first answers MEMBER_ID_REQUIRED).
-fn join(sw: &mut Sweep, node: i32, group: &str, v: i16, member: &str) -> (String, i32) {
-    let mut member = member.to_string();
-    for _ in 0..3 {
-        let mut req = JoinGroupRequest::default()
-            .with_group_id(gid(group))
-            .with_session_timeout_ms(10_000)
-            .with_member_id(s(&member))
-            .with_protocol_type(s("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default()
-                .with_name(s("range"))
-                .with_metadata(subscription())]);
-        if v >= 1 {
-            req = req.with_rebalance_timeout_ms(10_000);
-        }
-        if v >= 8 {
-            req = req.with_reason(Some(s("sweep")));
-        }
-        let resp = sw.call(node, ApiKey::JoinGroup, v, "join", &req);
-        let ResponseKind::JoinGroup(r) = resp else {
-            panic!("{resp:?}")
-        };
-        match r.error_code {
-            0 => return (r.member_id.to_string(), r.generation_id),
-            79 => member = r.member_id.to_string(),
-            code => panic!("JoinGroup v{v} of {group}: error {code}"),
-        }
-    }
-    panic!("JoinGroup v{v} of {group} never admitted the member")
-}
-
-fn commit_request(v: i16, group: &str, member: &str, generation: i32) -> OffsetCommitRequest {
-    let partitions = (0..PARTITIONS)
-        .map(|p| {
-            let mut op = OffsetCommitRequestPartition::default()
-                .with_partition_index(p)
-                .with_committed_offset(1)
-                .with_committed_metadata(Some(s("meta")));
-            if v >= 6 {
-                op = op.with_committed_leader_epoch(-1);
-            }
-            op
-        })
-        .collect();
-    let mut req = OffsetCommitRequest::default()
-        .with_group_id(gid(group))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(s(member))
-        .with_topics(vec![
-            OffsetCommitRequestTopic::default()
-                .with_name(tn(TOPIC))
-                .with_partitions(partitions),
-            OffsetCommitRequestTopic::default()
-                .with_name(tn("no-such-topic"))
-                .with_partitions(vec![OffsetCommitRequestPartition::default()]),
-        ]);
-    if v <= 4 {
-        req = req.with_retention_time_ms(-1);
-    }
-    req
-}
-
-fn fetch_offsets_request(v: i16, group: &str, all: bool) -> OffsetFetchRequest {
-    let partitions: Vec<i32> = (0..PARTITIONS).chain([9]).collect();
-    if v >= 8 {
-        let topics = (!all).then(|| {
-            vec![OffsetFetchRequestTopics::default()
-                .with_name(tn(TOPIC))
-                .with_partition_indexes(partitions.clone())]
-        });
-        let mut g = OffsetFetchRequestGroup::default()
-            .with_group_id(gid(group))
-            .with_topics(topics);
-        if v >= 9 {
-            g = g.with_member_epoch(-1);
-        }
-        return OffsetFetchRequest::default()
-            .with_groups(vec![
-                g,
-                OffsetFetchRequestGroup::default().with_group_id(gid("empty")),
-            ])
-            .with_require_stable(true);
-    }
-    let topics = (!all || v < 2).then(|| {
-        vec![OffsetFetchRequestTopic::default()
-            .with_name(tn(TOPIC))
-            .with_partition_indexes(partitions)]
-    });
-    let mut req = OffsetFetchRequest::default()
-        .with_group_id(gid(group))
-        .with_topics(topics);
-    if v >= 7 {
-        req = req.with_require_stable(true);
-    }
-    req
-}
-
-/// The group APIs: each version gets a group of its own, joined and synced, and the call under
-/// test runs both against the coordinator and (for the NOT_COORDINATOR path) another node.
-fn group(sw: &mut Sweep, key: ApiKey, v: i16) {
-    let group = format!("g-{key:?}-v{v}");
-    let (coord, member, generation) = joined(sw, &group);
-    let other = (1..=3).find(|n| *n != coord).expect("another node");
-    match key {
-        ApiKey::JoinGroup => {
-            // A second member's join starts a rebalance; the first rejoins to complete it.
-            let g2 = format!("{group}-fresh");
-            let c2 = sw.coordinator(&g2);
-            join(sw, c2, &g2, v, "");
-            let req = JoinGroupRequest::default()
-                .with_group_id(gid(&group))
-                .with_member_id(s("unknown-member"))
-                .with_protocol_type(s("consumer"))
-                .with_session_timeout_ms(10_000)
-                .with_protocols(vec![JoinGroupRequestProtocol::default()
-                    .with_name(s("range"))
-                    .with_metadata(subscription())]);
-            sw.call(coord, key, v, "unknown member", &req);
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        ApiKey::SyncGroup => {
-            let mut req = SyncGroupRequest::default()
-                .with_group_id(gid(&group))
-                .with_generation_id(generation)
-                .with_member_id(s(&member))
-                .with_assignments(vec![SyncGroupRequestAssignment::default()
-                    .with_member_id(s(&member))
-                    .with_assignment(assignment())]);
-            if v >= 5 {
-                req = req
-                    .with_protocol_type(Some(s("consumer")))
-                    .with_protocol_name(Some(s("range")));
-            }
-            sw.call(coord, key, v, "leader's sync", &req);
-            let stale = req.clone().with_generation_id(generation + 5);
-            sw.call(coord, key, v, "stale generation", &stale);
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        ApiKey::Heartbeat => {
-            let req = HeartbeatRequest::default()
-                .with_group_id(gid(&group))
-                .with_generation_id(generation)
-                .with_member_id(s(&member));
-            sw.call(coord, key, v, "member", &req);
-            let unknown = req.clone().with_member_id(s("unknown-member"));
-            sw.call(coord, key, v, "unknown member", &unknown);
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        ApiKey::LeaveGroup => {
-            let req = if v >= 3 {
-                let mut m = MemberIdentity::default().with_member_id(s(&member));
-                if v >= 5 {
-                    m = m.with_reason(Some(s("sweep")));
-                }
-                let unknown = MemberIdentity::default().with_member_id(s("unknown-member"));
-                LeaveGroupRequest::default()
-                    .with_group_id(gid(&group))
-                    .with_members(vec![m, unknown])
-            } else {
-                LeaveGroupRequest::default()
-                    .with_group_id(gid(&group))
-                    .with_member_id(s(&member))
-            };
-            sw.call(other, key, v, "not the coordinator", &req);
-            sw.call(coord, key, v, "member leaves", &req);
-        }
-        ApiKey::OffsetCommit => {
-            let req = commit_request(v, &group, &member, generation);
-            sw.call(coord, key, v, "member commits, one unknown topic", &req);
-            let stale = commit_request(v, &group, &member, generation + 5);
-            sw.call(coord, key, v, "stale generation", &stale);
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        ApiKey::OffsetFetch => {
-            let commit = commit_request(8, &group, &member, generation);
-            sw.call(coord, ApiKey::OffsetCommit, 8, "for OffsetFetch", &commit);
-            let req = fetch_offsets_request(v, &group, false);
-            sw.call(coord, key, v, "named partitions, one never committed", &req);
-            if v >= 2 {
-                let all = fetch_offsets_request(v, &group, true);
-                sw.call(coord, key, v, "all partitions", &all);
-            }
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        ApiKey::DescribeGroups => {
-            let mut req = DescribeGroupsRequest::default()
-                .with_groups(vec![gid(&group), gid("no-such-group")]);
-            if v >= 3 {
-                req = req.with_include_authorized_operations(true);
-            }
-            let resp = sw.call(coord, key, v, "stable group and unknown", &req);
-            let ResponseKind::DescribeGroups(r) = resp else {
-                panic!("{resp:?}")
-            };
-            // The member's host is the connection's peer, as Kafka shows it.
-            assert_eq!(r.groups[0].members[0].client_host.as_str(), "/127.0.0.1");
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        ApiKey::ListGroups => {
-            sw.call(coord, key, v, "all", &ListGroupsRequest::default());
-            if v >= 4 {
-                let req = ListGroupsRequest::default().with_states_filter(vec![s("Stable")]);
-                sw.call(other, key, v, "stable ones", &req);
-            }
-            if v >= 5 {
-                let req = ListGroupsRequest::default().with_types_filter(vec![s("classic")]);
-                sw.call(other, key, v, "classic ones", &req);
-            }
-        }
-        ApiKey::DeleteGroups => {
-            let req = DeleteGroupsRequest::default()
-                .with_groups_names(vec![gid(&group), gid("no-such-group")]);
-            sw.call(coord, key, v, "a live group and an unknown one", &req);
-            let leave = LeaveGroupRequest::default()
-                .with_group_id(gid(&group))
-                .with_members(vec![MemberIdentity::default().with_member_id(s(&member))]);
-            sw.call(coord, ApiKey::LeaveGroup, 4, "to empty it", &leave);
-            sw.call(coord, key, v, "an empty group", &req);
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        ApiKey::OffsetDelete => {
-            let commit = commit_request(8, &group, &member, generation);
-            sw.call(coord, ApiKey::OffsetCommit, 8, "for OffsetDelete", &commit);
-            let req = OffsetDeleteRequest::default()
-                .with_group_id(gid(&group))
-                .with_topics(vec![OffsetDeleteRequestTopic::default()
-                    .with_name(tn(TOPIC))
-                    .with_partitions(vec![
-                        OffsetDeleteRequestPartition::default().with_partition_index(0)
-                    ])]);
-            sw.call(coord, key, v, "subscribed topic", &req);
-            let leave = LeaveGroupRequest::default()
-                .with_group_id(gid(&group))
-                .with_members(vec![MemberIdentity::default().with_member_id(s(&member))]);
-            sw.call(coord, ApiKey::LeaveGroup, 4, "to empty it", &leave);
-            sw.call(coord, key, v, "empty group", &req);
-            sw.call(other, key, v, "not the coordinator", &req);
-        }
-        other => unreachable!("{other:?} is not a group API"),
     }
 }

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{broker, errors, s, Context};
 use crate::metadata::MetadataImage;
 use crate::replica::{HwWait, Partition, PartitionError};
-use crate::storage::batch::{self, BatchHeader};
+use crate::storage::batch;
 use crate::storage::Appended;
 use crate::types::{now_ms, LeaderEpoch, TopicId, TopicPartition};
 
@@ -139,35 +139,30 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 partitions.push(resp.with_error_code(E::NotEnoughReplicas.code()));
                 continue;
             }
+            // Exactly one batch (checked above).
+            let (header, range) = batches[0].clone();
+            let raw = &records[range];
             let policy = settings.timestamps;
             let now = now_ms();
-            let stamped: Vec<(BatchHeader, Vec<u8>)> = if policy.log_append_time {
-                batches
-                    .iter()
-                    .map(|(h, r)| batch::stamp_log_append_time(h, &records[r.clone()], now))
-                    .collect()
+            let stamped;
+            let input = if policy.log_append_time {
+                stamped = batch::stamp_log_append_time(&header, raw, now);
+                [(stamped.0, &stamped.1[..])]
+            } else if batch::timestamps_in_range(
+                &header,
+                now,
+                policy.before_max_ms,
+                policy.after_max_ms,
+            ) {
+                [(header, raw)]
             } else {
-                let in_range = |h: &BatchHeader| {
-                    batch::timestamps_in_range(h, now, policy.before_max_ms, policy.after_max_ms)
-                };
-                if !batches.iter().all(|(h, _)| in_range(h)) {
-                    partitions.push(
-                        resp.with_error_code(E::InvalidTimestamp.code())
-                            .with_error_message(Some(s(
-                                "a record timestamp is outside message.timestamp.before.max.ms / after.max.ms of the broker's clock",
-                            ))),
-                    );
-                    continue;
-                }
-                Vec::new()
-            };
-            let input: Vec<_> = if policy.log_append_time {
-                stamped.iter().map(|(h, b)| (*h, &b[..])).collect()
-            } else {
-                batches
-                    .iter()
-                    .map(|(h, r)| (*h, &records[r.clone()]))
-                    .collect()
+                partitions.push(
+                    resp.with_error_code(E::InvalidTimestamp.code())
+                        .with_error_message(Some(s(
+                            "a record timestamp is outside message.timestamp.before.max.ms / after.max.ms of the broker's clock",
+                        ))),
+                );
+                continue;
             };
             let epoch = partition.leader_epoch();
             match partition.append(&input) {

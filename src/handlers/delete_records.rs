@@ -1,7 +1,10 @@
 //! DeleteRecords: moves a partition's log start (low watermark) up to the given offset (-1: the
-//! high watermark) on its leader, deleting the segments wholly below it; followers adopt the
-//! leader's log start from their next fetch answers. Consumers below it get OFFSET_OUT_OF_RANGE
-//! and reset, as in Kafka.
+//! high watermark) on its leader, deleting the segments wholly below it, and answers — as
+//! Kafka does — once every ISR member's log starts there too (followers adopt the leader's log
+//! start from their next fetch answers), or REQUEST_TIMED_OUT after the request's timeout.
+//! Consumers below it get OFFSET_OUT_OF_RANGE and reset.
+
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::delete_records_response::{
@@ -10,6 +13,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{errors, Context};
+use crate::replica::HwWait;
 use crate::types::TopicPartition;
 
 pub async fn handle(
@@ -18,40 +22,54 @@ pub async fn handle(
     _version: i16,
 ) -> DeleteRecordsResponse {
     let image = ctx.controller.image();
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let resp = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_low_watermark(-1);
-                    if t.name.0.as_str() == crate::group::OFFSETS_TOPIC {
-                        return resp.with_error_code(E::InvalidTopicException.code());
-                    }
-                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                    let part = match super::led_partition(ctx, &image, &tp, -1) {
-                        Ok(part) => part,
-                        Err(code) => return resp.with_error_code(code),
-                    };
-                    let hw = part.high_watermark();
-                    let target = if p.offset == -1 { hw } else { p.offset };
-                    if target < 0 || target > hw {
-                        return resp.with_error_code(E::OffsetOutOfRange.code());
-                    }
-                    match part.log.advance_start(target) {
-                        Ok(start) => resp.with_low_watermark(start),
-                        Err(e) => resp.with_error_code(errors::log(&e)),
-                    }
-                })
-                .collect();
+    let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let resp = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            if t.name.0.as_str() == crate::group::OFFSETS_TOPIC {
+                partitions.push(resp.with_error_code(E::InvalidTopicException.code()));
+                continue;
+            }
+            let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+            let part = match super::led_partition(ctx, &image, &tp, -1) {
+                Ok(part) => part,
+                Err(code) => {
+                    partitions.push(resp.with_error_code(code));
+                    continue;
+                }
+            };
+            let hw = part.high_watermark();
+            let target = if p.offset == -1 { hw } else { p.offset };
+            if target < 0 || target > hw {
+                partitions.push(resp.with_error_code(E::OffsetOutOfRange.code()));
+                continue;
+            }
+            let epoch = part.leader_epoch();
+            let start = match part.delete_records_before(target) {
+                Ok(start) => start,
+                Err(e) => {
+                    partitions.push(resp.with_error_code(errors::log(&e)));
+                    continue;
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            partitions.push(
+                match part.wait_for_low_watermark(start, epoch, left).await {
+                    HwWait::Reached => resp.with_low_watermark(part.low_watermark()),
+                    HwWait::TimedOut => resp.with_error_code(E::RequestTimedOut.code()),
+                    HwWait::NotLeader => resp.with_error_code(E::NotLeaderOrFollower.code()),
+                },
+            );
+        }
+        topics.push(
             DeleteRecordsTopicResult::default()
                 .with_name(t.name.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     DeleteRecordsResponse::default().with_topics(topics)
 }

@@ -41,6 +41,8 @@ struct Slot {
     topic: usize,
     index: i32,
     fetch_offset: i64,
+    /// The fetcher's log start (followers report theirs; -1 before v5).
+    log_start_offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
     last_fetched_epoch: i32,
@@ -110,6 +112,7 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> Fetched {
                 topic: ti,
                 index: p.partition,
                 fetch_offset: p.fetch_offset,
+                log_start_offset: p.log_start_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: p.current_leader_epoch,
                 last_fetched_epoch: p.last_fetched_epoch,
@@ -125,7 +128,7 @@ pub async fn handle(ctx: &Context, req: FetchRequest, version: i16) -> Fetched {
             if errors::leader_epoch(slot.current_leader_epoch, p.leader_epoch()) != errors::NONE {
                 continue;
             }
-            if let Some(change) = p.follower_fetched(f, slot.fetch_offset) {
+            if let Some(change) = p.follower_fetched(f, slot.fetch_offset, slot.log_start_offset) {
                 ctx.replicas.request_isr_change(p.clone(), change);
             }
         }

@@ -22,6 +22,8 @@ use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
 struct Progress {
     /// The follower's log end: it has every offset below (-1: not heard from yet).
     leo: Offset,
+    /// The follower's log start, as its fetches report it (-1: not heard from yet).
+    log_start: Offset,
     /// The last time the follower had everything the leader had.
     caught_up: Instant,
 }
@@ -44,6 +46,8 @@ pub struct Partition {
     state: Mutex<State>,
     hw: watch::Sender<Offset>,
     leo: watch::Sender<Offset>,
+    /// The low watermark (`low_watermark`), published as followers report their log starts.
+    lw: watch::Sender<Offset>,
     /// (leader, leader epoch), so waiters learn at once when this node stops leading.
     leadership: watch::Sender<(NodeId, LeaderEpoch)>,
 }
@@ -88,6 +92,7 @@ impl Partition {
             }),
             hw: watch::channel(hw).0,
             leo: watch::channel(end).0,
+            lw: watch::channel(-1).0,
             leadership: watch::channel((-1, -1)).0,
         }
     }
@@ -148,6 +153,35 @@ impl Partition {
         });
     }
 
+    /// On the leader: the smallest log start over this replica and the ISR's followers (-1
+    /// while one has not reported it) — what DeleteRecords waits for.
+    pub fn low_watermark(&self) -> Offset {
+        let own = self.log.log_start_offset();
+        let s = self.state();
+        s.isr
+            .iter()
+            .filter(|r| **r != s.me)
+            .map(|r| s.followers.get(r).map(|p| p.log_start).unwrap_or(-1))
+            .fold(own, |m, start| m.min(start))
+    }
+
+    fn publish_low_watermark(&self) {
+        let lw = self.low_watermark();
+        self.lw.send_if_modified(|v| {
+            let moved = *v != lw;
+            *v = lw;
+            moved
+        });
+    }
+
+    /// DeleteRecords on the leader: the log starts at `offset` from now on (never past the
+    /// high watermark, checked by the caller); followers follow from their next fetch.
+    pub fn delete_records_before(&self, offset: Offset) -> Result<Offset, LogError> {
+        let start = self.log.advance_start(offset)?;
+        self.publish_low_watermark();
+        Ok(start)
+    }
+
     fn publish_leo(&self, end: Offset) {
         self.leo.send_if_modified(|leo| {
             let moved = *leo != end;
@@ -183,6 +217,7 @@ impl Partition {
                             *r,
                             Progress {
                                 leo: -1,
+                                log_start: -1,
                                 caught_up: now,
                             },
                         )
@@ -274,9 +309,15 @@ impl Partition {
         Ok(())
     }
 
-    /// A follower fetched at `fetch_offset` (it holds everything below). Updates its progress
-    /// and the high watermark; returns an ISR expansion to ask for once it has caught up.
-    pub fn follower_fetched(&self, follower: NodeId, fetch_offset: Offset) -> Option<IsrRequest> {
+    /// A follower fetched at `fetch_offset` (it holds everything below) with its log starting
+    /// at `log_start`. Updates its progress, the high and low watermarks; returns an ISR
+    /// expansion to ask for once it has caught up.
+    pub fn follower_fetched(
+        &self,
+        follower: NodeId,
+        fetch_offset: Offset,
+        log_start: Offset,
+    ) -> Option<IsrRequest> {
         let end = self.log.log_end_offset();
         let epoch_start = self.log.latest_epoch().map(|e| e.1).unwrap_or(0);
         {
@@ -287,14 +328,17 @@ impl Partition {
             let now = Instant::now();
             let p = s.followers.entry(follower).or_insert(Progress {
                 leo: -1,
+                log_start: -1,
                 caught_up: now,
             });
             p.leo = fetch_offset;
+            p.log_start = log_start;
             if fetch_offset >= end {
                 p.caught_up = now;
             }
         }
         self.advance_hw();
+        self.publish_low_watermark();
         let hw = self.high_watermark();
         let mut s = self.state();
         if s.isr.contains(&follower)
@@ -368,20 +412,43 @@ impl Partition {
         epoch: LeaderEpoch,
         timeout: Duration,
     ) -> HwWait {
-        let mut hw = self.hw.subscribe();
+        self.wait_for(self.hw.subscribe(), offset, epoch, timeout)
+            .await
+    }
+
+    /// Waits until every ISR member's log starts at `offset` or later (DeleteRecords), while
+    /// this node leads at `epoch`.
+    pub async fn wait_for_low_watermark(
+        &self,
+        offset: Offset,
+        epoch: LeaderEpoch,
+        timeout: Duration,
+    ) -> HwWait {
+        self.wait_for(self.lw.subscribe(), offset, epoch, timeout)
+            .await
+    }
+
+    /// Waits until `watermark` reaches `offset`; ends early when leadership moves.
+    async fn wait_for(
+        &self,
+        mut watermark: watch::Receiver<Offset>,
+        offset: Offset,
+        epoch: LeaderEpoch,
+        timeout: Duration,
+    ) -> HwWait {
         let mut leadership = self.leadership.subscribe();
         let me = self.state().me;
         let still_leading = |l: &(NodeId, LeaderEpoch)| *l == (me, epoch);
         let wait = async {
             loop {
-                if *hw.borrow_and_update() >= offset {
+                if *watermark.borrow_and_update() >= offset {
                     return HwWait::Reached;
                 }
                 if !still_leading(&leadership.borrow_and_update()) {
                     return HwWait::NotLeader;
                 }
                 tokio::select! {
-                    r = hw.changed() => if r.is_err() { return HwWait::NotLeader },
+                    r = watermark.changed() => if r.is_err() { return HwWait::NotLeader },
                     r = leadership.changed() => if r.is_err() { return HwWait::NotLeader },
                 }
             }

@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::controller::{AdminError, Handle, NewTopic};
 use crate::metadata::MetadataImage;
 use crate::replica::{HwWait, Partition, ReplicaManager};
-use crate::storage::{batch, PartitionLog};
+use crate::storage::batch;
 use crate::types::{now_ms, LeaderEpoch, NodeId, TopicPartition};
 
 use records::{GroupValue, Key, OffsetValue};
@@ -783,7 +783,7 @@ impl Coordinator {
             }
         };
         let log_part = part.clone();
-        let loaded = tokio::task::spawn_blocking(move || read_groups(&log_part.log)).await;
+        let loaded = tokio::task::spawn_blocking(move || read_groups(&log_part)).await;
         let (groups, records) = match loaded {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -885,12 +885,12 @@ impl Coordinator {
                 .values()
                 .map(|g| lock(g).offsets.len() as i64 + 1)
                 .sum();
-            let held = part.log.log_end_offset() - part.log.log_start_offset();
+            let held = part.log_end_offset() - part.log_start_offset();
             if held <= SNAPSHOT_MIN_RECORDS.max(2 * live) {
                 continue;
             }
             let gate = shard.gate.clone().write_owned().await;
-            let start = match part.log.roll_now() {
+            let start = match part.roll_segment() {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(partition = shard.index, error = %e, "cannot roll for a snapshot");
@@ -922,7 +922,7 @@ impl Coordinator {
             drop(gate);
             let Some(last) = last else { continue };
             if self.replicated(&shard, last).await.is_ok() {
-                match part.log.advance_start(start) {
+                match part.advance_log_start(start) {
                     Ok(s) => tracing::info!(
                         partition = shard.index,
                         log_start = s,
@@ -994,7 +994,7 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<Bytes> {
 /// Replays an offsets partition from its log start into groups; also returns how many records
 /// were read.
 fn read_groups(
-    log: &PartitionLog,
+    log: &Partition,
 ) -> Result<(HashMap<String, Group>, usize), crate::storage::LogError> {
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();

@@ -49,7 +49,7 @@ pub async fn handle(
                 continue;
             }
             let epoch = part.leader_epoch();
-            let start = match part.delete_records_before(target) {
+            let start = match part.advance_log_start(target) {
                 Ok(start) => start,
                 Err(e) => {
                     partitions.push(resp.with_error_code(errors::log(&e)));

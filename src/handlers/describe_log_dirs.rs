@@ -31,7 +31,7 @@ pub async fn handle(
         by_topic.entry(tp.topic.clone()).or_default().push(
             DescribeLogDirsPartition::default()
                 .with_partition_index(tp.partition)
-                .with_partition_size(p.log.size_bytes() as i64)
+                .with_partition_size(p.size_bytes() as i64)
                 .with_offset_lag(0),
         );
     }

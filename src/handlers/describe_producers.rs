@@ -31,7 +31,6 @@ pub async fn handle(
                         Err(code) => return resp.with_error_code(code),
                     };
                     let producers = part
-                        .log
                         .active_producers()
                         .into_iter()
                         .map(|p| {

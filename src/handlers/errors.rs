@@ -5,10 +5,7 @@ use kafka_protocol::error::ResponseError as E;
 use crate::controller::AdminError;
 use crate::group::GroupError;
 use crate::metadata::ElectionError;
-use crate::replica::PartitionError;
-use crate::storage::batch::BatchError;
-use crate::storage::producers::ProducerError;
-use crate::storage::LogError;
+use crate::replica::{AppendError, BatchError, LogError, PartitionError, ProducerError};
 
 pub const NONE: i16 = 0;
 
@@ -51,6 +48,16 @@ pub fn log(e: &LogError) -> i16 {
         LogError::Producer(ProducerError::OutOfOrder { .. }) => E::OutOfOrderSequenceNumber.code(),
         LogError::Producer(ProducerError::Fenced { .. }) => E::InvalidProducerEpoch.code(),
         LogError::Producer(ProducerError::UnknownProducer { .. }) => E::UnknownProducerId.code(),
+    }
+}
+
+pub fn append(e: &AppendError) -> i16 {
+    match e {
+        AppendError::NotOneBatch => E::InvalidRecord.code(),
+        AppendError::Batch(b) => batch(b),
+        AppendError::NotEnoughReplicas { .. } => E::NotEnoughReplicas.code(),
+        AppendError::Timestamp => E::InvalidTimestamp.code(),
+        AppendError::Log(l) => log(l),
     }
 }
 

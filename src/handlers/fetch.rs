@@ -228,7 +228,7 @@ fn read_all(
             }
         };
         let hw = p.high_watermark();
-        let log_start = p.log.log_start_offset();
+        let log_start = p.log_start_offset();
         data = data
             .with_high_watermark(hw)
             .with_last_stable_offset(hw)
@@ -240,7 +240,7 @@ fn read_all(
             continue;
         }
         if follower && slot.last_fetched_epoch >= 0 {
-            let (epoch, end) = p.log.end_offset_for_epoch(slot.last_fetched_epoch);
+            let (epoch, end) = p.end_offset_for_epoch(slot.last_fetched_epoch);
             if epoch != slot.last_fetched_epoch || end < slot.fetch_offset {
                 any_error = true;
                 out.push(
@@ -261,11 +261,10 @@ fn read_all(
         }
         // What the partition returns: nothing, a file range (zero-copy) or records read.
         let read = if follower {
-            p.log
-                .read(slot.fetch_offset, limit, i64::MAX, total == 0)
+            p.read(slot.fetch_offset, limit, i64::MAX, total == 0)
                 .map(|b| (!b.is_empty()).then_some(Part::Bytes(b)))
         } else {
-            match p.log.region(slot.fetch_offset, limit, hw, total == 0) {
+            match p.region(slot.fetch_offset, limit, hw, total == 0) {
                 Ok(None) => Ok(None),
                 Ok(Some(r)) if zero_copy => Ok(Some(Part::File {
                     file: r.file,
@@ -275,7 +274,7 @@ fn read_all(
                 Ok(Some(r)) => r
                     .read()
                     .map(|b| Some(Part::Bytes(b)))
-                    .map_err(crate::storage::LogError::from),
+                    .map_err(crate::replica::LogError::from),
                 Err(e) => Err(e),
             }
         };

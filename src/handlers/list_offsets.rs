@@ -43,9 +43,9 @@ pub async fn handle(ctx: &Context, req: ListOffsetsRequest, version: i16) -> Lis
                     };
                     let found = match p.timestamp {
                         LATEST => Ok(Some((part.high_watermark(), -1))),
-                        EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log.log_start_offset(), -1))),
-                        MAX_TIMESTAMP => part.log.max_timestamp(),
-                        ts if ts >= 0 => part.log.offset_for_timestamp(ts),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log_start_offset(), -1))),
+                        MAX_TIMESTAMP => part.max_timestamp(),
+                        ts if ts >= 0 => part.offset_for_timestamp(ts),
                         _ => return resp.with_error_code(E::InvalidRequest.code()),
                     };
                     match found {

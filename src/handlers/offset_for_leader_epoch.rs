@@ -34,7 +34,7 @@ pub async fn handle(
                         Ok(part) => part,
                         Err(code) => return resp.with_error_code(code),
                     };
-                    let (epoch, end) = part.log.end_offset_for_epoch(p.leader_epoch);
+                    let (epoch, end) = part.end_offset_for_epoch(p.leader_epoch);
                     resp.with_leader_epoch(epoch).with_end_offset(end)
                 })
                 .collect();

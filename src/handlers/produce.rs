@@ -19,9 +19,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{broker, errors, s, Context};
 use crate::metadata::MetadataImage;
 use crate::replica::{HwWait, Partition, PartitionError};
-use crate::storage::batch;
-use crate::storage::Appended;
-use crate::types::{now_ms, LeaderEpoch, TopicId, TopicPartition};
+use crate::types::{LeaderEpoch, TopicId, TopicPartition};
 
 /// An acks=all append waiting for the high watermark.
 struct Wait {
@@ -114,77 +112,30 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 }
             };
             let records = pd.records.as_deref().unwrap_or(&[]);
-            let settings = partition.log.settings();
-            let batches = match batch::validate(records, settings.max_message_bytes) {
-                Ok(b) if b.len() == 1 => b,
-                Ok(_) => {
-                    partitions.push(
-                        resp.with_error_code(E::InvalidRecord.code())
-                            .with_error_message(Some(s(
-                            "a produce request must carry exactly one record batch per partition",
-                        ))),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!(%tp, error = %e, "refused batch");
-                    partitions.push(
-                        resp.with_error_code(errors::batch(&e))
-                            .with_error_message(Some(s(e.to_string()))),
-                    );
-                    continue;
-                }
-            };
-            if req.acks == -1 && partition.isr().len() < min_isr {
-                partitions.push(resp.with_error_code(E::NotEnoughReplicas.code()));
-                continue;
-            }
-            // Exactly one batch (checked above).
-            let (header, range) = batches[0].clone();
-            let raw = &records[range];
-            let policy = settings.timestamps;
-            let now = now_ms();
-            let stamped;
-            let input = if policy.log_append_time {
-                stamped = batch::stamp_log_append_time(&header, raw, now);
-                [(stamped.0, &stamped.1[..])]
-            } else if batch::timestamps_in_range(
-                &header,
-                now,
-                policy.before_max_ms,
-                policy.after_max_ms,
-            ) {
-                [(header, raw)]
-            } else {
-                partitions.push(
-                    resp.with_error_code(E::InvalidTimestamp.code())
-                        .with_error_message(Some(s(
-                            "a record timestamp is outside message.timestamp.before.max.ms / after.max.ms of the broker's clock",
-                        ))),
-                );
-                continue;
-            };
-            let epoch = partition.leader_epoch();
-            match partition.append(&input) {
-                Ok(Appended { first, last, .. }) => {
+            let min_isr = (req.acks == -1).then_some(min_isr);
+            match partition.append_records(records, min_isr) {
+                Ok(done) => {
                     if req.acks == -1 {
                         waits.push(Wait {
                             topic: ti,
                             index: partitions.len(),
                             partition: partition.clone(),
-                            end: last + 1,
-                            epoch,
+                            end: done.last + 1,
+                            epoch: done.epoch,
                         });
                     }
                     partitions.push(
-                        resp.with_base_offset(first)
-                            .with_log_append_time_ms(if policy.log_append_time { now } else { -1 })
-                            .with_log_start_offset(partition.log.log_start_offset()),
+                        resp.with_base_offset(done.first)
+                            .with_log_append_time_ms(done.log_append_time)
+                            .with_log_start_offset(done.log_start),
                     );
                 }
                 Err(e) => {
                     tracing::debug!(%tp, error = %e, "append refused");
-                    partitions.push(resp.with_error_code(errors::log(&e)));
+                    partitions.push(
+                        resp.with_error_code(errors::append(&e))
+                            .with_error_message(Some(s(e.to_string()))),
+                    );
                 }
             }
         }

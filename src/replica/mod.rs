@@ -19,7 +19,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use partition::{HwWait, IsrRequest, Partition};
+/// The storage errors a partition's callers may see (mapped to Kafka codes by `handlers`).
+pub use crate::storage::batch::BatchError;
+pub use crate::storage::producers::ProducerError;
+pub use crate::storage::LogError;
+pub use partition::{AppendError, HwWait, IsrRequest, Partition, Produced};
 
 use crate::config::{broker_log_defaults, log_settings, Config};
 use crate::controller::Handle;

@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use bytes::Bytes;
+
 use crate::metadata::PartitionImage;
-use crate::storage::batch::BatchHeader;
-use crate::storage::{Appended, LogError, PartitionLog};
-use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
+use crate::storage::batch::{self, BatchError, BatchHeader};
+use crate::storage::producers::ActiveProducer;
+use crate::storage::{Appended, FileRegion, LogError, PartitionLog};
+use crate::types::{now_ms, LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
 
 /// A follower's progress as the leader sees it.
 #[derive(Clone, Copy, Debug)]
@@ -42,7 +45,9 @@ struct State {
 }
 
 pub struct Partition {
-    pub log: PartitionLog,
+    /// The only way to the log from outside `replica` is through the methods below, so every
+    /// change to log end, log start and watermarks is published where waiters see it.
+    pub(super) log: PartitionLog,
     state: Mutex<State>,
     hw: watch::Sender<Offset>,
     leo: watch::Sender<Offset>,
@@ -50,6 +55,33 @@ pub struct Partition {
     lw: watch::Sender<Offset>,
     /// (leader, leader epoch), so waiters learn at once when this node stops leading.
     leadership: watch::Sender<(NodeId, LeaderEpoch)>,
+}
+
+/// What a leader append of a client's records did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    pub first: Offset,
+    pub last: Offset,
+    /// The leader epoch it was appended at (acks=all waits on it).
+    pub epoch: LeaderEpoch,
+    /// The broker's timestamp for a LogAppendTime topic, else -1.
+    pub log_append_time: i64,
+    pub log_start: Offset,
+}
+
+/// Why a client's records were not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("a produce request must carry exactly one record batch per partition")]
+    NotOneBatch,
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("the ISR has {isr} members, fewer than min.insync.replicas ({min})")]
+    NotEnoughReplicas { isr: usize, min: usize },
+    #[error("a record timestamp is outside message.timestamp.before.max.ms / after.max.ms of the broker's clock")]
+    Timestamp,
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 /// How a wait for the high watermark ended.
@@ -174,12 +206,116 @@ impl Partition {
         });
     }
 
-    /// DeleteRecords on the leader: the log starts at `offset` from now on (never past the
-    /// high watermark, checked by the caller); followers follow from their next fetch.
-    pub fn delete_records_before(&self, offset: Offset) -> Result<Offset, LogError> {
+    /// On the leader: the log starts at `offset` from now on (DeleteRecords, or the group
+    /// coordinator's snapshot; never past the high watermark, which the caller checks), and the
+    /// segments wholly below go; followers follow from their next fetch. Returns the log start.
+    pub fn advance_log_start(&self, offset: Offset) -> Result<Offset, LogError> {
         let start = self.log.advance_start(offset)?;
         self.publish_low_watermark();
         Ok(start)
+    }
+
+    /// Validates a client's records (one whole v2 batch within `max.message.bytes`), checks
+    /// `min_isr` (acks=all) and the topic's timestamp policy — stamping the batch for
+    /// LogAppendTime — and appends it as leader.
+    pub fn append_records(
+        &self,
+        records: &[u8],
+        min_isr: Option<usize>,
+    ) -> Result<Produced, AppendError> {
+        let settings = self.log.settings();
+        let batches = batch::validate(records, settings.max_message_bytes)?;
+        let [(header, range)] = &batches[..] else {
+            return Err(AppendError::NotOneBatch);
+        };
+        if let Some(min) = min_isr {
+            let isr = self.isr().len();
+            if isr < min {
+                return Err(AppendError::NotEnoughReplicas { isr, min });
+            }
+        }
+        let raw = &records[range.clone()];
+        let policy = settings.timestamps;
+        let now = now_ms();
+        let stamped;
+        let input = if policy.log_append_time {
+            stamped = batch::stamp_log_append_time(header, raw, now);
+            [(stamped.0, &stamped.1[..])]
+        } else if batch::timestamps_in_range(header, now, policy.before_max_ms, policy.after_max_ms)
+        {
+            [(*header, raw)]
+        } else {
+            return Err(AppendError::Timestamp);
+        };
+        let epoch = self.leader_epoch();
+        let appended = self.append(&input)?;
+        Ok(Produced {
+            first: appended.first,
+            last: appended.last,
+            epoch,
+            log_append_time: if policy.log_append_time { now } else { -1 },
+            log_start: self.log.log_start_offset(),
+        })
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.log.log_end_offset()
+    }
+
+    /// Bytes of the partition's segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// The largest epoch at or below `epoch` and where it ends (OffsetForLeaderEpoch).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, Offset) {
+        self.log.end_offset_for_epoch(epoch)
+    }
+
+    /// The first record at or after timestamp `ts`: (offset, timestamp).
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(Offset, i64)>, LogError> {
+        self.log.offset_for_timestamp(ts)
+    }
+
+    /// The record with the largest timestamp: (offset, timestamp).
+    pub fn max_timestamp(&self) -> Result<Option<(Offset, i64)>, LogError> {
+        self.log.max_timestamp()
+    }
+
+    /// The file range a consumer read at `offset` covers (see `PartitionLog::region`).
+    pub fn region(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one: bool,
+    ) -> Result<Option<FileRegion>, LogError> {
+        self.log.region(offset, max_bytes, max_offset, min_one)
+    }
+
+    /// Record batches from `offset` into memory (see `PartitionLog::read`).
+    pub fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one: bool,
+    ) -> Result<Bytes, LogError> {
+        self.log.read(offset, max_bytes, max_offset, min_one)
+    }
+
+    /// Starts a new segment at the log end unless the active one is empty; returns the log end.
+    pub fn roll_segment(&self) -> Result<Offset, LogError> {
+        self.log.roll_now()
+    }
+
+    /// The idempotent producers with state here (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.log.active_producers()
     }
 
     fn publish_leo(&self, end: Offset) {

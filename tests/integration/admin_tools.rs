@@ -160,7 +160,11 @@ fn configs_records_and_elections_through_client_admin_libraries() {
             .join("trimmed-0")
             .join("log-start-offset");
         let start = std::fs::read_to_string(&file).unwrap_or_default();
-        assert_eq!(start.trim(), "50", "node {n}'s log start when the answer came");
+        assert_eq!(
+            start.trim(),
+            "50",
+            "node {n}'s log start when the answer came"
+        );
     }
 
     // ElectLeaders returns leadership to the preferred replica once it is back in the ISR.

@@ -1,7 +1,9 @@
 //! `strom dev`: a local cluster of N nodes as child processes, on the ports DESIGN.md §5 names
 //! (clients on 9092, 9192, 9292, ...; controllers on 9093, 9193, 9293, ...), data under
 //! `./strom-dev/node-N`, every node's log lines prefixed on one terminal. It prints the bootstrap
-//! string once every broker is registered; SIGINT or SIGTERM stops all nodes cleanly.
+//! string once every broker is registered; SIGINT or SIGTERM stops all nodes cleanly. A node
+//! that exits leaves the others running; `kill N`, `stop N` and `start N` on standard input
+//! kill, stop and (re)start one node, to try failover by hand.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -62,7 +64,53 @@ fn terminate(child: &Child) {
     }
 }
 
-/// Runs the cluster until SIGINT/SIGTERM. Returns the process exit code.
+/// A command typed on `strom dev`'s standard input.
+#[derive(Debug, PartialEq, Eq)]
+enum DevCommand {
+    Kill(u16),
+    Stop(u16),
+    Start(u16),
+}
+
+fn parse_command(line: &str, nodes: u16) -> Result<DevCommand, String> {
+    let mut words = line.split_whitespace();
+    let (Some(verb), Some(n), None) = (words.next(), words.next(), words.next()) else {
+        return Err(format!(
+            "unknown command `{}`; type `kill N`, `stop N` or `start N`",
+            line.trim()
+        ));
+    };
+    let i: u16 = n
+        .parse()
+        .ok()
+        .filter(|i| (1..=nodes).contains(i))
+        .ok_or_else(|| format!("`{n}` is not a node (1..={nodes})"))?;
+    match verb {
+        "kill" => Ok(DevCommand::Kill(i)),
+        "stop" => Ok(DevCommand::Stop(i)),
+        "start" => Ok(DevCommand::Start(i)),
+        other => Err(format!(
+            "unknown command `{other}`; type `kill N`, `stop N` or `start N`"
+        )),
+    }
+}
+
+/// Lines typed on standard input (none when it is closed or not a terminal's).
+fn read_commands() -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if !line.trim().is_empty() && tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs the cluster until SIGINT/SIGTERM (or until every node has exited); a node that exits
+/// or is killed leaves the others running, and commands on standard input kill, stop and start
+/// single nodes, so failover can be tried by hand.
 pub fn run(opts: DevOptions) -> anyhow::Result<()> {
     anyhow::ensure!(opts.nodes >= 1, "--nodes must be at least 1");
     anyhow::ensure!(
@@ -102,8 +150,7 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let mut children = Vec::new();
-    for i in 1..=opts.nodes {
+    let spawn = |i: u16| -> anyhow::Result<Child> {
         let dir = opts.data.join(format!("node-{i}"));
         let mut cmd = Command::new(&exe);
         cmd.arg("serve")
@@ -135,8 +182,13 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
         if let Some(err) = child.stderr.take() {
             relay(format!("node-{i}"), err);
         }
-        children.push(child);
+        Ok(child)
+    };
+    let mut children: Vec<Option<Child>> = Vec::new();
+    for i in 1..=opts.nodes {
+        children.push(Some(spawn(i)?));
     }
+    let commands = read_commands();
     let bootstrap = (1..=opts.nodes)
         .map(|i| format!("127.0.0.1:{}", client_port(opts.base_port, i)))
         .collect::<Vec<_>>()
@@ -152,18 +204,58 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
                 opts.nodes,
                 started.elapsed().as_secs_f64()
             );
+            println!(
+                "strom dev: to try failover type `kill N` (SIGKILL), `stop N` (SIGTERM) or `start N`, N in 1..={}; watch with `strom cluster status --bootstrap {bootstrap}`",
+                opts.nodes
+            );
         }
-        for (i, c) in children.iter_mut().enumerate() {
+        for (i, slot) in children.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
             if let Ok(Some(status)) = c.try_wait() {
                 println!(
-                    "strom dev: node {} exited ({status}); stopping the cluster",
+                    "strom dev: node {} exited ({status}); the others keep running — `start {}` brings it back",
+                    i + 1,
                     i + 1
                 );
-                stop.store(true, Ordering::Relaxed);
+                *slot = None;
+            }
+        }
+        if children.iter().all(Option::is_none) {
+            println!("strom dev: every node has exited");
+            break;
+        }
+        while let Ok(line) = commands.try_recv() {
+            match parse_command(&line, opts.nodes) {
+                Ok(DevCommand::Kill(i)) => match &mut children[i as usize - 1] {
+                    Some(c) => {
+                        let _ = c.kill();
+                        println!("strom dev: node {i} killed (SIGKILL)");
+                    }
+                    None => println!("strom dev: node {i} is not running"),
+                },
+                Ok(DevCommand::Stop(i)) => match &children[i as usize - 1] {
+                    Some(c) => {
+                        terminate(c);
+                        println!("strom dev: node {i} asked to stop (SIGTERM)");
+                    }
+                    None => println!("strom dev: node {i} is not running"),
+                },
+                Ok(DevCommand::Start(i)) => match &children[i as usize - 1] {
+                    Some(_) => println!("strom dev: node {i} is already running"),
+                    None => match spawn(i) {
+                        Ok(c) => {
+                            children[i as usize - 1] = Some(c);
+                            println!("strom dev: node {i} started");
+                        }
+                        Err(e) => println!("strom dev: {e}"),
+                    },
+                },
+                Err(e) => println!("strom dev: {e}"),
             }
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut children: Vec<Child> = children.into_iter().flatten().collect();
     println!("strom dev: stopping {} nodes", children.len());
     for c in &children {
         terminate(c);
@@ -183,4 +275,19 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
     }
     println!("strom dev: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_name_a_node_in_range() {
+        assert_eq!(parse_command("kill 2", 3), Ok(DevCommand::Kill(2)));
+        assert_eq!(parse_command(" start 3 ", 3), Ok(DevCommand::Start(3)));
+        assert_eq!(parse_command("stop 1", 3), Ok(DevCommand::Stop(1)));
+        assert!(parse_command("kill 4", 3).is_err());
+        assert!(parse_command("kill", 3).is_err());
+        assert!(parse_command("explode 1", 3).is_err());
+    }
 }

@@ -467,10 +467,12 @@ fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
         ])
         .args(["--data", &data.path().display().to_string()])
         .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("strom dev");
     let stdout = child.stdout.take().expect("stdout");
+    let mut stdin = child.stdin.take().expect("stdin");
     // If an assertion fails, still stop the three nodes (they would outlive the test).
     struct StopOnPanic(i32);
     impl Drop for StopOnPanic {
@@ -524,6 +526,31 @@ fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
         300,
         "everything produced through node 1 is read through node 3"
     );
+
+    // Failover by hand: a killed node leaves the others running, and comes back on `start`.
+    use std::io::Write;
+    let expect_line = |what: &str| loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains(what) => break line,
+            Ok(_) => {}
+            Err(_) => panic!("strom dev never said `{what}`"),
+        }
+    };
+    writeln!(stdin, "kill 2").expect("type");
+    expect_line("node 2 killed");
+    expect_line("node 2 exited");
+    wait_until("two active brokers", Duration::from_secs(20), || {
+        describe(&bs).is_some_and(|(_, b)| b.iter().filter(|x| !x.3).count() == 2)
+    });
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "strom dev kept running"
+    );
+    writeln!(stdin, "start 2").expect("type");
+    expect_line("node 2 started");
+    wait_until("node 2 back", Duration::from_secs(30), || {
+        all_active(&bs, 3)
+    });
 
     crate::harness::signal(child.id() as i32, libc::SIGTERM);
     let started = Instant::now();

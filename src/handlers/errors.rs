@@ -66,6 +66,7 @@ pub fn batch(e: &BatchError) -> i16 {
         BatchError::Corrupt(_) | BatchError::BadCrc => E::CorruptMessage.code(),
         BatchError::TooLarge { .. } => E::MessageTooLarge.code(),
         BatchError::UnsupportedMagic(_) => E::UnsupportedForMessageFormat.code(),
+        BatchError::Invalid(_) => E::InvalidRecord.code(),
     }
 }
 

@@ -228,6 +228,7 @@ impl Partition {
         let [(header, range)] = &batches[..] else {
             return Err(AppendError::NotOneBatch);
         };
+        batch::check_client_batch(header)?;
         if let Some(min) = min_isr {
             let isr = self.isr().len();
             if isr < min {

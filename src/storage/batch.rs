@@ -104,6 +104,23 @@ pub enum BatchError {
     TooLarge { size: usize, max: usize },
     #[error("record batch magic {0} is not supported (v2 only)")]
     UnsupportedMagic(i8),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A client's batch must say what it holds: its offset range (last offset delta + 1) equals its
+/// record count, and both are positive (Kafka's INVALID_RECORD otherwise). Without this a batch
+/// could claim billions of offsets and force a new segment on every later append. Replicated
+/// and coordinator batches are not checked here (compaction will leave gaps in them).
+pub fn check_client_batch(h: &BatchHeader) -> Result<(), BatchError> {
+    let range = h.last_offset_delta as i64 + 1;
+    if h.record_count <= 0 || range != h.record_count as i64 {
+        return Err(BatchError::Invalid(format!(
+            "record batch claims {range} offsets but holds {} records",
+            h.record_count
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the CRC-32C of one whole batch.
@@ -305,6 +322,21 @@ pub(crate) mod tests {
         assert!(!timestamps_in_range(&h, 900, i64::MAX, 10), "too far ahead");
         assert!(!timestamps_in_range(&h, 5_000, 100, i64::MAX), "too old");
         assert!(timestamps_in_range(&h, 5_000, i64::MAX, i64::MAX));
+    }
+
+    #[test]
+    fn a_client_batch_must_claim_as_many_offsets_as_it_holds_records() {
+        let b = make_batch(3, 1_000, 10);
+        let mut h = parse_header(&b).expect("header");
+        assert!(check_client_batch(&h).is_ok());
+        h.last_offset_delta = i32::MAX;
+        assert!(matches!(
+            check_client_batch(&h),
+            Err(BatchError::Invalid(_))
+        ));
+        h.last_offset_delta = -1;
+        h.record_count = 0;
+        assert!(check_client_batch(&h).is_err());
     }
 
     #[test]

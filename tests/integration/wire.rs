@@ -284,6 +284,17 @@ fn bad_crc_unknown_topic_and_out_of_range_get_kafka_errors() {
         produce_code(&mut raw, 5, &produce("t", good.slice(..good.len() - 3), 1)).0,
         2
     );
+    // A batch (with a valid CRC) claiming 2^31 offsets for its one record: INVALID_RECORD,
+    // before it could make every later append roll a segment.
+    let mut claims = BytesMut::from(&good[..]);
+    claims[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&claims[21..]);
+    claims[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(
+        produce_code(&mut raw, 55, &produce("t", claims.freeze(), 1)).0,
+        87,
+        "INVALID_RECORD"
+    );
     assert_eq!(
         produce_code(&mut raw, 6, &produce("t", good.clone(), 1)),
         (0, 0),

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod epochs;
 pub mod log;
 pub mod producers;
+pub mod records;
 pub mod segment;
 
 pub use log::{Appended, FileRegion, LogError, PartitionLog, Recovery};

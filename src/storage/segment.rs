@@ -17,6 +17,8 @@ use bytes::{Bytes, BytesMut};
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 
 const INDEX_ENTRY: usize = 8;
+/// How far a batch is decompressed to look at its records' timestamps (64 MiB).
+const RECORDS_LIMIT: usize = 64 << 20;
 const TIME_ENTRY: usize = 12;
 
 pub fn file_name(base: i64, ext: &str) -> String {
@@ -379,8 +381,9 @@ impl Segment {
         }
     }
 
-    /// Decodes one batch (decompressing if needed; off the hot path) and finds the first record
-    /// whose timestamp matches.
+    /// Reads one batch's records (decompressing at most `RECORDS_LIMIT` bytes; off the hot
+    /// path) and finds the first whose timestamp matches. A batch that cannot be read within the
+    /// limit (a decompression bomb) or at all is answered at batch granularity from its header.
     fn record_at_timestamp(
         &self,
         pos: u64,
@@ -393,15 +396,9 @@ impl Segment {
         }
         let mut whole = vec![0u8; h.size];
         self.log.read_exact_at(&mut whole, pos)?;
-        let mut buf = Bytes::from(whole);
-        match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
-            Ok(set) => Ok(set
-                .records
-                .iter()
-                .find(|r| hit(r.timestamp))
-                .map(|r| (r.offset, r.timestamp))),
-            // A batch we cannot decode still has a header: answer at batch granularity.
-            Err(_) => Ok(Some((h.base_offset, h.max_timestamp))),
+        match super::records::record_times(&whole, h, RECORDS_LIMIT) {
+            Some(times) => Ok(times.into_iter().find(|(_, ts)| hit(*ts))),
+            None => Ok(Some((h.base_offset, h.max_timestamp))),
         }
     }
 

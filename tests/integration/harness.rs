@@ -75,6 +75,15 @@ impl Broker {
         self.child.is_some()
     }
 
+    /// The process's peak resident memory (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Starts the process expecting it to refuse; returns its exit status and stderr.
     pub fn start_expecting_failure(&mut self) -> (std::process::ExitStatus, String) {
         let mut child = self

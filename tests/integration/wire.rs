@@ -522,3 +522,95 @@ fn describe_cluster_names_the_controller_and_brokers() {
         (7, broker.port as i32)
     );
 }
+
+/// One zstd batch of 4,096 records of 1 MiB of zeros each: 4 GiB of records in ~130 KiB.
+fn zstd_bomb() -> Bytes {
+    use std::io::Write;
+    const RECORDS: i32 = 4096;
+    let value = vec![0u8; 1 << 20];
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd");
+    for i in 0..RECORDS {
+        let mut body = Vec::new();
+        body.push(0u8); // attributes
+        put_varint(&mut body, 0); // timestamp delta
+        put_varint(&mut body, i as i64); // offset delta
+        put_varint(&mut body, -1); // no key
+        put_varint(&mut body, value.len() as i64);
+        let mut rec = Vec::new();
+        put_varint(&mut rec, (body.len() + value.len() + 1) as i64);
+        z.write_all(&rec).expect("zstd");
+        z.write_all(&body).expect("zstd");
+        z.write_all(&value).expect("zstd");
+        z.write_all(&[0]).expect("zstd"); // no headers
+    }
+    let compressed = z.finish().expect("zstd");
+    let mut b = BytesMut::new();
+    b.put_i64(0); // base offset
+    b.put_i32((49 + compressed.len()) as i32); // batch length
+    b.put_i32(-1); // partition leader epoch
+    b.put_i8(2); // magic
+    b.put_u32(0); // CRC, below
+    b.put_i16(4); // attributes: zstd, CreateTime
+    b.put_i32(RECORDS - 1); // last offset delta
+    b.put_i64(2_000); // base timestamp
+    b.put_i64(2_000); // max timestamp
+    b.put_i64(-1); // producer id
+    b.put_i16(-1); // producer epoch
+    b.put_i32(-1); // base sequence
+    b.put_i32(RECORDS);
+    b.put_slice(&compressed);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let byte = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A decompression bomb is stored (the broker does not decompress on produce), and a ListOffsets
+/// by timestamp that lands in it answers from the batch header instead of expanding 4 GiB.
+#[test]
+fn a_decompression_bomb_is_not_expanded_by_a_timestamp_lookup() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(broker.port);
+    let bomb = zstd_bomb();
+    assert!(bomb.len() < 1 << 20, "the bomb fits message.max.bytes");
+    // Metadata auto-creates the topic; one ordinary record, then the bomb.
+    metadata(&mut raw, 1, "bombed", true);
+    crate::harness::wait_until("the topic", std::time::Duration::from_secs(10), || {
+        produce_code(&mut raw, 2, &produce("bombed", batch(b"first"), 1)).0 == 0
+    });
+    let (code, offset) = produce_code(&mut raw, 2, &produce("bombed", bomb, 1));
+    assert_eq!((code, offset), (0, 1));
+    let req = kafka_protocol::messages::ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![
+            kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("bombed")))
+                .with_partitions(vec![
+                    kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(1_500),
+                ]),
+        ]);
+    let started = std::time::Instant::now();
+    raw.send_raw(&frame(ApiKey::ListOffsets, 7, 3, &req));
+    let (_, r): (i32, kafka_protocol::messages::ListOffsetsResponse) =
+        response(ApiKey::ListOffsets, 7, raw.read_frame().expect("answer"));
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.timestamp), (0, 1, 2_000));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let peak = broker.peak_rss().expect("peak RSS");
+    assert!(peak < 512 << 20, "the broker peaked at {} MiB", peak >> 20);
+    still_serving(broker.port);
+}

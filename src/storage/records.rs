@@ -1,0 +1,187 @@
+//! The records inside one v2 batch, read only where the broker must look inside a batch (a
+//! ListOffsets by timestamp), with decompression bounded: a small batch that would expand past
+//! `limit` bytes (a decompression bomb) is not expanded, and the caller answers at batch
+//! granularity instead. Pure code over byte slices.
+
+use std::io::Read;
+
+use super::batch::{BatchHeader, HEADER_LEN};
+
+/// Snappy as Java's clients frame it (xerial): this header, then length-prefixed raw blocks.
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER_LEN: usize = 16;
+
+/// The record section of `batch`, decompressed to at most `limit` bytes; `None` when it holds
+/// more, or cannot be decompressed.
+fn records_section(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<u8>> {
+    let body = batch.get(HEADER_LEN..)?;
+    let bounded = |reader: &mut dyn Read| -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        reader.take(limit as u64 + 1).read_to_end(&mut out).ok()?;
+        (out.len() <= limit).then_some(out)
+    };
+    match h.compression() {
+        0 => (body.len() <= limit).then(|| body.to_vec()),
+        1 => bounded(&mut flate2::read::GzDecoder::new(body)),
+        2 => snappy(body, limit),
+        3 => bounded(&mut lz4::Decoder::new(body).ok()?),
+        4 => bounded(&mut zstd::stream::read::Decoder::new(body).ok()?),
+        _ => None,
+    }
+}
+
+/// Snappy, framed (xerial) or raw; every block's expanded size is known before expanding it.
+fn snappy(body: &[u8], limit: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let expand = |block: &[u8], out: &mut Vec<u8>| -> Option<()> {
+        let len = snap::raw::decompress_len(block).ok()?;
+        if out.len() + len > limit {
+            return None;
+        }
+        out.extend(snap::raw::Decoder::new().decompress_vec(block).ok()?);
+        Some(())
+    };
+    if !body.starts_with(XERIAL_MAGIC) {
+        expand(body, &mut out)?;
+        return Some(out);
+    }
+    let mut rest = body.get(XERIAL_HEADER_LEN..)?;
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let block = rest.get(4..4 + len)?;
+        expand(block, &mut out)?;
+        rest = &rest[4 + len..];
+    }
+    Some(out)
+}
+
+/// A zig-zag varint at `pos`, advancing it.
+fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        raw |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+/// (offset, timestamp) of every record of `batch`; `None` when the records cannot be read
+/// within `limit` bytes. A LogAppendTime batch's records all carry the batch's timestamp.
+pub fn record_times(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<(i64, i64)>> {
+    let records = records_section(batch, h, limit)?;
+    let count = usize::try_from(h.record_count).ok()?;
+    let mut out = Vec::with_capacity(count.min(records.len()));
+    let mut pos = 0;
+    for _ in 0..count {
+        let len = usize::try_from(varint(&records, &mut pos)?).ok()?;
+        let end = pos.checked_add(len)?;
+        if end > records.len() {
+            return None;
+        }
+        let mut at = pos + 1; // attributes
+        let ts_delta = varint(&records, &mut at)?;
+        let offset_delta = varint(&records, &mut at)?;
+        let ts = if h.is_log_append_time() {
+            h.max_timestamp
+        } else {
+            h.base_timestamp.saturating_add(ts_delta)
+        };
+        out.push((h.base_offset.saturating_add(offset_delta), ts));
+        pos = end;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::parse_header;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(compression: Compression, values: &[Vec<u8>]) -> Vec<u8> {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder keeps records in one batch while offset - sequence is constant.
+                sequence: i as i32 - 1,
+                timestamp: 1_000 + 10 * i as i64,
+                key: None,
+                value: Some(bytes::Bytes::copy_from_slice(v)),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn every_codec_gives_each_records_offset_and_time() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let b = batch(c, &[b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]);
+            let h = parse_header(&b).expect("header");
+            assert_eq!(
+                record_times(&b, &h, 1 << 20),
+                Some(vec![(0, 1_000), (1, 1_010), (2, 1_020)]),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_that_expands_past_the_limit_is_not_expanded() {
+        // 4 MiB of zeros compress to a few KiB.
+        let big = vec![0u8; 4 << 20];
+        for c in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let b = batch(c, &[big.clone()]);
+            assert!(b.len() < 1 << 20, "{c:?} compresses");
+            let h = parse_header(&b).expect("header");
+            assert_eq!(record_times(&b, &h, 1 << 20), None, "{c:?}");
+            assert!(record_times(&b, &h, 8 << 20).is_some(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn truncated_records_are_refused_not_read_past() {
+        let b = batch(Compression::None, &[b"abc".to_vec(), b"def".to_vec()]);
+        let mut h = parse_header(&b).expect("header");
+        h.record_count = 5;
+        assert_eq!(record_times(&b, &h, 1 << 20), None);
+        assert_eq!(record_times(&b[..b.len() - 2], &h, 1 << 20), None);
+    }
+}

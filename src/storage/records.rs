@@ -168,7 +168,7 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let b = batch(c, &[big.clone()]);
+            let b = batch(c, std::slice::from_ref(&big));
             assert!(b.len() < 1 << 20, "{c:?} compresses");
             let h = parse_header(&b).expect("header");
             assert_eq!(record_times(&b, &h, 1 << 20), None, "{c:?}");

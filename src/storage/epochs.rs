@@ -35,9 +35,8 @@ impl EpochCache {
             .iter()
             .map(|(e, o)| format!("{e} {o}\n"))
             .collect();
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        // Durable: a leader answers OffsetForLeaderEpoch from it, and followers truncate by it.
+        super::replace_file(path, text.as_bytes(), true)
     }
 
     pub fn latest(&self) -> Option<(LeaderEpoch, Offset)> {

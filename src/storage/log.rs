@@ -112,10 +112,36 @@ fn read_checkpoint(path: &Path) -> Option<Offset> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// A lost or older offset checkpoint is safe (recovery re-validates more, a log start is at
+/// least the first segment, a high watermark is relearned), so these are not fsynced.
 fn write_checkpoint(path: &Path, value: &str) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, value)?;
-    std::fs::rename(&tmp, path)
+    super::replace_file(path, value.as_bytes(), false)
+}
+
+/// What a partition directory's `partition.metadata` says about whose data it holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    /// This topic's.
+    Ours,
+    /// Unknown: the file is missing, empty or torn after a crash — the data is kept and
+    /// adopted, as Kafka does, rather than deleted on a guess.
+    Unknown,
+    /// A valid id of another topic: an older topic of the same name, deleted meanwhile.
+    Other(String),
+}
+
+fn owner(meta_path: &Path, topic_id: TopicId) -> io::Result<Owner> {
+    let stored = match std::fs::read_to_string(meta_path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Owner::Unknown),
+        // Unreadable now is not proof of anything: refuse to open rather than delete.
+        Err(e) => return Err(e),
+    };
+    match uuid::Uuid::parse_str(stored.trim()) {
+        Ok(id) if id == topic_id.0 => Ok(Owner::Ours),
+        Ok(id) => Ok(Owner::Other(id.to_string())),
+        Err(_) => Ok(Owner::Unknown),
+    }
 }
 
 /// What `open` found, for the log line that reports recovery.
@@ -163,15 +189,22 @@ impl PartitionLog {
     ) -> Result<(PartitionLog, Recovery), LogError> {
         let dir = root.join(Self::dir_name(&tp));
         let meta_path = dir.join("partition.metadata");
-        if dir.exists() {
-            let stored = std::fs::read_to_string(&meta_path).unwrap_or_default();
-            if stored.trim() != topic_id.to_string() {
-                tracing::info!(%tp, "removing a log directory left by an older topic of the same name");
-                std::fs::remove_dir_all(&dir)?;
-            }
+        let found = if dir.exists() {
+            owner(&meta_path, topic_id)?
+        } else {
+            Owner::Unknown
+        };
+        if let Owner::Other(old) = &found {
+            tracing::info!(%tp, old_topic_id = %old, "removing a log directory left by an older topic of the same name");
+            std::fs::remove_dir_all(&dir)?;
         }
-        std::fs::create_dir_all(&dir)?;
-        write_checkpoint(&meta_path, &topic_id.to_string())?;
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            super::sync_dir(root)?;
+        }
+        if found != Owner::Ours {
+            super::replace_file(&meta_path, topic_id.to_string().as_bytes(), true)?;
+        }
 
         let mut bases: Vec<Offset> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
@@ -795,6 +828,40 @@ mod tests {
                 after_max_ms: i64::MAX,
             },
         }
+    }
+
+    #[test]
+    fn a_torn_or_unreadable_partition_metadata_never_deletes_the_data() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let tp = TopicPartition::new("t".to_string(), 0);
+        let id = TopicId(uuid::Uuid::from_u128(7));
+        let dir = root.path().join("t-0");
+        let meta = dir.join("partition.metadata");
+        let reopen = || PartitionLog::open(root.path(), tp.clone(), id, settings());
+        {
+            let (log, _) = reopen().expect("open");
+            append(&log, 5, 1_000);
+            log.flush().expect("flush");
+        }
+        // Empty after a power loss, or torn: the data is kept and the id written again.
+        for contents in ["", "0f3a-"] {
+            std::fs::write(&meta, contents).expect("write");
+            let (log, _) = reopen().expect("open");
+            assert_eq!(log.log_end_offset(), 5, "{contents:?}");
+            assert_eq!(owner(&meta, id).expect("owner"), Owner::Ours, "rewritten");
+        }
+        // Missing: kept too.
+        std::fs::remove_file(&meta).expect("remove");
+        assert_eq!(reopen().expect("open").0.log_end_offset(), 5);
+        // Unreadable (here: a directory in its place): the open fails, nothing is deleted.
+        std::fs::remove_file(&meta).expect("remove");
+        std::fs::create_dir(&meta).expect("dir");
+        assert!(reopen().is_err());
+        assert!(dir.join(format!("{:020}.log", 0)).exists());
+        std::fs::remove_dir(&meta).expect("rmdir");
+        // Another topic's valid id: an older topic of the same name, removed.
+        std::fs::write(&meta, uuid::Uuid::from_u128(8).to_string()).expect("write");
+        assert_eq!(reopen().expect("open").0.log_end_offset(), 0);
     }
 
     fn append(log: &PartitionLog, n: i32, ts: i64) -> (Offset, Offset) {

@@ -10,3 +10,33 @@ pub mod records;
 pub mod segment;
 
 pub use log::{Appended, FileRegion, LogError, PartitionLog, Recovery};
+
+/// Replaces `path` with `contents` all at once: written to a temporary file, then renamed over
+/// it. With `durable`, the file is fsynced before the rename and its directory after, so the
+/// new contents (not an empty file) survive a power loss.
+pub(crate) fn replace_file(
+    path: &std::path::Path,
+    contents: &[u8],
+    durable: bool,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    if durable {
+        f.sync_all()?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if durable {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// fsyncs a directory, so the entries just created or renamed in it are durable.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

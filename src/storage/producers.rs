@@ -213,9 +213,8 @@ impl ProducerState {
 
     pub fn save(&self, path: &Path, offset: Offset) -> io::Result<()> {
         let bytes = serde_json::to_vec(&(offset, self)).map_err(io::Error::other)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        // A lost snapshot only means replaying more batch headers at the next start.
+        super::replace_file(path, &bytes, false)
     }
 }
 

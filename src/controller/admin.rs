@@ -48,7 +48,14 @@ pub enum AdminError {
     Stale(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    PolicyViolation(String),
 }
+
+/// Kafka's bound on the partitions one CreateTopics (all its topics together) or one
+/// CreatePartitions may add: placing more would hold the controller for a long time.
+pub const MAX_PARTITIONS_PER_REQUEST: i32 = 10_000;
+pub const EXCESSIVE_PARTITIONS: &str = "Excessively large number of partitions per request.";
 
 /// A topic to create, as asked for by CreateTopics or auto-creation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -581,6 +588,9 @@ impl Handle {
             } else {
                 t.partitions
             };
+            if partitions > MAX_PARTITIONS_PER_REQUEST {
+                return Err(AdminError::PolicyViolation(EXCESSIVE_PARTITIONS.into()));
+            }
             if partitions <= 0 {
                 return Err(AdminError::InvalidPartitions(format!(
                     "number of partitions must be positive, got {partitions}"
@@ -635,6 +645,9 @@ impl Handle {
             .first()
             .map(|p| p.replicas.len())
             .unwrap_or(1);
+        if total - current > MAX_PARTITIONS_PER_REQUEST {
+            return Err(AdminError::PolicyViolation(EXCESSIVE_PARTITIONS.into()));
+        }
         let added = (total - current) as usize;
         let assignments = if assignments.is_empty() {
             let live = image.live_brokers();

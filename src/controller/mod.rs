@@ -36,7 +36,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use admin::{AdminDone, AdminError, AdminOp, ConfigOp, ConfigTarget, NewTopic};
+pub use admin::{
+    AdminDone, AdminError, AdminOp, ConfigOp, ConfigTarget, NewTopic, EXCESSIVE_PARTITIONS,
+    MAX_PARTITIONS_PER_REQUEST,
+};
 pub use liveness::QuorumStatus;
 
 use crate::config::Config;

@@ -12,7 +12,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{configs, errors, s, Context};
 use crate::config::TOPIC_CONFIGS;
-use crate::controller::{AdminDone, AdminError, AdminOp, NewTopic};
+use crate::controller::{
+    AdminDone, AdminError, AdminOp, NewTopic, EXCESSIVE_PARTITIONS, MAX_PARTITIONS_PER_REQUEST,
+};
 
 pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
@@ -22,6 +24,29 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
         .filter(|t| !seen.insert(t.name.0.to_string()))
         .map(|t| t.name.0.to_string())
         .collect();
+    // The partitions the whole request would add: over Kafka's bound, every topic is refused.
+    let requested: i64 = req
+        .topics
+        .iter()
+        .map(|t| match (t.assignments.len(), t.num_partitions) {
+            (0, -1) => ctx.config.num_partitions as i64,
+            (0, n) => (n as i64).max(0),
+            (n, _) => n as i64,
+        })
+        .sum();
+    if requested > MAX_PARTITIONS_PER_REQUEST as i64 {
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(E::PolicyViolation.code())
+                    .with_error_message(Some(s(EXCESSIVE_PARTITIONS)))
+            })
+            .collect();
+        return CreateTopicsResponse::default().with_topics(topics);
+    }
     let mut results = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let name = t.name.0.to_string();

@@ -22,6 +22,7 @@ pub fn admin(e: &AdminError) -> i16 {
         AdminError::NoQuorum(_) | AdminError::NotLeader(_) => E::RequestTimedOut.code(),
         AdminError::Stale(_) => E::InvalidUpdateVersion.code(),
         AdminError::InvalidRequest(_) => E::InvalidRequest.code(),
+        AdminError::PolicyViolation(_) => E::PolicyViolation.code(),
     }
 }
 

@@ -41,6 +41,17 @@ pub(super) fn create_topics(sw: &mut Sweep, v: i16) {
         .with_validate_only(true)
         .with_topics(vec![topic("validate-only", 1, 1)]);
     sw.call(3, ApiKey::CreateTopics, v, "validate only", &req);
+    // More than Kafka's 10,000 partitions per request: every topic refused, nothing placed.
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_validate_only(true)
+        .with_topics(vec![topic("huge", i32::MAX, 3), topic("small", 1, 1)]);
+    let resp = sw.call(1, ApiKey::CreateTopics, v, "too many partitions", &req);
+    let ResponseKind::CreateTopics(r) = resp else {
+        panic!("{resp:?}")
+    };
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, [44, 44], "POLICY_VIOLATION for the whole request");
 }
 
 pub(super) fn delete_topics(sw: &mut Sweep, v: i16) {
@@ -319,4 +330,13 @@ pub(super) fn create_partitions(sw: &mut Sweep, v: i16) {
         "grow, shrink, unknown",
         &req,
     );
+    let req = CreatePartitionsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_validate_only(true)
+        .with_topics(vec![topic(&name, i32::MAX)]);
+    let resp = sw.call(2, ApiKey::CreatePartitions, v, "too many partitions", &req);
+    let ResponseKind::CreatePartitions(r) = resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(r.results[0].error_code, 44, "POLICY_VIOLATION");
 }

@@ -245,6 +245,24 @@ pub const SETTINGS: &[Setting] = &[
         "CreateTime: refuse a batch (INVALID_TIMESTAMP) whose largest timestamp is more than this far in the future.",
     ),
     int(
+        "max.connections",
+        "2147483647",
+        0,
+        "Most client connections this broker keeps open, over all listeners; more are closed at once.",
+    ),
+    int(
+        "max.connections.per.ip",
+        "2147483647",
+        0,
+        "Most client connections from one address; more are closed at once.",
+    ),
+    int(
+        "connections.max.idle.ms",
+        "600000",
+        -1,
+        "Close a client connection with no request in flight and nothing sent or received for this long; -1 never.",
+    ),
+    int(
         "socket.request.max.bytes",
         "104857600",
         1,
@@ -525,6 +543,10 @@ pub struct Config {
     /// Kafka broker settings that were given but do not apply to strom (its JVM thread pools,
     /// features not built yet); accepted, and named in one warning at start.
     pub ignored: Vec<String>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// None: idle connections are never closed.
+    pub connections_max_idle: Option<std::time::Duration>,
     /// SO_SNDBUF / SO_RCVBUF for connections (None: the kernel's autotuning).
     pub socket_send_buffer: Option<u32>,
     pub socket_receive_buffer: Option<u32>,
@@ -999,6 +1021,11 @@ impl Config {
             groups,
             fetch_zero_copy: get("fetch.zero.copy.enable") == "true",
             ignored: Vec::new(),
+            max_connections: int("max.connections") as usize,
+            max_connections_per_ip: int("max.connections.per.ip") as usize,
+            connections_max_idle: u64::try_from(int("connections.max.idle.ms"))
+                .ok()
+                .map(std::time::Duration::from_millis),
             socket_send_buffer: u32::try_from(int("socket.send.buffer.bytes")).ok(),
             socket_receive_buffer: u32::try_from(int("socket.receive.buffer.bytes")).ok(),
             recovery_threads: int("num.recovery.threads.per.data.dir").max(1) as usize,

@@ -10,7 +10,11 @@
 //! only a 4-byte read buffer.
 //! Servers take an already-bound listener and a cancellation token (tests bind port 0).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -33,21 +37,82 @@ enum Work {
     Ready(Bytes),
 }
 
+/// The broker's open client connections, over all listeners: `max.connections` in all and
+/// `max.connections.per.ip` from one address. One per node, shared by its listeners.
+#[derive(Default)]
+pub struct Connections {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; leaving gives its place back.
+struct Admitted {
+    connections: Arc<Connections>,
+    ip: IpAddr,
+}
+
+impl Connections {
+    /// Admits a connection from `ip` if both limits allow it.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, max_per_ip: usize) -> Option<Admitted> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = per_ip.values().sum();
+        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
+        if total >= max || from_ip >= max_per_ip {
+            return None;
+        }
+        *per_ip.entry(ip).or_default() += 1;
+        Some(Admitted {
+            connections: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut per_ip = self
+            .connections
+            .per_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections until `token` is cancelled; each connection is tracked by `tracker` so
-/// shutdown can wait for in-flight responses to drain.
+/// shutdown can wait for in-flight responses to drain. A connection over `max.connections` or
+/// `max.connections.per.ip` is closed at once.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
+    connections: Arc<Connections>,
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let (max, max_per_ip) = (
+        ctx.config.max_connections,
+        ctx.config.max_connections_per_ip,
+    );
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(admitted) = connections.admit(peer.ip(), max, max_per_ip) else {
+                        tracing::debug!(%peer, listener = %ctx.listener, "connection refused: max.connections or max.connections.per.ip reached");
+                        drop(stream);
+                        continue;
+                    };
                     tracing::debug!(%peer, listener = %ctx.listener, "connection accepted");
-                    tracker.spawn(connection(stream, ctx.clone(), token.child_token()));
+                    let (ctx, token) = (ctx.clone(), token.child_token());
+                    tracker.spawn(async move {
+                        connection(stream, ctx, token).await;
+                        drop(admitted);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -58,13 +123,47 @@ pub async fn serve(
     }
 }
 
+/// What the reader and the writer of one connection share to tell an idle connection: requests
+/// started and not yet answered, and when it last read or wrote.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    last_ms: AtomicI64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(crate::types::now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long until the connection has been idle for `limit` (nothing in flight, nothing
+    /// read or written); zero once it has.
+    fn idle_in(&self, limit: Duration) -> Duration {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return limit;
+        }
+        let quiet = crate::types::now_ms() - self.last_ms.load(Ordering::Relaxed);
+        limit.saturating_sub(Duration::from_millis(quiet.max(0) as u64))
+    }
+}
+
 async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Work>(MAX_IN_FLIGHT);
-    let reader = read_requests(rd, tx, ctx, peer.map(|a| a.ip()), token.clone());
-    let writer = write_responses(wr, rx, token.clone());
+    let activity = Arc::new(Activity::default());
+    activity.touch();
+    let reader = read_requests(
+        rd,
+        tx,
+        ctx,
+        peer.map(|a| a.ip()),
+        activity.clone(),
+        token.clone(),
+    );
+    let writer = write_responses(wr, rx, activity, token.clone());
     let (why, ()) = tokio::join!(reader, writer);
     if let Some(why) = why {
         tracing::info!(peer = ?peer, reason = %why, "closing connection");
@@ -78,15 +177,35 @@ async fn read_requests(
     tx: mpsc::Sender<Work>,
     ctx: Arc<Context>,
     peer: Option<std::net::IpAddr>,
+    activity: Arc<Activity>,
     token: CancellationToken,
 ) -> Option<String> {
     let max = ctx.config.socket_request_max_bytes;
+    let idle = ctx.config.connections_max_idle;
     loop {
+        // The next frame's size, read with `read` (safe to cancel) so the idle check can
+        // interrupt the wait without losing bytes.
         let mut len = [0u8; 4];
-        tokio::select! {
-            _ = token.cancelled() => return None,
-            r = rd.read_exact(&mut len) => if r.is_err() { return None },
+        let mut got = 0;
+        while got < 4 {
+            // Wakes once per idle period at most, not per connection per second.
+            let wait = idle.map(|l| activity.idle_in(l)).unwrap_or(Duration::MAX);
+            if let (Some(limit), true) = (idle, wait.is_zero()) {
+                return Some(format!(
+                    "idle for {} ms (connections.max.idle.ms)",
+                    limit.as_millis()
+                ));
+            }
+            tokio::select! {
+                _ = token.cancelled() => return None,
+                r = rd.read(&mut len[got..]) => match r {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => got += n,
+                },
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
+        activity.touch();
         let size = i32::from_be_bytes(len);
         if size < 0 || size as usize > max {
             return Some(format!(
@@ -127,6 +246,7 @@ async fn read_requests(
             }
             _ => return Some(FrameError::UnsupportedVersion { key, version }.to_string()),
         };
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
         if tx.send(work).await.is_err() {
             return None;
         }
@@ -201,6 +321,7 @@ fn sendfile(sock_fd: i32, file_fd: i32, offset: u64, len: usize) -> std::io::Res
 async fn write_responses(
     wr: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Work>,
+    activity: Arc<Activity>,
     token: CancellationToken,
 ) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
@@ -231,6 +352,8 @@ async fn write_responses(
                 break;
             }
         }
+        activity.touch();
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
         if rx.is_empty() && wr.flush().await.is_err() {
             break;
         }

@@ -614,3 +614,72 @@ fn a_decompression_bomb_is_not_expanded_by_a_timestamp_lookup() {
     assert!(peak < 512 << 20, "the broker peaked at {} MiB", peak >> 20);
     still_serving(broker.port);
 }
+
+/// `connections.max.idle.ms` closes a connection with nothing to do, but never one waiting on
+/// its own long poll; `max.connections.per.ip` closes a connection over the limit at once and
+/// admits one again when another leaves.
+#[test]
+fn idle_connections_close_and_connection_limits_hold() {
+    let broker = Broker::start(&["connections.max.idle.ms=400", "max.connections.per.ip=3"]);
+    // An idle connection is closed once the limit passes.
+    let mut idle = Raw::connect(broker.port);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(
+        idle.is_closed(),
+        "an idle connection outlived connections.max.idle.ms"
+    );
+
+    // A long poll of 1.5 s on an empty partition is not idleness.
+    let mut raw = Raw::connect(broker.port);
+    metadata(&mut raw, 1, "quiet", true);
+    crate::harness::wait_until("the topic", std::time::Duration::from_secs(10), || {
+        raw.send_raw(&frame(ApiKey::Fetch, 12, 2, &fetch("quiet", 0, 0)));
+        let (_, f): (i32, FetchResponse) =
+            response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
+        f.responses[0].partitions[0].error_code == 0
+    });
+    let started = std::time::Instant::now();
+    raw.send_raw(&frame(ApiKey::Fetch, 12, 3, &fetch("quiet", 0, 1500)));
+    let answer = raw
+        .read_frame()
+        .expect("the long poll is answered, not cut off");
+    let (corr, _): (i32, FetchResponse) = response(ApiKey::Fetch, 12, answer);
+    assert_eq!(corr, 3);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1400));
+    drop(raw);
+
+    // Three per address; the fourth is closed at once; one leaves, and a new one gets in.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut open: Vec<Raw> = (0..3).map(|_| Raw::connect(broker.port)).collect();
+    for (i, r) in open.iter_mut().enumerate() {
+        r.send_raw(&frame(
+            ApiKey::ApiVersions,
+            3,
+            10 + i as i32,
+            &ApiVersionsRequest::default(),
+        ));
+        assert!(r.read_frame().is_some(), "connection {i} within the limit");
+    }
+    let mut over = Raw::connect(broker.port);
+    over.send_raw(&frame(
+        ApiKey::ApiVersions,
+        3,
+        20,
+        &ApiVersionsRequest::default(),
+    ));
+    assert!(
+        over.read_frame().is_none(),
+        "the fourth connection is closed"
+    );
+    drop(open.pop());
+    crate::harness::wait_until("a place freed", std::time::Duration::from_secs(5), || {
+        let mut again = Raw::connect(broker.port);
+        again.send_raw(&frame(
+            ApiKey::ApiVersions,
+            3,
+            21,
+            &ApiVersionsRequest::default(),
+        ));
+        again.read_frame().is_some()
+    });
+}

@@ -14,6 +14,7 @@ mod cluster;
 mod compose;
 mod config_files;
 mod durability;
+mod fuzz;
 mod groups;
 mod idempotence;
 mod produce_consume;

@@ -217,7 +217,7 @@ impl Node {
             tracing::warn!("not registered with the controller yet (no metadata quorum); serving from the stored metadata");
         }
         let producer_ids = Arc::new(crate::handlers::init_producer_id::ProducerIds::default());
-        let open_connections = Arc::new(crate::server::Connections::default());
+        let open_connections = Arc::new(crate::server::Connections::new(&config));
         for (name, listener) in client {
             let ctx = Arc::new(Context {
                 config: config.clone(),

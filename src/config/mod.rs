@@ -263,6 +263,12 @@ pub const SETTINGS: &[Setting] = &[
         "Close a client connection with no request in flight and nothing sent or received for this long; -1 never.",
     ),
     int(
+        "queued.max.request.bytes",
+        "-1",
+        -1,
+        "Request bytes the broker holds at once, over all connections (read and not yet answered); a reader waits for room before reading a frame's body. -1: no bound.",
+    ),
+    int(
         "socket.request.max.bytes",
         "104857600",
         1,
@@ -543,6 +549,8 @@ pub struct Config {
     /// Kafka broker settings that were given but do not apply to strom (its JVM thread pools,
     /// features not built yet); accepted, and named in one warning at start.
     pub ignored: Vec<String>,
+    /// Request bytes held at once over all connections (None: no bound).
+    pub queued_max_request_bytes: Option<usize>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// None: idle connections are never closed.
@@ -1021,6 +1029,9 @@ impl Config {
             groups,
             fetch_zero_copy: get("fetch.zero.copy.enable") == "true",
             ignored: Vec::new(),
+            queued_max_request_bytes: usize::try_from(int("queued.max.request.bytes"))
+                .ok()
+                .filter(|n| *n > 0),
             max_connections: int("max.connections") as usize,
             max_connections_per_ip: int("max.connections.per.ip") as usize,
             connections_max_idle: u64::try_from(int("connections.max.idle.ms"))

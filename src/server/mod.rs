@@ -20,7 +20,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,15 +33,21 @@ const MAX_IN_FLIGHT: usize = 64;
 
 /// A started request: its handler task, or an answer that needed none.
 enum Work {
-    Task(JoinHandle<Result<Option<Reply>, FrameError>>),
+    /// The handler's task, and the frame's room in the request memory pool.
+    Task(
+        JoinHandle<Result<Option<Reply>, FrameError>>,
+        Option<OwnedSemaphorePermit>,
+    ),
     Ready(Bytes),
 }
 
 /// The broker's open client connections, over all listeners: `max.connections` in all and
-/// `max.connections.per.ip` from one address. One per node, shared by its listeners.
-#[derive(Default)]
+/// `max.connections.per.ip` from one address; and the request bytes they hold
+/// (`queued.max.request.bytes`). One per node, shared by its listeners.
 pub struct Connections {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Permits are bytes; a frame's are held until its answer is written.
+    request_bytes: Option<(Arc<Semaphore>, usize)>,
 }
 
 /// One admitted connection; leaving gives its place back.
@@ -51,6 +57,23 @@ struct Admitted {
 }
 
 impl Connections {
+    pub fn new(config: &crate::config::Config) -> Connections {
+        Connections {
+            per_ip: Mutex::new(HashMap::new()),
+            request_bytes: config
+                .queued_max_request_bytes
+                .map(|n| (Arc::new(Semaphore::new(n)), n)),
+        }
+    }
+
+    /// Room for a frame of `size` bytes in the request memory pool, waited for; a frame larger
+    /// than the whole pool waits for all of it.
+    async fn room_for(&self, size: usize) -> Option<OwnedSemaphorePermit> {
+        let (pool, total) = self.request_bytes.as_ref()?;
+        let want = u32::try_from(size.min(*total)).unwrap_or(u32::MAX);
+        pool.clone().acquire_many_owned(want).await.ok()
+    }
+
     /// Admits a connection from `ip` if both limits allow it.
     fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, max_per_ip: usize) -> Option<Admitted> {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,8 +132,9 @@ pub async fn serve(
                     };
                     tracing::debug!(%peer, listener = %ctx.listener, "connection accepted");
                     let (ctx, token) = (ctx.clone(), token.child_token());
+                    let connections = connections.clone();
                     tracker.spawn(async move {
-                        connection(stream, ctx, token).await;
+                        connection(stream, ctx, connections, token).await;
                         drop(admitted);
                     });
                 }
@@ -148,7 +172,12 @@ impl Activity {
     }
 }
 
-async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationToken) {
+async fn connection(
+    stream: TcpStream,
+    ctx: Arc<Context>,
+    connections: Arc<Connections>,
+    token: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (rd, wr) = stream.into_split();
@@ -161,6 +190,7 @@ async fn connection(stream: TcpStream, ctx: Arc<Context>, token: CancellationTok
         ctx,
         peer.map(|a| a.ip()),
         activity.clone(),
+        connections,
         token.clone(),
     );
     let writer = write_responses(wr, rx, activity, token.clone());
@@ -178,6 +208,7 @@ async fn read_requests(
     ctx: Arc<Context>,
     peer: Option<std::net::IpAddr>,
     activity: Arc<Activity>,
+    connections: Arc<Connections>,
     token: CancellationToken,
 ) -> Option<String> {
     let max = ctx.config.socket_request_max_bytes;
@@ -212,8 +243,16 @@ async fn read_requests(
                 "frame of {size} bytes exceeds socket.request.max.bytes ({max})"
             ));
         }
+        let room = tokio::select! {
+            _ = token.cancelled() => return None,
+            room = connections.room_for(size as usize) => room,
+        };
+        // A frame must arrive whole within the idle limit: half a frame and silence closes.
         let frame = tokio::select! {
             _ = token.cancelled() => return None,
+            _ = tokio::time::sleep(idle.unwrap_or(Duration::MAX)) => {
+                return Some("a request frame was not completed within connections.max.idle.ms".into())
+            }
             r = protocol::read_body(&mut rd, size as usize) => match r {
                 Ok(frame) => frame.freeze(),
                 Err(_) => return Some("connection closed inside a frame".into()),
@@ -226,7 +265,7 @@ async fn read_requests(
         let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
                 Ok(parsed) => match handlers::start(ctx.clone(), parsed, peer) {
-                    Ok(rest) => Work::Task(tokio::spawn(rest)),
+                    Ok(rest) => Work::Task(tokio::spawn(rest), room),
                     Err(e) => return Some(e.to_string()),
                 },
                 Err(e) => return Some(e.to_string()),
@@ -327,7 +366,8 @@ async fn write_responses(
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(work) = rx.recv().await {
         let done = match work {
-            Work::Task(task) => task.await,
+            // The frame's room in the pool goes once its answer is written (below).
+            Work::Task(task, _room) => task.await,
             Work::Ready(bytes) => Ok(Ok(Some(Reply::Frame(bytes)))),
         };
         match done {

@@ -620,7 +620,12 @@ fn a_decompression_bomb_is_not_expanded_by_a_timestamp_lookup() {
 /// admits one again when another leaves.
 #[test]
 fn idle_connections_close_and_connection_limits_hold() {
-    let broker = Broker::start(&["connections.max.idle.ms=400", "max.connections.per.ip=3"]);
+    let broker = Broker::start(&[
+        "connections.max.idle.ms=400",
+        "max.connections.per.ip=3",
+        // Smaller than one of the frames below: it waits for the whole pool, not forever.
+        "queued.max.request.bytes=4096",
+    ]);
     // An idle connection is closed once the limit passes.
     let mut idle = Raw::connect(broker.port);
     std::thread::sleep(std::time::Duration::from_millis(1200));
@@ -628,6 +633,11 @@ fn idle_connections_close_and_connection_limits_hold() {
         idle.is_closed(),
         "an idle connection outlived connections.max.idle.ms"
     );
+    // So is one that sent half a frame and went silent.
+    let mut half = Raw::connect(broker.port);
+    half.send_raw(&[0, 0, 0, 100, 0, 18, 0, 3]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(half.is_closed(), "half a frame held the connection open");
 
     // A long poll of 1.5 s on an empty partition is not idleness.
     let mut raw = Raw::connect(broker.port);
@@ -638,8 +648,11 @@ fn idle_connections_close_and_connection_limits_hold() {
             response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch"));
         f.responses[0].partitions[0].error_code == 0
     });
+    // A 16 KiB batch, larger than the request memory pool, is still taken.
+    let big = produce_code(&mut raw, 4, &produce("quiet", batch(&[7u8; 16 << 10]), 1));
+    assert_eq!(big, (0, 0));
     let started = std::time::Instant::now();
-    raw.send_raw(&frame(ApiKey::Fetch, 12, 3, &fetch("quiet", 0, 1500)));
+    raw.send_raw(&frame(ApiKey::Fetch, 12, 3, &fetch("quiet", 1, 1500)));
     let answer = raw
         .read_frame()
         .expect("the long poll is answered, not cut off");

@@ -231,6 +231,9 @@ impl Coordinator {
         if group.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
+        if group.len() > records::MAX_STR {
+            return Err(GroupError::TooLong("the group id"));
+        }
         let image = self.controller.image();
         let topic = image
             .topic(OFFSETS_TOPIC)
@@ -304,6 +307,21 @@ impl Coordinator {
         let s = &self.config.groups;
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
+        }
+        // Every string a member record stores must fit its i16 length (the member id adds
+        // a UUID to the client id).
+        let fits = |v: &str| v.len() <= records::MAX_STR - 64;
+        if !fits(group_id)
+            || !fits(&args.client_id)
+            || !fits(&args.client_host)
+            || !fits(&args.protocol_type)
+            || !fits(&args.member_id)
+            || !args.instance_id.as_deref().is_none_or(fits)
+            || !args.protocols.iter().all(|(name, _)| fits(name))
+        {
+            return Err(GroupError::TooLong(
+                "a group, member, client or protocol name",
+            ));
         }
         if args.session_timeout_ms < s.min_session_timeout_ms
             || args.session_timeout_ms > s.max_session_timeout_ms

@@ -223,7 +223,21 @@ pub fn assigned_partitions(mut b: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
     Some(out)
 }
 
+/// The longest string a record holds (an i16 length). Callers check before writing: a
+/// longer one would be cut here rather than misread on the next load.
+pub const MAX_STR: usize = i16::MAX as usize;
+
+/// The largest char boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut i = at.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 fn put_str(b: &mut BytesMut, s: &str) {
+    let s = &s[..floor_char_boundary(s, MAX_STR)];
     b.put_i16(s.len() as i16);
     b.put_slice(s.as_bytes());
 }

@@ -53,6 +53,8 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("the offsets are too large to store")]
     InvalidCommitOffsetSize,
+    #[error("{0} is longer than the offsets topic's records can hold")]
+    TooLong(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! CreatePartitions: grows topics, placing the new partitions (or using given assignments).
 
+use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
@@ -23,6 +24,14 @@ pub async fn handle(
             })
             .unwrap_or_default();
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if let Some(why) = super::internal_topic_refusal(&t.name) {
+            results.push(
+                result
+                    .with_error_code(E::InvalidTopicException.code())
+                    .with_error_message(Some(s(why))),
+            );
+            continue;
+        }
         let op = AdminOp::CreatePartitions {
             name: t.name.0.to_string(),
             total: t.count,

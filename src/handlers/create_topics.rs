@@ -51,6 +51,14 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
     for t in &req.topics {
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
+        if let Some(why) = super::internal_topic_refusal(&name) {
+            results.push(
+                result
+                    .with_error_code(E::InvalidTopicException.code())
+                    .with_error_message(Some(s(why))),
+            );
+            continue;
+        }
         if dup.contains(&name) {
             results.push(
                 result

@@ -47,6 +47,14 @@ pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> De
         let result = result
             .with_name(Some(topic_name(&topic.name)))
             .with_topic_id(topic.id.0);
+        if let Some(why) = super::internal_topic_refusal(&topic.name) {
+            responses.push(
+                result
+                    .with_error_code(E::InvalidTopicException.code())
+                    .with_error_message(Some(s(why))),
+            );
+            continue;
+        }
         match ctx
             .controller
             .submit(AdminOp::DeleteTopic {

@@ -88,6 +88,7 @@ pub fn group(e: &GroupError) -> i16 {
         GroupError::LoadInProgress => E::CoordinatorLoadInProgress.code(),
         GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable.code(),
         GroupError::InvalidGroupId => E::InvalidGroupId.code(),
+        GroupError::TooLong(_) => E::InvalidRequest.code(),
         GroupError::UnknownMemberId => E::UnknownMemberId.code(),
         GroupError::MemberIdRequired(_) => E::MemberIdRequired.code(),
         GroupError::IllegalGeneration => E::IllegalGeneration.code(),

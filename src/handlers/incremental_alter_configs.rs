@@ -61,7 +61,10 @@ pub async fn handle(
 /// The resource a request names, or why it cannot be altered.
 pub fn target(resource_type: i8, name: &str) -> Result<ConfigTarget, String> {
     match resource_type {
-        TOPIC => Ok(ConfigTarget::Topic(name.to_string())),
+        TOPIC => match super::internal_topic_refusal(name) {
+            Some(why) => Err(why),
+            None => Ok(ConfigTarget::Topic(name.to_string())),
+        },
         BROKER => Ok(ConfigTarget::Broker(name.to_string())),
         other => Err(format!("resource type {other} is not supported")),
     }

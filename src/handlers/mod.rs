@@ -187,6 +187,15 @@ pub async fn dispatch(
     }
 }
 
+/// Why a client may not change an internal topic (`__consumer_offsets`): the group
+/// coordinator alone creates it with its settings and lays groups out over its partitions, so
+/// deleting it, growing it or changing how long it keeps records would lose groups' offsets.
+pub(crate) fn internal_topic_refusal(topic: &str) -> Option<String> {
+    (topic == crate::group::OFFSETS_TOPIC).then(|| {
+        format!("`{topic}` is internal: only the group coordinator creates and changes it")
+    })
+}
+
 pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }

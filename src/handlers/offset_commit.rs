@@ -7,27 +7,42 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use kafka_protocol::error::ResponseError as E;
+
 use super::{errors, Context};
 use crate::group::CommitEntry;
+use crate::types::TopicPartition;
 
 pub async fn handle(
     ctx: &Context,
     req: OffsetCommitRequest,
     _version: i16,
 ) -> OffsetCommitResponse {
+    // A partition that does not exist is answered UNKNOWN_TOPIC_OR_PARTITION and not stored,
+    // as Kafka does; the rest are committed together.
+    let image = ctx.controller.image();
+    let known = |topic: &str, partition: i32| {
+        image
+            .partition(&TopicPartition::new(topic.to_string(), partition))
+            .is_some()
+    };
     let entries: Vec<CommitEntry> = req
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| CommitEntry {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
+            t.partitions
+                .iter()
+                .filter(|p| known(&t.name, p.partition_index))
+                .map(|p| CommitEntry {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
         })
         .collect();
+    let stored = entries.len();
     let r = ctx
         .groups
         .commit(
@@ -40,7 +55,7 @@ pub async fn handle(
         .await;
     let mut codes = match r {
         Ok(results) => results.iter().map(errors::group_code).collect::<Vec<_>>(),
-        Err(e) => vec![errors::group(&e); req.topics.iter().map(|t| t.partitions.len()).sum()],
+        Err(e) => vec![errors::group(&e); stored],
     }
     .into_iter();
     let topics = req
@@ -52,9 +67,14 @@ pub async fn handle(
                     t.partitions
                         .iter()
                         .map(|p| {
+                            let code = if known(&t.name, p.partition_index) {
+                                codes.next().unwrap_or(errors::NONE)
+                            } else {
+                                E::UnknownTopicOrPartition.code()
+                            };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(codes.next().unwrap_or(errors::NONE))
+                                .with_error_code(code)
                         })
                         .collect(),
                 )

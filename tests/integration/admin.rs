@@ -132,3 +132,101 @@ fn create_describe_grow_and_delete_topics() {
         .collect();
     assert!(leftovers.is_empty(), "partition directories removed");
 }
+
+/// `__consumer_offsets` belongs to the group coordinator: clients can neither create, delete,
+/// grow nor reconfigure it; commits for partitions that do not exist are refused per partition;
+/// a group id too long for the offsets records is refused before anything is written.
+#[test]
+fn the_offsets_topic_and_its_records_are_the_coordinators_alone() {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use strom::tools::Client;
+    let b = Broker::start(&[]);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    let text = |v: &str| StrBytes::from_string(v.to_string());
+    let offsets = || TopicName(text("__consumer_offsets"));
+    // The coordinator creates it on first use.
+    let find = FindCoordinatorRequest::default().with_key(text("g"));
+    crate::harness::wait_until("a coordinator", Duration::from_secs(20), || {
+        c.call::<_, FindCoordinatorResponse>(ApiKey::FindCoordinator, 3, &find)
+            .is_ok_and(|r| r.error_code == 0)
+    });
+
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(offsets())
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(text("ordinary")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create).expect("create");
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(
+        codes,
+        [17, 0],
+        "INVALID_TOPIC_EXCEPTION, and the other topic created"
+    );
+    let delete = DeleteTopicsRequest::default().with_topic_names(vec![offsets()]);
+    let r: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 4, &delete).expect("delete");
+    assert_eq!(r.responses[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let grow = CreatePartitionsRequest::default().with_topics(vec![
+        create_partitions_request::CreatePartitionsTopic::default()
+            .with_name(offsets())
+            .with_count(100),
+    ]);
+    let r: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, 3, &grow).expect("grow");
+    assert_eq!(r.results[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(text("__consumer_offsets"))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(text("retention.ms"))
+                    .with_value(Some(text("1000"))),
+            ]),
+    ]);
+    let r: IncrementalAlterConfigsResponse = c
+        .call(ApiKey::IncrementalAlterConfigs, 1, &alter)
+        .expect("alter");
+    assert_eq!(r.responses[0].error_code, 42, "INVALID_REQUEST");
+
+    // A standalone commit (generation -1): the real partition is stored, the made-up one not.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(text("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(text("ordinary")))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_committed_offset(0),
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(7)
+                        .with_committed_offset(0),
+                ]),
+        ]);
+    let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &commit).expect("commit");
+    let codes: Vec<i16> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, [0, 3], "UNKNOWN_TOPIC_OR_PARTITION for partition 7");
+
+    // A 40,000-byte group id (flexible versions allow it) would not fit the offsets records.
+    let long = "g".repeat(40_000);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(text(&long)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(text("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(text("range"))]);
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 9, &join).expect("join");
+    assert_eq!(r.error_code, 42, "INVALID_REQUEST");
+}

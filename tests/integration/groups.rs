@@ -702,6 +702,16 @@ fn the_offsets_log_stays_bounded_and_survives_restart() {
         find_coordinator(&boot, "g0").0 == 0
     });
     let mut c = Client::connect(&boot).expect("connect");
+    // Commits are only taken for partitions that exist.
+    let create = kafka_protocol::messages::CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let created: kafka_protocol::messages::CreateTopicsResponse =
+        c.call(ApiKey::CreateTopics, 7, &create).expect("create");
+    assert_eq!(created.topics[0].error_code, 0);
     let commit_round = |c: &mut Client, group: &str, offset: i64| {
         let r: OffsetCommitResponse = c
             .call(

@@ -363,8 +363,11 @@ async fn write_responses(
     activity: Arc<Activity>,
     token: CancellationToken,
 ) {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(work) = rx.recv().await {
+    // The write buffer is made when the first request arrives: a connection that never asks
+    // anything holds none.
+    let mut next = rx.recv().await;
+    let mut wr = BufWriter::with_capacity(if next.is_some() { 64 * 1024 } else { 0 }, wr);
+    while let Some(work) = next.take() {
         let done = match work {
             // The frame's room in the pool goes once its answer is written (below).
             Work::Task(task, _room) => task.await,
@@ -397,6 +400,7 @@ async fn write_responses(
         if rx.is_empty() && wr.flush().await.is_err() {
             break;
         }
+        next = rx.recv().await;
     }
     token.cancel();
     let _ = wr.flush().await;

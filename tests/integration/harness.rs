@@ -75,6 +75,10 @@ impl Broker {
         self.child.is_some()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The process's peak resident memory (VmHWM), in bytes.
     pub fn peak_rss(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();

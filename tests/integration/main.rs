@@ -17,6 +17,7 @@ mod durability;
 mod fuzz;
 mod groups;
 mod idempotence;
+mod limits;
 mod produce_consume;
 mod replication;
 mod sweep;

@@ -19,7 +19,8 @@ use super::rpc::NOT_LEADER;
 use super::{pb, Handle, QuorumStatus};
 use crate::config::validate_topic_config;
 use crate::metadata::{
-    elect_leader, place_replicas, ApplyOutcome, BrokerRegistration, ElectionError, MetadataRecord,
+    elect_leader, place_replicas, ApplyOutcome, BrokerRegistration, ElectionError, MetadataImage,
+    MetadataRecord,
 };
 use crate::types::{NodeId, TopicId};
 
@@ -91,6 +92,10 @@ pub enum AdminOp {
         assignments: Vec<Vec<NodeId>>,
         validate_only: bool,
     },
+    /// Several topics (Metadata's auto-creation) planned together and written in one command.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+    },
     /// Leader elections (ElectLeaders) for the listed partitions, or for every partition.
     ElectLeaders {
         unclean: bool,
@@ -137,6 +142,8 @@ pub enum AdminDone {
         first: i64,
         count: i64,
     },
+    /// Each topic of a CreateTopics: its id, or why it was not created.
+    Topics(Vec<Result<TopicId, AdminError>>),
     /// Each partition's election: done, or why not.
     Elections(Vec<(String, i32, Result<(), ElectionError>)>),
     Done,
@@ -496,6 +503,52 @@ impl Handle {
                 self.create_partitions_local(&name, total, assignments, validate_only)
                     .await
             }
+            AdminOp::CreateTopics { topics } => {
+                // Each planned on the image as the ones before it leave it, so leaders spread
+                // and a name given twice is refused the second time.
+                let mut image = (*self.image()).clone();
+                let mut records = Vec::new();
+                let mut planned = Vec::with_capacity(topics.len());
+                for t in &topics {
+                    match self.plan_topic_in(&image, t) {
+                        Ok(record) => {
+                            image = image.apply(&record).0;
+                            planned.push(Ok(records.len()));
+                            records.push(record);
+                        }
+                        Err(e) => planned.push(Err(e)),
+                    }
+                }
+                let ids: Vec<TopicId> = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        MetadataRecord::CreateTopic { id, .. } => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+                let outcomes = if records.is_empty() {
+                    Vec::new()
+                } else {
+                    self.propose(records).await?
+                };
+                let results = planned
+                    .into_iter()
+                    .zip(&topics)
+                    .map(|(p, t)| {
+                        let i = p?;
+                        match outcomes.get(i) {
+                            Some(ApplyOutcome::Applied) => Ok(ids[i]),
+                            Some(ApplyOutcome::TopicAlreadyExists) => {
+                                Err(AdminError::TopicAlreadyExists(t.name.clone()))
+                            }
+                            other => Err(AdminError::InvalidTopic(format!(
+                                "unexpected outcome {other:?}"
+                            ))),
+                        }
+                    })
+                    .collect();
+                Ok(AdminDone::Topics(results))
+            }
             AdminOp::ElectLeaders {
                 unclean,
                 partitions,
@@ -562,8 +615,16 @@ impl Handle {
 
     /// Validates and places a new topic against the current image; returns the record to write.
     pub fn plan_topic(&self, t: &NewTopic) -> Result<MetadataRecord, AdminError> {
+        self.plan_topic_in(&self.image(), t)
+    }
+
+    /// Validates and places a new topic against `image`.
+    fn plan_topic_in(
+        &self,
+        image: &MetadataImage,
+        t: &NewTopic,
+    ) -> Result<MetadataRecord, AdminError> {
         validate_topic_name(&t.name)?;
-        let image = self.image();
         if image.topic(&t.name).is_some() {
             return Err(AdminError::TopicAlreadyExists(t.name.clone()));
         }

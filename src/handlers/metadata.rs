@@ -15,7 +15,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 use super::{broker, errors, s, topic_name, Context};
-use crate::controller::{AdminError, NewTopic};
+use crate::controller::{AdminDone, AdminError, AdminOp, NewTopic, MAX_PARTITIONS_PER_REQUEST};
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::protocol::{self, FrameError, Part, Reply};
@@ -119,6 +119,9 @@ fn wanted(req: &MetadataRequest, version: i16) -> Option<Vec<(Option<String>, To
     }
 }
 
+/// Most topics one Metadata request auto-creates (in one metadata command).
+const AUTO_CREATE_BATCH: usize = 1_000;
+
 /// Named topics, auto-creating the missing ones where allowed.
 async fn named(
     ctx: &Context,
@@ -131,36 +134,58 @@ async fn named(
         ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut errors_by_name: BTreeMap<String, i16> = BTreeMap::new();
     {
-        let mut created = false;
+        // Every missing name in one command, within Kafka's bound on partitions per request
+        // and `AUTO_CREATE_BATCH` topics (one Raft entry must stay well inside the transport's
+        // message limit); names past either are answered LEADER_NOT_AVAILABLE, which clients
+        // retry.
+        let mut budget = MAX_PARTITIONS_PER_REQUEST;
+        let mut wanted = Vec::new();
         for (name, _) in &list {
             let Some(name) = name else { continue };
             // The offsets topic is created by the group coordinator, with its own settings.
             if image.topic(name).is_some() || !allow_create || name == OFFSETS_TOPIC {
                 continue;
             }
-            let t = NewTopic {
+            if wanted.iter().any(|t: &NewTopic| t.name == *name) {
+                continue;
+            }
+            if budget < ctx.config.num_partitions || wanted.len() >= AUTO_CREATE_BATCH {
+                errors_by_name.insert(name.clone(), E::LeaderNotAvailable.code());
+                continue;
+            }
+            budget -= ctx.config.num_partitions;
+            wanted.push(NewTopic {
                 name: name.clone(),
                 partitions: -1,
                 replication_factor: -1,
                 assignments: Vec::new(),
                 configs: BTreeMap::new(),
+            });
+        }
+        if !wanted.is_empty() {
+            let names: Vec<String> = wanted.iter().map(|t| t.name.clone()).collect();
+            let results = match ctx
+                .controller
+                .submit(AdminOp::CreateTopics { topics: wanted })
+                .await
+            {
+                Ok(AdminDone::Topics(results)) => results,
+                Ok(_) => vec![Err(AdminError::NoQuorum("unexpected answer".into())); names.len()],
+                Err(e) => vec![Err(e); names.len()],
             };
-            match ctx.controller.create_topic(t).await {
-                Ok(id) => {
-                    tracing::info!(topic = %name, %id, "auto-created topic");
-                    created = true;
-                }
-                Err(AdminError::TopicAlreadyExists(_)) => created = true,
-                Err(e) => {
-                    let code = match e {
-                        AdminError::InvalidTopic(_) => E::InvalidTopicException.code(),
-                        _ => E::LeaderNotAvailable.code(),
-                    };
-                    errors_by_name.insert(name.clone(), code);
+            for (name, result) in names.into_iter().zip(results) {
+                match result {
+                    Ok(id) => tracing::info!(topic = %name, %id, "auto-created topic"),
+                    Err(AdminError::TopicAlreadyExists(_)) => {}
+                    Err(e) => {
+                        let code = match e {
+                            AdminError::InvalidTopic(_) => E::InvalidTopicException.code(),
+                            _ => E::LeaderNotAvailable.code(),
+                        };
+                        errors_by_name.insert(name, code);
+                    }
                 }
             }
-        }
-        if created {
             image = ctx.controller.image();
         }
     }

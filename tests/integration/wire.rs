@@ -696,3 +696,44 @@ fn idle_connections_close_and_connection_limits_hold() {
         again.read_frame().is_some()
     });
 }
+
+/// Metadata naming 1,200 unknown topics auto-creates at most 1,000 of them in one metadata
+/// command and answers the rest LEADER_NOT_AVAILABLE (retriable); asking again creates those.
+#[test]
+fn metadata_auto_creation_is_batched_and_bounded() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(broker.port);
+    let names: Vec<String> = (0..1200).map(|i| format!("auto-{i:04}")).collect();
+    let ask = |raw: &mut Raw, corr: i32| -> MetadataResponse {
+        let req = MetadataRequest::default()
+            .with_topics(Some(
+                names
+                    .iter()
+                    .map(|n| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                    })
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(true);
+        raw.send_raw(&frame(ApiKey::Metadata, 12, corr, &req));
+        response(ApiKey::Metadata, 12, raw.read_frame().expect("metadata")).1
+    };
+    let started = std::time::Instant::now();
+    let first = ask(&mut raw, 1);
+    eprintln!(
+        "1,200 names, first Metadata answered in {} ms",
+        started.elapsed().as_millis()
+    );
+    let exists = |r: &MetadataResponse| {
+        r.topics
+            .iter()
+            .filter(|t| t.error_code == 0 && !t.partitions.is_empty())
+            .count()
+    };
+    assert_eq!(exists(&first), 1000, "one batch of 1,000 created");
+    let refused = first.topics.iter().filter(|t| t.error_code == 5).count();
+    assert_eq!(refused, 200, "the rest LEADER_NOT_AVAILABLE");
+    let second = ask(&mut raw, 2);
+    assert_eq!(exists(&second), 1200, "the second request creates the rest");
+}

@@ -225,8 +225,13 @@ impl Handle {
             if let Some(addr) = leader.and_then(|l| self.voter_addr(l)) {
                 match self.channels.get(&addr) {
                     Ok(channel) => {
-                        match tokio::time::timeout_at(deadline, f(ControllerClient::new(channel)))
-                            .await
+                        match tokio::time::timeout_at(
+                            deadline,
+                            f(ControllerClient::new(channel)
+                                .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+                                .max_encoding_message_size(super::MAX_RPC_MESSAGE)),
+                        )
+                        .await
                         {
                             Ok(Ok(v)) => return Ok(v),
                             Ok(Err(status)) => match classify(status) {
@@ -425,7 +430,9 @@ impl Handle {
     /// A peer's cluster id, if it answers quickly and knows one.
     pub(super) async fn peer_cluster_id(&self, addr: &str) -> Result<Option<String>, String> {
         let channel = self.channels.get(addr)?;
-        let mut client = ControllerClient::new(channel);
+        let mut client = ControllerClient::new(channel)
+            .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+            .max_encoding_message_size(super::MAX_RPC_MESSAGE);
         let mut req = tonic::Request::new(pb::QuorumRequest {});
         req.set_timeout(Duration::from_millis(500));
         let reply = tokio::time::timeout(Duration::from_millis(800), client.quorum(req))

@@ -19,6 +19,13 @@ mod state_machine;
 mod store;
 
 #[allow(clippy::all, missing_docs)]
+/// The largest gRPC message on the controller listener, each way (tonic's default is 4 MiB):
+/// big metadata commands (a 1,000-topic auto-creation) and snapshot chunks fit with room.
+pub(crate) const MAX_RPC_MESSAGE: usize = 64 << 20;
+
+/// Bytes of snapshot per InstallSnapshot message.
+const SNAPSHOT_CHUNK: usize = 512 << 10;
+
 pub mod pb {
     tonic::include_proto!("strom.v1");
 }
@@ -173,6 +180,9 @@ impl Controller {
                 config.metadata_snapshot_interval,
             ),
             max_in_snapshot_log_to_keep: config.metadata_snapshot_interval / 10,
+            // Snapshot chunks travel as JSON inside protobuf (a byte can take four characters):
+            // 512 KiB chunks stay far inside `MAX_RPC_MESSAGE` whatever the image's size.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK as u64,
             ..Default::default()
         }
         .validate()

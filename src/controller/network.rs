@@ -101,7 +101,9 @@ impl PeerClient {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut client = pb::raft_client::RaftClient::new(channel);
+        let mut client = pb::raft_client::RaftClient::new(channel)
+            .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+            .max_encoding_message_size(super::MAX_RPC_MESSAGE);
         let request = pb::RaftRequest {
             cluster_id,
             payload,

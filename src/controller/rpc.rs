@@ -269,10 +269,16 @@ pub async fn serve(
     let controller_service = ControllerService { handle };
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
-        .add_service(pb::raft_server::RaftServer::new(raft_service))
-        .add_service(pb::controller_server::ControllerServer::new(
-            controller_service,
-        ))
+        .add_service(
+            pb::raft_server::RaftServer::new(raft_service)
+                .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+                .max_encoding_message_size(super::MAX_RPC_MESSAGE),
+        )
+        .add_service(
+            pb::controller_server::ControllerServer::new(controller_service)
+                .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+                .max_encoding_message_size(super::MAX_RPC_MESSAGE),
+        )
         .serve_with_incoming_shutdown(incoming, token.cancelled())
         .await;
     if let Err(e) = served {

@@ -397,6 +397,83 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
     );
 }
 
+/// A node wiped and restarted gets the metadata as a snapshot larger than gRPC's default 4 MiB
+/// message once it travels as JSON: 3,000 topics with 240-character names.
+#[test]
+fn a_wiped_node_receives_a_snapshot_larger_than_the_transports_default() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    let _quiet = crate::harness::timing_sensitive();
+    let mut cluster = Cluster::new(3, &["metadata.log.snapshot.interval.records=20"]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    let (controller, _) = describe(&bs1).expect("describe");
+    let wiped = (1..=3).find(|b| *b != controller).expect("a follower");
+    let bs = cluster.bootstrap(controller);
+    cluster.node(wiped).kill();
+    std::fs::remove_dir_all(cluster.node(wiped).dir.join("data")).expect("wipe");
+    wait_until("the node fenced", Duration::from_secs(10), || {
+        describe(&bs).is_some_and(|(_, b)| b.iter().any(|x| x.0 == wiped && x.3))
+    });
+    // 3,000 long names, auto-created 1,000 per Metadata request (one command each).
+    let name = |i: usize| format!("{}-{i:04}", "s".repeat(234));
+    let mut c = Client::connect(&bs).expect("connect");
+    for batch in 0..3 {
+        let req = MetadataRequest::default()
+            .with_topics(Some(
+                (batch * 1000..(batch + 1) * 1000)
+                    .map(|i| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(name(i)))))
+                    })
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(true);
+        let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).expect("metadata");
+        assert_eq!(r.topics.len(), 1000);
+    }
+    // More commands than the snapshot interval, so the others purge their logs (the brokers
+    // are still opening 3,000 partitions: a write may time out and is tried again).
+    for i in 0..30 {
+        wait_until("a topic created", Duration::from_secs(30), || {
+            matches!(
+                create_topic(&bs, &format!("after-{i}"), 1, 1),
+                Some(0) | Some(36)
+            )
+        });
+    }
+    cluster.node(wiped).spawn();
+    // Every topic's name, as one node's all-topics Metadata answers.
+    let names = |bootstrap: &str| -> Option<std::collections::BTreeSet<String>> {
+        let mut c = Client::connect(bootstrap).ok()?;
+        let r: MetadataResponse = c
+            .call(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(None),
+            )
+            .ok()?;
+        Some(
+            r.topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect(),
+        )
+    };
+    let back = cluster.bootstrap(wiped);
+    wait_until("the wiped node caught up", Duration::from_secs(60), || {
+        names(&back).is_some_and(|got| got.contains(&name(2999)) && got.contains("after-29"))
+    });
+    assert_eq!(
+        names(&back),
+        names(&bs),
+        "the same topics as the controller"
+    );
+}
+
 #[test]
 fn a_broker_only_node_joins_as_a_learner_and_serves() {
     let mut cluster = Cluster::new(3, &[]);

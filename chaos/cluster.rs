@@ -210,18 +210,16 @@ impl ChaosCluster {
             }
             None => Command::new(&bin),
         };
+        let spec = strom::dev::NodeSpec {
+            id: Some(id),
+            voters: Some(voters),
+            host: node.host.clone(),
+            port: node.port,
+            controller_port: node.controller_port,
+            log_dir: node.dir.clone(),
+        };
         let child = cmd
-            .arg("serve")
-            .args(["--set", &format!("node.id={id}")])
-            .args(["--set", &format!("controller.quorum.voters={voters}")])
-            .args([
-                "--set",
-                &format!(
-                    "listeners=PLAINTEXT://{}:{},CONTROLLER://{}:{}",
-                    node.host, node.port, node.host, node.controller_port
-                ),
-            ])
-            .args(["--set", &format!("log.dirs={}", node.dir.display())])
+            .args(spec.serve_args())
             .env("RUST_LOG", "info")
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -17,6 +17,43 @@ use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterRe
 
 use crate::tools::Client;
 
+/// How one node is started: the `strom serve` arguments that `strom dev`, the integration
+/// tests' harness and the chaos suite all give a node (each adds its own process wrapping,
+/// output and extra settings).
+pub struct NodeSpec {
+    /// `node.id`; `None` leaves the default (a single node).
+    pub id: Option<i32>,
+    /// `controller.quorum.voters`; `None` means this node alone.
+    pub voters: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub controller_port: u16,
+    pub log_dir: PathBuf,
+}
+
+impl NodeSpec {
+    /// `serve` and its `--set` pairs.
+    pub fn serve_args(&self) -> Vec<String> {
+        let mut sets = Vec::new();
+        if let Some(id) = self.id {
+            sets.push(format!("node.id={id}"));
+        }
+        if let Some(v) = &self.voters {
+            sets.push(format!("controller.quorum.voters={v}"));
+        }
+        sets.push(format!(
+            "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
+            self.port,
+            self.controller_port,
+            host = self.host
+        ));
+        sets.push(format!("log.dirs={}", self.log_dir.display()));
+        std::iter::once("serve".to_string())
+            .chain(sets.into_iter().flat_map(|s| ["--set".to_string(), s]))
+            .collect()
+    }
+}
+
 pub struct DevOptions {
     pub nodes: u16,
     pub base_port: u16,
@@ -151,20 +188,16 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
         });
     }
     let spawn = |i: u16| -> anyhow::Result<Child> {
-        let dir = opts.data.join(format!("node-{i}"));
+        let spec = NodeSpec {
+            id: Some(i32::from(i)),
+            voters: Some(voters.clone()),
+            host: "127.0.0.1".into(),
+            port: client_port(opts.base_port, i),
+            controller_port: controller_port(opts.base_port, i),
+            log_dir: opts.data.join(format!("node-{i}")),
+        };
         let mut cmd = Command::new(&exe);
-        cmd.arg("serve")
-            .args(["--set", &format!("node.id={i}")])
-            .args(["--set", &format!("controller.quorum.voters={voters}")])
-            .args([
-                "--set",
-                &format!(
-                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                    client_port(opts.base_port, i),
-                    controller_port(opts.base_port, i)
-                ),
-            ])
-            .args(["--set", &format!("log.dirs={}", dir.display())]);
+        cmd.args(spec.serve_args());
         for s in &opts.sets {
             cmd.args(["--set", s]);
         }
@@ -280,6 +313,23 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_spec_gives_serve_its_settings() {
+        let spec = NodeSpec {
+            id: Some(2),
+            voters: Some("1@h:9093,2@h:9193".into()),
+            host: "h".into(),
+            port: 9192,
+            controller_port: 9193,
+            log_dir: PathBuf::from("/d/node-2"),
+        };
+        assert_eq!(
+            spec.serve_args().join(" "),
+            "serve --set node.id=2 --set controller.quorum.voters=1@h:9093,2@h:9193 \
+             --set listeners=PLAINTEXT://h:9192,CONTROLLER://h:9193 --set log.dirs=/d/node-2"
+        );
+    }
 
     #[test]
     fn commands_name_a_node_in_range() {

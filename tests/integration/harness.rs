@@ -117,15 +117,16 @@ impl Broker {
     }
 
     fn command(&self) -> Command {
+        let spec = strom::dev::NodeSpec {
+            id: None,
+            voters: None,
+            host: "127.0.0.1".into(),
+            port: self.port,
+            controller_port: self.controller_port,
+            log_dir: self.dir.join("data"),
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
-        cmd.arg("serve")
-            .arg("--set")
-            .arg(format!(
-                "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                self.port, self.controller_port
-            ))
-            .arg("--set")
-            .arg(format!("log.dirs={}", self.dir.join("data").display()));
+        cmd.args(spec.serve_args());
         // Few offsets partitions keep group coordination cheap on two cores; a test's own
         // settings come later and win.
         cmd.arg("--set").arg("offsets.topic.num.partitions=5");

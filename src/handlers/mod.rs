@@ -66,10 +66,38 @@ pub struct Context {
 pub type Pending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Reply>, FrameError>> + Send>>;
 
+/// What one connection's requests must keep in arrival order beyond produce: offset commits.
+/// Kafka handles a connection's requests one at a time, so a client that pipelines commits
+/// (librdkafka's auto-commit does under load) relies on the last one sent being the one kept.
+#[derive(Default)]
+pub struct ConnectionOrder {
+    /// Resolves when the connection's previous OffsetCommit has finished.
+    last_commit: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
 /// Starts a request in the connection's reader, in arrival order. A produce request appends
 /// its batches here (so a connection's batches reach the log in the order sent) and leaves only
-/// the acks wait and the response to the returned future; every other request is all future.
-pub fn start(ctx: Arc<Context>, p: Parsed, peer: Option<IpAddr>) -> Result<Pending, FrameError> {
+/// the acks wait and the response to the returned future; an OffsetCommit waits for the
+/// connection's previous one to finish; every other request is all future.
+pub fn start(
+    ctx: Arc<Context>,
+    p: Parsed,
+    peer: Option<IpAddr>,
+    order: &mut ConnectionOrder,
+) -> Result<Pending, FrameError> {
+    if p.key == ApiKey::OffsetCommit {
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let before = order.last_commit.replace(finished);
+        return Ok(Box::pin(async move {
+            if let Some(before) = before {
+                // Ends when the previous commit finishes (or its task is gone).
+                let _ = before.await;
+            }
+            let answer = dispatch(ctx, p, peer).await;
+            drop(done);
+            answer
+        }));
+    }
     if p.key != ApiKey::Produce {
         return Ok(Box::pin(dispatch(ctx, p, peer)));
     }

@@ -213,6 +213,7 @@ async fn read_requests(
 ) -> Option<String> {
     let max = ctx.config.socket_request_max_bytes;
     let idle = ctx.config.connections_max_idle;
+    let mut order = handlers::ConnectionOrder::default();
     loop {
         // The next frame's size, read with `read` (safe to cancel) so the idle check can
         // interrupt the wait without losing bytes.
@@ -264,7 +265,7 @@ async fn read_requests(
         };
         let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
-                Ok(parsed) => match handlers::start(ctx.clone(), parsed, peer) {
+                Ok(parsed) => match handlers::start(ctx.clone(), parsed, peer, &mut order) {
                     Ok(rest) => Work::Task(tokio::spawn(rest), room),
                     Err(e) => return Some(e.to_string()),
                 },

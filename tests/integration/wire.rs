@@ -737,3 +737,71 @@ fn metadata_auto_creation_is_batched_and_bounded() {
     let second = ask(&mut raw, 2);
     assert_eq!(exists(&second), 1200, "the second request creates the rest");
 }
+
+/// OffsetCommits pipelined on one connection take effect in the order sent, as Kafka processes
+/// a connection's requests: the last one sent is what OffsetFetch returns.
+#[test]
+fn pipelined_offset_commits_apply_in_the_order_sent() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        GroupId, OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse,
+    };
+    let broker = Broker::start(&["offsets.topic.num.partitions=1"]);
+    let mut raw = Raw::connect(broker.port);
+    metadata(&mut raw, 1, "ordered", true);
+    let group = || GroupId(StrBytes::from_static_str("ordered-group"));
+    let commit = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(group())
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("ordered")))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default().with_committed_offset(offset)
+                ])])
+    };
+    // The coordinator exists (FindCoordinator creates the offsets topic) and the topic is
+    // known once a commit succeeds.
+    crate::harness::wait_until("a coordinator", std::time::Duration::from_secs(20), || {
+        let find = kafka_protocol::messages::FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str("ordered-group"));
+        raw.send_raw(&frame(ApiKey::FindCoordinator, 3, 3, &find));
+        raw.read_frame().expect("coordinator");
+        raw.send_raw(&frame(ApiKey::OffsetCommit, 8, 2, &commit(0)));
+        let (_, r): (i32, kafka_protocol::messages::OffsetCommitResponse) =
+            response(ApiKey::OffsetCommit, 8, raw.read_frame().expect("commit"));
+        r.topics[0].partitions[0].error_code == 0
+    });
+    for round in 0..20 {
+        // 30 commits in one burst, offsets rising; then read back.
+        let mut burst = Vec::new();
+        for i in 1..=30 {
+            burst.extend(frame(
+                ApiKey::OffsetCommit,
+                8,
+                100 + i,
+                &commit(round * 100 + i as i64),
+            ));
+        }
+        raw.send_raw(&burst);
+        for _ in 1..=30 {
+            raw.read_frame().expect("commit answer");
+        }
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(group())
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("ordered")))
+                .with_partition_indexes(vec![0])]));
+        raw.send_raw(&frame(ApiKey::OffsetFetch, 6, 999, &fetch));
+        let (_, r): (i32, OffsetFetchResponse) =
+            response(ApiKey::OffsetFetch, 6, raw.read_frame().expect("fetch"));
+        assert_eq!(
+            r.topics[0].partitions[0].committed_offset,
+            round * 100 + 30,
+            "round {round}: the last commit sent"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Every setting strom knows: its Kafka name, default, kind and meaning (`strom settings`
+//! prints this table). Validation and the `Config` built from it are in `mod.rs`.
+
+#[derive(Clone, Copy)]
+pub(super) enum Kind {
+    Int { min: i64 },
+    Bool,
+    Text,
+}
+
+/// One known setting: its Kafka name, default and meaning.
+pub struct Setting {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub(super) kind: Kind,
+    pub doc: &'static str,
+}
+
+const fn int(name: &'static str, default: &'static str, min: i64, doc: &'static str) -> Setting {
+    Setting {
+        name,
+        default,
+        kind: Kind::Int { min },
+        doc,
+    }
+}
+
+/// Every setting strom knows. Anything else is refused at start.
+pub const SETTINGS: &[Setting] = &[
+    int("node.id", "1", 0, "This node's id in the cluster."),
+    Setting {
+        name: "process.roles",
+        default: "broker,controller",
+        kind: Kind::Text,
+        doc: "Roles of this node: `broker,controller` (a voter) or `broker`.",
+    },
+    Setting {
+        name: "listeners",
+        default: "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        kind: Kind::Text,
+        doc: "Comma-separated NAME://host:port listeners to bind.",
+    },
+    Setting {
+        name: "advertised.listeners",
+        default: "",
+        kind: Kind::Text,
+        doc: "NAME://host:port endpoints given to clients; empty means the bound listeners.",
+    },
+    Setting {
+        name: "listener.security.protocol.map",
+        default: "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        kind: Kind::Text,
+        doc: "Listener name to security protocol.",
+    },
+    Setting {
+        name: "inter.broker.listener.name",
+        default: "",
+        kind: Kind::Text,
+        doc: "The listener followers fetch from; empty means the first client listener.",
+    },
+    Setting {
+        name: "controller.listener.names",
+        default: "CONTROLLER",
+        kind: Kind::Text,
+        doc: "Listener names used by the Raft quorum.",
+    },
+    Setting {
+        name: "controller.quorum.voters",
+        default: "",
+        kind: Kind::Text,
+        doc: "id@host:port of every voter; empty means this node alone.",
+    },
+    Setting {
+        name: "controller.quorum.bootstrap.servers",
+        default: "",
+        kind: Kind::Text,
+        doc: "host:port of a controller to bootstrap from (KIP-853); strom accepts one entry, for a single node that is its own quorum. Several nodes list controller.quorum.voters.",
+    },
+    Setting {
+        name: "log.dirs",
+        default: "./strom-data",
+        kind: Kind::Text,
+        doc: "Directory holding partition logs and the metadata log.",
+    },
+    int(
+        "num.partitions",
+        "1",
+        1,
+        "Partitions of an auto-created topic or a CreateTopics request with -1.",
+    ),
+    int(
+        "default.replication.factor",
+        "1",
+        1,
+        "Replication factor of auto-created topics.",
+    ),
+    int(
+        "min.insync.replicas",
+        "1",
+        1,
+        "Default minimum ISR size for acks=all.",
+    ),
+    Setting {
+        name: "auto.create.topics.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "Create unknown topics on a Metadata request that allows it.",
+    },
+    int(
+        "log.segment.bytes",
+        "1073741824",
+        1024,
+        "Roll a new segment when the active one reaches this size.",
+    ),
+    int(
+        "log.roll.ms",
+        "604800000",
+        1,
+        "Roll a new segment when the active one is this old.",
+    ),
+    int(
+        "log.retention.ms",
+        "604800000",
+        -1,
+        "Delete segments older than this; -1 keeps them forever.",
+    ),
+    int(
+        "log.retention.minutes",
+        "",
+        -1,
+        "Retention in minutes, used when log.retention.ms is not set; -1 keeps segments forever.",
+    ),
+    int(
+        "log.retention.hours",
+        "168",
+        -1,
+        "Retention in hours, used when neither log.retention.ms nor log.retention.minutes is set.",
+    ),
+    int(
+        "log.roll.hours",
+        "168",
+        1,
+        "Segment age in hours before a roll, used when log.roll.ms is not set.",
+    ),
+    int(
+        "log.retention.bytes",
+        "-1",
+        -1,
+        "Delete old segments while a partition is larger than this; -1 means no limit.",
+    ),
+    int(
+        "log.retention.check.interval.ms",
+        "300000",
+        1,
+        "How often retention runs.",
+    ),
+    int(
+        "log.index.interval.bytes",
+        "4096",
+        1,
+        "Bytes of log between two sparse index entries.",
+    ),
+    int(
+        "log.flush.interval.messages",
+        "9223372036854775807",
+        1,
+        "fsync after this many messages; default leaves durability to the page cache.",
+    ),
+    int(
+        "log.flush.interval.ms",
+        "9223372036854775807",
+        1,
+        "fsync a log whose oldest unflushed record is this old; default leaves durability to the page cache.",
+    ),
+    int(
+        "log.writeback.bytes",
+        "4194304",
+        0,
+        "Start writing a segment's new data to disk (asynchronously, no fsync) every this many bytes appended; smooths writeback so appends do not stall at the kernel's dirty threshold. 0: leave it to the kernel.",
+    ),
+    int(
+        "log.flush.scheduler.interval.ms",
+        "1000",
+        1,
+        "How often logs are checked against log.flush.interval.ms (topic flush.ms).",
+    ),
+    int(
+        "message.max.bytes",
+        "1048588",
+        0,
+        "Largest record batch accepted (MESSAGE_TOO_LARGE above it).",
+    ),
+    Setting {
+        name: "log.message.timestamp.type",
+        default: "CreateTime",
+        kind: Kind::Text,
+        doc: "Record timestamps: `CreateTime` (the producer's) or `LogAppendTime` (the broker stamps each batch on append).",
+    },
+    int(
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+        0,
+        "CreateTime: refuse a batch (INVALID_TIMESTAMP) whose first timestamp is more than this far in the past.",
+    ),
+    int(
+        "log.message.timestamp.after.max.ms",
+        "3600000",
+        0,
+        "CreateTime: refuse a batch (INVALID_TIMESTAMP) whose largest timestamp is more than this far in the future.",
+    ),
+    int(
+        "max.connections",
+        "2147483647",
+        0,
+        "Most client connections this broker keeps open, over all listeners; more are closed at once.",
+    ),
+    int(
+        "max.connections.per.ip",
+        "2147483647",
+        0,
+        "Most client connections from one address; more are closed at once.",
+    ),
+    int(
+        "connections.max.idle.ms",
+        "600000",
+        -1,
+        "Close a client connection with no request in flight and nothing sent or received for this long; -1 never.",
+    ),
+    int(
+        "queued.max.request.bytes",
+        "-1",
+        -1,
+        "Request bytes the broker holds at once, over all connections (read and not yet answered); a reader waits for room before reading a frame's body. -1: no bound.",
+    ),
+    int(
+        "socket.request.max.bytes",
+        "104857600",
+        1,
+        "Largest request frame; a larger one closes the connection.",
+    ),
+    int(
+        "socket.send.buffer.bytes",
+        "-1",
+        -1,
+        "SO_SNDBUF of client and replication connections; -1 keeps the kernel's autotuning (Kafka's default is 102400, which caps a connection's window).",
+    ),
+    int(
+        "socket.receive.buffer.bytes",
+        "-1",
+        -1,
+        "SO_RCVBUF of client and replication connections; -1 keeps the kernel's autotuning (Kafka's default is 102400).",
+    ),
+    int(
+        "num.recovery.threads.per.data.dir",
+        "1",
+        1,
+        "Threads opening and recovering partition logs at start.",
+    ),
+    int(
+        "replica.lag.time.max.ms",
+        "30000",
+        1,
+        "How long a follower may lag before it leaves the ISR.",
+    ),
+    int(
+        "broker.session.timeout.ms",
+        "2000",
+        100,
+        "Fence a broker whose heartbeats stop for this long (Kafka's default is 9000; strom fails over faster).",
+    ),
+    int(
+        "broker.heartbeat.interval.ms",
+        "500",
+        10,
+        "Interval between broker heartbeats to the controller.",
+    ),
+    Setting {
+        name: "auto.leader.rebalance.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "Move leadership back to each partition's preferred replica once it is in the ISR again.",
+    },
+    int(
+        "leader.imbalance.check.interval.seconds",
+        "300",
+        1,
+        "How often the controller looks for partitions not led by their preferred replica.",
+    ),
+    Setting {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        kind: Kind::Bool,
+        doc: "Let a replica outside the ISR lead when no ISR member is alive (may lose acknowledged data).",
+    },
+    int(
+        "controller.quorum.request.timeout.ms",
+        "2000",
+        1,
+        "Bound on waiting for the metadata quorum to commit an admin write.",
+    ),
+    int(
+        "producer.id.expiration.ms",
+        "86400000",
+        -1,
+        "Forget an idempotent producer's sequence state after this long without a write.",
+    ),
+    int(
+        "metadata.log.snapshot.interval.records",
+        "1000",
+        1,
+        "Snapshot the metadata state after this many new metadata records, so the log stays bounded.",
+    ),
+    Setting {
+        name: "fetch.zero.copy.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "strom: send consumer fetch data from segment files with sendfile (no copy through user space).",
+    },
+    int(
+        "offsets.topic.num.partitions",
+        "50",
+        1,
+        "Partitions of `__consumer_offsets`, created on first use (fixed once created).",
+    ),
+    int(
+        "offsets.topic.replication.factor",
+        "3",
+        1,
+        "Replication factor of `__consumer_offsets`; capped (with a warning) to the live brokers.",
+    ),
+    int(
+        "offsets.retention.minutes",
+        "10080",
+        1,
+        "Committed offsets of a group with no members expire after this long.",
+    ),
+    int(
+        "offsets.retention.check.interval.ms",
+        "600000",
+        1,
+        "How often expired offsets are looked for.",
+    ),
+    int(
+        "offsets.commit.timeout.ms",
+        "5000",
+        1,
+        "How long an offset commit waits for `__consumer_offsets` replication.",
+    ),
+    int(
+        "offset.metadata.max.bytes",
+        "4096",
+        0,
+        "Largest metadata string a committed offset may carry.",
+    ),
+    int(
+        "group.min.session.timeout.ms",
+        "6000",
+        1,
+        "Smallest session timeout a consumer group member may ask for.",
+    ),
+    int(
+        "group.max.session.timeout.ms",
+        "1800000",
+        1,
+        "Largest session timeout a consumer group member may ask for.",
+    ),
+    int(
+        "group.initial.rebalance.delay.ms",
+        "3000",
+        0,
+        "How long a new (empty) group waits for more members before its first rebalance.",
+    ),
+    int(
+        "group.max.size",
+        "2147483647",
+        1,
+        "Most members a consumer group may have.",
+    ),
+    int(
+        "shutdown.timeout.ms",
+        "5000",
+        1,
+        "How long a clean shutdown may take before it is abandoned.",
+    ),
+];

@@ -805,11 +805,11 @@ impl PartitionLog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::batch::{tests::make_batch, validate};
 
-    fn settings() -> LogDefaults {
+    pub(crate) fn settings() -> LogDefaults {
         LogDefaults {
             segment_bytes: 4096,
             roll_ms: i64::MAX,

@@ -4,6 +4,8 @@
 
 pub mod batch;
 pub mod epochs;
+#[cfg(test)]
+mod fuzz;
 pub mod log;
 pub mod producers;
 pub mod records;

@@ -1,13 +1,12 @@
 //! AlterConfigs (the request before KIP-339): replaces every dynamic config of a topic or of
 //! brokers with the given set, as Kafka does. IncrementalAlterConfigs is the one to prefer.
 
-use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::incremental_alter_configs::target;
-use super::{errors, s, Context};
-use crate::controller::{AdminOp, ConfigOp};
+use super::incremental_alter_configs::alter;
+use super::{s, Context};
+use crate::controller::ConfigOp;
 
 pub async fn handle(
     ctx: &Context,
@@ -28,23 +27,18 @@ pub async fn handle(
                 Some(ConfigOp::Set(c.name.to_string(), v.to_string()))
             })
             .collect();
-        let outcome = match target(r.resource_type, &r.resource_name) {
-            Err(msg) => Err((E::InvalidRequest.code(), msg)),
-            Ok(target) => ctx
-                .controller
-                .submit(AdminOp::AlterConfigs {
-                    target,
-                    replace: true,
-                    ops,
-                    validate_only: req.validate_only,
-                })
-                .await
-                .map(|_| ())
-                .map_err(|e| (errors::admin(&e), e.to_string())),
-        };
-        responses.push(match outcome {
-            Ok(()) => resp,
-            Err((code, msg)) => resp.with_error_code(code).with_error_message(Some(s(msg))),
+        let refused = alter(
+            ctx,
+            r.resource_type,
+            &r.resource_name,
+            Ok(ops),
+            true,
+            req.validate_only,
+        )
+        .await;
+        responses.push(match refused {
+            None => resp,
+            Some((code, msg)) => resp.with_error_code(code).with_error_message(Some(s(msg))),
         });
     }
     AlterConfigsResponse::default().with_responses(responses)

@@ -36,26 +36,48 @@ pub async fn handle(
                 }
             })
             .collect();
-        let outcome = match (target(r.resource_type, &r.resource_name), ops) {
-            (Err(msg), _) | (_, Err(msg)) => Err((E::InvalidRequest.code(), msg)),
-            (Ok(target), Ok(ops)) => ctx
-                .controller
-                .submit(AdminOp::AlterConfigs {
-                    target,
-                    replace: false,
-                    ops,
-                    validate_only: req.validate_only,
-                })
-                .await
-                .map(|_| ())
-                .map_err(|e| (errors::admin(&e), e.to_string())),
-        };
-        responses.push(match outcome {
-            Ok(()) => resp,
-            Err((code, msg)) => resp.with_error_code(code).with_error_message(Some(s(msg))),
+        let refused = alter(
+            ctx,
+            r.resource_type,
+            &r.resource_name,
+            ops,
+            false,
+            req.validate_only,
+        )
+        .await;
+        responses.push(match refused {
+            None => resp,
+            Some((code, msg)) => resp.with_error_code(code).with_error_message(Some(s(msg))),
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Changes one resource's dynamic configs through the metadata quorum (AlterConfigs replaces,
+/// IncrementalAlterConfigs does not); returns the Kafka error code and message if refused.
+pub async fn alter(
+    ctx: &Context,
+    resource_type: i8,
+    name: &str,
+    ops: Result<Vec<ConfigOp>, String>,
+    replace: bool,
+    validate_only: bool,
+) -> Option<(i16, String)> {
+    let (target, ops) = match (target(resource_type, name), ops) {
+        (Err(msg), _) | (_, Err(msg)) => return Some((E::InvalidRequest.code(), msg)),
+        (Ok(target), Ok(ops)) => (target, ops),
+    };
+    let op = AdminOp::AlterConfigs {
+        target,
+        replace,
+        ops,
+        validate_only,
+    };
+    ctx.controller
+        .submit(op)
+        .await
+        .err()
+        .map(|e| (errors::admin(&e), e.to_string()))
 }
 
 /// The resource a request names, or why it cannot be altered.

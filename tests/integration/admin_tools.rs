@@ -130,13 +130,13 @@ fn configs_records_and_elections_through_client_admin_libraries() {
         let at = cluster.bootstrap(n);
         wait_until(
             "every broker sees the topic config",
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             || retention(&at, "retained") == Some(("1000".into(), DYNAMIC_TOPIC_CONFIG)),
         );
     }
     wait_until(
         "retention deletes old segments",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || low_watermark(&boot, "retained") > 0,
     );
     assert_eq!(
@@ -170,7 +170,7 @@ fn configs_records_and_elections_through_client_admin_libraries() {
     // ElectLeaders returns leadership to the preferred replica once it is back in the ISR.
     cluster.node(1).kill();
     let boot2 = cluster.bootstrap(2);
-    wait_until("a new leader", Duration::from_secs(20), || {
+    wait_until("a new leader", Duration::from_secs(30), || {
         leader_and_isr(&boot2, "elected").is_some_and(|(l, _)| l > 1)
     });
     cluster.node(1).spawn();
@@ -186,7 +186,7 @@ fn configs_records_and_elections_through_client_admin_libraries() {
     assert_eq!(v["errors"], serde_json::json!([null]), "{v}");
     wait_until(
         "the preferred replica leads",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || leader_and_isr(&boot2, "elected").is_some_and(|(l, _)| l == 1),
     );
 
@@ -200,13 +200,13 @@ fn configs_records_and_elections_through_client_admin_libraries() {
         let at = cluster.bootstrap(n);
         wait_until(
             "every broker sees the default",
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             || retention(&at, "defaulted") == Some(("1000".into(), DYNAMIC_DEFAULT_BROKER_CONFIG)),
         );
     }
     wait_until(
         "the default's retention acts",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || low_watermark(&boot, "defaulted") > 0,
     );
 
@@ -222,7 +222,7 @@ fn configs_records_and_elections_through_client_admin_libraries() {
     );
     for n in 1..=3 {
         let at = cluster.bootstrap(n);
-        wait_until("configs after the restart", Duration::from_secs(20), || {
+        wait_until("configs after the restart", Duration::from_secs(30), || {
             retention(&at, "retained") == Some(("1000".into(), DYNAMIC_TOPIC_CONFIG))
                 && retention(&at, "defaulted")
                     == Some(("1000".into(), DYNAMIC_DEFAULT_BROKER_CONFIG))

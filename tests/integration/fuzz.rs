@@ -68,31 +68,12 @@ fn seeds() -> Vec<(ApiKey, i16, Vec<u8>)> {
         b.to_vec()
     }
     let name = || TopicName(StrBytes::from_static_str("fuzzed"));
-    let record = kafka_protocol::records::Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: kafka_protocol::records::TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_000,
-        key: Some(bytes::Bytes::from_static(b"key")),
-        value: Some(bytes::Bytes::from_static(b"value")),
-        headers: Default::default(),
-    };
-    let mut records = BytesMut::new();
-    kafka_protocol::records::RecordBatchEncoder::encode(
-        &mut records,
-        [&record],
-        &kafka_protocol::records::RecordEncodeOptions {
-            version: 2,
-            compression: kafka_protocol::records::Compression::Gzip,
-        },
-    )
-    .expect("batch");
+    let records = crate::harness::one_record_batch(
+        Some(b"key"),
+        b"value",
+        1_000,
+        kafka_protocol::records::Compression::Gzip,
+    );
     let produce = ProduceRequest::default()
         .with_acks(1)
         .with_timeout_ms(1000)
@@ -101,7 +82,7 @@ fn seeds() -> Vec<(ApiKey, i16, Vec<u8>)> {
             .with_partition_data(vec![
                 produce_request::PartitionProduceData::default()
                     .with_index(0)
-                    .with_records(Some(records.freeze())),
+                    .with_records(Some(records)),
             ])]);
     let fetch = FetchRequest::default()
         .with_max_wait_ms(10)

@@ -489,3 +489,40 @@ pub fn python_deps() -> PathBuf {
     );
     deps
 }
+
+/// One record batch (v2, not idempotent) holding one record: `value` under `key`, stamped `ts`,
+/// compressed with `compression` — the hand-made batch the wire-level tests send.
+pub fn one_record_batch(
+    key: Option<&[u8]>,
+    value: &[u8],
+    ts: i64,
+    compression: kafka_protocol::records::Compression,
+) -> bytes::Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: ts,
+        key: key.map(bytes::Bytes::copy_from_slice),
+        value: Some(bytes::Bytes::copy_from_slice(value)),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}

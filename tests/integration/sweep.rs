@@ -20,9 +20,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use strom::protocol::SUPPORTED;
 use uuid::Uuid;
 
@@ -155,37 +153,9 @@ impl Sweep {
     }
 }
 
-fn batch(values: &[&[u8]]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_000 + i as i64,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+/// One uncompressed record with a key, stamped 1,000.
+fn batch(value: &[u8]) -> Bytes {
+    crate::harness::one_record_batch(Some(b"k"), value, 1_000, Compression::None)
 }
 
 /// A consumer protocol subscription (v0) to the sweep topic, as a group member sends it.
@@ -317,7 +287,7 @@ fn setup(sw: &mut Sweep) {
 
 /// One record to each of `partitions` of the sweep topic (by id from v13, by name before).
 fn produce_request(v: i16, partitions: &[i32], acks: i16, id: Uuid) -> ProduceRequest {
-    let records = batch(&[b"one"]);
+    let records = batch(b"one");
     let topic = TopicProduceData::default().with_partition_data(
         partitions
             .iter()
@@ -454,7 +424,7 @@ fn produce(sw: &mut Sweep, v: i16) {
     }
     sw.call(2, ApiKey::Produce, v, "unknown topic", &unknown);
     let mut corrupt = produce_request(v, &[0], -1, sw.topic_id);
-    let mut bad = BytesMut::from(&batch(&[b"x"])[..]);
+    let mut bad = BytesMut::from(&batch(b"x")[..]);
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     corrupt.topic_data[0].partition_data[0].records = Some(bad.freeze());

@@ -9,9 +9,7 @@ use futures::executor::block_on;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -41,31 +39,7 @@ fn create(bootstrap: &str, topic: &str, configs: &[(&str, &str)]) {
 /// One record with producer timestamp `ts`, through Produce v9 by hand; returns the partition's
 /// error code and log_append_time_ms.
 fn produce_raw(bootstrap: &str, topic: &str, ts: i64) -> (i16, i64) {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: ts,
-        key: None,
-        value: Some(bytes::Bytes::from_static(b"by hand")),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("batch");
+    let buf = crate::harness::one_record_batch(None, b"by hand", ts, Compression::None);
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5_000)
@@ -73,7 +47,7 @@ fn produce_raw(bootstrap: &str, topic: &str, ts: i64) -> (i16, i64) {
             .with_name(TopicName(StrBytes::from_string(topic.into())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(buf.freeze()))])]);
+                .with_records(Some(buf))])]);
     let mut c = Client::connect(bootstrap).expect("connect");
     let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req).expect("produce");
     let p = &resp.responses[0].partition_responses[0];

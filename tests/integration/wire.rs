@@ -10,11 +10,14 @@ use kafka_protocol::messages::{
     MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 
 use crate::harness::{Broker, Raw};
+
+/// One uncompressed record stamped 1,000.
+fn batch(value: &[u8]) -> Bytes {
+    crate::harness::one_record_batch(None, value, 1_000, Compression::None)
+}
 
 fn frame<R: Encodable>(key: ApiKey, version: i16, corr: i32, body: &R) -> Vec<u8> {
     let header = RequestHeader::default()
@@ -55,35 +58,6 @@ fn still_serving(port: u16) {
         response(ApiKey::ApiVersions, 3, raw.read_frame().expect("answer"));
     assert_eq!(corr, 1);
     assert_eq!(resp.error_code, 0);
-}
-
-fn batch(value: &[u8]) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_000,
-        key: None,
-        value: Some(Bytes::copy_from_slice(value)),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
 }
 
 fn produce(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {

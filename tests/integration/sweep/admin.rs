@@ -54,15 +54,20 @@ pub(super) fn create_topics(sw: &mut Sweep, v: i16) {
     assert_eq!(codes, [44, 44], "POLICY_VIOLATION for the whole request");
 }
 
-pub(super) fn delete_topics(sw: &mut Sweep, v: i16) {
-    let name = format!("to-delete-v{v}");
+/// Creates `name` (one partition, one replica) for a case that needs a topic of its own.
+fn one_partition_topic(sw: &mut Sweep, name: &str, case: &str) {
     let create = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![CreatableTopic::default()
-            .with_name(tn(&name))
+            .with_name(tn(name))
             .with_num_partitions(1)
             .with_replication_factor(1)]);
-    sw.call(1, ApiKey::CreateTopics, 7, "for DeleteTopics", &create);
+    sw.call(1, ApiKey::CreateTopics, 7, case, &create);
+}
+
+pub(super) fn delete_topics(sw: &mut Sweep, v: i16) {
+    let name = format!("to-delete-v{v}");
+    one_partition_topic(sw, &name, "for DeleteTopics");
     let mut req = DeleteTopicsRequest::default().with_timeout_ms(10_000);
     if v >= 6 {
         req = req.with_topics(vec![
@@ -303,13 +308,7 @@ pub(super) fn describe_topic_partitions(sw: &mut Sweep, v: i16) {
 
 pub(super) fn create_partitions(sw: &mut Sweep, v: i16) {
     let name = format!("grown-v{v}");
-    let create = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(tn(&name))
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-    sw.call(1, ApiKey::CreateTopics, 7, "for CreatePartitions", &create);
+    one_partition_topic(sw, &name, "for CreatePartitions");
     let topic = |name: &str, count: i32| {
         CreatePartitionsTopic::default()
             .with_name(tn(name))

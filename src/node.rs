@@ -189,11 +189,7 @@ impl Node {
             handle.clone(),
             replicas.clone(),
         ));
-        tasks.spawn(
-            groups
-                .clone()
-                .run(handle.subscribe(), background.child_token()),
-        );
+        tasks.spawn(groups.clone().run(background.child_token()));
         tasks.spawn(
             replicas
                 .clone()

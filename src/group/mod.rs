@@ -1,55 +1,45 @@
 //! The consumer group coordinator and committed offsets, kept in the replicated
-//! `__consumer_offsets` topic.
+//! `__consumer_offsets` topic. In three parts:
 //!
-//! A group belongs to one offsets partition (Kafka's hash of the group id); the coordinator of
-//! the group is that partition's leader. This module follows the metadata image: when this node
-//! starts leading an offsets partition it creates a *shard* for it and loads the partition's
-//! log into memory (requests for its groups get COORDINATOR_LOAD_IN_PROGRESS until done); when
-//! it stops leading, the shard and its groups are dropped and every waiting member is told
-//! NOT_COORDINATOR. Writes (offset commits, group records, tombstones) are appended to the
-//! partition as the leader and answered once the high watermark covers them.
+//! - here, the coordinator's request API (join, sync, heartbeat, leave, commit, fetch,
+//!   describe, list, delete): each request finds its group's shard and works on the group;
+//!   writes are appended to the shard's partition as its leader and answered once replicated;
+//! - `shard.rs`: one offsets partition this node leads (Kafka's hash of the group id picks
+//!   it), its groups and its lifecycle, driven by the replica manager's leadership events;
+//! - `log.rs`: the offsets log — record codec, replay, snapshot-and-truncate.
 //!
-//! The offsets log stays bounded by *snapshot and truncate*: once a shard's log holds more than
-//! twice its live records (and at least 1,000), the coordinator rolls a new segment, writes every
-//! live record into it, waits for replication and moves the log start to the snapshot, deleting
-//! the older segments; followers adopt the new log start through Fetch.
+//! The group state machine itself is `state.rs`, its wire records `records.rs`.
 //!
 //! `Coordinator` is built by `node` and shared as `Arc` with every listener's handlers; one
-//! background task (`run`) follows the image and drives the groups' timers.
+//! background task (`run`) follows leadership and drives the groups' timers.
 
+mod log;
 pub mod records;
+mod shard;
 pub mod state;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use tokio::sync::{watch, RwLock};
-use tokio_util::sync::CancellationToken;
+use bytes::Bytes;
 
 use crate::config::Config;
 use crate::controller::{AdminError, Handle, NewTopic};
-use crate::metadata::MetadataImage;
-use crate::replica::{HwWait, Partition, ReplicaManager};
-use crate::storage::batch;
-use crate::types::{now_ms, LeaderEpoch, NodeId, TopicPartition};
+use crate::replica::ReplicaManager;
+use crate::types::{now_ms, NodeId};
 
-use records::{GroupValue, Key, OffsetValue};
+use log::{group_record, offset_key};
+use records::{Key, OffsetValue};
+use shard::Shard;
 use state::{Group, Limits, Step, SyncStep};
 pub use state::{GroupError, JoinArgs, JoinReply, Joined, State, SyncReply};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// How often group timers (session expiry, join and sync deadlines) are checked.
-const TICK: Duration = Duration::from_millis(100);
-/// A shard's log is snapshotted once it holds more than this many records and twice its live
-/// records.
-const SNAPSHOT_MIN_RECORDS: i64 = 1000;
+/// How long a join, sync, commit or delete waits for its shard to finish loading before it is
+/// answered COORDINATOR_LOAD_IN_PROGRESS.
+const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The offsets partition of a group: Kafka's `abs(groupId.hashCode) % partitions`, with Java's
 /// String hash over UTF-16 code units, so groups land where Kafka would put them.
@@ -59,36 +49,6 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
     let abs = if h == i32::MIN { 0 } else { h.abs() };
     abs % partitions.max(1)
-}
-
-/// One offsets partition this node leads, and the groups in it.
-struct Shard {
-    index: i32,
-    epoch: LeaderEpoch,
-    loaded: AtomicBool,
-    partition: OnceLock<Arc<Partition>>,
-    groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
-    /// Writers hold it shared from append until their in-memory update; a snapshot holds it
-    /// exclusively, so it sees every write below its start.
-    gate: Arc<RwLock<()>>,
-    cancel: CancellationToken,
-}
-
-impl Shard {
-    fn groups(&self) -> MutexGuard<'_, HashMap<String, Arc<Mutex<Group>>>> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn group(&self, id: &str) -> Option<Arc<Mutex<Group>>> {
-        self.groups().get(id).cloned()
-    }
-
-    fn group_or_new(&self, id: &str) -> Arc<Mutex<Group>> {
-        self.groups()
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(Mutex::new(Group::new(id, now_ms()))))
-            .clone()
-    }
 }
 
 fn lock(g: &Mutex<Group>) -> MutexGuard<'_, Group> {
@@ -239,53 +199,51 @@ impl Coordinator {
             .topic(OFFSETS_TOPIC)
             .ok_or(GroupError::NotCoordinator)?;
         let p = partition_for(group, topic.partitions.len() as i32);
-        let shard = self
-            .shards()
-            .get(&p)
-            .cloned()
-            .ok_or(GroupError::NotCoordinator)?;
-        let current = topic.partitions.get(p as usize);
-        if !current
-            .is_some_and(|pi| pi.leader == self.config.node_id && pi.leader_epoch == shard.epoch)
-        {
-            return Err(GroupError::NotCoordinator);
-        }
-        if !shard.loaded.load(Ordering::Acquire) {
+        let epoch = topic
+            .partitions
+            .get(p as usize)
+            .filter(|pi| pi.leader == self.config.node_id)
+            .ok_or(GroupError::NotCoordinator)?
+            .leader_epoch;
+        let current = || self.shards().get(&p).filter(|s| s.epoch == epoch).cloned();
+        let shard = match current() {
+            Some(shard) => shard,
+            None => {
+                // The image says this node leads, but the replica manager has not applied it
+                // yet: applying it now tells this coordinator, which starts loading the shard.
+                let tp = crate::types::TopicPartition::new(OFFSETS_TOPIC.to_string(), p);
+                let _ = self.replicas.leader_partition(&image, &tp);
+                current().ok_or(GroupError::LoadInProgress)?
+            }
+        };
+        if !shard.is_loaded() {
             return Err(GroupError::LoadInProgress);
         }
         Ok(shard)
     }
 
-    /// Appends records to the shard's partition as its leader. The caller holds the shard's
-    /// gate (shared) and, for group records, the group's lock, so appends follow state order.
-    fn append(shard: &Shard, records: &[(Bytes, Option<Bytes>)]) -> Result<i64, GroupError> {
-        let part = shard.partition.get().ok_or(GroupError::NotCoordinator)?;
-        if !part.is_leader() || part.leader_epoch() != shard.epoch {
-            return Err(GroupError::NotCoordinator);
+    /// `shard_for`, waiting up to `LOAD_WAIT` for a shard that is loading (a coordinator that
+    /// was just elected, typically on an empty log), so a client that found it a moment ago
+    /// is not sent back to retry.
+    async fn ready_shard_for(&self, group: &str) -> Result<Arc<Shard>, GroupError> {
+        match self.shard_for(group) {
+            Err(GroupError::LoadInProgress) => {}
+            other => return other,
         }
-        let bytes = encode_batch(records).map_err(|_| GroupError::InvalidCommitOffsetSize)?;
-        let batches =
-            batch::validate(&bytes, usize::MAX).map_err(|_| GroupError::InvalidCommitOffsetSize)?;
-        let input: Vec<_> = batches
-            .iter()
-            .map(|(h, r)| (*h, &bytes[r.clone()]))
-            .collect();
-        let appended = part.append(&input).map_err(|e| {
-            tracing::warn!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
-            GroupError::NotCoordinator
-        })?;
-        Ok(appended.last)
+        let Some(shard) = self.loading_shard(group) else {
+            return Err(GroupError::LoadInProgress);
+        };
+        let mut loaded = shard.loaded.subscribe();
+        let _ = tokio::time::timeout(LOAD_WAIT, loaded.wait_for(|l| *l)).await;
+        self.shard_for(group)
     }
 
-    /// Waits until the records up to `last` are replicated (Kafka's acks=all for offsets).
-    async fn replicated(&self, shard: &Shard, last: i64) -> Result<(), GroupError> {
-        let part = shard.partition.get().ok_or(GroupError::NotCoordinator)?;
-        let timeout = Duration::from_millis(self.config.groups.commit_timeout_ms);
-        match part.wait_for_hw(last + 1, shard.epoch, timeout).await {
-            HwWait::Reached => Ok(()),
-            HwWait::TimedOut => Err(GroupError::CoordinatorNotAvailable),
-            HwWait::NotLeader => Err(GroupError::NotCoordinator),
-        }
+    /// The shard `group` belongs to, loaded or not.
+    fn loading_shard(&self, group: &str) -> Option<Arc<Shard>> {
+        let image = self.controller.image();
+        let topic = image.topic(OFFSETS_TOPIC)?;
+        let p = partition_for(group, topic.partitions.len() as i32);
+        self.shards().get(&p).cloned()
     }
 
     /// Writes the group's current record (membership changed outside a sync). Runs in the
@@ -295,7 +253,7 @@ impl Coordinator {
         tokio::spawn(async move {
             let _gate = shard.gate.clone().read_owned().await;
             // Encoded and appended under the group's lock, so records follow state order.
-            let last = Self::append(&shard, &[group_record(&lock(&group))]);
+            let last = me.append(&shard, &[group_record(&lock(&group))]);
             if let Ok(last) = last {
                 let _ = me.replicated(&shard, last).await;
             }
@@ -328,7 +286,7 @@ impl Coordinator {
         {
             return Err(GroupError::InvalidSessionTimeout);
         }
-        let shard = self.shard_for(group_id)?;
+        let shard = self.ready_shard_for(group_id).await?;
         let group = if args.member_id.is_empty() {
             shard.group_or_new(group_id)
         } else {
@@ -358,7 +316,7 @@ impl Coordinator {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
     ) -> SyncReply {
-        let shard = self.shard_for(group_id)?;
+        let shard = self.ready_shard_for(group_id).await?;
         let group = shard.group(group_id).ok_or(GroupError::UnknownMemberId)?;
         let step = lock(&group).sync(
             member_id,
@@ -373,7 +331,7 @@ impl Coordinator {
             SyncStep::Wait(rx) => rx.await.unwrap_or(Err(GroupError::NotCoordinator)),
             SyncStep::Store { reply, generation } => {
                 let gate = shard.gate.clone().read_owned().await;
-                let appended = Self::append(&shard, &[group_record(&lock(&group))]);
+                let appended = self.append(&shard, &[group_record(&lock(&group))]);
                 let stored = match appended {
                     Ok(last) => self.replicated(&shard, last).await,
                     Err(e) => Err(e),
@@ -426,7 +384,7 @@ impl Coordinator {
         generation: i32,
         entries: Vec<CommitEntry>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let shard = self.shard_for(group_id)?;
+        let shard = self.ready_shard_for(group_id).await?;
         let group = match shard.group(group_id) {
             Some(g) => g,
             None if generation < 0 => shard.group_or_new(group_id),
@@ -468,7 +426,7 @@ impl Coordinator {
                 tracing::debug!(group = %group_id, member = %member_id, generation, error = ?e, "offset commit refused");
                 return Err(e);
             }
-            Self::append(&shard, &records)?
+            self.append(&shard, &records)?
         };
         let outcome = self.replicated(&shard, last).await;
         tracing::debug!(
@@ -594,7 +552,7 @@ impl Coordinator {
     pub fn list(&self) -> Vec<(String, String, State)> {
         let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();
         let mut out = Vec::new();
-        for shard in shards.iter().filter(|s| s.loaded.load(Ordering::Acquire)) {
+        for shard in shards.iter().filter(|s| s.is_loaded()) {
             let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
             for g in groups {
                 let g = lock(&g);
@@ -613,14 +571,12 @@ impl Coordinator {
 
     /// Whether any shard is still loading (ListGroups answers COORDINATOR_LOAD_IN_PROGRESS).
     pub fn loading(&self) -> bool {
-        self.shards()
-            .values()
-            .any(|s| !s.loaded.load(Ordering::Acquire))
+        self.shards().values().any(|s| !s.is_loaded())
     }
 
     /// DeleteGroups for one group: only a group with no members; its offsets go with it.
     pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
-        let shard = self.shard_for(group_id)?;
+        let shard = self.ready_shard_for(group_id).await?;
         let group = shard.group(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let _gate = shard.gate.clone().read_owned().await;
         let last = {
@@ -636,7 +592,7 @@ impl Coordinator {
                 .map(|(t, p)| (offset_key(group_id, t, *p), None))
                 .collect();
             tombstones.push((Key::Group(group_id.to_string()).encode(), None));
-            Self::append(&shard, &tombstones)?
+            self.append(&shard, &tombstones)?
         };
         self.replicated(&shard, last).await?;
         lock(&group).kill(now_ms());
@@ -651,7 +607,7 @@ impl Coordinator {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let shard = self.shard_for(group_id)?;
+        let shard = self.ready_shard_for(group_id).await?;
         let group = shard.group(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let _gate = shard.gate.clone().read_owned().await;
         let (results, last) = {
@@ -679,7 +635,7 @@ impl Coordinator {
             let last = if tombstones.is_empty() {
                 None
             } else {
-                Some(Self::append(&shard, &tombstones)?)
+                Some(self.append(&shard, &tombstones)?)
             };
             (results, last)
         };
@@ -693,407 +649,6 @@ impl Coordinator {
             }
         }
         Ok(results)
-    }
-
-    /// Follows the metadata image (lead or drop shards) and drives group timers, offset
-    /// expiry and log snapshots until cancelled.
-    pub async fn run(
-        self: Arc<Self>,
-        mut images: watch::Receiver<Arc<MetadataImage>>,
-        token: CancellationToken,
-    ) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let expiry_every = Duration::from_millis(self.config.groups.offsets_check_interval_ms);
-        let mut last_expiry = Instant::now();
-        let mut last_snapshot_check = Instant::now();
-        loop {
-            let image = images.borrow_and_update().clone();
-            self.follow(&image);
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => {
-                        for s in self.shards().drain().map(|(_, s)| s) {
-                            s.cancel.cancel();
-                        }
-                        return;
-                    }
-                    r = images.changed() => {
-                        if r.is_err() { return; }
-                        break;
-                    }
-                    _ = tick.tick() => {
-                        self.tick_groups();
-                        if last_expiry.elapsed() >= expiry_every {
-                            last_expiry = Instant::now();
-                            self.expire_offsets().await;
-                        }
-                        if last_snapshot_check.elapsed() >= Duration::from_secs(1) {
-                            last_snapshot_check = Instant::now();
-                            self.snapshot_if_needed().await;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Starts shards for offsets partitions this node now leads; drops the others.
-    fn follow(self: &Arc<Self>, image: &MetadataImage) {
-        let me = self.config.node_id;
-        let led: HashMap<i32, LeaderEpoch> = image
-            .topic(OFFSETS_TOPIC)
-            .map(|t| {
-                t.partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.leader == me)
-                    .map(|(i, p)| (i as i32, p.leader_epoch))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut shards = self.shards();
-        shards.retain(|index, shard| {
-            let keep = led.get(index) == Some(&shard.epoch);
-            if !keep {
-                shard.cancel.cancel();
-                for g in shard.groups().drain().map(|(_, g)| g) {
-                    lock(&g).kill(now_ms());
-                }
-                tracing::info!(
-                    partition = index,
-                    "no longer coordinator for this offsets partition"
-                );
-            }
-            keep
-        });
-        for (&index, &epoch) in &led {
-            if shards.contains_key(&index) {
-                continue;
-            }
-            let shard = Arc::new(Shard {
-                index,
-                epoch,
-                loaded: AtomicBool::new(false),
-                partition: OnceLock::new(),
-                groups: Mutex::new(HashMap::new()),
-                gate: Arc::new(RwLock::new(())),
-                cancel: CancellationToken::new(),
-            });
-            shards.insert(index, shard.clone());
-            tokio::spawn(self.clone().load(shard));
-        }
-    }
-
-    /// Loads a newly led shard: waits for the replica manager to lead the partition at the
-    /// shard's epoch, then replays the log into groups.
-    async fn load(self: Arc<Self>, shard: Arc<Shard>) {
-        let tp = TopicPartition::new(OFFSETS_TOPIC.to_string(), shard.index);
-        let started = Instant::now();
-        let part = loop {
-            if shard.cancel.is_cancelled() {
-                return;
-            }
-            let image = self.controller.image();
-            match self.replicas.leader_partition(&image, &tp) {
-                Ok(p) if p.leader_epoch() == shard.epoch => break p,
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        let log_part = part.clone();
-        let loaded = tokio::task::spawn_blocking(move || read_groups(&log_part)).await;
-        let (groups, records) = match loaded {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::error!(%tp, error = %e, "cannot load consumer groups");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(%tp, error = %e, "group load task failed");
-                return;
-            }
-        };
-        let _ = shard.partition.set(part);
-        let count = groups.len();
-        *shard.groups() = groups
-            .into_iter()
-            .map(|(k, g)| (k, Arc::new(Mutex::new(g))))
-            .collect();
-        shard.loaded.store(true, Ordering::Release);
-        tracing::info!(
-            partition = shard.index,
-            epoch = shard.epoch,
-            groups = count,
-            records,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "coordinator loaded its groups"
-        );
-    }
-
-    fn loaded_shards(&self) -> Vec<Arc<Shard>> {
-        self.shards()
-            .values()
-            .filter(|s| s.loaded.load(Ordering::Acquire))
-            .cloned()
-            .collect()
-    }
-
-    fn tick_groups(self: &Arc<Self>) {
-        let now = Instant::now();
-        let ms = now_ms();
-        for shard in self.loaded_shards() {
-            let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
-            for group in groups {
-                let mut g = lock(&group);
-                g.tick(now, ms);
-                if g.take_dirty() {
-                    self.store_group_later(shard.clone(), group.clone());
-                }
-            }
-        }
-    }
-
-    /// Writes tombstones for offsets past `offsets.retention.minutes`; a group left with no
-    /// members and no offsets is deleted.
-    async fn expire_offsets(&self) {
-        let retention = self.config.groups.offsets_retention_ms;
-        for shard in self.loaded_shards() {
-            let _gate = shard.gate.clone().read_owned().await;
-            let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
-            for group in groups {
-                let mut g = lock(&group);
-                let expired = g.expired_offsets(now_ms(), retention);
-                let drop_group = g.state == State::Empty && g.offsets.len() == expired.len();
-                if expired.is_empty() && !drop_group {
-                    continue;
-                }
-                let mut tombstones: Vec<(Bytes, Option<Bytes>)> = expired
-                    .iter()
-                    .map(|(t, p)| (offset_key(&g.id, t, *p), None))
-                    .collect();
-                if drop_group {
-                    tombstones.push((Key::Group(g.id.clone()).encode(), None));
-                }
-                if Self::append(&shard, &tombstones).is_err() {
-                    break;
-                }
-                tracing::info!(group = %g.id, expired = expired.len(), deleted = drop_group, "committed offsets expired");
-                for k in &expired {
-                    g.offsets.remove(k);
-                }
-                if drop_group {
-                    g.kill(now_ms());
-                    let id = g.id.clone();
-                    drop(g);
-                    shard.groups().remove(&id);
-                }
-            }
-        }
-    }
-
-    /// Bounds each shard's log: snapshot the live records into a fresh segment, then drop the
-    /// segments before it once the snapshot is replicated.
-    async fn snapshot_if_needed(&self) {
-        for shard in self.loaded_shards() {
-            let Some(part) = shard.partition.get().cloned() else {
-                continue;
-            };
-            let live: i64 = shard
-                .groups()
-                .values()
-                .map(|g| lock(g).offsets.len() as i64 + 1)
-                .sum();
-            let held = part.log_end_offset() - part.log_start_offset();
-            if held <= SNAPSHOT_MIN_RECORDS.max(2 * live) {
-                continue;
-            }
-            let gate = shard.gate.clone().write_owned().await;
-            let start = match part.roll_segment() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(partition = shard.index, error = %e, "cannot roll for a snapshot");
-                    continue;
-                }
-            };
-            let mut records: Vec<(Bytes, Option<Bytes>)> = Vec::new();
-            let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
-            for group in groups {
-                let g = lock(&group);
-                if g.state == State::Dead {
-                    continue;
-                }
-                records.push(group_record(&g));
-                for ((t, p), c) in &g.offsets {
-                    records.push((offset_key(&g.id, t, *p), Some(c.value.encode())));
-                }
-            }
-            let mut last = None;
-            for chunk in records.chunks(500) {
-                match Self::append(&shard, chunk) {
-                    Ok(l) => last = Some(l),
-                    Err(_) => {
-                        last = None;
-                        break;
-                    }
-                }
-            }
-            drop(gate);
-            let Some(last) = last else { continue };
-            if self.replicated(&shard, last).await.is_ok() {
-                match part.advance_log_start(start) {
-                    Ok(s) => tracing::info!(
-                        partition = shard.index,
-                        log_start = s,
-                        records = records.len(),
-                        "offsets log snapshotted and truncated"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(partition = shard.index, error = %e, "cannot truncate the offsets log")
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A group's current record (key and value) for `__consumer_offsets`.
-fn group_record(g: &Group) -> (Bytes, Option<Bytes>) {
-    (
-        Key::Group(g.id.clone()).encode(),
-        Some(g.to_value().encode()),
-    )
-}
-
-fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
-    Key::Offset {
-        group: group.to_string(),
-        topic: topic.to_string(),
-        partition,
-    }
-    .encode()
-}
-
-/// One uncompressed record batch holding `records` (key, value; no value: a tombstone).
-fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<Bytes> {
-    let ts = now_ms();
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence is constant; this
-            // leaves the batch's base sequence at -1 (no producer).
-            sequence: i as i32 - 1,
-            timestamp: ts,
-            key: Some(k.clone()),
-            value: v.clone(),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buf.freeze())
-}
-
-/// Replays an offsets partition from its log start into groups; also returns how many records
-/// were read.
-fn read_groups(
-    log: &Partition,
-) -> Result<(HashMap<String, Group>, usize), crate::storage::LogError> {
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset();
-    let mut groups: HashMap<String, Group> = HashMap::new();
-    let mut records = 0;
-    let now = Instant::now();
-    while offset < end {
-        let chunk = log.read(offset, 1 << 20, end, true)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let mut pos = 0;
-        while let Some((_, size)) = batch::peek_size(&chunk[pos..]) {
-            if pos + size > chunk.len() {
-                break;
-            }
-            let raw = chunk.slice(pos..pos + size);
-            pos += size;
-            if let Some(h) = batch::parse_header(&raw) {
-                offset = h.next_offset();
-            }
-            let mut buf = raw;
-            let set = match RecordBatchDecoder::decode(&mut buf) {
-                Ok(set) => set,
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping an unreadable batch in {OFFSETS_TOPIC}");
-                    continue;
-                }
-            };
-            for r in set.records {
-                records += 1;
-                if r.control || r.offset < log.log_start_offset() {
-                    continue;
-                }
-                let Some(key) = r.key.as_deref().and_then(Key::decode) else {
-                    continue;
-                };
-                apply_record(&mut groups, key, r.value.as_deref(), r.offset, now);
-            }
-        }
-        if pos == 0 {
-            break;
-        }
-    }
-    groups.retain(|_, g| g.state != State::Dead);
-    Ok((groups, records))
-}
-
-fn apply_record(
-    groups: &mut HashMap<String, Group>,
-    key: Key,
-    value: Option<&[u8]>,
-    log_offset: i64,
-    now: Instant,
-) {
-    let ts = now_ms();
-    match key {
-        Key::Offset {
-            group,
-            topic,
-            partition,
-        } => match value.and_then(OffsetValue::decode) {
-            Some(v) => groups
-                .entry(group.clone())
-                .or_insert_with(|| Group::new(&group, ts))
-                .apply_offset(&topic, partition, v, log_offset),
-            None => {
-                if let Some(g) = groups.get_mut(&group) {
-                    g.offsets.remove(&(topic, partition));
-                }
-            }
-        },
-        Key::Group(group) => match value.and_then(GroupValue::decode) {
-            Some(v) => groups
-                .entry(group.clone())
-                .or_insert_with(|| Group::new(&group, ts))
-                .restore(v, now),
-            None => {
-                groups.remove(&group);
-            }
-        },
     }
 }
 
@@ -1112,46 +667,5 @@ mod tests {
             assert!((0..50).contains(&partition_for(g, 50)));
         }
         assert_eq!(partition_for("anything", 1), 0);
-    }
-
-    #[test]
-    fn a_replayed_log_rebuilds_offsets_and_tombstones_remove_them() {
-        let mut groups = HashMap::new();
-        let now = Instant::now();
-        let v = |o| {
-            OffsetValue {
-                offset: o,
-                leader_epoch: 0,
-                metadata: String::new(),
-                commit_timestamp: 1,
-            }
-            .encode()
-        };
-        let k = |p| Key::Offset {
-            group: "g".into(),
-            topic: "t".into(),
-            partition: p,
-        };
-        apply_record(&mut groups, k(0), Some(&v(5)), 0, now);
-        apply_record(&mut groups, k(0), Some(&v(9)), 1, now);
-        apply_record(&mut groups, k(1), Some(&v(3)), 2, now);
-        apply_record(&mut groups, k(1), None, 3, now);
-        let g = &groups["g"];
-        assert_eq!(g.offsets[&("t".to_string(), 0)].value.offset, 9);
-        assert!(!g.offsets.contains_key(&("t".to_string(), 1)));
-        apply_record(&mut groups, Key::Group("g".into()), None, 4, now);
-        assert!(groups.is_empty());
-    }
-
-    #[test]
-    fn encoded_batches_pass_the_logs_validation() {
-        let recs = vec![
-            (Bytes::from_static(b"k1"), Some(Bytes::from_static(b"v1"))),
-            (Bytes::from_static(b"k2"), None),
-        ];
-        let b = encode_batch(&recs).expect("encodes");
-        let batches = batch::validate(&b, usize::MAX).expect("valid");
-        assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].0.last_offset_delta, 1);
     }
 }

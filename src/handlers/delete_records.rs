@@ -13,7 +13,6 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{errors, Context};
-use crate::replica::HwWait;
 use crate::types::TopicPartition;
 
 pub async fn handle(
@@ -35,33 +34,15 @@ pub async fn handle(
                 continue;
             }
             let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-            let part = match super::led_partition(ctx, &image, &tp, -1) {
-                Ok(part) => part,
-                Err(code) => {
-                    partitions.push(resp.with_error_code(code));
-                    continue;
-                }
-            };
-            let hw = part.high_watermark();
-            let target = if p.offset == -1 { hw } else { p.offset };
-            if target < 0 || target > hw {
-                partitions.push(resp.with_error_code(E::OffsetOutOfRange.code()));
-                continue;
-            }
-            let epoch = part.leader_epoch();
-            let start = match part.advance_log_start(target) {
-                Ok(start) => start,
-                Err(e) => {
-                    partitions.push(resp.with_error_code(errors::log(&e)));
-                    continue;
-                }
-            };
             let left = deadline.saturating_duration_since(Instant::now());
             partitions.push(
-                match part.wait_for_low_watermark(start, epoch, left).await {
-                    HwWait::Reached => resp.with_low_watermark(part.low_watermark()),
-                    HwWait::TimedOut => resp.with_error_code(E::RequestTimedOut.code()),
-                    HwWait::NotLeader => resp.with_error_code(E::NotLeaderOrFollower.code()),
+                match ctx
+                    .replicas
+                    .delete_records(&image, &tp, p.offset, left)
+                    .await
+                {
+                    Ok(low) => resp.with_low_watermark(low),
+                    Err(e) => resp.with_error_code(errors::delete(&e)),
                 },
             );
         }

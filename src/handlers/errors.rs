@@ -5,7 +5,10 @@ use kafka_protocol::error::ResponseError as E;
 use crate::controller::AdminError;
 use crate::group::GroupError;
 use crate::metadata::ElectionError;
-use crate::replica::{AppendError, BatchError, LogError, PartitionError, ProducerError};
+use crate::replica::{
+    AppendError, BatchError, DeleteError, EpochError, FetchError, HwWait, LogError, PartitionError,
+    ProduceError, ProducerError, Refused,
+};
 
 pub const NONE: i16 = 0;
 
@@ -71,14 +74,45 @@ pub fn batch(e: &BatchError) -> i16 {
     }
 }
 
-/// Checks a client's current leader epoch against ours (-1: the client does not know).
-pub fn leader_epoch(client: i32, ours: i32) -> i16 {
-    if client < 0 || client == ours {
-        NONE
-    } else if client < ours {
-        E::FencedLeaderEpoch.code()
-    } else {
-        E::UnknownLeaderEpoch.code()
+pub fn epoch(e: &EpochError) -> i16 {
+    match e {
+        EpochError::Fenced => E::FencedLeaderEpoch.code(),
+        EpochError::Unknown => E::UnknownLeaderEpoch.code(),
+    }
+}
+
+pub fn produce(e: &ProduceError) -> i16 {
+    match e {
+        ProduceError::Partition(p) => partition(p),
+        ProduceError::Append(a) => append(a),
+    }
+}
+
+pub fn fetch(e: &FetchError) -> i16 {
+    match e {
+        FetchError::Refused(Refused::UnknownTopicId) => E::UnknownTopicId.code(),
+        FetchError::Refused(Refused::Partition(p)) => partition(p),
+        FetchError::Refused(Refused::NotAReplica) => E::NotLeaderOrFollower.code(),
+        FetchError::Refused(Refused::Epoch(e)) => epoch(e),
+        FetchError::Log(l) => log(l),
+    }
+}
+
+/// A replicated write's wait that did not reach its watermark.
+pub fn wait(w: &HwWait) -> i16 {
+    match w {
+        HwWait::Reached => NONE,
+        HwWait::TimedOut => E::RequestTimedOut.code(),
+        HwWait::NotLeader => E::NotLeaderOrFollower.code(),
+    }
+}
+
+pub fn delete(e: &DeleteError) -> i16 {
+    match e {
+        DeleteError::Partition(p) => partition(p),
+        DeleteError::OffsetOutOfRange => E::OffsetOutOfRange.code(),
+        DeleteError::Log(l) => log(l),
+        DeleteError::Wait(w) => wait(w),
     }
 }
 

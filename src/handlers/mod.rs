@@ -156,17 +156,13 @@ pub async fn dispatch(
         }
         ApiKey::Fetch => {
             let req = protocol::decode(key, &mut body, v)?;
-            let f = fetch::handle(&ctx, req, v).await;
-            let frame = protocol::encode_response(key, v, corr, &f.response)?;
-            if f.regions.is_empty() {
-                return Ok(Some(frame.into()));
-            }
-            protocol::splice(frame, &f.nonce, f.regions, v >= 12)
+            fetch::handle(&ctx, req, v, corr)
+                .await
                 .map(Some)
-                .map_err(|err| FrameError::BadBody {
+                .map_err(|e| FrameError::BadBody {
                     key,
                     version: v,
-                    err,
+                    err: format!("cannot encode response: {e}"),
                 })
         }
         ApiKey::ListOffsets => call!(list_offsets),
@@ -268,8 +264,7 @@ pub(crate) fn led_partition(
         .replicas
         .leader_partition(image, tp)
         .map_err(|e| errors::partition(&e))?;
-    match errors::leader_epoch(current_leader_epoch, part.leader_epoch()) {
-        errors::NONE => Ok(part),
-        code => Err(code),
-    }
+    crate::replica::check_leader_epoch(current_leader_epoch, part.leader_epoch())
+        .map_err(|e| errors::epoch(&e))?;
+    Ok(part)
 }

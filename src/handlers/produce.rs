@@ -18,16 +18,14 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{broker, errors, s, Context};
 use crate::metadata::MetadataImage;
-use crate::replica::{HwWait, Partition, PartitionError};
-use crate::types::{LeaderEpoch, TopicId, TopicPartition};
+use crate::replica::{HwWait, PartitionError, ProduceError, Write};
+use crate::types::{TopicId, TopicPartition};
 
 /// An acks=all append waiting for the high watermark.
 struct Wait {
     topic: usize,
     index: usize,
-    partition: Arc<Partition>,
-    end: i64,
-    epoch: LeaderEpoch,
+    write: Write,
 }
 
 /// A produce request whose batches are appended; what is left is waiting and answering.
@@ -96,32 +94,16 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 continue;
             }
             let tp = TopicPartition::new(name.clone(), pd.index);
-            let partition = match ctx.replicas.leader_partition(&image, &tp) {
-                Ok(p) => p,
-                Err(e) => {
-                    if let PartitionError::NotLeader { leader, epoch } = e {
-                        resp = resp.with_current_leader(
-                            LeaderIdAndEpoch::default()
-                                .with_leader_id(broker(leader))
-                                .with_leader_epoch(epoch),
-                        );
-                        leaders_moved.push(leader);
-                    }
-                    partitions.push(resp.with_error_code(errors::partition(&e)));
-                    continue;
-                }
-            };
             let records = pd.records.as_deref().unwrap_or(&[]);
             let min_isr = (req.acks == -1).then_some(min_isr);
-            match partition.append_records(records, min_isr) {
-                Ok(done) => {
+            match ctx.replicas.append(&image, &tp, records, min_isr) {
+                Ok(write) => {
+                    let done = write.produced;
                     if req.acks == -1 {
                         waits.push(Wait {
                             topic: ti,
                             index: partitions.len(),
-                            partition: partition.clone(),
-                            end: done.last + 1,
-                            epoch: done.epoch,
+                            write,
                         });
                     }
                     partitions.push(
@@ -131,11 +113,22 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                     );
                 }
                 Err(e) => {
-                    tracing::debug!(%tp, error = %e, "append refused");
-                    partitions.push(
-                        resp.with_error_code(errors::append(&e))
-                            .with_error_message(Some(s(e.to_string()))),
-                    );
+                    match &e {
+                        ProduceError::Partition(PartitionError::NotLeader { leader, epoch }) => {
+                            resp = resp.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(broker(*leader))
+                                    .with_leader_epoch(*epoch),
+                            );
+                            leaders_moved.push(*leader);
+                        }
+                        ProduceError::Partition(_) => {}
+                        ProduceError::Append(a) => {
+                            tracing::debug!(%tp, error = %a, "append refused");
+                            resp = resp.with_error_message(Some(s(a.to_string())));
+                        }
+                    }
+                    partitions.push(resp.with_error_code(errors::produce(&e)));
                 }
             }
         }
@@ -157,29 +150,26 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
 
 /// Waits (acks=all) until the high watermark covers every appended batch, then answers.
 pub async fn complete(ctx: &Context, mut done: Staged) -> ProduceResponse {
-    for w in &done.waits {
-        let outcome = w.partition.wait_for_hw(w.end, w.epoch, done.timeout).await;
+    let targets = done.waits.iter().map(|w| w.write.replicated()).collect();
+    let outcomes = ctx.replicas.wait_for(targets, done.timeout).await;
+    for (w, outcome) in done.waits.iter().zip(outcomes) {
         let resp = &mut done.responses[w.topic].partition_responses[w.index];
-        match outcome {
-            HwWait::Reached => {}
-            HwWait::TimedOut => {
-                *resp = PartitionProduceResponse::default()
-                    .with_index(resp.index)
-                    .with_error_code(E::RequestTimedOut.code())
-            }
-            HwWait::NotLeader => {
-                let (leader, epoch) = w.partition.leader();
-                done.leaders_moved.push(leader);
-                *resp = PartitionProduceResponse::default()
-                    .with_index(resp.index)
-                    .with_error_code(E::NotLeaderOrFollower.code())
-                    .with_current_leader(
-                        LeaderIdAndEpoch::default()
-                            .with_leader_id(broker(leader))
-                            .with_leader_epoch(epoch),
-                    );
-            }
+        if outcome == HwWait::Reached {
+            continue;
         }
+        let mut failed = PartitionProduceResponse::default()
+            .with_index(resp.index)
+            .with_error_code(errors::wait(&outcome));
+        if outcome == HwWait::NotLeader {
+            let (leader, epoch) = w.write.partition.leader();
+            done.leaders_moved.push(leader);
+            failed = failed.with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(broker(leader))
+                    .with_leader_epoch(epoch),
+            );
+        }
+        *resp = failed;
     }
     let endpoints = super::leader_endpoints(ctx, &done.image, &done.leaders_moved)
         .into_iter()

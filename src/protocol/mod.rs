@@ -4,6 +4,8 @@
 //! versions strom accepts (`SUPPORTED`, which is exactly what ApiVersions advertises), splits a
 //! frame into header and body, and encodes a response with the right header version.
 
+pub mod fetch_response;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -216,65 +218,6 @@ impl From<Bytes> for Reply {
     }
 }
 
-/// Length of the placeholder a handler puts where file data goes (see `splice`).
-pub const MARKER_LEN: usize = 16;
-
-/// A placeholder unique to one response (random) and to one region in it (`index`).
-pub fn marker(nonce: &[u8; 16], index: usize) -> Bytes {
-    let mut m = *nonce;
-    m[MARKER_LEN - 2..].copy_from_slice(&(index as u16).to_be_bytes());
-    Bytes::copy_from_slice(&m)
-}
-
-/// Replaces the placeholders in an encoded response frame (each a records field holding
-/// `marker(nonce, i)`, encoded with a 4-byte length before flexible versions and a one-byte
-/// unsigned varint length from them on) by the regions they stand for — file ranges (sent with
-/// sendfile) or bytes already in memory (written as they are, never copied into the frame) —
-/// and rewrites the frame size. Regions are given in the order their placeholders appear.
-pub fn splice(
-    frame: Bytes,
-    nonce: &[u8; 16],
-    regions: Vec<Part>,
-    flexible: bool,
-) -> Result<Reply, String> {
-    let mut parts = Vec::with_capacity(regions.len() * 2 + 2);
-    let mut cursor = 4;
-    let mut size = frame.len() - 4;
-    for (i, region) in regions.into_iter().enumerate() {
-        let len = region.wire_len();
-        let m = marker(nonce, i);
-        let at = frame[cursor..]
-            .windows(MARKER_LEN)
-            .position(|w| w == &m[..])
-            .map(|p| p + cursor)
-            .ok_or_else(|| format!("placeholder {i} not found in the encoded response"))?;
-        let old_prefix = if flexible { 1 } else { 4 };
-        if at < cursor + old_prefix {
-            return Err("placeholder without its length".into());
-        }
-        parts.push(Part::Bytes(frame.slice(cursor..at - old_prefix)));
-        let mut prefix = BytesMut::with_capacity(5);
-        if flexible {
-            let mut v = len as u64 + 1;
-            while v >= 0x80 {
-                prefix.put_u8((v as u8 & 0x7f) | 0x80);
-                v >>= 7;
-            }
-            prefix.put_u8(v as u8);
-        } else {
-            prefix.put_i32(len as i32);
-        }
-        size = size + prefix.len() + len - old_prefix - MARKER_LEN;
-        parts.push(Part::Bytes(prefix.freeze()));
-        parts.push(region);
-        cursor = at + MARKER_LEN;
-    }
-    parts.push(Part::Bytes(frame.slice(cursor..)));
-    let size = i32::try_from(size).map_err(|_| "response larger than 2 GiB".to_string())?;
-    parts.insert(0, Part::Bytes(Bytes::copy_from_slice(&size.to_be_bytes())));
-    Ok(Reply::Spliced(parts))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,89 +250,5 @@ mod tests {
             Err(FrameError::UnknownApiKey(_))
         ));
         assert!(matches!(peek_key_version(&[0, 1]), Err(FrameError::Short)));
-    }
-
-    #[test]
-    fn splice_puts_regions_where_the_placeholders_were() {
-        let file = std::sync::Arc::new(tempfile_with(b"0123456789"));
-        let nonce = [7u8; 16];
-        for flexible in [false, true] {
-            // A frame: size, "head", placeholder 0 with its length, "mid", placeholder 1, "end".
-            let mut f = BytesMut::new();
-            f.put_i32(0);
-            f.put_slice(b"head");
-            for (i, sep) in [(0, &b"mid"[..]), (1, &b"end"[..])] {
-                if flexible {
-                    f.put_u8(MARKER_LEN as u8 + 1);
-                } else {
-                    f.put_i32(MARKER_LEN as i32);
-                }
-                f.put_slice(&marker(&nonce, i));
-                f.put_slice(sep);
-            }
-            let size = (f.len() - 4) as i32;
-            f[..4].copy_from_slice(&size.to_be_bytes());
-            // A file range, then bytes in memory.
-            let regions = vec![
-                Part::File {
-                    file: file.clone(),
-                    offset: 2,
-                    len: 3,
-                },
-                Part::Bytes(Bytes::from(vec![b'M'; 200])),
-            ];
-            let Ok(Reply::Spliced(parts)) = splice(f.freeze(), &nonce, regions, flexible) else {
-                panic!("spliced");
-            };
-            let mut out = Vec::new();
-            for p in parts {
-                match p {
-                    Part::Bytes(b) => out.extend_from_slice(&b),
-                    Part::File { offset, len, .. } => {
-                        out.extend(std::iter::repeat_n(b'F', len));
-                        assert!(offset <= 2);
-                    }
-                }
-            }
-            let mut want = Vec::new();
-            want.extend_from_slice(b"head");
-            if flexible {
-                want.push(4);
-            } else {
-                want.extend_from_slice(&3i32.to_be_bytes());
-            }
-            want.extend_from_slice(b"FFFmid");
-            if flexible {
-                // 201 as an unsigned varint takes two bytes.
-                want.extend_from_slice(&[0xc9, 0x01]);
-            } else {
-                want.extend_from_slice(&200i32.to_be_bytes());
-            }
-            want.extend(std::iter::repeat_n(b'M', 200));
-            want.extend_from_slice(b"end");
-            assert_eq!(&out[4..], &want[..], "flexible {flexible}");
-            assert_eq!(
-                i32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize,
-                want.len()
-            );
-        }
-        assert!(splice(
-            Bytes::from_static(&[0, 0, 0, 0]),
-            &nonce,
-            vec![Part::File {
-                file,
-                offset: 0,
-                len: 1
-            }],
-            true
-        )
-        .is_err());
-    }
-
-    fn tempfile_with(bytes: &[u8]) -> std::fs::File {
-        use std::io::Write;
-        let mut f = tempfile::tempfile().expect("tempfile");
-        f.write_all(bytes).expect("write");
-        f
     }
 }

@@ -270,7 +270,7 @@ impl FetchTask {
         }
         let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
         for (tp, s) in &slots {
-            let log = &s.partition.log;
+            let log = &s.partition;
             topics.entry(tp.topic.clone()).or_default().push(
                 FetchPartition::default()
                     .with_partition(tp.partition)
@@ -320,7 +320,7 @@ impl FetchTask {
     ) {
         let code = p.error_code;
         if code == E::OffsetOutOfRange.code() {
-            let ours = slot.partition.log.log_end_offset();
+            let ours = slot.partition.log_end_offset();
             if p.log_start_offset > ours {
                 // The leader's log now starts past ours: start over from there.
                 tracing::info!(%tp, from = p.log_start_offset, "follower far behind the leader's log start; resetting");
@@ -372,10 +372,10 @@ impl FetchTask {
         }
         // Follow the leader's log start (raised by retention or by a coordinator snapshot),
         // never past what this replica knows is committed.
-        let log = &slot.partition.log;
+        let log = &slot.partition;
         let start = p.log_start_offset.min(slot.partition.high_watermark());
         if start > log.log_start_offset() {
-            if let Err(e) = log.advance_start(start) {
+            if let Err(e) = log.advance_log_start(start) {
                 tracing::warn!(%tp, error = %e, "cannot advance the log start");
             }
         }
@@ -389,7 +389,7 @@ impl FetchTask {
     ) -> anyhow::Result<()> {
         let mut topics: HashMap<String, Vec<OffsetForLeaderPartition>> = HashMap::new();
         for (tp, s) in slots {
-            let Some((my_epoch, _)) = s.partition.log.latest_epoch() else {
+            let Some((my_epoch, _)) = s.partition.latest_epoch() else {
                 // Nothing written under any epoch: nothing can diverge.
                 self.update(tp, s.epoch, |x| x.truncate = false);
                 continue;
@@ -435,7 +435,7 @@ impl FetchTask {
                     self.update(&tp, slot.epoch, stale_for_a_while);
                     continue;
                 }
-                let log = &slot.partition.log;
+                let log = &slot.partition;
                 let cut = if p.leader_epoch < 0 {
                     // The leader has no epoch as old as ours: keep only what is committed.
                     slot.partition.high_watermark()

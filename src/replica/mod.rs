@@ -1,20 +1,33 @@
-//! Hosted partitions and replication: each partition's log, leadership and high watermark
-//! (`partition.rs`), the follower fetchers (`fetcher.rs`), ISR maintenance on leaders, and the
-//! reconciliation that makes all of it follow the metadata image.
+//! Hosted partitions and replication — the replica manager, the only door to them.
 //!
-//! `ReplicaManager` is built by `node` and shared as `Arc`; connection tasks call
-//! `leader_partition` on the produce and fetch paths (a read lock on a map, never held across
-//! I/O). One reconcile task applies every new image — open logs for partitions this node
-//! replicates, lead or follow at the image's leader epoch, remove deleted ones — idempotently,
-//! so it is safe to run twice and after a restart.
+//! - `partition.rs`: one partition's log (private), leadership and watermarks; `isr.rs` the
+//!   leader's pure HW/ISR arithmetic.
+//! - `fetch.rs`: the leader's side of Fetch (consumers and followers); `fetcher.rs` the
+//!   follower's side (one task per leader broker).
+//! - `purgatory.rs` + `delayed.rs`: operations that wait (acks=all, long-poll fetches, group
+//!   commits, DeleteRecords), completed by partition events or their deadline.
+//! - here: `ReplicaManager` — appends (`append`, `append_batches`), waits
+//!   (`wait_for`), DeleteRecords, ISR change requests, and the reconciliation that makes the
+//!   hosted set follow the metadata image: open logs for partitions this node replicates,
+//!   lead or follow at the image's leader epoch, remove deleted ones — idempotently, so it is
+//!   safe to run twice and after a restart. Who leads what is told to subscribers (the group
+//!   coordinator) as `Leadership` events.
+//!
+//! Built by `node` and shared as `Arc`; connection tasks call it on the produce and fetch
+//! paths (a read lock on a map, never held across I/O); one reconcile task applies every new
+//! image.
 
 mod client;
+mod delayed;
+mod fetch;
 mod fetcher;
+mod isr;
 mod partition;
+mod purgatory;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -23,13 +36,17 @@ use tokio_util::sync::CancellationToken;
 pub use crate::storage::batch::BatchError;
 pub use crate::storage::producers::ProducerError;
 pub use crate::storage::LogError;
-pub use partition::{AppendError, HwWait, IsrRequest, Partition, Produced};
+pub use delayed::{HwWait, Mark, Target};
+pub use fetch::{FetchError, FetchParams, FetchPartition, Fetched, PartitionRead, Refused};
+pub use isr::IsrChange;
+pub use partition::{AppendError, Partition, Produced};
 
 use crate::config::{broker_log_defaults, log_settings, Config};
 use crate::controller::Handle;
 use crate::metadata::{local_changes, MetadataImage};
+use crate::storage::batch::BatchHeader;
 use crate::storage::PartitionLog;
-use crate::types::{now_ms, LeaderEpoch, NodeId, TopicPartition};
+use crate::types::{now_ms, LeaderEpoch, NodeId, Offset, TopicPartition};
 
 /// Why a partition cannot serve a request here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +55,80 @@ pub enum PartitionError {
     NotLeader { leader: NodeId, epoch: LeaderEpoch },
 }
 
-type OpenResult = Result<(PartitionLog, crate::storage::Recovery), crate::storage::LogError>;
+/// A client's leader epoch that does not match the partition's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochError {
+    /// The client's epoch is older than ours.
+    Fenced,
+    /// The client's epoch is newer than ours: our metadata is behind.
+    Unknown,
+}
+
+/// Checks a client's current leader epoch against ours (-1: the client does not know it).
+pub fn check_leader_epoch(client: i32, ours: i32) -> Result<(), EpochError> {
+    if client < 0 || client == ours {
+        Ok(())
+    } else if client < ours {
+        Err(EpochError::Fenced)
+    } else {
+        Err(EpochError::Unknown)
+    }
+}
+
+/// Why a client's records were not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("{0:?}")]
+    Partition(PartitionError),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
+/// A leader write that acks=all (or a group commit) may wait for.
+pub struct Write {
+    pub produced: Produced,
+    pub partition: Arc<Partition>,
+}
+
+impl Write {
+    /// Wait until every ISR member has this write.
+    pub fn replicated(&self) -> Target {
+        Target {
+            partition: self.partition.clone(),
+            mark: Mark::High,
+            offset: self.produced.last + 1,
+            epoch: self.produced.epoch,
+        }
+    }
+}
+
+/// Why DeleteRecords did not move a partition's log start.
+#[derive(Debug)]
+pub enum DeleteError {
+    Partition(PartitionError),
+    /// The offset is negative or beyond the high watermark.
+    OffsetOutOfRange,
+    Log(LogError),
+    Wait(HwWait),
+}
+
+/// This node started or stopped leading a partition (told to `subscribe_leadership`).
+#[derive(Clone)]
+pub enum Leadership {
+    Elected {
+        partition: Arc<Partition>,
+        epoch: LeaderEpoch,
+    },
+    Resigned {
+        tp: TopicPartition,
+    },
+}
+
+/// Told of leadership changes, synchronously, during reconciliation: it must not block or call
+/// back into the manager.
+pub type LeadershipListener = Arc<dyn Fn(Leadership) + Send + Sync>;
+
+type OpenResult = partition::Opened;
 
 pub struct ReplicaManager {
     config: Arc<Config>,
@@ -47,6 +137,9 @@ pub struct ReplicaManager {
     /// The image the hosted set was last reconciled to; the mutex also serializes reconciles.
     reconciled: Mutex<Arc<MetadataImage>>,
     fetchers: fetcher::Fetchers,
+    waits: Arc<delayed::Waits>,
+    /// Topics whose leadership changes are told, and to whom.
+    leadership: Mutex<Vec<(String, LeadershipListener)>>,
 }
 
 impl ReplicaManager {
@@ -61,6 +154,8 @@ impl ReplicaManager {
             controller,
             partitions: RwLock::new(HashMap::new()),
             reconciled: Mutex::new(Arc::new(MetadataImage::default())),
+            waits: Arc::new(delayed::Waits::default()),
+            leadership: Mutex::new(Vec::new()),
         }
     }
 
@@ -140,7 +235,10 @@ impl ReplicaManager {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&tp);
             if let Some(p) = removed.filter(|p| p.topic_id() == topic_id) {
-                if let Err(e) = p.log.remove() {
+                if p.is_leader() {
+                    self.tell(Leadership::Resigned { tp: tp.clone() });
+                }
+                if let Err(e) = p.remove_log() {
                     tracing::warn!(%tp, error = %e, "cannot remove partition directory");
                 }
                 tracing::info!(%tp, %topic_id, "partition removed");
@@ -165,8 +263,8 @@ impl ReplicaManager {
                     .cloned();
                 let partition = match existing {
                     Some(p) => {
-                        if p.log.settings() != settings {
-                            p.log.set_settings(settings.clone());
+                        if p.settings() != settings {
+                            p.set_settings(settings.clone());
                         }
                         p
                     }
@@ -176,7 +274,7 @@ impl ReplicaManager {
                             if rec.truncated || rec.segments > 1 {
                                 tracing::info!(%tp, segments = rec.segments, recovered = rec.recovered_segments, truncated = rec.truncated, end = log.log_end_offset(), "log opened");
                             }
-                            let p = Arc::new(Partition::new(log, me));
+                            let p = Arc::new(Partition::new(log, me, self.waits.clone()));
                             self.partitions
                                 .write()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -189,8 +287,18 @@ impl ReplicaManager {
                         }
                     },
                 };
+                let was = partition.leader();
                 if let Err(e) = partition.apply_image(pi) {
                     tracing::error!(%tp, error = %e, "cannot record the new leader epoch");
+                }
+                let now = partition.leader();
+                if now.0 == me && now != was {
+                    self.tell(Leadership::Elected {
+                        partition: partition.clone(),
+                        epoch: now.1,
+                    });
+                } else if was.0 == me && now.0 != me {
+                    self.tell(Leadership::Resigned { tp: tp.clone() });
                 }
                 if pi.leader == me || pi.leader < 0 {
                     self.fetchers.remove(&tp);
@@ -233,15 +341,140 @@ impl ReplicaManager {
             .ok_or(PartitionError::UnknownTopicOrPartition)
     }
 
+    /// Tells `listener` this node's leadership changes of partitions of `topic` from now on,
+    /// starting with the partitions it leads already. Kafka's coordinators learn of their
+    /// partitions this way (`onLeadershipChange`): in the same reconciliation that makes the
+    /// partition lead, so a coordinator is never told later than a client could find it.
+    pub fn subscribe_leadership(&self, topic: &str, listener: LeadershipListener) {
+        let mut listeners = self.leadership.lock().unwrap_or_else(|p| p.into_inner());
+        for p in self.hosted() {
+            if p.tp().topic == topic && p.is_leader() {
+                listener(Leadership::Elected {
+                    epoch: p.leader_epoch(),
+                    partition: p,
+                });
+            }
+        }
+        listeners.push((topic.to_string(), listener));
+    }
+
+    fn tell(&self, event: Leadership) {
+        let topic = match &event {
+            Leadership::Elected { partition, .. } => &partition.tp().topic,
+            Leadership::Resigned { tp } => &tp.topic,
+        };
+        let listeners = self.leadership.lock().unwrap_or_else(|p| p.into_inner());
+        for (t, listener) in listeners.iter() {
+            if t == topic {
+                listener(event.clone());
+            }
+        }
+    }
+
+    /// Appends a client's records to the partition this node leads in `image`: validated, with
+    /// `min_isr` checked for acks=all.
+    pub fn append(
+        &self,
+        image: &Arc<MetadataImage>,
+        tp: &TopicPartition,
+        records: &[u8],
+        min_isr: Option<usize>,
+    ) -> Result<Write, ProduceError> {
+        let partition = self
+            .leader_partition(image, tp)
+            .map_err(ProduceError::Partition)?;
+        let produced = partition.append_records(records, min_isr)?;
+        Ok(Write {
+            produced,
+            partition,
+        })
+    }
+
+    /// Appends batches the broker itself wrote (the group coordinator's records) to a
+    /// partition it leads.
+    pub fn append_batches(
+        &self,
+        partition: &Arc<Partition>,
+        batches: &[(BatchHeader, &[u8])],
+    ) -> Result<Write, LogError> {
+        let epoch = partition.leader_epoch();
+        let appended = partition.append(batches)?;
+        Ok(Write {
+            produced: Produced {
+                first: appended.first,
+                last: appended.last,
+                epoch,
+                log_append_time: -1,
+                log_start: partition.log_start_offset(),
+            },
+            partition: partition.clone(),
+        })
+    }
+
+    /// Waits until every target is reached, fails, or `timeout` passes: one outcome each.
+    pub async fn wait_for(&self, targets: Vec<Target>, timeout: Duration) -> Vec<HwWait> {
+        self.waits.watermarks(targets, timeout).await
+    }
+
+    /// Starts a new segment at the log end of a partition this node leads (unless the active
+    /// one is empty); returns the log end.
+    pub fn roll_segment(&self, partition: &Partition) -> Result<Offset, LogError> {
+        partition.roll_segment()
+    }
+
+    /// Moves a led partition's log start to `offset` (at most its high watermark, which the
+    /// caller checks) and deletes the segments below; returns the log start.
+    pub fn advance_log_start(
+        &self,
+        partition: &Partition,
+        offset: Offset,
+    ) -> Result<Offset, LogError> {
+        partition.advance_log_start(offset)
+    }
+
+    /// DeleteRecords for one partition: moves its log start to `offset` (-1: the high
+    /// watermark) and waits until every ISR member's has moved. Returns the low watermark.
+    pub async fn delete_records(
+        &self,
+        image: &Arc<MetadataImage>,
+        tp: &TopicPartition,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<Offset, DeleteError> {
+        let partition = self
+            .leader_partition(image, tp)
+            .map_err(DeleteError::Partition)?;
+        let hw = partition.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(DeleteError::OffsetOutOfRange);
+        }
+        let epoch = partition.leader_epoch();
+        let start = partition
+            .advance_log_start(target)
+            .map_err(DeleteError::Log)?;
+        let wait = Target {
+            partition: partition.clone(),
+            mark: Mark::Low,
+            offset: start,
+            epoch,
+        };
+        match self.wait_for(vec![wait], timeout).await[..] {
+            [HwWait::Reached] => Ok(partition.low_watermark()),
+            [other] => Err(DeleteError::Wait(other)),
+            _ => Err(DeleteError::Wait(HwWait::TimedOut)),
+        }
+    }
+
     /// Sends an ISR change to the controller in the background; the partition learns the
     /// outcome from the next image (or may ask again if it failed).
-    pub fn request_isr_change(&self, partition: Arc<Partition>, req: IsrRequest) {
+    fn request_isr_change(&self, partition: Arc<Partition>, req: IsrChange) {
         let controller = self.controller.clone();
         tokio::spawn(async move {
             let r = controller
                 .alter_partition(
-                    req.topic_id,
-                    req.partition,
+                    partition.topic_id(),
+                    partition.tp().partition,
                     req.leader_epoch,
                     req.partition_epoch,
                     req.new_isr.clone(),
@@ -289,6 +522,7 @@ impl ReplicaManager {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            self.waits.expire(Instant::now());
             for p in self.hosted() {
                 if let Some(req) = p.shrink_request(max_lag) {
                     tracing::info!(tp = %p.tp(), isr = ?req.new_isr, "followers lag; shrinking the ISR");
@@ -305,11 +539,8 @@ impl ReplicaManager {
 
     fn checkpoint_high_watermarks(&self) {
         for p in self.hosted() {
-            let hw = p.high_watermark();
-            if p.log.stored_high_watermark() != Some(hw) {
-                if let Err(e) = p.log.write_high_watermark(hw) {
-                    tracing::warn!(tp = %p.tp(), error = %e, "cannot checkpoint the high watermark");
-                }
+            if let Err(e) = p.checkpoint_high_watermark() {
+                tracing::warn!(tp = %p.tp(), error = %e, "cannot checkpoint the high watermark");
             }
         }
     }
@@ -320,7 +551,7 @@ impl ReplicaManager {
         self.on_every_log(every, token, |logs| {
             let now = now_ms();
             for p in logs {
-                if let Err(e) = p.log.apply_retention(now) {
+                if let Err(e) = p.apply_retention(now) {
                     tracing::warn!(tp = %p.tp(), error = %e, "retention failed");
                 }
             }
@@ -336,7 +567,7 @@ impl ReplicaManager {
         self.on_every_log(every, token, |logs| {
             let now = std::time::Instant::now();
             for p in logs {
-                if let Err(e) = p.log.flush_if_due(now) {
+                if let Err(e) = p.flush_if_due(now) {
                     tracing::error!(tp = %p.tp(), error = %e, "flush failed");
                 }
             }
@@ -365,7 +596,7 @@ impl ReplicaManager {
     /// fsyncs every log and writes its recovery point and high watermark (clean shutdown).
     pub fn flush_all(&self) {
         for p in self.hosted() {
-            if let Err(e) = p.log.flush() {
+            if let Err(e) = p.flush() {
                 tracing::error!(tp = %p.tp(), error = %e, "flush failed");
             }
         }

@@ -1,0 +1,322 @@
+//! The offsets log: how groups and committed offsets are kept in `__consumer_offsets` — the
+//! record codec (Kafka's keys and values, `records.rs`, in uncompressed batches), appends as
+//! the partition's leader and the wait for their replication, replay into groups when a shard
+//! loads, and *snapshot and truncate*: once a shard's log holds more than twice its live
+//! records (and at least 1,000), the coordinator rolls a new segment, writes every live record
+//! into it, waits for replication and moves the log start to the snapshot, deleting the older
+//! segments; followers adopt the new log start through Fetch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::records::{GroupValue, Key, OffsetValue};
+use super::shard::Shard;
+use super::state::{Group, GroupError, State};
+use super::{lock, Coordinator, OFFSETS_TOPIC};
+use crate::replica::{HwWait, Mark, Partition, Target};
+use crate::storage::batch;
+use crate::types::now_ms;
+
+/// A shard's log is snapshotted once it holds more than this many records and twice its live
+/// records.
+const SNAPSHOT_MIN_RECORDS: i64 = 1000;
+
+impl Coordinator {
+    /// Appends records to the shard's partition as its leader. The caller holds the shard's
+    /// gate (shared) and, for group records, the group's lock, so appends follow state order.
+    pub(super) fn append(
+        &self,
+        shard: &Shard,
+        records: &[(Bytes, Option<Bytes>)],
+    ) -> Result<i64, GroupError> {
+        let part = &shard.partition;
+        if !part.is_leader() || part.leader_epoch() != shard.epoch {
+            return Err(GroupError::NotCoordinator);
+        }
+        let bytes = encode_batch(records).map_err(|_| GroupError::InvalidCommitOffsetSize)?;
+        let batches =
+            batch::validate(&bytes, usize::MAX).map_err(|_| GroupError::InvalidCommitOffsetSize)?;
+        let input: Vec<_> = batches
+            .iter()
+            .map(|(h, r)| (*h, &bytes[r.clone()]))
+            .collect();
+        let appended = self.replicas.append_batches(part, &input).map_err(|e| {
+            tracing::warn!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
+            GroupError::NotCoordinator
+        })?;
+        Ok(appended.produced.last)
+    }
+
+    /// Waits until the records up to `last` are replicated (Kafka's acks=all for offsets).
+    pub(super) async fn replicated(&self, shard: &Shard, last: i64) -> Result<(), GroupError> {
+        let part = &shard.partition;
+        let timeout = Duration::from_millis(self.config.groups.commit_timeout_ms);
+        let target = Target {
+            partition: part.clone(),
+            mark: Mark::High,
+            offset: last + 1,
+            epoch: shard.epoch,
+        };
+        match self.replicas.wait_for(vec![target], timeout).await[..] {
+            [HwWait::Reached] => Ok(()),
+            [HwWait::NotLeader] => Err(GroupError::NotCoordinator),
+            _ => Err(GroupError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Bounds each shard's log: snapshot the live records into a fresh segment, then drop the
+    /// segments before it once the snapshot is replicated.
+    pub(super) async fn snapshot_if_needed(&self) {
+        for shard in self.loaded_shards() {
+            let part = shard.partition.clone();
+            let live: i64 = shard
+                .groups()
+                .values()
+                .map(|g| lock(g).offsets.len() as i64 + 1)
+                .sum();
+            let held = part.log_end_offset() - part.log_start_offset();
+            if held <= SNAPSHOT_MIN_RECORDS.max(2 * live) {
+                continue;
+            }
+            let gate = shard.gate.clone().write_owned().await;
+            let start = match self.replicas.roll_segment(&part) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(partition = shard.index, error = %e, "cannot roll for a snapshot");
+                    continue;
+                }
+            };
+            let mut records: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+            let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
+            for group in groups {
+                let g = lock(&group);
+                if g.state == State::Dead {
+                    continue;
+                }
+                records.push(group_record(&g));
+                for ((t, p), c) in &g.offsets {
+                    records.push((offset_key(&g.id, t, *p), Some(c.value.encode())));
+                }
+            }
+            let mut last = None;
+            for chunk in records.chunks(500) {
+                match self.append(&shard, chunk) {
+                    Ok(l) => last = Some(l),
+                    Err(_) => {
+                        last = None;
+                        break;
+                    }
+                }
+            }
+            drop(gate);
+            let Some(last) = last else { continue };
+            if self.replicated(&shard, last).await.is_ok() {
+                match self.replicas.advance_log_start(&part, start) {
+                    Ok(s) => tracing::info!(
+                        partition = shard.index,
+                        log_start = s,
+                        records = records.len(),
+                        "offsets log snapshotted and truncated"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(partition = shard.index, error = %e, "cannot truncate the offsets log")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A group's current record (key and value) for `__consumer_offsets`.
+pub(super) fn group_record(g: &Group) -> (Bytes, Option<Bytes>) {
+    (
+        Key::Group(g.id.clone()).encode(),
+        Some(g.to_value().encode()),
+    )
+}
+
+pub(super) fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+    Key::Offset {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partition,
+    }
+    .encode()
+}
+
+/// One uncompressed record batch holding `records` (key, value; no value: a tombstone).
+fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<Bytes> {
+    let ts = now_ms();
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant; this
+            // leaves the batch's base sequence at -1 (no producer).
+            sequence: i as i32 - 1,
+            timestamp: ts,
+            key: Some(k.clone()),
+            value: v.clone(),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )?;
+    Ok(buf.freeze())
+}
+
+/// Replays an offsets partition from its log start into groups; also returns how many records
+/// were read.
+pub(super) fn read_groups(
+    log: &Partition,
+) -> Result<(HashMap<String, Group>, usize), crate::storage::LogError> {
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut records = 0;
+    let now = Instant::now();
+    while offset < end {
+        let chunk = log.read(offset, 1 << 20, end, true)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut pos = 0;
+        while let Some((_, size)) = batch::peek_size(&chunk[pos..]) {
+            if pos + size > chunk.len() {
+                break;
+            }
+            let raw = chunk.slice(pos..pos + size);
+            pos += size;
+            if let Some(h) = batch::parse_header(&raw) {
+                offset = h.next_offset();
+            }
+            let mut buf = raw;
+            let set = match RecordBatchDecoder::decode(&mut buf) {
+                Ok(set) => set,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unreadable batch in {OFFSETS_TOPIC}");
+                    continue;
+                }
+            };
+            for r in set.records {
+                records += 1;
+                if r.control || r.offset < log.log_start_offset() {
+                    continue;
+                }
+                let Some(key) = r.key.as_deref().and_then(Key::decode) else {
+                    continue;
+                };
+                apply_record(&mut groups, key, r.value.as_deref(), r.offset, now);
+            }
+        }
+        if pos == 0 {
+            break;
+        }
+    }
+    groups.retain(|_, g| g.state != State::Dead);
+    Ok((groups, records))
+}
+
+fn apply_record(
+    groups: &mut HashMap<String, Group>,
+    key: Key,
+    value: Option<&[u8]>,
+    log_offset: i64,
+    now: Instant,
+) {
+    let ts = now_ms();
+    match key {
+        Key::Offset {
+            group,
+            topic,
+            partition,
+        } => match value.and_then(OffsetValue::decode) {
+            Some(v) => groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, ts))
+                .apply_offset(&topic, partition, v, log_offset),
+            None => {
+                if let Some(g) = groups.get_mut(&group) {
+                    g.offsets.remove(&(topic, partition));
+                }
+            }
+        },
+        Key::Group(group) => match value.and_then(GroupValue::decode) {
+            Some(v) => groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, ts))
+                .restore(v, now),
+            None => {
+                groups.remove(&group);
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_replayed_log_rebuilds_offsets_and_tombstones_remove_them() {
+        let mut groups = HashMap::new();
+        let now = Instant::now();
+        let v = |o| {
+            OffsetValue {
+                offset: o,
+                leader_epoch: 0,
+                metadata: String::new(),
+                commit_timestamp: 1,
+            }
+            .encode()
+        };
+        let k = |p| Key::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: p,
+        };
+        apply_record(&mut groups, k(0), Some(&v(5)), 0, now);
+        apply_record(&mut groups, k(0), Some(&v(9)), 1, now);
+        apply_record(&mut groups, k(1), Some(&v(3)), 2, now);
+        apply_record(&mut groups, k(1), None, 3, now);
+        let g = &groups["g"];
+        assert_eq!(g.offsets[&("t".to_string(), 0)].value.offset, 9);
+        assert!(!g.offsets.contains_key(&("t".to_string(), 1)));
+        apply_record(&mut groups, Key::Group("g".into()), None, 4, now);
+        assert!(groups.is_empty());
+    }
+
+    #[test]
+    fn encoded_batches_pass_the_logs_validation() {
+        let recs = vec![
+            (Bytes::from_static(b"k1"), Some(Bytes::from_static(b"v1"))),
+            (Bytes::from_static(b"k2"), None),
+        ];
+        let b = encode_batch(&recs).expect("encodes");
+        let batches = batch::validate(&b, usize::MAX).expect("valid");
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].0.last_offset_delta, 1);
+    }
+}

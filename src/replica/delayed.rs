@@ -1,0 +1,267 @@
+//! The operations that wait on hosted partitions, and the purgatories they wait in.
+//!
+//! - `WatermarkWait`: until each of its partitions' high watermark (acks=all produce, group
+//!   commits) or low watermark (DeleteRecords) reaches a target, while this node still leads at
+//!   the epoch the write was made in.
+//! - `FetchWait`: until the partitions of a fetch hold `min_bytes` beyond the fetch offsets
+//!   (up to the high watermark for consumers, the log end for followers), or one of them
+//!   changes leadership.
+//!
+//! Both are completed by `Waits::changed(tp)` — which every `Partition` calls after it publishes
+//! a change — or by their deadline. The waiting side awaits a oneshot; when its own deadline
+//! fires it runs `expire(now)`, which completes it (and any other operation due). The manager's
+//! periodic task expires too, so an operation whose waiter went away does not stay parked.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::partition::Partition;
+use super::purgatory::{Delayed, Full, Purgatory};
+use crate::types::{LeaderEpoch, Offset, TopicPartition};
+
+/// Parked operations per purgatory, at most (each holds a few hundred bytes).
+const CAPACITY: usize = 200_000;
+
+/// How a wait for a watermark ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HwWait {
+    Reached,
+    TimedOut,
+    /// Leadership moved while waiting: the record's fate is the new leader's to tell.
+    NotLeader,
+}
+
+/// Which watermark a write waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Every ISR member has the records (acks=all, group commits).
+    High,
+    /// Every ISR member's log starts at or after the target (DeleteRecords).
+    Low,
+}
+
+/// One partition a `WatermarkWait` waits on.
+pub struct Target {
+    pub partition: Arc<Partition>,
+    pub mark: Mark,
+    pub offset: Offset,
+    /// The leader epoch the write was made at; losing it ends the wait.
+    pub epoch: LeaderEpoch,
+}
+
+impl Target {
+    fn outcome(&self) -> Option<HwWait> {
+        let p = &self.partition;
+        if !p.leads_at(self.epoch) {
+            return Some(HwWait::NotLeader);
+        }
+        let reached = match self.mark {
+            Mark::High => p.high_watermark(),
+            Mark::Low => p.low_watermark(),
+        };
+        (reached >= self.offset).then_some(HwWait::Reached)
+    }
+}
+
+type Answer<T> = Mutex<Option<oneshot::Sender<T>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) struct WatermarkWait {
+    targets: Vec<Target>,
+    outcomes: Mutex<Vec<Option<HwWait>>>,
+    answer: Answer<Vec<HwWait>>,
+}
+
+impl WatermarkWait {
+    fn finish(&self, outcomes: &mut [Option<HwWait>], or: HwWait) {
+        if let Some(tx) = lock(&self.answer).take() {
+            let _ = tx.send(outcomes.iter().map(|o| o.unwrap_or(or)).collect());
+        }
+    }
+}
+
+impl Delayed for WatermarkWait {
+    fn try_complete(&self) -> bool {
+        let mut outcomes = lock(&self.outcomes);
+        if lock(&self.answer).is_none() {
+            return true;
+        }
+        for (t, o) in self.targets.iter().zip(outcomes.iter_mut()) {
+            if o.is_none() {
+                *o = t.outcome();
+            }
+        }
+        if outcomes.iter().all(Option::is_some) {
+            self.finish(&mut outcomes, HwWait::Reached);
+            return true;
+        }
+        false
+    }
+
+    fn expire(&self) {
+        let mut outcomes = lock(&self.outcomes);
+        self.finish(&mut outcomes, HwWait::TimedOut);
+    }
+}
+
+/// One partition a `FetchWait` watches: where the fetcher reads from and how much it may take.
+pub(super) struct Watched {
+    pub partition: Arc<Partition>,
+    pub fetch_offset: Offset,
+    pub max_bytes: usize,
+    pub epoch: LeaderEpoch,
+}
+
+pub(super) struct FetchWait {
+    watched: Vec<Watched>,
+    /// A follower's fetch (reads to the log end) rather than a consumer's (to the HW).
+    follower: bool,
+    min_bytes: usize,
+    answer: Answer<()>,
+}
+
+impl FetchWait {
+    /// Whether enough has arrived (or leadership moved) for the fetch to read again.
+    fn ready(&self) -> bool {
+        let mut bytes = 0usize;
+        for w in &self.watched {
+            let p = &w.partition;
+            if !p.leads_at(w.epoch) {
+                return true;
+            }
+            let end = if self.follower {
+                p.log_end_offset()
+            } else {
+                p.high_watermark()
+            };
+            if end <= w.fetch_offset {
+                continue;
+            }
+            if self.min_bytes <= 1 {
+                return true;
+            }
+            // A read error is for the fetch itself to report.
+            match p.region(w.fetch_offset, w.max_bytes, end, true) {
+                Ok(Some(r)) => bytes += r.len,
+                Ok(None) => {}
+                Err(_) => return true,
+            }
+            if bytes >= self.min_bytes {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Delayed for FetchWait {
+    fn try_complete(&self) -> bool {
+        let mut answer = lock(&self.answer);
+        if answer.is_none() {
+            return true;
+        }
+        if self.ready() {
+            if let Some(tx) = answer.take() {
+                let _ = tx.send(());
+            }
+            return true;
+        }
+        false
+    }
+
+    fn expire(&self) {
+        if let Some(tx) = lock(&self.answer).take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The replica manager's purgatories.
+pub struct Waits {
+    watermarks: Purgatory<TopicPartition, WatermarkWait>,
+    fetches: Purgatory<TopicPartition, FetchWait>,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits {
+            watermarks: Purgatory::new(CAPACITY),
+            fetches: Purgatory::new(CAPACITY),
+        }
+    }
+}
+
+impl Waits {
+    /// A partition published a change (log end, log start, high watermark or leadership).
+    pub(super) fn changed(&self, tp: &TopicPartition) {
+        self.watermarks.check(tp);
+        self.fetches.check(tp);
+    }
+
+    /// Expires every operation due by `now`.
+    pub(super) fn expire(&self, now: Instant) {
+        self.watermarks.expire(now);
+        self.fetches.expire(now);
+    }
+
+    /// Waits until every target is reached, fails or `timeout` passes; one outcome each.
+    pub(super) async fn watermarks(&self, targets: Vec<Target>, timeout: Duration) -> Vec<HwWait> {
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        let deadline = Instant::now() + timeout;
+        let count = targets.len();
+        let (tx, rx) = oneshot::channel();
+        let keys = targets.iter().map(|t| t.partition.tp().clone()).collect();
+        let op = WatermarkWait {
+            outcomes: Mutex::new(vec![None; targets.len()]),
+            targets,
+            answer: Mutex::new(Some(tx)),
+        };
+        if let Err(Full(op)) = self.watermarks.watch(op, keys, deadline) {
+            op.expire();
+        }
+        self.answer(rx, deadline)
+            .await
+            .unwrap_or_else(|| vec![HwWait::TimedOut; count])
+    }
+
+    /// Waits until the watched partitions hold `min_bytes` beyond their fetch offsets, one of
+    /// them changes leadership, or `deadline` passes.
+    pub(super) async fn fetch(
+        &self,
+        watched: Vec<Watched>,
+        follower: bool,
+        min_bytes: usize,
+        deadline: Instant,
+    ) {
+        let (tx, rx) = oneshot::channel();
+        let keys = watched.iter().map(|w| w.partition.tp().clone()).collect();
+        let op = FetchWait {
+            watched,
+            follower,
+            min_bytes,
+            answer: Mutex::new(Some(tx)),
+        };
+        if let Err(Full(op)) = self.fetches.watch(op, keys, deadline) {
+            op.expire();
+        }
+        self.answer(rx, deadline).await;
+    }
+
+    /// The operation's answer; at its deadline, expiring what is due first.
+    async fn answer<T>(&self, mut rx: oneshot::Receiver<T>, deadline: Instant) -> Option<T> {
+        match tokio::time::timeout_at(deadline.into(), &mut rx).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                self.expire(Instant::now().max(deadline));
+                rx.await.ok()
+            }
+        }
+    }
+}

@@ -1,10 +1,11 @@
-//! Admin writes and broker→controller calls.
+//! The client side of the controller: admin writes and broker→controller calls, and the types
+//! they carry.
 //!
 //! Any node calls `Handle::submit` (and `register`, `heartbeat`, `alter_partition`,
-//! `quorum_status`); the call goes over gRPC to whichever node leads the quorum, retrying when
-//! leadership moves, bounded by `controller.quorum.request.timeout.ms`. On the leader,
-//! `admin_local` validates against the current image, places replicas with pure code, proposes
-//! the records and reports the committed outcome. Handlers map `AdminError` to Kafka codes.
+//! `quorum_status`); the call only sends — over gRPC to whichever node leads the quorum,
+//! retrying when leadership moves, bounded by `controller.quorum.request.timeout.ms`. The leader
+//! decides (`decide.rs`, pure) and proposes (`leader.rs`). Handlers map `AdminError` to Kafka
+//! codes.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,15 +14,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use super::configs::plan_config_change;
+use super::decide::AlterPartition;
 use super::pb::controller_client::ControllerClient;
 use super::rpc::NOT_LEADER;
 use super::{pb, Handle, QuorumStatus};
-use crate::config::validate_topic_config;
-use crate::metadata::{
-    elect_leader, place_replicas, ApplyOutcome, BrokerRegistration, ElectionError, MetadataImage,
-    MetadataRecord,
-};
+use crate::metadata::{BrokerRegistration, ElectionError};
 use crate::types::{NodeId, TopicId};
 
 /// Why an admin write was refused. Each maps to one Kafka error code in `handlers::errors`.
@@ -147,32 +144,6 @@ pub enum AdminDone {
     /// Each partition's election: done, or why not.
     Elections(Vec<(String, i32, Result<(), ElectionError>)>),
     Done,
-}
-
-/// Kafka's topic name rules.
-pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
-    if name.is_empty() {
-        return Err(AdminError::InvalidTopic("topic name is empty".into()));
-    }
-    if name == "." || name == ".." {
-        return Err(AdminError::InvalidTopic(format!(
-            "topic name `{name}` is not allowed"
-        )));
-    }
-    if name.len() > 249 {
-        return Err(AdminError::InvalidTopic(
-            "topic name is longer than 249 characters".into(),
-        ));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-    {
-        return Err(AdminError::InvalidTopic(format!(
-            "topic name `{name}` has characters other than ASCII letters, digits, '.', '_' and '-'"
-        )));
-    }
-    Ok(())
 }
 
 /// Errors a transport call can end in, before the leader answered.
@@ -373,24 +344,13 @@ impl Handle {
         Ok((reply.registered, reply.fenced))
     }
 
-    /// Asks the controller to change a partition's ISR (as its leader at `leader_epoch`, knowing
-    /// `partition_epoch`). Returns the new partition epoch and ISR.
+    /// Asks the controller to change a partition's ISR (as its leader). Returns the new
+    /// partition epoch and ISR.
     pub async fn alter_partition(
         &self,
-        topic_id: TopicId,
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        new_isr: Vec<NodeId>,
+        ask: AlterPartition,
     ) -> Result<(i32, Vec<NodeId>), AdminError> {
-        let req = pb::AlterPartitionRequest {
-            broker_id: self.config.node_id,
-            topic_id: topic_id.0.to_string(),
-            partition,
-            leader_epoch,
-            partition_epoch,
-            new_isr,
-        };
+        let req = pb::AlterPartitionRequest::from(&ask);
         let reply = self
             .call_leader(self.request_timeout(), |mut c| {
                 let req = req.clone();
@@ -442,364 +402,5 @@ impl Handle {
         let status: QuorumStatus =
             serde_json::from_slice(&reply.into_inner().payload).map_err(|e| e.to_string())?;
         Ok(Some(status.cluster_id).filter(|c| !c.is_empty()))
-    }
-
-    /// Executes an admin write on the leader.
-    pub async fn admin_local(&self, op: AdminOp) -> Result<AdminDone, AdminError> {
-        match op {
-            AdminOp::CreateTopic {
-                topic,
-                validate_only,
-            } => {
-                let record = self.plan_topic(&topic)?;
-                let MetadataRecord::CreateTopic {
-                    id, assignments, ..
-                } = &record
-                else {
-                    return Err(AdminError::InvalidTopic(
-                        "internal: planned record is not a topic".into(),
-                    ));
-                };
-                let done = AdminDone::Topic {
-                    id: *id,
-                    assignments: assignments.clone(),
-                };
-                if validate_only {
-                    return Ok(done);
-                }
-                match self.propose(vec![record]).await?.first() {
-                    Some(ApplyOutcome::Applied) => Ok(done),
-                    Some(ApplyOutcome::TopicAlreadyExists) => {
-                        Err(AdminError::TopicAlreadyExists(topic.name))
-                    }
-                    other => Err(AdminError::InvalidTopic(format!(
-                        "unexpected outcome {other:?}"
-                    ))),
-                }
-            }
-            AdminOp::AllocateProducerIds { broker } => {
-                let count = 1000;
-                match self
-                    .propose(vec![MetadataRecord::AllocateProducerIds { broker, count }])
-                    .await?
-                    .first()
-                {
-                    Some(ApplyOutcome::ProducerIds { first }) => Ok(AdminDone::ProducerIds {
-                        first: *first,
-                        count,
-                    }),
-                    other => Err(AdminError::NoQuorum(format!(
-                        "unexpected outcome {other:?}"
-                    ))),
-                }
-            }
-            AdminOp::DeleteTopic { id, name } => match self
-                .propose(vec![MetadataRecord::DeleteTopic { id }])
-                .await?
-                .first()
-            {
-                Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
-                _ => Err(AdminError::UnknownTopic(name)),
-            },
-            AdminOp::CreatePartitions {
-                name,
-                total,
-                assignments,
-                validate_only,
-            } => {
-                self.create_partitions_local(&name, total, assignments, validate_only)
-                    .await
-            }
-            AdminOp::CreateTopics { topics } => {
-                // Each planned on the image as the ones before it leave it, so leaders spread
-                // and a name given twice is refused the second time.
-                let mut image = (*self.image()).clone();
-                let mut records = Vec::new();
-                let mut planned = Vec::with_capacity(topics.len());
-                for t in &topics {
-                    match self.plan_topic_in(&image, t) {
-                        Ok(record) => {
-                            image = image.apply(&record).0;
-                            planned.push(Ok(records.len()));
-                            records.push(record);
-                        }
-                        Err(e) => planned.push(Err(e)),
-                    }
-                }
-                let ids: Vec<TopicId> = records
-                    .iter()
-                    .filter_map(|r| match r {
-                        MetadataRecord::CreateTopic { id, .. } => Some(*id),
-                        _ => None,
-                    })
-                    .collect();
-                let outcomes = if records.is_empty() {
-                    Vec::new()
-                } else {
-                    self.propose(records).await?
-                };
-                let results = planned
-                    .into_iter()
-                    .zip(&topics)
-                    .map(|(p, t)| {
-                        let i = p?;
-                        match outcomes.get(i) {
-                            Some(ApplyOutcome::Applied) => Ok(ids[i]),
-                            Some(ApplyOutcome::TopicAlreadyExists) => {
-                                Err(AdminError::TopicAlreadyExists(t.name.clone()))
-                            }
-                            other => Err(AdminError::InvalidTopic(format!(
-                                "unexpected outcome {other:?}"
-                            ))),
-                        }
-                    })
-                    .collect();
-                Ok(AdminDone::Topics(results))
-            }
-            AdminOp::ElectLeaders {
-                unclean,
-                partitions,
-            } => {
-                let image = self.image();
-                let listed = partitions.is_some();
-                let wanted = partitions.unwrap_or_else(|| {
-                    image
-                        .topics
-                        .values()
-                        .flat_map(|t| (0..t.partitions.len() as i32).map(|i| (t.name.clone(), i)))
-                        .collect()
-                });
-                let mut results = Vec::with_capacity(wanted.len());
-                let mut records = Vec::new();
-                for (topic, partition) in wanted {
-                    let planned = elect_leader(&image, &topic, partition, unclean);
-                    if let Ok(r) = &planned {
-                        records.push(r.clone());
-                    }
-                    // Asked for every partition, Kafka reports only those it acted on.
-                    if listed || !matches!(planned, Err(ElectionError::NotNeeded)) {
-                        results.push((topic, partition, planned.map(|_| ())));
-                    }
-                }
-                if !records.is_empty() {
-                    let outcomes = self.propose(records).await?;
-                    if let Some(bad) = outcomes
-                        .iter()
-                        .find(|o| !matches!(o, ApplyOutcome::Applied))
-                    {
-                        return Err(AdminError::Stale(format!(
-                            "a partition changed during the election: {bad:?}"
-                        )));
-                    }
-                }
-                Ok(AdminDone::Elections(results))
-            }
-            AdminOp::AlterConfigs {
-                target,
-                replace,
-                ops,
-                validate_only,
-            } => {
-                let record = plan_config_change(&self.image(), &target, replace, &ops)?;
-                if validate_only {
-                    return Ok(AdminDone::Done);
-                }
-                match self.propose(vec![record]).await?.first() {
-                    Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
-                    Some(ApplyOutcome::UnknownTopic) => match target {
-                        ConfigTarget::Topic(name) => Err(AdminError::UnknownTopic(name)),
-                        ConfigTarget::Broker(b) => Err(AdminError::InvalidRequest(format!(
-                            "unexpected outcome for broker `{b}`"
-                        ))),
-                    },
-                    other => Err(AdminError::InvalidConfig(format!(
-                        "unexpected outcome {other:?}"
-                    ))),
-                }
-            }
-        }
-    }
-
-    /// Validates and places a new topic against the current image; returns the record to write.
-    pub fn plan_topic(&self, t: &NewTopic) -> Result<MetadataRecord, AdminError> {
-        self.plan_topic_in(&self.image(), t)
-    }
-
-    /// Validates and places a new topic against `image`.
-    fn plan_topic_in(
-        &self,
-        image: &MetadataImage,
-        t: &NewTopic,
-    ) -> Result<MetadataRecord, AdminError> {
-        validate_topic_name(&t.name)?;
-        if image.topic(&t.name).is_some() {
-            return Err(AdminError::TopicAlreadyExists(t.name.clone()));
-        }
-        for (k, v) in &t.configs {
-            validate_topic_config(k, v).map_err(AdminError::InvalidConfig)?;
-        }
-        let live = image.live_brokers();
-        let assignments = if !t.assignments.is_empty() {
-            if t.partitions != -1 || t.replication_factor != -1 {
-                return Err(AdminError::InvalidReplicaAssignment(
-                    "give either replica assignments or partitions and replication factor, not both".into(),
-                ));
-            }
-            check_assignments(
-                &t.assignments,
-                &image.brokers.keys().copied().collect::<Vec<_>>(),
-            )?;
-            t.assignments.clone()
-        } else {
-            let partitions = if t.partitions == -1 {
-                self.config.num_partitions
-            } else {
-                t.partitions
-            };
-            if partitions > MAX_PARTITIONS_PER_REQUEST {
-                return Err(AdminError::PolicyViolation(EXCESSIVE_PARTITIONS.into()));
-            }
-            if partitions <= 0 {
-                return Err(AdminError::InvalidPartitions(format!(
-                    "number of partitions must be positive, got {partitions}"
-                )));
-            }
-            let rf = if t.replication_factor == -1 {
-                self.config.default_replication_factor
-            } else {
-                t.replication_factor
-            };
-            if rf <= 0 {
-                return Err(AdminError::InvalidReplicationFactor(format!(
-                    "replication factor must be positive, got {rf}"
-                )));
-            }
-            if rf as usize > live.len() {
-                return Err(AdminError::InvalidReplicationFactor(format!(
-                    "replication factor {rf} is larger than the {} available brokers",
-                    live.len()
-                )));
-            }
-            let start = image.topics.len();
-            place_replicas(&live, partitions, rf as usize, start)
-        };
-        Ok(MetadataRecord::CreateTopic {
-            name: t.name.clone(),
-            id: TopicId(uuid::Uuid::new_v4()),
-            assignments,
-            configs: t.configs.clone(),
-        })
-    }
-
-    async fn create_partitions_local(
-        &self,
-        name: &str,
-        total: i32,
-        assignments: Vec<Vec<NodeId>>,
-        validate_only: bool,
-    ) -> Result<AdminDone, AdminError> {
-        let image = self.image();
-        let topic = image
-            .topic(name)
-            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        let current = topic.partitions.len() as i32;
-        if total <= current {
-            return Err(AdminError::InvalidPartitions(format!(
-                "topic `{name}` has {current} partitions; the new count must be larger, got {total}"
-            )));
-        }
-        let rf = topic
-            .partitions
-            .first()
-            .map(|p| p.replicas.len())
-            .unwrap_or(1);
-        if total - current > MAX_PARTITIONS_PER_REQUEST {
-            return Err(AdminError::PolicyViolation(EXCESSIVE_PARTITIONS.into()));
-        }
-        let added = (total - current) as usize;
-        let assignments = if assignments.is_empty() {
-            let live = image.live_brokers();
-            if rf > live.len() {
-                return Err(AdminError::InvalidReplicationFactor(format!(
-                    "replication factor {rf} is larger than the {} available brokers",
-                    live.len()
-                )));
-            }
-            place_replicas(&live, added as i32, rf, current as usize)
-        } else {
-            if assignments.len() != added {
-                return Err(AdminError::InvalidReplicaAssignment(format!(
-                    "{} assignments given for {added} new partitions",
-                    assignments.len()
-                )));
-            }
-            check_assignments(
-                &assignments,
-                &image.brokers.keys().copied().collect::<Vec<_>>(),
-            )?;
-            assignments
-        };
-        if validate_only {
-            return Ok(AdminDone::Done);
-        }
-        match self
-            .propose(vec![MetadataRecord::CreatePartitions {
-                id: topic.id,
-                assignments,
-            }])
-            .await?
-            .first()
-        {
-            Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
-            _ => Err(AdminError::UnknownTopic(name.to_string())),
-        }
-    }
-}
-
-fn check_assignments(assignments: &[Vec<NodeId>], known: &[NodeId]) -> Result<(), AdminError> {
-    let rf = assignments.first().map(Vec::len).unwrap_or(0);
-    for (i, a) in assignments.iter().enumerate() {
-        if a.is_empty() || a.len() != rf {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "partition {i} has {} replicas; every partition needs the same non-zero count",
-                a.len()
-            )));
-        }
-        let mut seen = a.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        if seen.len() != a.len() {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "partition {i} lists a broker twice"
-            )));
-        }
-        if let Some(b) = a.iter().find(|b| !known.contains(b)) {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "partition {i} names broker {b}, which is not registered"
-            )));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(validate_topic_name("orders.v1_x-2").is_ok());
-        assert!(validate_topic_name("").is_err());
-        assert!(validate_topic_name("..").is_err());
-        assert!(validate_topic_name("a b").is_err());
-        assert!(validate_topic_name(&"x".repeat(250)).is_err());
-    }
-
-    #[test]
-    fn assignments_are_checked() {
-        assert!(check_assignments(&[vec![1], vec![1]], &[1]).is_ok());
-        assert!(check_assignments(&[vec![1, 1]], &[1]).is_err());
-        assert!(check_assignments(&[vec![2]], &[1]).is_err());
-        assert!(check_assignments(&[vec![1], vec![]], &[1]).is_err());
     }
 }

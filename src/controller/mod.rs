@@ -4,14 +4,18 @@
 //! `Controller::start` opens the store, builds the Raft node, serves the quorum's gRPC on the
 //! controller listener (`rpc.rs`, messages in `proto/strom.proto`), initializes a brand-new
 //! quorum from `controller.quorum.voters` (every voter may do so; the membership is the same),
-//! and runs the leader's duties (`liveness.rs`: cluster id, fencing). `Handle` is the cheap,
-//! cloneable face the rest of the broker uses: read and follow the image, and send admin writes,
-//! registration and heartbeats to whichever node leads (`admin.rs`), which validates, places,
-//! proposes and answers once committed. This module knows nothing of the Kafka wire protocol or
+//! and runs the leader's duties. `Handle` is the cheap, cloneable face the rest of the broker
+//! uses: read and follow the image, and send admin writes, registration, heartbeats and ISR
+//! changes to whichever node leads (`admin.rs`: the client side, which only sends). On the
+//! leader, `leader.rs` takes those calls and runs the duties (cluster id, fencing, preferred
+//! leaders): every decision is a pure function in `decide.rs` — `(image, config, request) →
+//! records` — and the service proposes what it returns and answers once committed. This module knows nothing of the Kafka wire protocol or
 //! of partition data.
 
 mod admin;
 mod configs;
+mod decide;
+mod leader;
 mod liveness;
 mod network;
 mod rpc;
@@ -47,6 +51,7 @@ pub use admin::{
     AdminDone, AdminError, AdminOp, ConfigOp, ConfigTarget, NewTopic, EXCESSIVE_PARTITIONS,
     MAX_PARTITIONS_PER_REQUEST,
 };
+pub use decide::AlterPartition;
 pub use liveness::QuorumStatus;
 
 use crate::config::Config;

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::decide::AlterPartition;
 use super::pb;
 use super::{Handle, TypeConfig};
 use crate::metadata::{BrokerRegistration, Endpoint};
@@ -197,18 +198,10 @@ impl pb::controller_server::Controller for ControllerService {
         req: Request<pb::AlterPartitionRequest>,
     ) -> Result<Response<pb::AlterPartitionReply>, Status> {
         self.leader_only()?;
-        let r = req.into_inner();
-        let topic_id = uuid_field(&r.topic_id, "topic id")?;
+        let ask = AlterPartition::try_from(req.into_inner())?;
         let (partition_epoch, isr) = self
             .handle
-            .alter_partition_local(
-                r.broker_id,
-                crate::types::TopicId(topic_id),
-                r.partition,
-                r.leader_epoch,
-                r.partition_epoch,
-                r.new_isr,
-            )
+            .alter_partition_local(&ask)
             .await
             .map_err(|e| Status::aborted(e.to_string()))?;
         Ok(Response::new(pb::AlterPartitionReply {
@@ -283,5 +276,33 @@ pub async fn serve(
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "controller RPC server stopped");
+    }
+}
+
+impl From<&AlterPartition> for pb::AlterPartitionRequest {
+    fn from(a: &AlterPartition) -> Self {
+        pb::AlterPartitionRequest {
+            broker_id: a.broker,
+            topic_id: a.topic_id.0.to_string(),
+            partition: a.partition,
+            leader_epoch: a.leader_epoch,
+            partition_epoch: a.partition_epoch,
+            new_isr: a.new_isr.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::AlterPartitionRequest> for AlterPartition {
+    type Error = Status;
+
+    fn try_from(r: pb::AlterPartitionRequest) -> Result<Self, Status> {
+        Ok(AlterPartition {
+            broker: r.broker_id,
+            topic_id: crate::types::TopicId(uuid_field(&r.topic_id, "topic id")?),
+            partition: r.partition,
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+            new_isr: r.new_isr,
+        })
     }
 }

@@ -14,9 +14,11 @@
 //! background task (`run`) follows leadership and drives the groups' timers.
 
 mod log;
+mod offsets;
 pub mod records;
 mod shard;
 pub mod state;
+mod types;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

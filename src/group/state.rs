@@ -13,166 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::records::{GroupValue, OffsetValue, StoredMember};
+use super::records::{GroupValue, StoredMember};
 
-/// Why a group request failed; `handlers::errors::group` maps each to its Kafka code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GroupError {
-    #[error("this broker is not the group's coordinator")]
-    NotCoordinator,
-    #[error("the coordinator is still loading its groups")]
-    LoadInProgress,
-    #[error("the coordinator is not available")]
-    CoordinatorNotAvailable,
-    #[error("the group id is empty")]
-    InvalidGroupId,
-    #[error("unknown member id")]
-    UnknownMemberId,
-    /// KIP-394: a new dynamic member must join again with this id.
-    #[error("member id required")]
-    MemberIdRequired(String),
-    #[error("the generation is not the group's current one")]
-    IllegalGeneration,
-    #[error("the member's protocols do not match the group's")]
-    InconsistentGroupProtocol,
-    #[error("the group is rebalancing")]
-    RebalanceInProgress,
-    #[error("the session timeout is outside the broker's allowed range")]
-    InvalidSessionTimeout,
-    #[error("another member now holds this group.instance.id")]
-    FencedInstanceId,
-    #[error("the group has reached group.max.size")]
-    GroupMaxSizeReached,
-    #[error("the group still has members")]
-    NonEmptyGroup,
-    #[error("the group does not exist")]
-    GroupIdNotFound,
-    #[error("the group's members subscribe to this topic")]
-    GroupSubscribedToTopic,
-    #[error("the offset metadata is larger than offset.metadata.max.bytes")]
-    OffsetMetadataTooLarge,
-    #[error("the offsets are too large to store")]
-    InvalidCommitOffsetSize,
-    #[error("{0} is longer than the offsets topic's records can hold")]
-    TooLong(&'static str),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Empty,
-    PreparingRebalance,
-    CompletingRebalance,
-    Stable,
-    Dead,
-}
-
-impl State {
-    /// The name Kafka uses in DescribeGroups and ListGroups.
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Empty => "Empty",
-            State::PreparingRebalance => "PreparingRebalance",
-            State::CompletingRebalance => "CompletingRebalance",
-            State::Stable => "Stable",
-            State::Dead => "Dead",
-        }
-    }
-}
-
-/// A JoinGroup request, decoded.
-#[derive(Debug, Clone)]
-pub struct JoinArgs {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub session_timeout_ms: i32,
-    pub rebalance_timeout_ms: i32,
-    pub protocol_type: String,
-    pub protocols: Vec<(String, Bytes)>,
-    /// JoinGroup v4+ without an instance id: a new member gets MEMBER_ID_REQUIRED first.
-    pub require_known_member_id: bool,
-}
-
-/// A member as the leader sees it in the JoinGroup response.
-#[derive(Debug, Clone)]
-pub struct JoinedMember {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub metadata: Bytes,
-}
-
-/// A successful JoinGroup answer.
-#[derive(Debug, Clone)]
-pub struct Joined {
-    pub generation: i32,
-    pub protocol_type: Option<String>,
-    pub protocol: Option<String>,
-    pub leader: String,
-    pub member_id: String,
-    /// Filled for the leader only.
-    pub members: Vec<JoinedMember>,
-    /// A static leader rejoining a stable group must not compute a new assignment.
-    pub skip_assignment: bool,
-}
-
-pub type JoinReply = Result<Joined, GroupError>;
-pub type SyncReply = Result<Bytes, GroupError>;
-
-/// An answer now, or a receiver for the answer once the barrier completes.
-pub enum Step<T> {
-    Now(T),
-    Wait(oneshot::Receiver<T>),
-}
-
-/// What a SyncGroup needs next.
-pub enum SyncStep {
-    Now(SyncReply),
-    Wait(oneshot::Receiver<SyncReply>),
-    /// The leader's assignment is in: store the group, then call `finish_sync(generation, ..)`.
-    Store {
-        reply: oneshot::Receiver<SyncReply>,
-        generation: i32,
-    },
-}
-
-#[derive(Debug)]
-pub struct Member {
-    pub id: String,
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub session_timeout_ms: i32,
-    pub rebalance_timeout_ms: i32,
-    pub protocols: Vec<(String, Bytes)>,
-    pub assignment: Bytes,
-    last_heard: Instant,
-    join_waiter: Option<oneshot::Sender<JoinReply>>,
-    sync_waiter: Option<oneshot::Sender<SyncReply>>,
-}
-
-impl Member {
-    pub fn metadata(&self, protocol: Option<&str>) -> Bytes {
-        protocol
-            .and_then(|p| self.protocols.iter().find(|(n, _)| n == p))
-            .map(|(_, m)| m.clone())
-            .unwrap_or_default()
-    }
-}
-
-/// A committed offset and where its record sits in `__consumer_offsets` (a later record wins).
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub value: OffsetValue,
-    pub log_offset: i64,
-}
-
-/// Coordinator-wide limits the rules need.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub initial_rebalance_delay: Duration,
-    pub max_size: usize,
-}
+pub use super::types::*;
 
 #[derive(Debug)]
 pub struct Group {
@@ -770,30 +613,9 @@ impl Group {
         }
     }
 
-    /// OffsetCommit's membership check (a commit also counts as a heartbeat). A negative
-    /// generation is a commit from outside any group, allowed only while the group is empty.
-    pub fn check_commit(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        now: Instant,
-    ) -> Result<(), GroupError> {
-        if self.state == State::Dead {
-            return Err(GroupError::CoordinatorNotAvailable);
-        }
-        if generation < 0 && self.state == State::Empty {
-            return Ok(());
-        }
-        if self.state == State::CompletingRebalance {
-            return Err(GroupError::RebalanceInProgress);
-        }
-        self.check_current(member_id, instance_id, generation, now)
-    }
-
     /// A request from a current member of the current generation, which also keeps its session
     /// alive.
-    fn check_current(
+    pub(super) fn check_current(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
@@ -907,61 +729,6 @@ impl Group {
         self.maybe_complete_join(now, now_ms);
     }
 
-    /// Commits `value` for a partition if it is newer (by log position) than what is held.
-    pub fn apply_offset(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        value: OffsetValue,
-        log_offset: i64,
-    ) {
-        let key = (topic.to_string(), partition);
-        if self
-            .offsets
-            .get(&key)
-            .is_some_and(|c| c.log_offset > log_offset)
-        {
-            return;
-        }
-        self.offsets.insert(key, Committed { value, log_offset });
-    }
-
-    /// Topics the members subscribe to (consumer protocol only).
-    pub fn subscribed_topics(&self) -> Option<Vec<String>> {
-        if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
-            return None;
-        }
-        let mut all = Vec::new();
-        for m in self.members.values() {
-            all.extend(super::records::subscribed_topics(
-                &m.metadata(self.protocol.as_deref()),
-            )?);
-        }
-        all.sort();
-        all.dedup();
-        Some(all)
-    }
-
-    /// Offsets past their retention: for a group with no members, counted from when it became
-    /// empty (or from the commit, if later); offsets committed outside any group count from
-    /// the commit.
-    pub fn expired_offsets(&self, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
-        if self.state != State::Empty {
-            return Vec::new();
-        }
-        self.offsets
-            .iter()
-            .filter(|(_, c)| {
-                let base = match self.protocol_type {
-                    Some(_) => c.value.commit_timestamp.max(self.state_since_ms),
-                    None => c.value.commit_timestamp,
-                };
-                base.saturating_add(retention_ms) <= now_ms
-            })
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
     /// Marks the group deleted; every waiter is told the coordinator moved on.
     pub fn kill(&mut self, now_ms: i64) {
         for m in self.members.values_mut() {
@@ -981,6 +748,7 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::records::OffsetValue;
 
     fn limits() -> Limits {
         Limits {

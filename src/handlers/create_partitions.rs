@@ -1,6 +1,6 @@
 //! CreatePartitions: grows topics, placing the new partitions (or using given assignments).
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
@@ -27,7 +27,7 @@ pub async fn handle(
         if let Some(why) = super::internal_topic_refusal(&t.name) {
             results.push(
                 result
-                    .with_error_code(E::InvalidTopicException.code())
+                    .with_error_code(Refusal::InvalidTopic.code())
                     .with_error_message(Some(s(why))),
             );
             continue;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -41,7 +41,7 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
             .map(|t| {
                 CreatableTopicResult::default()
                     .with_name(t.name.clone())
-                    .with_error_code(E::PolicyViolation.code())
+                    .with_error_code(Refusal::PolicyViolation.code())
                     .with_error_message(Some(s(EXCESSIVE_PARTITIONS)))
             })
             .collect();
@@ -54,7 +54,7 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
         if let Some(why) = super::internal_topic_refusal(&name) {
             results.push(
                 result
-                    .with_error_code(E::InvalidTopicException.code())
+                    .with_error_code(Refusal::InvalidTopic.code())
                     .with_error_message(Some(s(why))),
             );
             continue;
@@ -62,7 +62,7 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
         if dup.contains(&name) {
             results.push(
                 result
-                    .with_error_code(E::InvalidRequest.code())
+                    .with_error_code(Refusal::InvalidRequest.code())
                     .with_error_message(Some(s(format!(
                         "topic `{name}` appears more than once in the request"
                     )))),

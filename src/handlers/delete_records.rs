@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -30,7 +30,7 @@ pub async fn handle(
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
             if t.name.0.as_str() == crate::group::OFFSETS_TOPIC {
-                partitions.push(resp.with_error_code(E::InvalidTopicException.code()));
+                partitions.push(resp.with_error_code(Refusal::InvalidTopic.code()));
                 continue;
             }
             let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);

@@ -1,6 +1,6 @@
 //! DeleteTopics: by name (v0-5) or by name or id (v6+), each written through the quorum.
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
@@ -37,9 +37,9 @@ pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> De
             .with_topic_id(id.0);
         let Some(topic) = found else {
             let code = if name.is_some() {
-                E::UnknownTopicOrPartition.code()
+                Refusal::UnknownTopicOrPartition.code()
             } else {
-                E::UnknownTopicId.code()
+                Refusal::UnknownTopicId.code()
             };
             responses.push(result.with_error_code(code));
             continue;
@@ -50,7 +50,7 @@ pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> De
         if let Some(why) = super::internal_topic_refusal(&topic.name) {
             responses.push(
                 result
-                    .with_error_code(E::InvalidTopicException.code())
+                    .with_error_code(Refusal::InvalidTopic.code())
                     .with_error_message(Some(s(why))),
             );
             continue;

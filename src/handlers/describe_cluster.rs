@@ -4,7 +4,7 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 
 use super::{broker, s, Context};
 
@@ -17,7 +17,7 @@ pub async fn handle(
     if req.endpoint_type != 1 {
         // Controllers' endpoints are asked of controllers (Kafka's brokers answer the same).
         return DescribeClusterResponse::default()
-            .with_error_code(E::UnsupportedEndpointType.code())
+            .with_error_code(Refusal::UnsupportedEndpointType.code())
             .with_error_message(Some(s("this listener serves broker endpoints only")))
             .with_endpoint_type(req.endpoint_type)
             .with_cluster_authorized_operations(i32::MIN);

@@ -4,7 +4,7 @@
 //! settings are read-only. A broker resource named `""` describes the cluster-wide dynamic
 //! defaults.
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -49,7 +49,7 @@ pub async fn handle(
                 TOPIC => {
                     let Some(t) = image.topic(&name) else {
                         return result
-                            .with_error_code(E::UnknownTopicOrPartition.code())
+                            .with_error_code(Refusal::UnknownTopicOrPartition.code())
                             .with_error_message(Some(s(format!("topic `{name}` does not exist"))));
                     };
                     let configs = TOPIC_CONFIGS
@@ -81,7 +81,7 @@ pub async fn handle(
                 BROKER => {
                     if name != me.to_string() {
                         return result
-                            .with_error_code(E::InvalidRequest.code())
+                            .with_error_code(Refusal::InvalidRequest.code())
                             .with_error_message(Some(s(format!(
                                 "this is broker {me}, not `{name}`"
                             ))));
@@ -104,7 +104,7 @@ pub async fn handle(
                     result.with_configs(configs)
                 }
                 other => result
-                    .with_error_code(E::InvalidRequest.code())
+                    .with_error_code(Refusal::InvalidRequest.code())
                     .with_error_message(Some(s(format!("resource type {other} is not supported")))),
             }
         })

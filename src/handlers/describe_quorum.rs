@@ -2,7 +2,7 @@
 //! tooling works: the leader, its term as the epoch, the committed index as the high watermark,
 //! and each voter's log end as the leader sees it. Asked of any broker; answered from the leader.
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
@@ -24,7 +24,7 @@ pub async fn handle(
         for p in &t.partitions {
             let data = PartitionData::default().with_partition_index(p.partition_index);
             if t.topic_name.0.as_str() != METADATA_TOPIC || p.partition_index != 0 {
-                partitions.push(data.with_error_code(E::UnknownTopicOrPartition.code()));
+                partitions.push(data.with_error_code(Refusal::UnknownTopicOrPartition.code()));
                 continue;
             }
             match &status {
@@ -48,7 +48,7 @@ pub async fn handle(
                     );
                 }
                 Err(e) => partitions.push(
-                    data.with_error_code(E::NotLeaderOrFollower.code())
+                    data.with_error_code(Refusal::NotLeaderOrFollower.code())
                         .with_error_message(Some(s(e.to_string()))),
                 ),
             }

@@ -3,7 +3,7 @@
 //! per answer, continued from the request's cursor, with a next cursor while more remain. No
 //! topics named means every topic.
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
@@ -38,7 +38,7 @@ pub async fn handle(
         let Some(t) = image.topic(name) else {
             topics.push(
                 DescribeTopicPartitionsResponseTopic::default()
-                    .with_error_code(E::UnknownTopicOrPartition.code())
+                    .with_error_code(Refusal::UnknownTopicOrPartition.code())
                     .with_name(Some(topic_name(name)))
                     .with_topic_authorized_operations(i32::MIN),
             );

@@ -36,7 +36,7 @@ pub async fn handle(ctx: &Context, req: ElectLeadersRequest, version: i16) -> El
             let (code, msg) = match other {
                 Err(e) => (errors::admin(&e), e.to_string()),
                 Ok(_) => (
-                    kafka_protocol::error::ResponseError::UnknownServerError.code(),
+                    errors::Refusal::UnknownServerError.code(),
                     "unexpected answer from the controller".to_string(),
                 ),
             };

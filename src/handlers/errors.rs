@@ -1,4 +1,6 @@
-//! Every strom error a client can cause, mapped to its Kafka error code in one place.
+//! Every Kafka error code strom answers with is chosen here: from the typed errors of the
+//! modules below (admin, elections, partitions, logs, appends, fetches, groups) and from the
+//! refusals handlers decide themselves (`Refusal`). Handlers name no code.
 
 use kafka_protocol::error::ResponseError as E;
 
@@ -11,6 +13,69 @@ use crate::replica::{
 };
 
 pub const NONE: i16 = 0;
+
+/// Refusals a handler decides from the request itself, with no other module's error behind
+/// them. Every Kafka code strom sends is chosen in this file: from these, or from the typed
+/// errors of the modules below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A topic (or partition) by name this cluster does not have.
+    UnknownTopicOrPartition,
+    /// A topic id this cluster does not have (the id-based versions).
+    UnknownTopicId,
+    /// A name Kafka refuses, or a change to a topic only the broker itself writes.
+    InvalidTopic,
+    /// Produce acks other than -1, 0 and 1.
+    InvalidRequiredAcks,
+    /// A request Kafka does not take in this form.
+    InvalidRequest,
+    /// More than one request may ask for (partitions per request).
+    PolicyViolation,
+    /// A topic that is being created: retry.
+    LeaderNotAvailable,
+    /// No coordinator can be named yet: retry.
+    CoordinatorNotAvailable,
+    /// The coordinator is loading its groups: retry.
+    CoordinatorLoadInProgress,
+    InvalidGroupId,
+    /// This broker is not the one to ask (a quorum or partition it does not lead).
+    NotLeaderOrFollower,
+    /// DescribeCluster asked for controller endpoints, which brokers do not give.
+    UnsupportedEndpointType,
+    /// A fetch session: strom keeps none.
+    FetchSessionIdNotFound,
+    /// A transactional id: strom has no transactions yet.
+    TransactionalIdAuthorizationFailed,
+    /// A request version this broker does not serve (ApiVersions answers with its list).
+    UnsupportedVersion,
+    /// The controller answered something no request can get (a bug, reported as Kafka does).
+    UnknownServerError,
+}
+
+impl Refusal {
+    pub fn code(self) -> i16 {
+        match self {
+            Refusal::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
+            Refusal::UnknownTopicId => E::UnknownTopicId.code(),
+            Refusal::InvalidTopic => E::InvalidTopicException.code(),
+            Refusal::InvalidRequiredAcks => E::InvalidRequiredAcks.code(),
+            Refusal::InvalidRequest => E::InvalidRequest.code(),
+            Refusal::PolicyViolation => E::PolicyViolation.code(),
+            Refusal::LeaderNotAvailable => E::LeaderNotAvailable.code(),
+            Refusal::CoordinatorNotAvailable => E::CoordinatorNotAvailable.code(),
+            Refusal::CoordinatorLoadInProgress => E::CoordinatorLoadInProgress.code(),
+            Refusal::InvalidGroupId => E::InvalidGroupId.code(),
+            Refusal::NotLeaderOrFollower => E::NotLeaderOrFollower.code(),
+            Refusal::UnsupportedEndpointType => E::UnsupportedEndpointType.code(),
+            Refusal::FetchSessionIdNotFound => E::FetchSessionIdNotFound.code(),
+            Refusal::TransactionalIdAuthorizationFailed => {
+                E::TransactionalIdAuthorizationFailed.code()
+            }
+            Refusal::UnsupportedVersion => E::UnsupportedVersion.code(),
+            Refusal::UnknownServerError => E::UnknownServerError.code(),
+        }
+    }
+}
 
 pub fn admin(e: &AdminError) -> i16 {
     match e {

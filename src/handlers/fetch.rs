@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
@@ -43,7 +43,7 @@ async fn answer(
     version: i16,
 ) -> (FetchResponse, Vec<Option<Part>>) {
     if req.session_id != 0 {
-        let resp = FetchResponse::default().with_error_code(E::FetchSessionIdNotFound.code());
+        let resp = FetchResponse::default().with_error_code(Refusal::FetchSessionIdNotFound.code());
         return (resp, Vec::new());
     }
     let replica = if version >= 15 {

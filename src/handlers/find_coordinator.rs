@@ -2,7 +2,7 @@
 //! `__consumer_offsets` partition), one key in v0–3 or a batch of keys in v4+. Transaction
 //! coordinators do not exist yet.
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
@@ -46,14 +46,19 @@ async fn find(ctx: &Context, key: &str, key_type: i8) -> Coordinator {
         0 => {}
         1 => {
             return failed(
-                E::CoordinatorNotAvailable.code(),
+                Refusal::CoordinatorNotAvailable.code(),
                 "transactions are not supported",
             )
         }
-        _ => return failed(E::InvalidRequest.code(), "unknown coordinator key type"),
+        _ => {
+            return failed(
+                Refusal::InvalidRequest.code(),
+                "unknown coordinator key type",
+            )
+        }
     }
     if key.is_empty() {
-        return failed(E::InvalidGroupId.code(), "the group id is empty");
+        return failed(Refusal::InvalidGroupId.code(), "the group id is empty");
     }
     let leader = match ctx.groups.coordinator_for(key).await {
         Ok(id) => id,
@@ -66,7 +71,7 @@ async fn find(ctx: &Context, key: &str, key_type: i8) -> Coordinator {
             .with_host(s(host))
             .with_port(port),
         None => failed(
-            E::CoordinatorNotAvailable.code(),
+            Refusal::CoordinatorNotAvailable.code(),
             "the coordinator has no endpoint on this listener",
         ),
     }

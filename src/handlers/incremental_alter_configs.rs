@@ -2,7 +2,7 @@
 //! on dynamic broker configs (resource name `""`: the cluster-wide default; an id: that
 //! broker). Written through the metadata quorum; every broker applies them without a restart.
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
@@ -64,7 +64,7 @@ pub async fn alter(
     validate_only: bool,
 ) -> Option<(i16, String)> {
     let (target, ops) = match (target(resource_type, name), ops) {
-        (Err(msg), _) | (_, Err(msg)) => return Some((E::InvalidRequest.code(), msg)),
+        (Err(msg), _) | (_, Err(msg)) => return Some((Refusal::InvalidRequest.code(), msg)),
         (Ok(target), Ok(ops)) => (target, ops),
     };
     let op = AdminOp::AlterConfigs {

@@ -4,7 +4,7 @@
 //! the same id, across controller failover and restarts. Transactions are not supported: a
 //! transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tokio::sync::Mutex;
 
@@ -46,7 +46,7 @@ pub async fn handle(
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        return resp.with_error_code(E::TransactionalIdAuthorizationFailed.code());
+        return resp.with_error_code(Refusal::TransactionalIdAuthorizationFailed.code());
     }
     // KIP-360: an idempotent producer may bump its own epoch after an unknown-producer error.
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
@@ -64,7 +64,7 @@ pub async fn handle(
             tracing::warn!(error = %e, "cannot allocate a producer id");
             resp.with_error_code(match e {
                 AdminError::NoQuorum(_) | AdminError::NotLeader(_) => {
-                    E::CoordinatorNotAvailable.code()
+                    Refusal::CoordinatorNotAvailable.code()
                 }
                 other => errors::admin(&other),
             })

@@ -1,7 +1,7 @@
 //! ListGroups: the groups this broker coordinates (clients ask every broker), optionally only
 //! those in the given states (v4+) or of the given types (v5+; all groups here are `classic`).
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
@@ -28,7 +28,7 @@ pub async fn handle(ctx: &Context, req: ListGroupsRequest, _version: i16) -> Lis
         })
         .collect();
     let code = if ctx.groups.loading() {
-        E::CoordinatorLoadInProgress.code()
+        Refusal::CoordinatorLoadInProgress.code()
     } else {
         0
     };

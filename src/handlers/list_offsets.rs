@@ -1,7 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
 //! local (-4, the same as earliest here) and by timestamp (the first record at or after it).
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -46,7 +46,7 @@ pub async fn handle(ctx: &Context, req: ListOffsetsRequest, version: i16) -> Lis
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log_start_offset(), -1))),
                         MAX_TIMESTAMP => part.max_timestamp(),
                         ts if ts >= 0 => part.offset_for_timestamp(ts),
-                        _ => return resp.with_error_code(E::InvalidRequest.code()),
+                        _ => return resp.with_error_code(Refusal::InvalidRequest.code()),
                     };
                     match found {
                         // Never point past what consumers may read.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -150,7 +150,7 @@ async fn named(
                 continue;
             }
             if budget < ctx.config.num_partitions || wanted.len() >= AUTO_CREATE_BATCH {
-                errors_by_name.insert(name.clone(), E::LeaderNotAvailable.code());
+                errors_by_name.insert(name.clone(), Refusal::LeaderNotAvailable.code());
                 continue;
             }
             budget -= ctx.config.num_partitions;
@@ -179,8 +179,8 @@ async fn named(
                     Err(AdminError::TopicAlreadyExists(_)) => {}
                     Err(e) => {
                         let code = match e {
-                            AdminError::InvalidTopic(_) => E::InvalidTopicException.code(),
-                            _ => E::LeaderNotAvailable.code(),
+                            AdminError::InvalidTopic(_) => Refusal::InvalidTopic.code(),
+                            _ => Refusal::LeaderNotAvailable.code(),
                         };
                         errors_by_name.insert(name, code);
                     }
@@ -196,7 +196,7 @@ async fn named(
         // there (v10-11 requests may carry them) with INVALID_REQUEST.
         for t in resp.topics.iter_mut().filter(|t| t.name.is_none()) {
             t.name = Some(topic_name(""));
-            t.error_code = E::InvalidRequest.code();
+            t.error_code = Refusal::InvalidRequest.code();
         }
     }
     resp
@@ -231,9 +231,9 @@ fn answer(
                             .as_ref()
                             .and_then(|n| errors_by_name.get(n).copied())
                             .unwrap_or(if name.is_some() {
-                                E::UnknownTopicOrPartition.code()
+                                Refusal::UnknownTopicOrPartition.code()
                             } else {
-                                E::UnknownTopicId.code()
+                                Refusal::UnknownTopicId.code()
                             });
                         MetadataResponseTopic::default()
                             .with_error_code(code)
@@ -286,7 +286,7 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
                 .map(|r| broker(*r))
                 .collect();
             let code = if p.leader < 0 {
-                E::LeaderNotAvailable.code()
+                Refusal::LeaderNotAvailable.code()
             } else {
                 errors::NONE
             };

@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 
 use super::{errors, Context};
 use crate::group::CommitEntry;
@@ -70,7 +70,7 @@ pub async fn handle(
                             let code = if known(&t.name, p.partition_index) {
                                 codes.next().unwrap_or(errors::NONE)
                             } else {
-                                E::UnknownTopicOrPartition.code()
+                                Refusal::UnknownTopicOrPartition.code()
                             };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError as E;
+use super::errors::Refusal;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -74,9 +74,9 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
             let mut resp = PartitionProduceResponse::default().with_index(pd.index);
             let Some(name) = &name else {
                 let code = if version >= 13 {
-                    E::UnknownTopicId.code()
+                    Refusal::UnknownTopicId.code()
                 } else {
-                    E::UnknownTopicOrPartition.code()
+                    Refusal::UnknownTopicOrPartition.code()
                 };
                 partitions.push(resp.with_error_code(code));
                 continue;
@@ -84,13 +84,13 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
             if name == crate::group::OFFSETS_TOPIC {
                 // Only the group coordinator writes its own topic.
                 partitions.push(
-                    resp.with_error_code(E::InvalidTopicException.code())
+                    resp.with_error_code(Refusal::InvalidTopic.code())
                         .with_error_message(Some(s("cannot produce to an internal topic"))),
                 );
                 continue;
             }
             if !matches!(req.acks, -1..=1) {
-                partitions.push(resp.with_error_code(E::InvalidRequiredAcks.code()));
+                partitions.push(resp.with_error_code(Refusal::InvalidRequiredAcks.code()));
                 continue;
             }
             let tp = TopicPartition::new(name.clone(), pd.index);

@@ -42,7 +42,7 @@ pub use isr::IsrChange;
 pub use partition::{AppendError, Partition, Produced};
 
 use crate::config::{broker_log_defaults, log_settings, Config};
-use crate::controller::Handle;
+use crate::controller::{AlterPartition, Handle};
 use crate::metadata::{local_changes, MetadataImage};
 use crate::storage::batch::BatchHeader;
 use crate::storage::PartitionLog;
@@ -471,15 +471,15 @@ impl ReplicaManager {
     fn request_isr_change(&self, partition: Arc<Partition>, req: IsrChange) {
         let controller = self.controller.clone();
         tokio::spawn(async move {
-            let r = controller
-                .alter_partition(
-                    partition.topic_id(),
-                    partition.tp().partition,
-                    req.leader_epoch,
-                    req.partition_epoch,
-                    req.new_isr.clone(),
-                )
-                .await;
+            let ask = AlterPartition {
+                broker: partition.me(),
+                topic_id: partition.topic_id(),
+                partition: partition.tp().partition,
+                leader_epoch: req.leader_epoch,
+                partition_epoch: req.partition_epoch,
+                new_isr: req.new_isr,
+            };
+            let r = controller.alter_partition(ask).await;
             match r {
                 Ok((epoch, isr)) => {
                     tracing::info!(tp = %partition.tp(), partition_epoch = epoch, ?isr, "ISR changed")

@@ -275,9 +275,7 @@ async fn read_requests(
                 // The client retries with a version from this list (KIP-511).
                 let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
                 let body = ApiVersionsResponse::default()
-                    .with_error_code(
-                        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
-                    )
+                    .with_error_code(handlers::errors::Refusal::UnsupportedVersion.code())
                     .with_api_keys(handlers::api_versions::list());
                 match protocol::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body) {
                     Ok(bytes) => Work::Ready(bytes),

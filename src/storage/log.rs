@@ -24,6 +24,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::batch::{rewritten_prefix, BatchHeader};
+use super::checkpoint::{owner, read_checkpoint, write_checkpoint, Owner};
 use super::epochs::EpochCache;
 use super::producers::{Check, ProducerError, ProducerState};
 use super::segment::{delete_files, read_at, read_batches, Segment};
@@ -106,42 +107,6 @@ pub struct PartitionLog {
     dir: PathBuf,
     settings: RwLock<LogDefaults>,
     inner: Mutex<Inner>,
-}
-
-fn read_checkpoint(path: &Path) -> Option<Offset> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// A lost or older offset checkpoint is safe (recovery re-validates more, a log start is at
-/// least the first segment, a high watermark is relearned), so these are not fsynced.
-fn write_checkpoint(path: &Path, value: &str) -> io::Result<()> {
-    super::replace_file(path, value.as_bytes(), false)
-}
-
-/// What a partition directory's `partition.metadata` says about whose data it holds.
-#[derive(Debug, PartialEq, Eq)]
-enum Owner {
-    /// This topic's.
-    Ours,
-    /// Unknown: the file is missing, empty or torn after a crash — the data is kept and
-    /// adopted, as Kafka does, rather than deleted on a guess.
-    Unknown,
-    /// A valid id of another topic: an older topic of the same name, deleted meanwhile.
-    Other(String),
-}
-
-fn owner(meta_path: &Path, topic_id: TopicId) -> io::Result<Owner> {
-    let stored = match std::fs::read_to_string(meta_path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Owner::Unknown),
-        // Unreadable now is not proof of anything: refuse to open rather than delete.
-        Err(e) => return Err(e),
-    };
-    match uuid::Uuid::parse_str(stored.trim()) {
-        Ok(id) if id == topic_id.0 => Ok(Owner::Ours),
-        Ok(id) => Ok(Owner::Other(id.to_string())),
-        Err(_) => Ok(Owner::Unknown),
-    }
 }
 
 /// What `open` found, for the log line that reports recovery.

@@ -3,6 +3,7 @@
 //! Knows nothing of the network, of leadership or of metadata.
 
 pub mod batch;
+mod checkpoint;
 pub mod epochs;
 #[cfg(test)]
 mod fuzz;

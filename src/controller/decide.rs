@@ -1,0 +1,827 @@
+//! The controller's decisions, as pure functions of the image, the configuration and the request:
+//! each returns the records to commit and how to read their outcomes (Kafka's
+//! `ControllerResult`), or the error to answer with. No Raft, no clocks, no I/O — the leader's
+//! service (`leader.rs`) proposes what these return, and the tests below run them on plain
+//! images. Placement and elections themselves live with the image (`metadata`), config changes in
+//! `configs.rs`; this file decides with them.
+
+use serde::{Deserialize, Serialize};
+
+use super::admin::{
+    AdminDone, AdminError, AdminOp, ConfigTarget, NewTopic, EXCESSIVE_PARTITIONS,
+    MAX_PARTITIONS_PER_REQUEST,
+};
+use super::configs::plan_config_change;
+use crate::config::{validate_topic_config, Config};
+use crate::metadata::{
+    elect_leader, fence_changes, place_replicas, unfence_changes, ApplyOutcome, BrokerRegistration,
+    ElectionError, MetadataImage, MetadataRecord,
+};
+use crate::types::{NodeId, TopicId};
+
+/// How many producer ids a broker gets at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// An ISR change a partition leader asks for (AlterPartition), the same on every side: the
+/// leader's replica manager sends it, the RPC carries it, the controller decides on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub broker: NodeId,
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<NodeId>,
+}
+
+/// An admin decision: the records to commit, and how their outcomes answer the request.
+#[derive(Debug)]
+pub struct Planned {
+    pub records: Vec<MetadataRecord>,
+    conclusion: Conclusion,
+}
+
+#[derive(Debug)]
+enum Conclusion {
+    /// Known without writing (validate_only).
+    Answer(AdminDone),
+    Topic {
+        name: String,
+        id: TopicId,
+        assignments: Vec<Vec<NodeId>>,
+    },
+    ProducerIds,
+    /// Applied, or the topic went away meanwhile.
+    AppliedOrUnknownTopic(String),
+    /// Each topic of the request: the index of its record, or why it was not planned.
+    Topics(Vec<(String, Result<usize, AdminError>)>),
+    Elections(Vec<(String, i32, Result<(), ElectionError>)>),
+    Configs(ConfigTarget),
+}
+
+fn unexpected(other: Option<&ApplyOutcome>) -> String {
+    format!("unexpected outcome {other:?}")
+}
+
+impl Planned {
+    fn answer(done: AdminDone) -> Planned {
+        Planned {
+            records: Vec::new(),
+            conclusion: Conclusion::Answer(done),
+        }
+    }
+
+    /// The answer, given the outcome of each record (empty when nothing was written).
+    pub fn conclude(self, outcomes: &[ApplyOutcome]) -> Result<AdminDone, AdminError> {
+        let first = outcomes.first();
+        match self.conclusion {
+            Conclusion::Answer(done) => Ok(done),
+            Conclusion::Topic {
+                name,
+                id,
+                assignments,
+            } => match first {
+                Some(ApplyOutcome::Applied) => Ok(AdminDone::Topic { id, assignments }),
+                Some(ApplyOutcome::TopicAlreadyExists) => Err(AdminError::TopicAlreadyExists(name)),
+                other => Err(AdminError::InvalidTopic(unexpected(other))),
+            },
+            Conclusion::ProducerIds => match first {
+                Some(ApplyOutcome::ProducerIds { first }) => Ok(AdminDone::ProducerIds {
+                    first: *first,
+                    count: PRODUCER_ID_BLOCK,
+                }),
+                other => Err(AdminError::NoQuorum(unexpected(other))),
+            },
+            Conclusion::AppliedOrUnknownTopic(name) => match first {
+                Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
+                _ => Err(AdminError::UnknownTopic(name)),
+            },
+            Conclusion::Topics(planned) => {
+                let ids: Vec<Option<TopicId>> = self
+                    .records
+                    .iter()
+                    .map(|r| match r {
+                        MetadataRecord::CreateTopic { id, .. } => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+                let results = planned
+                    .into_iter()
+                    .map(|(name, p)| {
+                        let i = p?;
+                        match (outcomes.get(i), ids.get(i).copied().flatten()) {
+                            (Some(ApplyOutcome::Applied), Some(id)) => Ok(id),
+                            (Some(ApplyOutcome::TopicAlreadyExists), _) => {
+                                Err(AdminError::TopicAlreadyExists(name))
+                            }
+                            (other, _) => Err(AdminError::InvalidTopic(unexpected(other))),
+                        }
+                    })
+                    .collect();
+                Ok(AdminDone::Topics(results))
+            }
+            Conclusion::Elections(results) => {
+                if let Some(bad) = outcomes
+                    .iter()
+                    .find(|o| !matches!(o, ApplyOutcome::Applied))
+                {
+                    return Err(AdminError::Stale(format!(
+                        "a partition changed during the election: {bad:?}"
+                    )));
+                }
+                Ok(AdminDone::Elections(results))
+            }
+            Conclusion::Configs(target) => match first {
+                Some(ApplyOutcome::Applied) => Ok(AdminDone::Done),
+                Some(ApplyOutcome::UnknownTopic) => match target {
+                    ConfigTarget::Topic(name) => Err(AdminError::UnknownTopic(name)),
+                    ConfigTarget::Broker(b) => Err(AdminError::InvalidRequest(format!(
+                        "unexpected outcome for broker `{b}`"
+                    ))),
+                },
+                other => Err(AdminError::InvalidConfig(unexpected(other))),
+            },
+        }
+    }
+}
+
+/// Decides an admin write against `image`.
+pub fn admin(image: &MetadataImage, config: &Config, op: AdminOp) -> Result<Planned, AdminError> {
+    match op {
+        AdminOp::CreateTopic {
+            topic,
+            validate_only,
+        } => {
+            let record = plan_topic(image, config, &topic)?;
+            let MetadataRecord::CreateTopic {
+                id, assignments, ..
+            } = &record
+            else {
+                return Err(AdminError::InvalidTopic(
+                    "internal: planned record is not a topic".into(),
+                ));
+            };
+            let (id, assignments) = (*id, assignments.clone());
+            if validate_only {
+                return Ok(Planned::answer(AdminDone::Topic { id, assignments }));
+            }
+            Ok(Planned {
+                records: vec![record],
+                conclusion: Conclusion::Topic {
+                    name: topic.name,
+                    id,
+                    assignments,
+                },
+            })
+        }
+        AdminOp::AllocateProducerIds { broker } => Ok(Planned {
+            records: vec![MetadataRecord::AllocateProducerIds {
+                broker,
+                count: PRODUCER_ID_BLOCK,
+            }],
+            conclusion: Conclusion::ProducerIds,
+        }),
+        AdminOp::DeleteTopic { id, name } => Ok(Planned {
+            records: vec![MetadataRecord::DeleteTopic { id }],
+            conclusion: Conclusion::AppliedOrUnknownTopic(name),
+        }),
+        AdminOp::CreatePartitions {
+            name,
+            total,
+            assignments,
+            validate_only,
+        } => {
+            let record = create_partitions(image, &name, total, assignments)?;
+            if validate_only {
+                return Ok(Planned::answer(AdminDone::Done));
+            }
+            Ok(Planned {
+                records: vec![record],
+                conclusion: Conclusion::AppliedOrUnknownTopic(name),
+            })
+        }
+        AdminOp::CreateTopics { topics } => {
+            // Each planned on the image as the ones before it leave it, so leaders spread and
+            // a name given twice is refused the second time.
+            let mut image = image.clone();
+            let mut records = Vec::new();
+            let mut planned = Vec::with_capacity(topics.len());
+            for t in topics {
+                match plan_topic(&image, config, &t) {
+                    Ok(record) => {
+                        image = image.apply(&record).0;
+                        planned.push((t.name, Ok(records.len())));
+                        records.push(record);
+                    }
+                    Err(e) => planned.push((t.name, Err(e))),
+                }
+            }
+            Ok(Planned {
+                records,
+                conclusion: Conclusion::Topics(planned),
+            })
+        }
+        AdminOp::ElectLeaders {
+            unclean,
+            partitions,
+        } => {
+            let listed = partitions.is_some();
+            let wanted = partitions.unwrap_or_else(|| {
+                image
+                    .topics
+                    .values()
+                    .flat_map(|t| (0..t.partitions.len() as i32).map(|i| (t.name.clone(), i)))
+                    .collect()
+            });
+            let mut results = Vec::with_capacity(wanted.len());
+            let mut records = Vec::new();
+            for (topic, partition) in wanted {
+                let planned = elect_leader(image, &topic, partition, unclean);
+                if let Ok(r) = &planned {
+                    records.push(r.clone());
+                }
+                // Asked for every partition, Kafka reports only those it acted on.
+                if listed || !matches!(planned, Err(ElectionError::NotNeeded)) {
+                    results.push((topic, partition, planned.map(|_| ())));
+                }
+            }
+            Ok(Planned {
+                records,
+                conclusion: Conclusion::Elections(results),
+            })
+        }
+        AdminOp::AlterConfigs {
+            target,
+            replace,
+            ops,
+            validate_only,
+        } => {
+            let record = plan_config_change(image, &target, replace, &ops)?;
+            if validate_only {
+                return Ok(Planned::answer(AdminDone::Done));
+            }
+            Ok(Planned {
+                records: vec![record],
+                conclusion: Conclusion::Configs(target),
+            })
+        }
+    }
+}
+
+/// Validates and places a new topic against `image`; returns the record to write.
+pub fn plan_topic(
+    image: &MetadataImage,
+    config: &Config,
+    t: &NewTopic,
+) -> Result<MetadataRecord, AdminError> {
+    validate_topic_name(&t.name)?;
+    if image.topic(&t.name).is_some() {
+        return Err(AdminError::TopicAlreadyExists(t.name.clone()));
+    }
+    for (k, v) in &t.configs {
+        validate_topic_config(k, v).map_err(AdminError::InvalidConfig)?;
+    }
+    let live = image.live_brokers();
+    let assignments = if !t.assignments.is_empty() {
+        if t.partitions != -1 || t.replication_factor != -1 {
+            return Err(AdminError::InvalidReplicaAssignment(
+                "give either replica assignments or partitions and replication factor, not both"
+                    .into(),
+            ));
+        }
+        check_assignments(
+            &t.assignments,
+            &image.brokers.keys().copied().collect::<Vec<_>>(),
+        )?;
+        t.assignments.clone()
+    } else {
+        let partitions = if t.partitions == -1 {
+            config.num_partitions
+        } else {
+            t.partitions
+        };
+        if partitions > MAX_PARTITIONS_PER_REQUEST {
+            return Err(AdminError::PolicyViolation(EXCESSIVE_PARTITIONS.into()));
+        }
+        if partitions <= 0 {
+            return Err(AdminError::InvalidPartitions(format!(
+                "number of partitions must be positive, got {partitions}"
+            )));
+        }
+        let rf = if t.replication_factor == -1 {
+            config.default_replication_factor
+        } else {
+            t.replication_factor
+        };
+        if rf <= 0 {
+            return Err(AdminError::InvalidReplicationFactor(format!(
+                "replication factor must be positive, got {rf}"
+            )));
+        }
+        if rf as usize > live.len() {
+            return Err(AdminError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is larger than the {} available brokers",
+                live.len()
+            )));
+        }
+        place_replicas(&live, partitions, rf as usize, image.topics.len())
+    };
+    Ok(MetadataRecord::CreateTopic {
+        name: t.name.clone(),
+        id: TopicId(uuid::Uuid::new_v4()),
+        assignments,
+        configs: t.configs.clone(),
+    })
+}
+
+/// Grows topic `name` to `total` partitions (placed, or as `assignments` lists them).
+fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    total: i32,
+    assignments: Vec<Vec<NodeId>>,
+) -> Result<MetadataRecord, AdminError> {
+    let topic = image
+        .topic(name)
+        .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+    let current = topic.partitions.len() as i32;
+    if total <= current {
+        return Err(AdminError::InvalidPartitions(format!(
+            "topic `{name}` has {current} partitions; the new count must be larger, got {total}"
+        )));
+    }
+    let rf = topic
+        .partitions
+        .first()
+        .map(|p| p.replicas.len())
+        .unwrap_or(1);
+    if total - current > MAX_PARTITIONS_PER_REQUEST {
+        return Err(AdminError::PolicyViolation(EXCESSIVE_PARTITIONS.into()));
+    }
+    let added = (total - current) as usize;
+    let assignments = if assignments.is_empty() {
+        let live = image.live_brokers();
+        if rf > live.len() {
+            return Err(AdminError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is larger than the {} available brokers",
+                live.len()
+            )));
+        }
+        place_replicas(&live, added as i32, rf, current as usize)
+    } else {
+        if assignments.len() != added {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "{} assignments given for {added} new partitions",
+                assignments.len()
+            )));
+        }
+        check_assignments(
+            &assignments,
+            &image.brokers.keys().copied().collect::<Vec<_>>(),
+        )?;
+        assignments
+    };
+    Ok(MetadataRecord::CreatePartitions {
+        id: topic.id,
+        assignments,
+    })
+}
+
+/// An ISR change, refused when the asker is not the leader at that epoch, knows an old
+/// partition epoch, or names an ISR that could not stand. Returns the record to commit.
+pub fn alter_partition(
+    image: &MetadataImage,
+    req: &AlterPartition,
+) -> Result<MetadataRecord, AdminError> {
+    let p = image
+        .topic_by_id(req.topic_id)
+        .and_then(|t| {
+            usize::try_from(req.partition)
+                .ok()
+                .and_then(|i| t.partitions.get(i))
+        })
+        .ok_or_else(|| AdminError::UnknownTopic(req.topic_id.to_string()))?;
+    let broker = req.broker;
+    if p.leader != broker || p.leader_epoch != req.leader_epoch {
+        return Err(AdminError::Stale(format!(
+            "broker {broker} at epoch {} is not the leader (leader {} at epoch {})",
+            req.leader_epoch, p.leader, p.leader_epoch
+        )));
+    }
+    if p.partition_epoch != req.partition_epoch {
+        return Err(AdminError::Stale(format!(
+            "partition epoch {} is stale; current is {}",
+            req.partition_epoch, p.partition_epoch
+        )));
+    }
+    // A fenced (or stopping) broker may not join an ISR: it is not there to stay.
+    if let Some(b) = req
+        .new_isr
+        .iter()
+        .find(|b| !p.isr.contains(b) && image.brokers.get(b).is_none_or(|r| r.fenced))
+    {
+        return Err(AdminError::Stale(format!(
+            "broker {b} is fenced and cannot join the ISR"
+        )));
+    }
+    if req.new_isr.is_empty()
+        || !req.new_isr.contains(&broker)
+        || req.new_isr.iter().any(|b| !p.replicas.contains(b))
+    {
+        return Err(AdminError::Stale(format!(
+            "ISR {:?} must hold the leader and only replicas",
+            req.new_isr
+        )));
+    }
+    Ok(MetadataRecord::PartitionChange {
+        topic_id: req.topic_id,
+        partition: req.partition,
+        leader: broker,
+        isr: req.new_isr.clone(),
+        leader_epoch: req.leader_epoch,
+        partition_epoch: req.partition_epoch + 1,
+    })
+}
+
+/// A broker's registration: its endpoints, unfenced, and the leaderless partitions it can lead
+/// again. Refused until the cluster id is written (the new leader writes it within moments).
+pub fn register(
+    image: &MetadataImage,
+    reg: BrokerRegistration,
+) -> Result<Vec<MetadataRecord>, AdminError> {
+    if image.cluster_id.is_empty() {
+        return Err(AdminError::NoQuorum(
+            "the cluster id is not written yet".into(),
+        ));
+    }
+    let id = reg.id;
+    let mut records = vec![MetadataRecord::RegisterBroker(reg)];
+    records.extend(unfence_changes(image, id));
+    Ok(records)
+}
+
+/// What a heartbeat finds.
+#[derive(Debug, PartialEq)]
+pub enum Heartbeat {
+    /// The controller does not know this incarnation: register again.
+    Unknown,
+    /// The broker is stopping (controlled shutdown): it stays fenced.
+    Stopping,
+    /// Alive; a fenced broker is unfenced by these records.
+    Alive(Vec<MetadataRecord>),
+}
+
+/// A heartbeat from broker `id` in `incarnation`; `stopping`: it asked for a controlled
+/// shutdown.
+pub fn heartbeat(
+    image: &MetadataImage,
+    id: NodeId,
+    incarnation: uuid::Uuid,
+    stopping: bool,
+) -> Heartbeat {
+    let Some(reg) = image.brokers.get(&id) else {
+        return Heartbeat::Unknown;
+    };
+    if reg.incarnation != incarnation {
+        return Heartbeat::Unknown;
+    }
+    if stopping {
+        return Heartbeat::Stopping;
+    }
+    if !reg.fenced {
+        return Heartbeat::Alive(Vec::new());
+    }
+    let mut records = vec![MetadataRecord::UnfenceBroker { id }];
+    records.extend(unfence_changes(image, id));
+    Heartbeat::Alive(records)
+}
+
+/// Fencing broker `id` (silent, or shutting down) with the partition changes that follow.
+pub fn fence(image: &MetadataImage, id: NodeId, unclean: bool) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::FenceBroker { id }];
+    records.extend(fence_changes(image, id, unclean));
+    records
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
+    if name.is_empty() {
+        return Err(AdminError::InvalidTopic("topic name is empty".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(AdminError::InvalidTopic(format!(
+            "topic name `{name}` is not allowed"
+        )));
+    }
+    if name.len() > 249 {
+        return Err(AdminError::InvalidTopic(
+            "topic name is longer than 249 characters".into(),
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return Err(AdminError::InvalidTopic(format!(
+            "topic name `{name}` has characters other than ASCII letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+fn check_assignments(assignments: &[Vec<NodeId>], known: &[NodeId]) -> Result<(), AdminError> {
+    let rf = assignments.first().map(Vec::len).unwrap_or(0);
+    for (i, a) in assignments.iter().enumerate() {
+        if a.is_empty() || a.len() != rf {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "partition {i} has {} replicas; every partition needs the same non-zero count",
+                a.len()
+            )));
+        }
+        let mut seen = a.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != a.len() {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "partition {i} lists a broker twice"
+            )));
+        }
+        if let Some(b) = a.iter().find(|b| !known.contains(b)) {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "partition {i} names broker {b}, which is not registered"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn registration(id: NodeId) -> BrokerRegistration {
+        BrokerRegistration {
+            id,
+            incarnation: uuid::Uuid::from_u128(id as u128),
+            endpoints: Vec::new(),
+            rack: None,
+            fenced: false,
+        }
+    }
+
+    /// Three registered brokers, a cluster id, and topic `t` (two partitions, RF 3).
+    fn cluster() -> MetadataImage {
+        let mut img = MetadataImage::default()
+            .apply(&MetadataRecord::InitCluster {
+                cluster_id: "c".into(),
+            })
+            .0;
+        for id in 1..=3 {
+            img = img
+                .apply(&MetadataRecord::RegisterBroker(registration(id)))
+                .0;
+        }
+        img.apply(&MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: TopicId(uuid::Uuid::from_u128(9)),
+            assignments: vec![vec![1, 2, 3], vec![2, 3, 1]],
+            configs: BTreeMap::new(),
+        })
+        .0
+    }
+
+    fn config() -> Config {
+        let raw = [("num.partitions", "4"), ("default.replication.factor", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), (v.to_string(), "test".to_string())))
+            .collect();
+        Config::from_raw(raw).expect("config")
+    }
+
+    fn new_topic(name: &str) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignments: Vec::new(),
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn apply(
+        img: &MetadataImage,
+        records: &[MetadataRecord],
+    ) -> (MetadataImage, Vec<ApplyOutcome>) {
+        let mut outcomes = Vec::new();
+        let mut img = img.clone();
+        for r in records {
+            let (next, out) = img.apply(r);
+            img = next;
+            outcomes.push(out);
+        }
+        (img, outcomes)
+    }
+
+    #[test]
+    fn topics_are_placed_with_the_configured_defaults_and_concluded_from_outcomes() {
+        let img = cluster();
+        let op = AdminOp::CreateTopic {
+            topic: new_topic("orders"),
+            validate_only: false,
+        };
+        let planned = admin(&img, &config(), op).expect("planned");
+        let [MetadataRecord::CreateTopic { assignments, .. }] = &planned.records[..] else {
+            panic!("{:?}", planned.records)
+        };
+        assert_eq!(assignments.len(), 4, "num.partitions");
+        assert!(
+            assignments.iter().all(|a| a.len() == 2),
+            "default.replication.factor"
+        );
+        let (_, outcomes) = apply(&img, &planned.records);
+        assert!(matches!(
+            planned.conclude(&outcomes),
+            Ok(AdminDone::Topic { .. })
+        ));
+        // The same name committed by someone else first: TOPIC_ALREADY_EXISTS from the outcome.
+        let planned = admin(
+            &img,
+            &config(),
+            AdminOp::CreateTopic {
+                topic: new_topic("orders"),
+                validate_only: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            planned.conclude(&[ApplyOutcome::TopicAlreadyExists]),
+            Err(AdminError::TopicAlreadyExists("orders".into()))
+        );
+    }
+
+    #[test]
+    fn validate_only_writes_nothing() {
+        let img = cluster();
+        for op in [
+            AdminOp::CreateTopic {
+                topic: new_topic("x"),
+                validate_only: true,
+            },
+            AdminOp::CreatePartitions {
+                name: "t".into(),
+                total: 5,
+                assignments: Vec::new(),
+                validate_only: true,
+            },
+        ] {
+            let planned = admin(&img, &config(), op).unwrap();
+            assert!(planned.records.is_empty());
+            assert!(planned.conclude(&[]).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_batch_of_topics_is_planned_on_the_image_each_leaves() {
+        let img = cluster();
+        let topics = vec![
+            new_topic("a"),
+            new_topic("b"),
+            new_topic("a"),
+            new_topic("t"),
+        ];
+        let planned = admin(&img, &config(), AdminOp::CreateTopics { topics }).unwrap();
+        assert_eq!(planned.records.len(), 2, "only a and b are written");
+        let (after, outcomes) = apply(&img, &planned.records);
+        let Ok(AdminDone::Topics(results)) = planned.conclude(&outcomes) else {
+            panic!()
+        };
+        assert_eq!(results[0].as_ref().ok(), after.topic("a").map(|t| &t.id));
+        assert_eq!(results[1].as_ref().ok(), after.topic("b").map(|t| &t.id));
+        assert_eq!(results[2], Err(AdminError::TopicAlreadyExists("a".into())));
+        assert_eq!(results[3], Err(AdminError::TopicAlreadyExists("t".into())));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_anything_is_written() {
+        let img = cluster();
+        let c = config();
+        let mut too_wide = new_topic("w");
+        too_wide.replication_factor = 4;
+        assert!(matches!(
+            plan_topic(&img, &c, &too_wide),
+            Err(AdminError::InvalidReplicationFactor(_))
+        ));
+        let mut huge = new_topic("h");
+        huge.partitions = MAX_PARTITIONS_PER_REQUEST + 1;
+        assert!(matches!(
+            plan_topic(&img, &c, &huge),
+            Err(AdminError::PolicyViolation(_))
+        ));
+        let shrink = AdminOp::CreatePartitions {
+            name: "t".into(),
+            total: 2,
+            assignments: Vec::new(),
+            validate_only: false,
+        };
+        assert!(matches!(
+            admin(&img, &c, shrink),
+            Err(AdminError::InvalidPartitions(_))
+        ));
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+        assert!(check_assignments(&[vec![1], vec![1]], &[1]).is_ok());
+        assert!(check_assignments(&[vec![1, 1]], &[1]).is_err());
+        assert!(check_assignments(&[vec![2]], &[1]).is_err());
+        assert!(check_assignments(&[vec![1], vec![]], &[1]).is_err());
+    }
+
+    #[test]
+    fn isr_changes_need_the_current_leader_and_partition_epoch() {
+        let img = cluster();
+        let p = img.topic("t").unwrap().partitions[0].clone();
+        let ask = AlterPartition {
+            broker: p.leader,
+            topic_id: TopicId(uuid::Uuid::from_u128(9)),
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: vec![1, 2],
+        };
+        let MetadataRecord::PartitionChange {
+            isr,
+            partition_epoch,
+            ..
+        } = alter_partition(&img, &ask).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((isr, partition_epoch), (vec![1, 2], p.partition_epoch + 1));
+        let stale = AlterPartition {
+            partition_epoch: p.partition_epoch - 1,
+            ..ask.clone()
+        };
+        assert!(matches!(
+            alter_partition(&img, &stale),
+            Err(AdminError::Stale(_))
+        ));
+        let not_leader = AlterPartition {
+            broker: 3,
+            ..ask.clone()
+        };
+        assert!(matches!(
+            alter_partition(&img, &not_leader),
+            Err(AdminError::Stale(_))
+        ));
+        let without_leader = AlterPartition {
+            new_isr: vec![2, 3],
+            ..ask.clone()
+        };
+        assert!(alter_partition(&img, &without_leader).is_err());
+        let fenced = img.apply(&MetadataRecord::FenceBroker { id: 3 }).0;
+        let shrunk = AlterPartition {
+            new_isr: vec![1],
+            ..ask.clone()
+        };
+        let fenced = apply(&fenced, &[alter_partition(&fenced, &shrunk).unwrap()]).0;
+        let p = fenced.topic("t").unwrap().partitions[0].clone();
+        let rejoin = AlterPartition {
+            partition_epoch: p.partition_epoch,
+            new_isr: vec![1, 3],
+            ..ask
+        };
+        assert!(
+            alter_partition(&fenced, &rejoin).is_err(),
+            "a fenced broker cannot join"
+        );
+    }
+
+    #[test]
+    fn heartbeats_unfence_and_unknown_incarnations_register_again() {
+        let img = cluster();
+        let me = uuid::Uuid::from_u128(2);
+        assert_eq!(heartbeat(&img, 2, me, false), Heartbeat::Alive(Vec::new()));
+        assert_eq!(
+            heartbeat(&img, 2, uuid::Uuid::nil(), false),
+            Heartbeat::Unknown
+        );
+        assert_eq!(heartbeat(&img, 7, me, false), Heartbeat::Unknown);
+        assert_eq!(heartbeat(&img, 2, me, true), Heartbeat::Stopping);
+        let fenced = apply(&img, &fence(&img, 2, false)).0;
+        let Heartbeat::Alive(records) = heartbeat(&fenced, 2, me, false) else {
+            panic!()
+        };
+        assert_eq!(records[0], MetadataRecord::UnfenceBroker { id: 2 });
+        let back = apply(&fenced, &records).0;
+        assert!(!back.brokers[&2].fenced);
+        assert!(
+            register(&MetadataImage::default(), registration(1)).is_err(),
+            "no cluster id"
+        );
+        assert!(register(&img, registration(4)).is_ok());
+    }
+}

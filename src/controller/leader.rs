@@ -1,0 +1,252 @@
+//! The controller's leader-side service: what the Raft leader does with the calls brokers send
+//! it (`rpc.rs` hands them here) and its own duties. Each call asks `decide.rs` (pure) for the
+//! records, proposes them through Raft, and answers from the outcome; the duties — writing the
+//! cluster id once, fencing brokers whose heartbeats stopped for `broker.session.timeout.ms`
+//! (with the partition changes that follow: new leaders from the ISR, epoch + 1), moving
+//! leadership back to preferred replicas — run on every node and act only while it leads.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{self, AlterPartition};
+use super::liveness::VoterStatus;
+use super::{AdminDone, AdminError, AdminOp, Handle, QuorumStatus, RaftNodeId};
+use crate::metadata::{BrokerRegistration, MetadataRecord};
+use crate::types::NodeId;
+
+impl Handle {
+    /// An admin write, on the leader: decided against the current image (`decide::admin`),
+    /// proposed, and answered from the committed outcomes.
+    pub(super) async fn admin_local(&self, op: AdminOp) -> Result<AdminDone, AdminError> {
+        let planned = decide::admin(&self.image(), &self.config, op)?;
+        let outcomes = if planned.records.is_empty() {
+            Vec::new()
+        } else {
+            self.propose(planned.records.clone()).await?
+        };
+        planned.conclude(&outcomes)
+    }
+
+    /// Runs on every node; acts only while this node leads.
+    pub(super) async fn run_leader_duties(self, token: CancellationToken) {
+        let session = Duration::from_millis(self.config.session_timeout_ms);
+        let rebalance_every = Duration::from_millis(self.config.leader_imbalance_check_ms);
+        let mut last_rebalance = Instant::now();
+        let mut led_term = None;
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            if !self.is_leader() {
+                led_term = None;
+                continue;
+            }
+            let term = self.raft.metrics().borrow().current_term;
+            let image = self.image();
+            if led_term != Some(term) {
+                // New leader: everyone gets a full session from now.
+                self.liveness.reset(image.brokers.keys().copied());
+                led_term = Some(term);
+                tracing::info!(term, "this node is now the metadata leader (controller)");
+            }
+            if image.cluster_id.is_empty() {
+                let cluster_id = uuid::Uuid::new_v4().simple().to_string();
+                if let Err(e) = self
+                    .propose(vec![MetadataRecord::InitCluster { cluster_id }])
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot write the cluster id yet");
+                }
+                continue;
+            }
+            if self.config.auto_leader_rebalance && last_rebalance.elapsed() >= rebalance_every {
+                last_rebalance = Instant::now();
+                self.rebalance_leaders().await;
+            }
+            for b in image.brokers.values().filter(|b| !b.fenced) {
+                // A broker this leader has not heard of yet (its registration reached the image
+                // after the leader took over) gets a full session from now.
+                let Some(silent) = self.liveness.silent_for(b.id) else {
+                    self.liveness.mark(b.id);
+                    continue;
+                };
+                if silent < session {
+                    continue;
+                }
+                let records = decide::fence(&image, b.id, self.config.unclean_leader_election);
+                let moved = records.len() - 1;
+                match self.propose(records).await {
+                    Ok(_) => tracing::warn!(
+                        broker = b.id,
+                        silent_ms = silent.as_millis() as u64,
+                        partitions = moved,
+                        "fenced a broker whose heartbeats stopped"
+                    ),
+                    Err(e) => tracing::warn!(broker = b.id, error = %e, "cannot fence broker"),
+                }
+                break; // the image changed: look again with the new one
+            }
+        }
+    }
+
+    /// Registration, on the leader: decided, proposed, and the broker's clock started.
+    pub(super) async fn register_local(&self, reg: BrokerRegistration) -> Result<(), AdminError> {
+        let id = reg.id;
+        let records = decide::register(&self.image(), reg)?;
+        self.propose(records).await?;
+        self.liveness.mark(id);
+        Ok(())
+    }
+
+    /// A heartbeat, on the leader. Returns (registered, fenced after this heartbeat).
+    pub(super) async fn heartbeat_local(
+        &self,
+        id: NodeId,
+        incarnation: uuid::Uuid,
+    ) -> Result<(bool, bool), AdminError> {
+        let stopping = self
+            .liveness
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&incarnation);
+        match decide::heartbeat(&self.image(), id, incarnation, stopping) {
+            decide::Heartbeat::Unknown => Ok((false, false)),
+            decide::Heartbeat::Stopping => Ok((true, true)),
+            decide::Heartbeat::Alive(records) => {
+                self.liveness.mark(id);
+                if !records.is_empty() {
+                    self.propose(records).await?;
+                    tracing::info!(broker = id, "unfenced a broker whose heartbeats resumed");
+                }
+                Ok((true, false))
+            }
+        }
+    }
+
+    /// A broker about to stop, on the leader: fence it now with the partition changes that
+    /// follow, so clients move to the new leaders before its connections close.
+    pub(super) async fn controlled_shutdown_local(
+        &self,
+        id: NodeId,
+        incarnation: uuid::Uuid,
+    ) -> Result<(), AdminError> {
+        let image = self.image();
+        let Some(reg) = image.brokers.get(&id) else {
+            return Ok(());
+        };
+        if reg.incarnation != incarnation || reg.fenced {
+            return Ok(());
+        }
+        self.liveness
+            .stopping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(incarnation);
+        let records = decide::fence(&image, id, false);
+        let moved = records.len() - 1;
+        self.propose(records).await?;
+        tracing::info!(
+            broker = id,
+            partitions = moved,
+            "controlled shutdown: broker fenced, leadership moved"
+        );
+        Ok(())
+    }
+
+    /// Moves leadership back to each partition's preferred (first) replica where it is alive
+    /// and in the ISR. Pure planning over the image; one command.
+    async fn rebalance_leaders(&self) {
+        let image = self.image();
+        let records = crate::metadata::preferred_leader_changes(&image);
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len();
+        match self.propose(records).await {
+            Ok(_) => tracing::info!(
+                partitions = n,
+                "moved leadership back to preferred replicas"
+            ),
+            Err(e) => tracing::debug!(error = %e, "preferred leader election failed"),
+        }
+    }
+
+    /// An ISR change asked for by a partition's leader, on the controller: decided
+    /// (`decide::alter_partition`) and proposed. Returns the new partition epoch and ISR.
+    pub(super) async fn alter_partition_local(
+        &self,
+        ask: &AlterPartition,
+    ) -> Result<(i32, Vec<NodeId>), AdminError> {
+        let record = decide::alter_partition(&self.image(), ask)?;
+        self.propose(vec![record]).await?;
+        Ok((ask.partition_epoch + 1, ask.new_isr.clone()))
+    }
+
+    /// Adds a broker-only node as a learner (idempotent), on the leader.
+    pub(super) async fn add_learner_local(
+        &self,
+        id: NodeId,
+        address: String,
+    ) -> Result<(), AdminError> {
+        if self.config.voters.iter().any(|v| v.id == id) {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "node {id} is a voter, not a learner"
+            )));
+        }
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&(id as RaftNodeId))
+            .is_some_and(|n| n.addr == address);
+        if known {
+            return Ok(());
+        }
+        self.raft
+            .add_learner(id as RaftNodeId, openraft::BasicNode::new(address), false)
+            .await
+            .map_err(|e| AdminError::NoQuorum(e.to_string()))?;
+        tracing::info!(node = id, "added a broker-only node as a metadata learner");
+        Ok(())
+    }
+
+    /// This node's view of the quorum.
+    pub(super) fn quorum_local(&self) -> QuorumStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let progress = m.replication.clone().unwrap_or_default();
+        let last_index = m.last_log_index.map(|i| i as i64).unwrap_or(-1);
+        let voters = self
+            .config
+            .voters
+            .iter()
+            .map(|v| {
+                let log_end_offset = if v.id == self.config.node_id {
+                    last_index
+                } else {
+                    progress
+                        .get(&(v.id as RaftNodeId))
+                        .and_then(|l| l.as_ref())
+                        .map(|l| l.index as i64)
+                        .unwrap_or(-1)
+                };
+                VoterStatus {
+                    id: v.id,
+                    log_end_offset,
+                }
+            })
+            .collect();
+        QuorumStatus {
+            cluster_id: self.cluster_id(),
+            node_id: self.config.node_id,
+            leader_id: m.current_leader.map(|l| l as NodeId).unwrap_or(-1),
+            term: m.current_term,
+            high_watermark: m.last_applied.map(|l| l.index as i64).unwrap_or(-1),
+            voters,
+        }
+    }
+}

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
+use strom::dev::{signal, Layout};
 use strom::tools::Client;
 
 pub struct Node {
@@ -57,7 +58,7 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 pub struct ChaosCluster {
     pub nodes: Vec<Node>,
     bin: PathBuf,
-    voters: String,
+    layout: Layout,
     log_dir: PathBuf,
     net: Option<Net>,
 }
@@ -75,14 +76,6 @@ fn free_port(used: &[u16]) -> u16 {
         }
     }
     panic!("no free port");
-}
-
-#[allow(unsafe_code)]
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is a child we own.
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
 }
 
 impl ChaosCluster {
@@ -119,15 +112,16 @@ impl ChaosCluster {
                 cut: false,
             });
         }
-        let voters = nodes
-            .iter()
-            .map(|n| format!("{}@{}:{}", n.id, n.host, n.controller_port))
-            .collect::<Vec<_>>()
-            .join(",");
+        let layout = Layout {
+            nodes: nodes
+                .iter()
+                .map(|n| (n.host.clone(), n.port, n.controller_port))
+                .collect(),
+        };
         let cluster = ChaosCluster {
             nodes,
             bin: bin.to_path_buf(),
-            voters,
+            layout,
             log_dir: out.join("logs"),
             net,
         };
@@ -194,7 +188,8 @@ impl ChaosCluster {
 
     pub fn start(&mut self, id: i32) -> anyhow::Result<()> {
         let bin = self.bin.clone();
-        let voters = self.voters.clone();
+        let dir = self.node(id).dir.clone();
+        let spec = self.layout.spec(id, dir);
         std::fs::create_dir_all(&self.log_dir)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -209,14 +204,6 @@ impl ChaosCluster {
                 c
             }
             None => Command::new(&bin),
-        };
-        let spec = strom::dev::NodeSpec {
-            id: Some(id),
-            voters: Some(voters),
-            host: node.host.clone(),
-            port: node.port,
-            controller_port: node.controller_port,
-            log_dir: node.dir.clone(),
         };
         let child = cmd
             .args(spec.serve_args())

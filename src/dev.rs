@@ -54,6 +54,55 @@ impl NodeSpec {
     }
 }
 
+/// Where the nodes of a local cluster listen — ids 1..=n, each a host, a client port and a
+/// controller port — and the voter list they share. `strom dev`, the integration harness and the
+/// chaos suite lay out their clusters with it and start each node from `spec`.
+pub struct Layout {
+    /// (host, client port, controller port) of node 1, 2, ...
+    pub nodes: Vec<(String, u16, u16)>,
+}
+
+impl Layout {
+    /// `controller.quorum.voters` for every node: `1@host:port,2@host:port,...`.
+    pub fn voters(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (host, _, controller))| format!("{}@{host}:{controller}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every node's client address, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(host, port, _)| format!("{host}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// How node `id` (1-based) starts, its data in `log_dir`.
+    pub fn spec(&self, id: i32, log_dir: PathBuf) -> NodeSpec {
+        let (host, port, controller_port) = self.nodes[id as usize - 1].clone();
+        NodeSpec {
+            id: Some(id),
+            voters: Some(self.voters()),
+            host,
+            port,
+            controller_port,
+            log_dir,
+        }
+    }
+}
+
+/// Sends signal `sig` to process `pid`; false when it could not (the process is gone).
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, sig: i32) -> bool {
+    // SAFETY: kill(2) has no memory-safety preconditions; callers pass their own children.
+    unsafe { libc::kill(pid as i32, sig) == 0 }
+}
+
 pub struct DevOptions {
     pub nodes: u16,
     pub base_port: u16,
@@ -63,12 +112,10 @@ pub struct DevOptions {
     pub sets: Vec<String>,
 }
 
-fn client_port(base: u16, i: u16) -> u16 {
-    base + 100 * (i - 1)
-}
-
-fn controller_port(base: u16, i: u16) -> u16 {
-    base + 100 * (i - 1) + 1
+/// Node `i`'s client and controller ports: `base`, `base + 1` for node 1, then 100 apart.
+fn ports(base: u16, i: u16) -> (u16, u16) {
+    let port = base + 100 * (i - 1);
+    (port, port + 1)
 }
 
 /// Copies a child's output to ours, one prefixed line at a time.
@@ -93,12 +140,8 @@ fn active_brokers(addr: &str) -> usize {
     .unwrap_or(0)
 }
 
-#[allow(unsafe_code)]
 fn terminate(child: &Child) {
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is a child we own.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(child.id(), libc::SIGTERM);
 }
 
 /// A command typed on `strom dev`'s standard input.
@@ -161,10 +204,14 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
         println!("strom dev: removed {}", opts.data.display());
     }
     let exe = std::env::current_exe()?;
-    let voters = (1..=opts.nodes)
-        .map(|i| format!("{i}@127.0.0.1:{}", controller_port(opts.base_port, i)))
-        .collect::<Vec<_>>()
-        .join(",");
+    let layout = Layout {
+        nodes: (1..=opts.nodes)
+            .map(|i| {
+                let (port, controller) = ports(opts.base_port, i);
+                ("127.0.0.1".to_string(), port, controller)
+            })
+            .collect(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -188,14 +235,7 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
         });
     }
     let spawn = |i: u16| -> anyhow::Result<Child> {
-        let spec = NodeSpec {
-            id: Some(i32::from(i)),
-            voters: Some(voters.clone()),
-            host: "127.0.0.1".into(),
-            port: client_port(opts.base_port, i),
-            controller_port: controller_port(opts.base_port, i),
-            log_dir: opts.data.join(format!("node-{i}")),
-        };
+        let spec = layout.spec(i32::from(i), opts.data.join(format!("node-{i}")));
         let mut cmd = Command::new(&exe);
         cmd.args(spec.serve_args());
         for s in &opts.sets {
@@ -222,11 +262,8 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
         children.push(Some(spawn(i)?));
     }
     let commands = read_commands();
-    let bootstrap = (1..=opts.nodes)
-        .map(|i| format!("127.0.0.1:{}", client_port(opts.base_port, i)))
-        .collect::<Vec<_>>()
-        .join(",");
-    let first = format!("127.0.0.1:{}", client_port(opts.base_port, 1));
+    let bootstrap = layout.bootstrap();
+    let first = format!("127.0.0.1:{}", ports(opts.base_port, 1).0);
     let started = Instant::now();
     let mut ready = false;
     while !stop.load(Ordering::Relaxed) {
@@ -329,6 +366,32 @@ mod tests {
             "serve --set node.id=2 --set controller.quorum.voters=1@h:9093,2@h:9193 \
              --set listeners=PLAINTEXT://h:9192,CONTROLLER://h:9193 --set log.dirs=/d/node-2"
         );
+    }
+
+    #[test]
+    fn a_layout_gives_every_node_the_same_voters_and_its_own_ports() {
+        let layout = Layout {
+            nodes: (1..=3)
+                .map(|i| {
+                    let (port, controller) = ports(9092, i);
+                    ("127.0.0.1".to_string(), port, controller)
+                })
+                .collect(),
+        };
+        assert_eq!(
+            layout.voters(),
+            "1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293"
+        );
+        assert_eq!(
+            layout.bootstrap(),
+            "127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292"
+        );
+        let spec = layout.spec(3, PathBuf::from("/d/node-3"));
+        assert_eq!(
+            (spec.id, spec.port, spec.controller_port),
+            (Some(3), 9292, 9293)
+        );
+        assert_eq!(spec.voters.as_deref(), Some(layout.voters().as_str()));
     }
 
     #[test]

@@ -227,6 +227,23 @@ impl Handle {
         }
     }
 
+    /// `call_leader` with one request message (sent again on each attempt); the reply's body.
+    async fn send<Req, Rep, F, Fut>(
+        &self,
+        within: Duration,
+        req: Req,
+        f: F,
+    ) -> Result<Rep, AdminError>
+    where
+        Req: Clone,
+        F: Fn(ControllerClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
+    {
+        self.call_leader(within, |c| f(c, req.clone()))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.config.quorum_request_timeout_ms)
     }
@@ -235,13 +252,12 @@ impl Handle {
     pub async fn submit(&self, op: AdminOp) -> Result<AdminDone, AdminError> {
         let payload =
             serde_json::to_vec(&op).map_err(|e| AdminError::InvalidTopic(e.to_string()))?;
+        let req = pb::AdminRequest { payload };
         let reply = self
-            .call_leader(self.request_timeout(), |mut c| {
-                let payload = payload.clone();
-                async move { c.admin(pb::AdminRequest { payload }).await }
+            .send(self.request_timeout(), req, |mut c, r| async move {
+                c.admin(r).await
             })
             .await?;
-        let reply = reply.into_inner();
         let result = serde_json::from_slice::<Result<AdminDone, AdminError>>(&reply.payload)
             .map_err(|e| {
                 AdminError::NoQuorum(format!("unreadable answer from the controller: {e}"))
@@ -289,12 +305,12 @@ impl Handle {
             rack: reg.rack.clone(),
         };
         let reply = self
-            .call_leader(within, |mut c| {
-                let req = req.clone();
-                async move { c.register_broker(req).await }
-            })
-            .await?
-            .into_inner();
+            .send(
+                within,
+                req,
+                |mut c, r| async move { c.register_broker(r).await },
+            )
+            .await?;
         // Serve clients only once this node's image shows its own registration.
         self.wait_applied(reply.applied_index, within).await;
         Ok(reply.cluster_id)
@@ -313,12 +329,10 @@ impl Handle {
             incarnation: incarnation.to_string(),
         };
         let reply = self
-            .call_leader(within, |mut c| {
-                let req = req.clone();
-                async move { c.controlled_shutdown(req).await }
+            .send(within, req, |mut c, r| async move {
+                c.controlled_shutdown(r).await
             })
-            .await?
-            .into_inner();
+            .await?;
         self.wait_applied(reply.applied_index, within).await;
         Ok(())
     }
@@ -335,12 +349,8 @@ impl Handle {
             incarnation: incarnation.to_string(),
         };
         let reply = self
-            .call_leader(within, |mut c| {
-                let req = req.clone();
-                async move { c.heartbeat(req).await }
-            })
-            .await?
-            .into_inner();
+            .send(within, req, |mut c, r| async move { c.heartbeat(r).await })
+            .await?;
         Ok((reply.registered, reply.fenced))
     }
 
@@ -352,12 +362,10 @@ impl Handle {
     ) -> Result<(i32, Vec<NodeId>), AdminError> {
         let req = pb::AlterPartitionRequest::from(&ask);
         let reply = self
-            .call_leader(self.request_timeout(), |mut c| {
-                let req = req.clone();
-                async move { c.alter_partition(req).await }
+            .send(self.request_timeout(), req, |mut c, r| async move {
+                c.alter_partition(r).await
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok((reply.partition_epoch, reply.isr))
     }
 
@@ -368,10 +376,11 @@ impl Handle {
             node_id: self.config.node_id,
             address: format!("{}:{}", l.host, l.port),
         };
-        self.call_leader(within, |mut c| {
-            let req = req.clone();
-            async move { c.add_learner(req).await }
-        })
+        self.send(
+            within,
+            req,
+            |mut c, r| async move { c.add_learner(r).await },
+        )
         .await
         .map(|_| ())
     }
@@ -379,11 +388,13 @@ impl Handle {
     /// The leader's view of the quorum (leader, term, each voter's progress).
     pub async fn quorum_status(&self) -> Result<QuorumStatus, AdminError> {
         let reply = self
-            .call_leader(self.request_timeout(), |mut c| async move {
-                c.quorum(pb::QuorumRequest {}).await
-            })
+            .send(
+                self.request_timeout(),
+                pb::QuorumRequest {},
+                |mut c, r| async move { c.quorum(r).await },
+            )
             .await?;
-        serde_json::from_slice(&reply.into_inner().payload)
+        serde_json::from_slice(&reply.payload)
             .map_err(|e| AdminError::NoQuorum(format!("unreadable quorum status: {e}")))
     }
 

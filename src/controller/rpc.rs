@@ -49,6 +49,13 @@ fn refused(why: String) -> Result<Response<pb::RaftReply>, Status> {
 }
 
 impl RaftService {
+    /// The Raft message in `req`, if it comes from this cluster and decodes.
+    fn admit<T: DeserializeOwned>(&self, req: Request<pb::RaftRequest>) -> Result<T, String> {
+        let req = req.into_inner();
+        self.check_cluster(&req.cluster_id)?;
+        decode(&req.payload)
+    }
+
     /// A message from a node of another cluster is refused before it reaches Raft.
     fn check_cluster(&self, theirs: &str) -> Result<(), String> {
         let ours = self.handle.cluster_id();
@@ -67,22 +74,14 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        let req = req.into_inner();
-        if let Err(why) = self.check_cluster(&req.cluster_id) {
-            return refused(why);
-        }
-        match decode(&req.payload) {
+        match self.admit(req) {
             Ok(rpc) => reply(self.raft.append_entries(rpc).await),
             Err(why) => refused(why),
         }
     }
 
     async fn vote(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
-        let req = req.into_inner();
-        if let Err(why) = self.check_cluster(&req.cluster_id) {
-            return refused(why);
-        }
-        match decode(&req.payload) {
+        match self.admit(req) {
             Ok(rpc) => reply(self.raft.vote(rpc).await),
             Err(why) => refused(why),
         }
@@ -92,11 +91,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        let req = req.into_inner();
-        if let Err(why) = self.check_cluster(&req.cluster_id) {
-            return refused(why);
-        }
-        match decode(&req.payload) {
+        match self.admit(req) {
             Ok(rpc) => reply(self.raft.install_snapshot(rpc).await),
             Err(why) => refused(why),
         }
@@ -108,15 +103,21 @@ struct ControllerService {
 }
 
 impl ControllerService {
-    fn leader_only(&self) -> Result<(), Status> {
+    /// The request's message, if this node leads (only the leader decides).
+    fn on_leader<T>(&self, req: Request<T>) -> Result<T, Status> {
         if self.handle.is_leader() {
-            Ok(())
+            Ok(req.into_inner())
         } else {
             Err(not_leader(
                 self.handle.raft.metrics().borrow().current_leader,
             ))
         }
     }
+}
+
+/// A refusal the broker may retry (no quorum, a race with a new leader).
+fn unavailable(e: super::AdminError) -> Status {
+    Status::unavailable(e.to_string())
 }
 
 fn uuid_field(value: &str, what: &str) -> Result<uuid::Uuid, Status> {
@@ -134,8 +135,7 @@ impl pb::controller_server::Controller for ControllerService {
         &self,
         req: Request<pb::RegisterBrokerRequest>,
     ) -> Result<Response<pb::RegisterBrokerReply>, Status> {
-        self.leader_only()?;
-        let r = req.into_inner();
+        let r = self.on_leader(req)?;
         let incarnation = uuid_field(&r.incarnation, "incarnation")?;
         let reg = BrokerRegistration {
             id: r.broker_id,
@@ -152,10 +152,7 @@ impl pb::controller_server::Controller for ControllerService {
             rack: r.rack,
             fenced: false,
         };
-        self.handle
-            .register_local(reg)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.handle.register_local(reg).await.map_err(unavailable)?;
         Ok(Response::new(pb::RegisterBrokerReply {
             cluster_id: self.handle.cluster_id(),
             applied_index: self.handle.applied_index(),
@@ -166,14 +163,13 @@ impl pb::controller_server::Controller for ControllerService {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
-        self.leader_only()?;
-        let r = req.into_inner();
+        let r = self.on_leader(req)?;
         let incarnation = uuid_field(&r.incarnation, "incarnation")?;
         let (registered, fenced) = self
             .handle
             .heartbeat_local(r.broker_id, incarnation)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         Ok(Response::new(pb::HeartbeatReply { fenced, registered }))
     }
 
@@ -181,13 +177,12 @@ impl pb::controller_server::Controller for ControllerService {
         &self,
         req: Request<pb::ControlledShutdownRequest>,
     ) -> Result<Response<pb::ControlledShutdownReply>, Status> {
-        self.leader_only()?;
-        let r = req.into_inner();
+        let r = self.on_leader(req)?;
         let incarnation = uuid_field(&r.incarnation, "incarnation")?;
         self.handle
             .controlled_shutdown_local(r.broker_id, incarnation)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         Ok(Response::new(pb::ControlledShutdownReply {
             applied_index: self.handle.applied_index(),
         }))
@@ -197,8 +192,7 @@ impl pb::controller_server::Controller for ControllerService {
         &self,
         req: Request<pb::AlterPartitionRequest>,
     ) -> Result<Response<pb::AlterPartitionReply>, Status> {
-        self.leader_only()?;
-        let ask = AlterPartition::try_from(req.into_inner())?;
+        let ask = AlterPartition::try_from(self.on_leader(req)?)?;
         let (partition_epoch, isr) = self
             .handle
             .alter_partition_local(&ask)
@@ -214,8 +208,7 @@ impl pb::controller_server::Controller for ControllerService {
         &self,
         req: Request<pb::AdminRequest>,
     ) -> Result<Response<pb::AdminReply>, Status> {
-        self.leader_only()?;
-        let op = serde_json::from_slice(&req.into_inner().payload)
+        let op = serde_json::from_slice(&self.on_leader(req)?.payload)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let result = self.handle.admin_local(op).await;
         Ok(Response::new(pb::AdminReply {
@@ -228,12 +221,11 @@ impl pb::controller_server::Controller for ControllerService {
         &self,
         req: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::AddLearnerReply>, Status> {
-        self.leader_only()?;
-        let r = req.into_inner();
+        let r = self.on_leader(req)?;
         self.handle
             .add_learner_local(r.node_id, r.address)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         Ok(Response::new(pb::AddLearnerReply {}))
     }
 

@@ -10,17 +10,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 use super::records::{GroupValue, Key, OffsetValue};
 use super::shard::Shard;
 use super::state::{Group, GroupError, State};
 use super::{lock, Coordinator, OFFSETS_TOPIC};
 use crate::replica::{HwWait, Mark, Partition, Target};
-use crate::storage::batch;
+use crate::storage::{batch, Window};
 use crate::types::now_ms;
 
 /// A shard's log is snapshotted once it holds more than this many records and twice its live
@@ -153,37 +151,11 @@ pub(super) fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
 /// One uncompressed record batch holding `records` (key, value; no value: a tombstone).
 fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<Bytes> {
     let ts = now_ms();
-    let records: Vec<Record> = records
+    let records: Vec<_> = records
         .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence is constant; this
-            // leaves the batch's base sequence at -1 (no producer).
-            sequence: i as i32 - 1,
-            timestamp: ts,
-            key: Some(k.clone()),
-            value: v.clone(),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
+        .map(|(k, v)| (Some(k.clone()), v.clone(), ts))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buf.freeze())
+    crate::storage::records::encode_batch(&records, Compression::None)
 }
 
 /// Replays an offsets partition from its log start into groups; also returns how many records
@@ -197,7 +169,7 @@ pub(super) fn read_groups(
     let mut records = 0;
     let now = Instant::now();
     while offset < end {
-        let chunk = log.read(offset, 1 << 20, end, true)?;
+        let chunk = log.read(offset, Window::new(1 << 20, end, true))?;
         if chunk.is_empty() {
             break;
         }

@@ -34,8 +34,8 @@ use crate::types::{now_ms, NodeId};
 use log::{group_record, offset_key};
 use records::{Key, OffsetValue};
 use shard::Shard;
+pub use state::{Caller, GroupError, JoinArgs, JoinReply, Joined, State, SyncReply};
 use state::{Group, Limits, Step, SyncStep};
-pub use state::{GroupError, JoinArgs, JoinReply, Joined, State, SyncReply};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -312,22 +312,13 @@ impl Coordinator {
     pub async fn sync(
         self: &Arc<Self>,
         group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
+        caller: Caller<'_>,
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
     ) -> SyncReply {
         let shard = self.ready_shard_for(group_id).await?;
         let group = shard.group(group_id).ok_or(GroupError::UnknownMemberId)?;
-        let step = lock(&group).sync(
-            member_id,
-            instance_id,
-            generation,
-            protocol,
-            assignments,
-            Instant::now(),
-        );
+        let step = lock(&group).sync(caller, protocol, assignments, Instant::now());
         match step {
             SyncStep::Now(r) => r,
             SyncStep::Wait(rx) => rx.await.unwrap_or(Err(GroupError::NotCoordinator)),
@@ -345,17 +336,11 @@ impl Coordinator {
         }
     }
 
-    pub fn heartbeat(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-    ) -> Result<(), GroupError> {
+    pub fn heartbeat(&self, group_id: &str, caller: Caller<'_>) -> Result<(), GroupError> {
         let shard = self.shard_for(group_id)?;
         let group = shard.group(group_id).ok_or(GroupError::UnknownMemberId)?;
         let mut g = lock(&group);
-        g.heartbeat(member_id, instance_id, generation, Instant::now())
+        g.heartbeat(caller, Instant::now())
     }
 
     /// LeaveGroup for each (member id, instance id); the per-member results.
@@ -381,11 +366,14 @@ impl Coordinator {
     pub async fn commit(
         &self,
         group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
+        caller: Caller<'_>,
         entries: Vec<CommitEntry>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let Caller {
+            member_id,
+            generation,
+            ..
+        } = caller;
         let shard = self.ready_shard_for(group_id).await?;
         let group = match shard.group(group_id) {
             Some(g) => g,
@@ -424,7 +412,7 @@ impl Coordinator {
         let _gate = shard.gate.clone().read_owned().await;
         let last = {
             let mut g = lock(&group);
-            if let Err(e) = g.check_commit(member_id, instance_id, generation, Instant::now()) {
+            if let Err(e) = g.check_commit(caller, Instant::now()) {
                 tracing::debug!(group = %group_id, member = %member_id, generation, error = ?e, "offset commit refused");
                 return Err(e);
             }

@@ -6,28 +6,22 @@ use std::time::Instant;
 
 use super::records::OffsetValue;
 use super::state::Group;
-use super::types::{Committed, GroupError, State};
+use super::types::{Caller, Committed, GroupError, State};
 
 impl Group {
     /// OffsetCommit's membership check (a commit also counts as a heartbeat). A negative
     /// generation is a commit from outside any group, allowed only while the group is empty.
-    pub fn check_commit(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        now: Instant,
-    ) -> Result<(), GroupError> {
+    pub fn check_commit(&mut self, caller: Caller, now: Instant) -> Result<(), GroupError> {
         if self.state == State::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        if generation < 0 && self.state == State::Empty {
+        if caller.generation < 0 && self.state == State::Empty {
             return Ok(());
         }
         if self.state == State::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
-        self.check_current(member_id, instance_id, generation, now)
+        self.check_current(caller, now)
     }
 
     /// Commits `value` for a partition if it is newer (by log position) than what is held.

@@ -516,15 +516,14 @@ impl Group {
     /// SyncGroup. The leader's call carries the assignments.
     pub fn sync(
         &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
+        caller: Caller,
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
         now: Instant,
     ) -> SyncStep {
         use GroupError::*;
-        if let Err(e) = self.check_current(member_id, instance_id, generation, now) {
+        let (member_id, generation) = (caller.member_id, caller.generation);
+        if let Err(e) = self.check_current(caller, now) {
             return SyncStep::Now(Err(e));
         }
         let (ptype, pname) = protocol;
@@ -598,14 +597,8 @@ impl Group {
     }
 
     /// Heartbeat: keeps the member's session alive and tells it whether to rejoin.
-    pub fn heartbeat(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        now: Instant,
-    ) -> Result<(), GroupError> {
-        self.check_current(member_id, instance_id, generation, now)?;
+    pub fn heartbeat(&mut self, caller: Caller, now: Instant) -> Result<(), GroupError> {
+        self.check_current(caller, now)?;
         match self.state {
             State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
             State::Empty => Err(GroupError::UnknownMemberId),
@@ -615,21 +608,15 @@ impl Group {
 
     /// A request from a current member of the current generation, which also keeps its session
     /// alive.
-    pub(super) fn check_current(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        now: Instant,
-    ) -> Result<(), GroupError> {
+    pub(super) fn check_current(&mut self, caller: Caller, now: Instant) -> Result<(), GroupError> {
         if self.state == State::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        self.check_member(member_id, instance_id)?;
-        if generation != self.generation {
+        self.check_member(caller.member_id, caller.instance_id)?;
+        if caller.generation != self.generation {
             return Err(GroupError::IllegalGeneration);
         }
-        if let Some(m) = self.members.get_mut(member_id) {
+        if let Some(m) = self.members.get_mut(caller.member_id) {
             m.last_heard = now;
         }
         Ok(())
@@ -782,6 +769,19 @@ mod tests {
     }
 
     /// Two-step join (KIP-394), then a single member forms generation 1 as its own leader.
+    /// A first member that joined and synced: the group is Stable at generation 1.
+    fn stable_member(g: &mut Group, now: Instant) -> Joined {
+        let a = join_new(g, now);
+        let _ = g.sync(
+            Caller::new(&a.member_id, None, 1),
+            (None, None),
+            vec![],
+            now,
+        );
+        g.finish_sync(1, Ok(()), now, 0);
+        a
+    }
+
     fn join_new(g: &mut Group, now: Instant) -> Joined {
         let id = match now_reply(g.join(args("", None, &["range"]), now, 0, &limits())) {
             Err(GroupError::MemberIdRequired(id)) => id,
@@ -812,9 +812,7 @@ mod tests {
             mut reply,
             generation,
         } = g.sync(
-            &j.member_id,
-            None,
-            1,
+            Caller::new(&j.member_id, None, 1),
             (None, None),
             vec![(j.member_id.clone(), Bytes::from_static(b"A"))],
             now,
@@ -828,13 +826,13 @@ mod tests {
             Ok(Bytes::from_static(b"A"))
         );
         assert_eq!(g.state, State::Stable);
-        assert_eq!(g.heartbeat(&j.member_id, None, 1, now), Ok(()));
+        assert_eq!(g.heartbeat(Caller::new(&j.member_id, None, 1), now), Ok(()));
         assert_eq!(
-            g.heartbeat(&j.member_id, None, 0, now),
+            g.heartbeat(Caller::new(&j.member_id, None, 0), now),
             Err(GroupError::IllegalGeneration)
         );
         assert_eq!(
-            g.heartbeat("nobody", None, 1, now),
+            g.heartbeat(Caller::new("nobody", None, 1), now),
             Err(GroupError::UnknownMemberId)
         );
     }
@@ -843,9 +841,7 @@ mod tests {
     fn a_second_member_triggers_a_rebalance_that_waits_for_the_first() {
         let now = Instant::now();
         let mut g = Group::new("g", 0);
-        let a = join_new(&mut g, now);
-        let _ = g.sync(&a.member_id, None, 1, (None, None), vec![], now);
-        g.finish_sync(1, Ok(()), now, 0);
+        let a = stable_member(&mut g, now);
         let Err(GroupError::MemberIdRequired(b)) =
             now_reply(g.join(args("", None, &["range"]), now, 0, &limits()))
         else {
@@ -856,7 +852,7 @@ mod tests {
         };
         assert!(b_rx.try_recv().is_err(), "not complete until a rejoins");
         assert_eq!(
-            g.heartbeat(&a.member_id, None, 1, now),
+            g.heartbeat(Caller::new(&a.member_id, None, 1), now),
             Err(GroupError::RebalanceInProgress)
         );
         let Step::Wait(mut a_rx) = g.join(args(&a.member_id, None, &["range"]), now, 0, &limits())
@@ -876,9 +872,7 @@ mod tests {
     fn a_silent_member_expires_and_an_empty_group_bumps_its_generation() {
         let now = Instant::now();
         let mut g = Group::new("g", 0);
-        let a = join_new(&mut g, now);
-        let _ = g.sync(&a.member_id, None, 1, (None, None), vec![], now);
-        g.finish_sync(1, Ok(()), now, 0);
+        stable_member(&mut g, now);
         g.tick(now + Duration::from_secs(5), 5);
         assert_eq!(g.state, State::Stable);
         g.tick(now + Duration::from_secs(11), 11);
@@ -896,9 +890,7 @@ mod tests {
         };
         let first = rx.try_recv().expect("answered").expect("ok");
         let _ = g.sync(
-            &first.member_id,
-            Some("i1"),
-            1,
+            Caller::new(&first.member_id, Some("i1"), 1),
             (None, None),
             vec![(first.member_id.clone(), Bytes::from_static(b"P"))],
             now,
@@ -909,14 +901,17 @@ mod tests {
         assert_eq!(again.generation, 1, "no new generation");
         assert_ne!(again.member_id, first.member_id);
         assert_eq!(g.state, State::Stable);
-        let SyncStep::Now(Ok(asg)) =
-            g.sync(&again.member_id, Some("i1"), 1, (None, None), vec![], now)
-        else {
+        let SyncStep::Now(Ok(asg)) = g.sync(
+            Caller::new(&again.member_id, Some("i1"), 1),
+            (None, None),
+            vec![],
+            now,
+        ) else {
             panic!("a stable group answers sync at once");
         };
         assert_eq!(asg, Bytes::from_static(b"P"));
         assert_eq!(
-            g.heartbeat(&first.member_id, Some("i1"), 1, now),
+            g.heartbeat(Caller::new(&first.member_id, Some("i1"), 1), now),
             Err(GroupError::FencedInstanceId),
             "the old process is fenced"
         );

@@ -169,3 +169,22 @@ pub struct Limits {
     pub initial_rebalance_delay: Duration,
     pub max_size: usize,
 }
+
+/// Who a group request comes from: a member id (and, for a static member, its instance id) at
+/// a generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub member_id: &'a str,
+    pub instance_id: Option<&'a str>,
+    pub generation: i32,
+}
+
+impl<'a> Caller<'a> {
+    pub fn new(member_id: &'a str, instance_id: Option<&'a str>, generation: i32) -> Caller<'a> {
+        Caller {
+            member_id,
+            instance_id,
+            generation,
+        }
+    }
+}

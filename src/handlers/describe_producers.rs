@@ -2,12 +2,14 @@
 //! (id, epoch, last sequence, last timestamp). No transactions yet, so no coordinator epoch and
 //! no open transaction (-1).
 
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
 use super::Context;
+use crate::replica::ActiveProducer;
 use crate::types::TopicPartition;
 
 pub async fn handle(
@@ -16,40 +18,30 @@ pub async fn handle(
     _version: i16,
 ) -> DescribeProducersResponse {
     let image = ctx.controller.image();
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partition_indexes
-                .iter()
-                .map(|&i| {
-                    let resp = PartitionResponse::default().with_partition_index(i);
-                    let tp = TopicPartition::new(t.name.0.to_string(), i);
-                    let part = match super::led_partition(ctx, &image, &tp, -1) {
-                        Ok(part) => part,
-                        Err(code) => return resp.with_error_code(code),
-                    };
-                    let producers = part
-                        .active_producers()
-                        .into_iter()
-                        .map(|p| {
-                            ProducerState::default()
-                                .with_producer_id(ProducerId(p.producer_id))
-                                .with_producer_epoch(p.epoch as i32)
-                                .with_last_sequence(p.last_sequence)
-                                .with_last_timestamp(p.last_timestamp)
-                                .with_coordinator_epoch(-1)
-                                .with_current_txn_start_offset(-1)
-                        })
-                        .collect();
-                    resp.with_active_producers(producers)
-                })
-                .collect();
-            TopicResponse::default()
-                .with_name(t.name.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
-    DescribeProducersResponse::default().with_topics(topics)
+    let topic = |t: &TopicRequest| {
+        let answers = t.partition_indexes.iter().map(|&i| {
+            let resp = PartitionResponse::default().with_partition_index(i);
+            let tp = TopicPartition::new(t.name.0.to_string(), i);
+            match super::led_partition(ctx, &image, &tp, -1) {
+                Ok(part) => resp.with_active_producers(
+                    part.active_producers().into_iter().map(state).collect(),
+                ),
+                Err(code) => resp.with_error_code(code),
+            }
+        });
+        TopicResponse::default()
+            .with_name(t.name.clone())
+            .with_partitions(answers.collect())
+    };
+    DescribeProducersResponse::default().with_topics(req.topics.iter().map(topic).collect())
+}
+
+fn state(p: ActiveProducer) -> ProducerState {
+    ProducerState::default()
+        .with_producer_id(ProducerId(p.producer_id))
+        .with_producer_epoch(p.epoch as i32)
+        .with_last_sequence(p.last_sequence)
+        .with_last_timestamp(p.last_timestamp)
+        .with_coordinator_epoch(-1)
+        .with_current_txn_start_offset(-1)
 }

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use super::{broker, errors, Context};
 use crate::protocol::{fetch_response, Part, Reply};
 use crate::replica::{FetchError, FetchParams, FetchPartition, PartitionError, Refused};
-use crate::types::{TopicId, TopicPartition};
+use crate::types::TopicPartition;
 
 pub async fn handle(
     ctx: &Context,
@@ -55,13 +55,7 @@ async fn answer(
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut partitions = Vec::new();
     for t in &req.topics {
-        let name = if version >= 13 {
-            image
-                .topic_by_id(TopicId(t.topic_id))
-                .map(|x| x.name.clone())
-        } else {
-            Some(t.topic.0.to_string())
-        };
+        let name = super::topic_named(&image, version >= 13, t.topic_id, &t.topic);
         topics.push(
             FetchableTopicResponse::default()
                 .with_topic(t.topic.clone())

@@ -3,13 +3,14 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::{errors, Context};
+use crate::group::Caller;
 
 pub async fn handle(ctx: &Context, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
-    let r = ctx.groups.heartbeat(
-        &req.group_id,
+    let caller = Caller::new(
         &req.member_id,
         req.group_instance_id.as_deref(),
         req.generation_id,
     );
+    let r = ctx.groups.heartbeat(&req.group_id, caller);
     HeartbeatResponse::default().with_error_code(errors::group_code(&r))
 }

@@ -1,13 +1,17 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
 //! local (-4, the same as earliest here) and by timestamp (the first record at or after it).
 
-use super::errors::Refusal;
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::errors::Refusal;
 use super::{errors, Context};
+use crate::metadata::MetadataImage;
 use crate::types::TopicPartition;
 
 const LATEST: i64 = -1;
@@ -21,47 +25,53 @@ pub async fn handle(ctx: &Context, req: ListOffsetsRequest, version: i16) -> Lis
         .topics
         .iter()
         .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let resp = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_timestamp(-1)
-                        .with_offset(-1);
-                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                    let part = match super::led_partition(ctx, &image, &tp, p.current_leader_epoch)
-                    {
-                        Ok(part) => part,
-                        Err(code) => return resp.with_error_code(code),
-                    };
-                    // The leader epoch is in the answer from v4 only.
-                    let resp = if version >= 4 {
-                        resp.with_leader_epoch(part.leader_epoch())
-                    } else {
-                        resp
-                    };
-                    let found = match p.timestamp {
-                        LATEST => Ok(Some((part.high_watermark(), -1))),
-                        EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log_start_offset(), -1))),
-                        MAX_TIMESTAMP => part.max_timestamp(),
-                        ts if ts >= 0 => part.offset_for_timestamp(ts),
-                        _ => return resp.with_error_code(Refusal::InvalidRequest.code()),
-                    };
-                    match found {
-                        // Never point past what consumers may read.
-                        Ok(Some((offset, ts))) if offset <= part.high_watermark() => {
-                            resp.with_offset(offset).with_timestamp(ts)
-                        }
-                        Ok(_) => resp,
-                        Err(e) => resp.with_error_code(errors::log(&e)),
-                    }
-                })
-                .collect();
+            let answers = t.partitions.iter().map(|p| {
+                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                offset(ctx, &image, &tp, p, version)
+            });
             ListOffsetsTopicResponse::default()
                 .with_name(t.name.clone())
-                .with_partitions(partitions)
+                .with_partitions(answers.collect())
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// One partition's answer.
+fn offset(
+    ctx: &Context,
+    image: &Arc<MetadataImage>,
+    tp: &TopicPartition,
+    p: &ListOffsetsPartition,
+    version: i16,
+) -> ListOffsetsPartitionResponse {
+    let resp = ListOffsetsPartitionResponse::default()
+        .with_partition_index(p.partition_index)
+        .with_timestamp(-1)
+        .with_offset(-1);
+    let part = match super::led_partition(ctx, image, tp, p.current_leader_epoch) {
+        Ok(part) => part,
+        Err(code) => return resp.with_error_code(code),
+    };
+    // The leader epoch is in the answer from v4 only.
+    let resp = if version >= 4 {
+        resp.with_leader_epoch(part.leader_epoch())
+    } else {
+        resp
+    };
+    let found = match p.timestamp {
+        LATEST => Ok(Some((part.high_watermark(), -1))),
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log_start_offset(), -1))),
+        MAX_TIMESTAMP => part.max_timestamp(),
+        ts if ts >= 0 => part.offset_for_timestamp(ts),
+        _ => return resp.with_error_code(Refusal::InvalidRequest.code()),
+    };
+    match found {
+        // Never point past what consumers may read.
+        Ok(Some((offset, ts))) if offset <= part.high_watermark() => {
+            resp.with_offset(offset).with_timestamp(ts)
+        }
+        Ok(_) => resp,
+        Err(e) => resp.with_error_code(errors::log(&e)),
+    }
 }

@@ -220,6 +220,22 @@ pub(crate) fn internal_topic_refusal(topic: &str) -> Option<String> {
     })
 }
 
+/// The name of a topic a request names by id (`by_id`: Produce and Fetch v13+) or by name;
+/// None for an id no topic has.
+pub(crate) fn topic_named(
+    image: &crate::metadata::MetadataImage,
+    by_id: bool,
+    id: uuid::Uuid,
+    name: &TopicName,
+) -> Option<String> {
+    if by_id {
+        let topic = image.topic_by_id(crate::types::TopicId(id))?;
+        Some(topic.name.clone())
+    } else {
+        Some(name.0.to_string())
+    }
+}
+
 pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use super::errors::Refusal;
 
 use super::{errors, Context};
-use crate::group::CommitEntry;
+use crate::group::{Caller, CommitEntry};
 use crate::types::TopicPartition;
 
 pub async fn handle(
@@ -47,9 +47,11 @@ pub async fn handle(
         .groups
         .commit(
             &req.group_id,
-            &req.member_id,
-            req.group_instance_id.as_deref(),
-            req.generation_id_or_member_epoch,
+            Caller::new(
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+                req.generation_id_or_member_epoch,
+            ),
             entries,
         )
         .await;

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{broker, errors, s, Context};
 use crate::metadata::MetadataImage;
 use crate::replica::{HwWait, PartitionError, ProduceError, Write};
-use crate::types::{TopicId, TopicPartition};
+use crate::types::TopicPartition;
 
 /// An acks=all append waiting for the high watermark.
 struct Wait {
@@ -49,14 +49,7 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for (ti, topic) in req.topic_data.iter().enumerate() {
-        // v13+ names topics by id.
-        let name = if version >= 13 {
-            image
-                .topic_by_id(TopicId(topic.topic_id))
-                .map(|t| t.name.clone())
-        } else {
-            Some(topic.name.0.to_string())
-        };
+        let name = super::topic_named(&image, version >= 13, topic.topic_id, &topic.name);
         // The topic's own, else the brokers' dynamic default, else this broker's static one.
         let min_isr = name
             .as_deref()

@@ -4,6 +4,7 @@
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{errors, Context};
+use crate::group::Caller;
 
 pub async fn handle(ctx: &Context, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
     let assignments = req
@@ -15,9 +16,11 @@ pub async fn handle(ctx: &Context, req: SyncGroupRequest, _version: i16) -> Sync
         .groups
         .sync(
             &req.group_id,
-            &req.member_id,
-            req.group_instance_id.as_deref(),
-            req.generation_id,
+            Caller::new(
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+                req.generation_id,
+            ),
             (req.protocol_type.as_deref(), req.protocol_name.as_deref()),
             assignments,
         )

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::partition::Partition;
 use super::purgatory::{Delayed, Full, Purgatory};
+use crate::storage::Window;
 use crate::types::{LeaderEpoch, Offset, TopicPartition};
 
 /// Parked operations per purgatory, at most (each holds a few hundred bytes).
@@ -146,7 +147,7 @@ impl FetchWait {
                 return true;
             }
             // A read error is for the fetch itself to report.
-            match p.region(w.fetch_offset, w.max_bytes, end, true) {
+            match p.region(w.fetch_offset, Window::new(w.max_bytes, end, true)) {
                 Ok(Some(r)) => bytes += r.len,
                 Ok(None) => {}
                 Err(_) => return true,

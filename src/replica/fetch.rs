@@ -22,7 +22,7 @@ use super::delayed::Watched;
 use super::{check_leader_epoch, EpochError, Partition, PartitionError, ReplicaManager};
 use crate::metadata::MetadataImage;
 use crate::protocol::Part;
-use crate::storage::LogError;
+use crate::storage::{LogError, Window};
 use crate::types::{NodeId, Offset, TopicPartition};
 
 /// A fetch as the manager sees it, decoded from any Fetch version.
@@ -228,10 +228,10 @@ fn read_all(slots: &[Slot], params: &FetchParams) -> (Vec<PartitionRead>, usize)
         }
         // What the partition returns: nothing, a file range (zero-copy) or records read.
         let got = if params.follower.is_some() {
-            p.read(req.fetch_offset, limit, i64::MAX, total == 0)
+            p.read(req.fetch_offset, Window::new(limit, i64::MAX, total == 0))
                 .map(|b| (!b.is_empty()).then_some(Part::Bytes(b)))
         } else {
-            match p.region(req.fetch_offset, limit, hw, total == 0) {
+            match p.region(req.fetch_offset, Window::new(limit, hw, total == 0)) {
                 Ok(None) => Ok(None),
                 Ok(Some(r)) if params.zero_copy => Ok(Some(Part::File {
                     file: r.file,

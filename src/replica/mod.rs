@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The storage errors a partition's callers may see (mapped to Kafka codes by `handlers`).
 pub use crate::storage::batch::BatchError;
-pub use crate::storage::producers::ProducerError;
+pub use crate::storage::producers::{ActiveProducer, ProducerError};
 pub use crate::storage::LogError;
 pub use delayed::{HwWait, Mark, Target};
 pub use fetch::{FetchError, FetchParams, FetchPartition, Fetched, PartitionRead, Refused};

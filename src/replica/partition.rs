@@ -20,7 +20,7 @@ use crate::config::LogDefaults;
 use crate::metadata::PartitionImage;
 use crate::storage::batch::{self, BatchError, BatchHeader};
 use crate::storage::producers::ActiveProducer;
-use crate::storage::{Appended, FileRegion, LogError, PartitionLog, Recovery};
+use crate::storage::{Appended, FileRegion, LogError, PartitionLog, Recovery, Window};
 use crate::types::{now_ms, LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
 
 pub struct Partition {
@@ -161,25 +161,13 @@ impl Partition {
     }
 
     /// The file range a consumer read at `offset` covers (see `PartitionLog::region`).
-    pub fn region(
-        &self,
-        offset: Offset,
-        max_bytes: usize,
-        max_offset: Offset,
-        min_one: bool,
-    ) -> Result<Option<FileRegion>, LogError> {
-        self.log.region(offset, max_bytes, max_offset, min_one)
+    pub fn region(&self, offset: Offset, window: Window) -> Result<Option<FileRegion>, LogError> {
+        self.log.region(offset, window)
     }
 
     /// Record batches from `offset` into memory (see `PartitionLog::read`).
-    pub fn read(
-        &self,
-        offset: Offset,
-        max_bytes: usize,
-        max_offset: Offset,
-        min_one: bool,
-    ) -> Result<Bytes, LogError> {
-        self.log.read(offset, max_bytes, max_offset, min_one)
+    pub fn read(&self, offset: Offset, window: Window) -> Result<Bytes, LogError> {
+        self.log.read(offset, window)
     }
 
     /// The newest leader epoch in the log and where it starts.

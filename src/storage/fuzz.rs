@@ -104,7 +104,9 @@ fn recovery_from_garbage_and_torn_segments_keeps_a_valid_prefix() {
             end >= kept,
             "round {round}: lost valid data ({end} < {kept})"
         );
-        let read = log.read(0, 1 << 20, end, true).expect("read back");
+        let read = log
+            .read(0, crate::storage::Window::new(1 << 20, end, true))
+            .expect("read back");
         assert!(
             validate(&read, 1 << 20).is_ok(),
             "round {round}: unreadable prefix"

@@ -101,6 +101,26 @@ impl FileRegion {
     }
 }
 
+/// How much one read of a log may return: at most `max_bytes` (with `min_one`, the first batch
+/// whole even when larger — KIP-74), nothing at or past `max_offset` (the high watermark for
+/// consumers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub max_bytes: usize,
+    pub max_offset: Offset,
+    pub min_one: bool,
+}
+
+impl Window {
+    pub const fn new(max_bytes: usize, max_offset: Offset, min_one: bool) -> Window {
+        Window {
+            max_bytes,
+            max_offset,
+            min_one,
+        }
+    }
+}
+
 pub struct PartitionLog {
     pub tp: TopicPartition,
     pub topic_id: TopicId,
@@ -564,15 +584,13 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` (at least
-    /// one batch with `min_one`), never reaching `max_offset` (the high watermark).
-    pub fn read(
-        &self,
-        offset: Offset,
-        max_bytes: usize,
-        max_offset: Offset,
-        min_one: bool,
-    ) -> Result<Bytes, LogError> {
+    /// Reads whole batches starting with the one holding `offset`, within `window`.
+    pub fn read(&self, offset: Offset, window: Window) -> Result<Bytes, LogError> {
+        let Window {
+            max_bytes,
+            max_offset,
+            min_one,
+        } = window;
         let (file, pos, end) = {
             let inner = self.lock();
             match Self::start_of(&inner, offset)? {
@@ -586,17 +604,16 @@ impl PartitionLog {
     }
 
     /// The byte range a consumer fetch at `offset` returns, as Kafka slices a segment: from the
-    /// batch holding `offset`, `max_bytes` long (so it may end inside a batch, which clients
-    /// drop) but never reaching `max_offset` (the high watermark, always a batch boundary);
-    /// with `min_one` at least the first batch whole (KIP-74). Bytes below the high watermark
+    /// batch holding `offset`, `window.max_bytes` long (so it may end inside a batch, which
+    /// clients drop) but never reaching `window.max_offset` (the high watermark, always a batch
+    /// boundary); with `min_one` at least the first batch whole (KIP-74). Bytes below the high watermark
     /// are never rewritten, so the range can be sent from the file later (sendfile).
-    pub fn region(
-        &self,
-        offset: Offset,
-        max_bytes: usize,
-        max_offset: Offset,
-        min_one: bool,
-    ) -> Result<Option<FileRegion>, LogError> {
+    pub fn region(&self, offset: Offset, window: Window) -> Result<Option<FileRegion>, LogError> {
+        let Window {
+            max_bytes,
+            max_offset,
+            min_one,
+        } = window;
         let (file, pos, end) = {
             let inner = self.lock();
             let Some((seg, pos)) = Self::start_of(&inner, offset)? else {
@@ -853,20 +870,26 @@ pub(crate) mod tests {
         assert_eq!(end, 150);
         // Every offset can be read and starts at the batch that holds it.
         for off in [0, 1, 44, 77, 149] {
-            let data = log.read(off, 1, end, true).expect("read");
+            let data = log.read(off, Window::new(1, end, true)).expect("read");
             let h = crate::storage::batch::parse_header(&data).expect("header");
             assert!(
                 h.base_offset <= off && off <= h.last_offset(),
                 "offset {off} in {h:?}"
             );
         }
-        assert!(log.read(150, 100, end, true).expect("at end").is_empty());
+        assert!(log
+            .read(150, Window::new(100, end, true))
+            .expect("at end")
+            .is_empty());
         assert!(matches!(
-            log.read(151, 100, end, true),
+            log.read(151, Window::new(100, end, true)),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         // Never past max_offset.
-        assert!(log.read(0, 1 << 20, 0, true).expect("read").is_empty());
+        assert!(log
+            .read(0, Window::new(1 << 20, 0, true))
+            .expect("read")
+            .is_empty());
         assert_eq!(
             log.offset_for_timestamp(1010).expect("ts"),
             Some((30, 1010))
@@ -955,7 +978,9 @@ pub(crate) mod tests {
         // Copy everything over, batch by batch, as a follower does.
         let mut off = 0;
         while off < leader.log_end_offset() {
-            let data = leader.read(off, 1 << 20, i64::MAX, true).expect("read");
+            let data = leader
+                .read(off, Window::new(1 << 20, i64::MAX, true))
+                .expect("read");
             let batches = validate(&data, 1 << 20).expect("valid");
             let input: Vec<_> = batches
                 .iter()
@@ -978,7 +1003,9 @@ pub(crate) mod tests {
         assert_eq!(follower.truncate_to(61).expect("truncate"), 60);
         assert_eq!(follower.latest_epoch(), Some((1, 0)));
         assert_eq!(follower.end_offset_for_epoch(4), (1, 60));
-        let data = follower.read(57, 1 << 20, i64::MAX, true).expect("read");
+        let data = follower
+            .read(57, Window::new(1 << 20, i64::MAX, true))
+            .expect("read");
         let last = validate(&data, 1 << 20)
             .expect("valid")
             .pop()
@@ -1082,11 +1109,11 @@ pub(crate) mod tests {
         assert!(gone > 0 && log.segment_count() == before - gone);
         assert!(log.log_start_offset() > 0);
         assert!(matches!(
-            log.read(0, 100, 60, true),
+            log.read(0, Window::new(100, 60, true)),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         assert!(!log
-            .read(log.log_start_offset(), 100, 60, true)
+            .read(log.log_start_offset(), Window::new(100, 60, true))
             .expect("read")
             .is_empty());
     }

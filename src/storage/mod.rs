@@ -12,7 +12,7 @@ pub mod producers;
 pub mod records;
 pub mod segment;
 
-pub use log::{Appended, FileRegion, LogError, PartitionLog, Recovery};
+pub use log::{Appended, FileRegion, LogError, PartitionLog, Recovery, Window};
 
 /// Replaces `path` with `contents` all at once: written to a temporary file, then renamed over
 /// it. With `durable`, the file is fsynced before the rename and its directory after, so the

@@ -1,11 +1,53 @@
 //! The records inside one v2 batch, read only where the broker must look inside a batch (a
 //! ListOffsets by timestamp), with decompression bounded: a small batch that would expand past
 //! `limit` bytes (a decompression bomb) is not expanded, and the caller answers at batch
-//! granularity instead. Pure code over byte slices.
+//! granularity instead. And the one way the broker writes a batch of its own (the group
+//! coordinator's records). Pure code over byte slices.
 
 use std::io::Read;
 
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
 use super::batch::{BatchHeader, HEADER_LEN};
+
+/// One v2 batch of `records` — (key, value, timestamp); no value is a tombstone — with no
+/// producer and CreateTime timestamps.
+pub fn encode_batch(
+    records: &[(Option<Bytes>, Option<Bytes>, i64)],
+    compression: Compression,
+) -> anyhow::Result<Bytes> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value, timestamp))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant; this
+            // leaves the batch's base sequence at -1 (no producer).
+            sequence: i as i32 - 1,
+            timestamp: *timestamp,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)?;
+    Ok(buf.freeze())
+}
 
 /// Snappy as Java's clients frame it (xerial): this header, then length-prefixed raw blocks.
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
@@ -100,43 +142,16 @@ pub fn record_times(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<(
 mod tests {
     use super::*;
     use crate::storage::batch::parse_header;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
 
     fn batch(compression: Compression, values: &[Vec<u8>]) -> Vec<u8> {
-        let records: Vec<Record> = values
+        let records: Vec<_> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence is constant.
-                sequence: i as i32 - 1,
-                timestamp: 1_000 + 10 * i as i64,
-                key: None,
-                value: Some(bytes::Bytes::copy_from_slice(v)),
-                headers: Default::default(),
-            })
+            .map(|(i, v)| (None, Some(Bytes::copy_from_slice(v)), 1_000 + 10 * i as i64))
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
-        buf.to_vec()
+        encode_batch(&records, compression)
+            .expect("encode")
+            .to_vec()
     }
 
     #[test]

@@ -75,9 +75,14 @@ fn header_at(file: &File, pos: u64, end: u64) -> io::Result<Option<BatchHeader>>
 impl Segment {
     /// Creates a new, empty segment.
     pub fn create(dir: &Path, base: i64) -> io::Result<Segment> {
-        let log = open_rw(&dir.join(file_name(base, "log")), true)?;
-        let index_file = open_rw(&dir.join(file_name(base, "index")), true)?;
-        let time_file = open_rw(&dir.join(file_name(base, "timeindex")), true)?;
+        Segment::files(dir, base, true)
+    }
+
+    /// The segment's three files (created when `create`), not yet read: an empty segment.
+    fn files(dir: &Path, base: i64, create: bool) -> io::Result<Segment> {
+        let log = open_rw(&dir.join(file_name(base, "log")), create)?;
+        let index_file = open_rw(&dir.join(file_name(base, "index")), create)?;
+        let time_file = open_rw(&dir.join(file_name(base, "timeindex")), create)?;
         Ok(Segment {
             base,
             dir: dir.to_path_buf(),
@@ -105,26 +110,9 @@ impl Segment {
         recover: bool,
         index_interval: u64,
     ) -> io::Result<(Segment, bool)> {
-        let log = open_rw(&dir.join(file_name(base, "log")), false)?;
-        let index_file = open_rw(&dir.join(file_name(base, "index")), false)?;
-        let time_file = open_rw(&dir.join(file_name(base, "timeindex")), false)?;
-        let file_len = log.metadata()?.len();
-        let mut seg = Segment {
-            base,
-            dir: dir.to_path_buf(),
-            log: Arc::new(log),
-            index_file,
-            time_file,
-            index: Vec::new(),
-            time_index: Vec::new(),
-            size: file_len,
-            next_offset: base,
-            max_timestamp: -1,
-            bytes_since_index: 0,
-            written_back: 0,
-            created: Instant::now(),
-            unflushed: false,
-        };
+        let mut seg = Segment::files(dir, base, false)?;
+        let file_len = seg.log.metadata()?.len();
+        seg.size = file_len;
         if !recover && seg.load_indexes(file_len)? {
             let from = seg.index.last().map(|e| e.1 as u64).unwrap_or(0);
             seg.max_timestamp = seg.time_index.last().map(|e| e.0).unwrap_or(-1);

@@ -41,6 +41,8 @@ pub struct Broker {
     pub port: u16,
     pub controller_port: u16,
     pub dir: PathBuf,
+    /// Its id and the voters it shares, as one of a `Cluster`'s layout (None: a single node).
+    member: Option<(i32, String)>,
     _tmp: Option<tempfile::TempDir>,
     sets: Vec<String>,
     child: Option<Child>,
@@ -57,10 +59,12 @@ impl Broker {
     /// A broker with its own ports and data directory, not started yet.
     pub fn new(sets: &[&str]) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let (port, controller_port) = (free_port(), free_port());
         Broker {
-            port: free_port(),
-            controller_port: free_port(),
+            port,
+            controller_port,
             dir: tmp.path().to_path_buf(),
+            member: None,
             _tmp: Some(tmp),
             sets: sets.iter().map(|s| s.to_string()).collect(),
             child: None,
@@ -118,8 +122,8 @@ impl Broker {
 
     fn command(&self) -> Command {
         let spec = strom::dev::NodeSpec {
-            id: None,
-            voters: None,
+            id: self.member.as_ref().map(|m| m.0),
+            voters: self.member.as_ref().map(|m| m.1.clone()),
             host: "127.0.0.1".into(),
             port: self.port,
             controller_port: self.controller_port,
@@ -201,15 +205,14 @@ impl Cluster {
     /// Creates `n` nodes (ids 1..=n), none started.
     pub fn new(n: usize, sets: &[&str]) -> Cluster {
         let mut nodes: Vec<Broker> = (0..n).map(|_| Broker::new(sets)).collect();
-        let voters = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("{}@127.0.0.1:{}", i + 1, b.controller_port))
-            .collect::<Vec<_>>()
-            .join(",");
+        let layout = strom::dev::Layout {
+            nodes: nodes
+                .iter()
+                .map(|b| ("127.0.0.1".to_string(), b.port, b.controller_port))
+                .collect(),
+        };
         for (i, b) in nodes.iter_mut().enumerate() {
-            b.set(format!("node.id={}", i + 1));
-            b.set(format!("controller.quorum.voters={voters}"));
+            b.member = Some((i as i32 + 1, layout.voters()));
         }
         Cluster { nodes }
     }
@@ -233,11 +236,11 @@ impl Cluster {
 }
 
 /// Sends `sig` to our own child process.
-#[allow(unsafe_code)]
 pub fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions; pid is a child we spawned and still own.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    assert!(
+        strom::dev::signal(pid as u32, sig),
+        "kill({pid}, {sig}) failed"
+    );
 }
 
 /// A delivered (or failed) record as the producer saw it.

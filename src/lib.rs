@@ -6,6 +6,8 @@ pub mod alloc;
 pub mod config;
 pub mod controller;
 pub mod dev;
+#[cfg(test)]
+mod fuzz;
 pub mod group;
 pub mod handlers;
 pub mod metadata;

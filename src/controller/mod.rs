@@ -13,8 +13,11 @@
 //! of partition data.
 
 mod admin;
+mod codec;
 mod configs;
 mod decide;
+#[cfg(test)]
+mod fuzz;
 mod leader;
 mod liveness;
 mod network;

@@ -89,7 +89,7 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let payload =
-            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            super::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let channel = self
             .network
             .channels
@@ -127,7 +127,7 @@ impl PeerClient {
                 &std::io::Error::other(reply.refused),
             )));
         }
-        let result: Result<Resp, E> = serde_json::from_slice(&reply.payload)
+        let result: Result<Resp, E> = super::codec::decode(&reply.payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -30,11 +30,11 @@ struct RaftService {
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(payload).map_err(|e| format!("bad raft payload: {e}"))
+    super::codec::decode(payload).map_err(|e| e.to_string())
 }
 
 fn reply<T: Serialize, E: Serialize>(r: Result<T, E>) -> Result<Response<pb::RaftReply>, Status> {
-    let payload = serde_json::to_vec(&r).map_err(|e| Status::internal(e.to_string()))?;
+    let payload = super::codec::encode(&r).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(pb::RaftReply {
         payload,
         refused: String::new(),

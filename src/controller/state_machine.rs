@@ -16,7 +16,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{RaftNodeId, TypeConfig};
+use super::{codec, RaftNodeId, TypeConfig};
 use crate::metadata::{ApplyOutcome, MetadataImage};
 
 const SNAPSHOT: &str = "snapshot";
@@ -59,8 +59,8 @@ impl StateMachine {
         let tree = db.open_tree("raft_sm").map_err(sm_err)?;
         let mut state = SmState::default();
         if let Some(bytes) = tree.get(SNAPSHOT).map_err(sm_err)? {
-            let stored: StoredSnapshot = serde_json::from_slice(&bytes).map_err(sm_err)?;
-            state = serde_json::from_slice(&stored.data).map_err(sm_err)?;
+            let stored: StoredSnapshot = codec::decode_snapshot(&bytes).map_err(sm_err)?;
+            state = codec::decode_snapshot(&stored.data).map_err(sm_err)?;
         }
         images.send_replace(Arc::new(state.image.clone()));
         Ok(StateMachine {
@@ -72,7 +72,7 @@ impl StateMachine {
 
     fn snapshot_now(&self) -> Result<Snapshot<TypeConfig>, StorageError<RaftNodeId>> {
         let state = lock(&self.state).clone();
-        let data = serde_json::to_vec(&state).map_err(sm_err)?;
+        let data = codec::encode(&state).map_err(sm_err)?;
         let snapshot_id = match &state.last_applied {
             Some(l) => format!("{}-{}", l.leader_id, l.index),
             None => "empty".to_string(),
@@ -87,7 +87,7 @@ impl StateMachine {
             data: data.clone(),
         };
         self.tree
-            .insert(SNAPSHOT, serde_json::to_vec(&stored).map_err(sm_err)?)
+            .insert(SNAPSHOT, codec::encode(&stored).map_err(sm_err)?)
             .map_err(sm_err)?;
         self.tree.flush().map_err(sm_err)?;
         Ok(Snapshot {
@@ -170,7 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<RaftNodeId>> {
         let data = snapshot.into_inner();
-        let state: SmState = serde_json::from_slice(&data).map_err(sm_err)?;
+        let state: SmState = codec::decode_snapshot(&data).map_err(sm_err)?;
         let image = Arc::new(state.image.clone());
         *lock(&self.state) = state;
         let stored = StoredSnapshot {
@@ -178,7 +178,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             data,
         };
         self.tree
-            .insert(SNAPSHOT, serde_json::to_vec(&stored).map_err(sm_err)?)
+            .insert(SNAPSHOT, codec::encode(&stored).map_err(sm_err)?)
             .map_err(sm_err)?;
         self.tree.flush_async().await.map_err(sm_err)?;
         self.images.send_replace(image);
@@ -190,7 +190,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<RaftNodeId>> {
         match self.tree.get(SNAPSHOT).map_err(sm_err)? {
             Some(bytes) => {
-                let stored: StoredSnapshot = serde_json::from_slice(&bytes).map_err(sm_err)?;
+                let stored: StoredSnapshot = codec::decode_snapshot(&bytes).map_err(sm_err)?;
                 Ok(Some(Snapshot {
                     meta: stored.meta,
                     snapshot: Box::new(Cursor::new(stored.data)),

@@ -163,30 +163,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         log_id: LogId<RaftNodeId>,
     ) -> Result<(), StorageError<RaftNodeId>> {
-        let keys: Vec<_> = self
-            .log
-            .range(log_id.index.to_be_bytes()..)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(write_err)?;
-        for k in keys {
-            self.log.remove(k).map_err(write_err)?;
+        // One atomic batch: removing keys one by one, a crash part-way would leave a log with a
+        // hole in it (the entries after the hole still there).
+        let mut batch = sled::Batch::default();
+        for k in self.log.range(log_id.index.to_be_bytes()..).keys() {
+            batch.remove(k.map_err(write_err)?);
         }
+        self.log.apply_batch(batch).map_err(write_err)?;
         self.log.flush_async().await.map_err(write_err)?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<RaftNodeId>) -> Result<(), StorageError<RaftNodeId>> {
         self.put_meta(LAST_PURGED, &log_id).await?;
-        let keys: Vec<_> = self
-            .log
-            .range(..=log_id.index.to_be_bytes())
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(write_err)?;
-        for k in keys {
-            self.log.remove(k).map_err(write_err)?;
+        let mut batch = sled::Batch::default();
+        for k in self.log.range(..=log_id.index.to_be_bytes()).keys() {
+            batch.remove(k.map_err(write_err)?);
         }
+        self.log.apply_batch(batch).map_err(write_err)?;
         Ok(())
     }
 }

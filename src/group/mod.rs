@@ -13,6 +13,8 @@
 //! `Coordinator` is built by `node` and shared as `Arc` with every listener's handlers; one
 //! background task (`run`) follows leadership and drives the groups' timers.
 
+#[cfg(test)]
+mod fuzz;
 mod log;
 mod offsets;
 pub mod records;

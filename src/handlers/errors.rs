@@ -136,6 +136,8 @@ pub fn batch(e: &BatchError) -> i16 {
         BatchError::TooLarge { .. } => E::MessageTooLarge.code(),
         BatchError::UnsupportedMagic(_) => E::UnsupportedForMessageFormat.code(),
         BatchError::Invalid(_) => E::InvalidRecord.code(),
+        BatchError::ClientLogAppendTime => E::InvalidTimestamp.code(),
+        BatchError::Transactional => E::InvalidTxnState.code(),
     }
 }
 

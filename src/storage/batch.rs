@@ -106,12 +106,26 @@ pub enum BatchError {
     UnsupportedMagic(i8),
     #[error("{0}")]
     Invalid(String),
+    /// A client set the LogAppendTime bit, which only the broker sets (Kafka: INVALID_TIMESTAMP).
+    #[error("a producer may not set the timestamp type to LogAppendTime")]
+    ClientLogAppendTime,
+    /// A transactional batch with no transaction to belong to (Kafka: INVALID_TXN_STATE).
+    #[error("transactional batch outside a transaction (strom has no transaction coordinator)")]
+    Transactional,
 }
 
-/// A client's batch must say what it holds: its offset range (last offset delta + 1) equals its
-/// record count, and both are positive (Kafka's INVALID_RECORD otherwise). Without this a batch
-/// could claim billions of offsets and force a new segment on every later append. Replicated
-/// and coordinator batches are not checked here (compaction will leave gaps in them).
+/// The attributes bit of a transactional batch.
+pub const TRANSACTIONAL: i16 = 0x10;
+/// The attributes bit of a control batch (transaction markers), which only brokers write.
+pub const CONTROL: i16 = 0x20;
+
+/// What Kafka's leader checks of a client's batch header before it appends. The batch must say
+/// what it holds: its offset range (last offset delta + 1) equals its record count, and both
+/// are positive — without this a batch could claim billions of offsets and force a new segment
+/// on every later append. It may not be a control batch (markers are the broker's), an
+/// idempotent batch needs a sequence, and the LogAppendTime bit is the broker's to set. A
+/// transactional batch is refused while strom has no transactions. Replicated and coordinator
+/// batches are not checked here (compaction will leave gaps in them).
 pub fn check_client_batch(h: &BatchHeader) -> Result<(), BatchError> {
     let range = h.last_offset_delta as i64 + 1;
     if h.record_count <= 0 || range != h.record_count as i64 {
@@ -119,6 +133,23 @@ pub fn check_client_batch(h: &BatchHeader) -> Result<(), BatchError> {
             "record batch claims {range} offsets but holds {} records",
             h.record_count
         )));
+    }
+    if h.attributes & CONTROL != 0 {
+        return Err(BatchError::Invalid(
+            "clients may not write control records".into(),
+        ));
+    }
+    if h.producer_id >= 0 && h.base_sequence < 0 {
+        return Err(BatchError::Invalid(format!(
+            "batch of producer {} has no sequence number",
+            h.producer_id
+        )));
+    }
+    if h.is_log_append_time() {
+        return Err(BatchError::ClientLogAppendTime);
+    }
+    if h.attributes & TRANSACTIONAL != 0 {
+        return Err(BatchError::Transactional);
     }
     Ok(())
 }
@@ -337,6 +368,38 @@ pub(crate) mod tests {
         h.last_offset_delta = -1;
         h.record_count = 0;
         assert!(check_client_batch(&h).is_err());
+    }
+
+    #[test]
+    fn client_batches_may_not_use_the_brokers_bits() {
+        let b = make_batch(3, 1_000, 10);
+        let ok = parse_header(&b).expect("header");
+        assert!(check_client_batch(&ok).is_ok());
+        let with = |attributes: i16| BatchHeader {
+            attributes: ok.attributes | attributes,
+            ..ok
+        };
+        assert!(matches!(
+            check_client_batch(&with(CONTROL)),
+            Err(BatchError::Invalid(_))
+        ));
+        assert_eq!(
+            check_client_batch(&with(LOG_APPEND_TIME)),
+            Err(BatchError::ClientLogAppendTime)
+        );
+        assert_eq!(
+            check_client_batch(&with(TRANSACTIONAL)),
+            Err(BatchError::Transactional)
+        );
+        let no_sequence = BatchHeader {
+            producer_id: 7,
+            base_sequence: -1,
+            ..ok
+        };
+        assert!(matches!(
+            check_client_batch(&no_sequence),
+            Err(BatchError::Invalid(_))
+        ));
     }
 
     #[test]

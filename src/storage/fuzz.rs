@@ -6,59 +6,18 @@ use super::batch::{parse_header, tests::make_batch, validate};
 use super::log::tests::settings;
 use super::records::record_times;
 use super::PartitionLog;
+use crate::fuzz::{rounds, Rng};
 use crate::types::{TopicId, TopicPartition};
-
-/// xorshift64*: deterministic, so a failure replays from its round number.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    /// Flips, overwrites, inserts or cuts a few bytes.
-    fn mutate(&mut self, mut b: Vec<u8>) -> Vec<u8> {
-        for _ in 0..1 + self.below(4) {
-            match self.below(4) {
-                0 if !b.is_empty() => {
-                    let at = self.below(b.len());
-                    b[at] ^= 1 << self.below(8);
-                }
-                1 if !b.is_empty() => {
-                    let at = self.below(b.len());
-                    b[at] = self.next() as u8;
-                }
-                2 => {
-                    let at = self.below(b.len() + 1);
-                    b.insert(at, self.next() as u8);
-                }
-                _ if !b.is_empty() => {
-                    let at = self.below(b.len());
-                    b.truncate(at);
-                }
-                _ => {}
-            }
-        }
-        b
-    }
-}
 
 #[test]
 fn mutated_batches_never_panic_validation_or_the_record_parser() {
-    let mut rng = Rng(0x0ba7_c4e5_0001);
+    let mut rng = Rng::new(0x0ba7_c4e5_0001);
     let seeds: Vec<Vec<u8>> = vec![
         make_batch(1, 1_000, 10),
         make_batch(5, 2_000, 100),
         make_batch(3, -1, 0),
     ];
-    for round in 0..20_000 {
+    for round in 0..rounds(20_000) {
         let b = rng.mutate(seeds[round % seeds.len()].clone());
         let _ = validate(&b, 1 << 20);
         if let Some(h) = parse_header(&b) {
@@ -70,8 +29,8 @@ fn mutated_batches_never_panic_validation_or_the_record_parser() {
 
 #[test]
 fn recovery_from_garbage_and_torn_segments_keeps_a_valid_prefix() {
-    let mut rng = Rng(0x05e6_0000_0002);
-    for round in 0..40 {
+    let mut rng = Rng::new(0x05e6_0000_0002);
+    for round in 0..rounds(40) {
         let root = tempfile::tempdir().expect("tempdir");
         let tp = TopicPartition::new("f".to_string(), 0);
         let id = TopicId(uuid::Uuid::from_u128(1));

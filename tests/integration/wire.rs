@@ -269,6 +269,25 @@ fn bad_crc_unknown_topic_and_out_of_range_get_kafka_errors() {
         87,
         "INVALID_RECORD"
     );
+    // Attribute bits only brokers set (CRC made valid again each time): a control batch is
+    // INVALID_RECORD, LogAppendTime INVALID_TIMESTAMP, a transactional batch (no transaction
+    // coordinator yet) INVALID_TXN_STATE.
+    for (bit, code, what) in [
+        (0x20i16, 87, "INVALID_RECORD"),
+        (0x08, 32, "INVALID_TIMESTAMP"),
+        (0x10, 48, "INVALID_TXN_STATE"),
+    ] {
+        let mut b = BytesMut::from(&good[..]);
+        let attributes = i16::from_be_bytes([b[21], b[22]]) | bit;
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            produce_code(&mut raw, 56, &produce("t", b.freeze(), 1)).0,
+            code,
+            "{what}"
+        );
+    }
     assert_eq!(
         produce_code(&mut raw, 6, &produce("t", good.clone(), 1)),
         (0, 0),

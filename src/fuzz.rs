@@ -1,5 +1,6 @@
-//! What the fixed-seed fuzz tests share (test builds only): a deterministic generator, byte
-//! mutations, and the budget. Each test runs `rounds(n)` rounds: `n` in `cargo test`, and
+//! What the fixed-seed fuzz tests share — the unit tests here and the live-broker fuzz test in
+//! `tests/integration/fuzz.rs` (hence public, but not part of strom's API): a deterministic
+//! generator, byte mutations, and the budget. Each test runs `rounds(n)` rounds: `n` in `cargo test`, and
 //! `n × STROM_FUZZ_SCALE` for a longer run (README: "Fuzzing"), which also takes its seed from
 //! `STROM_FUZZ_SEED` so a long run explores new ground.
 
@@ -16,7 +17,7 @@ impl Rng {
         Rng((salt ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn word(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -24,7 +25,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.word() % n.max(1) as u64) as usize
     }
 
     pub fn chance(&mut self, one_in: usize) -> bool {
@@ -41,11 +42,11 @@ impl Rng {
                 }
                 1 if !b.is_empty() => {
                     let at = self.below(b.len());
-                    b[at] = self.next() as u8;
+                    b[at] = self.word() as u8;
                 }
                 2 => {
                     let at = self.below(b.len() + 1);
-                    b.insert(at, self.next() as u8);
+                    b.insert(at, self.word() as u8);
                 }
                 _ if !b.is_empty() => {
                     let at = self.below(b.len());

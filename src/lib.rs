@@ -6,8 +6,8 @@ pub mod alloc;
 pub mod config;
 pub mod controller;
 pub mod dev;
-#[cfg(test)]
-mod fuzz;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod group;
 pub mod handlers;
 pub mod metadata;

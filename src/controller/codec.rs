@@ -71,7 +71,11 @@ mod tests {
         let img = image(500);
         let binary = encode(&img).expect("encode");
         let json = serde_json::to_vec(&img).expect("json");
-        println!("500 topics x 10 partitions: {} bytes binary, {} JSON", binary.len(), json.len());
+        println!(
+            "500 topics x 10 partitions: {} bytes binary, {} JSON",
+            binary.len(),
+            json.len()
+        );
         let back: MetadataImage = decode_snapshot(&binary).expect("decode");
         assert_eq!(back, img);
         assert!(

@@ -21,7 +21,7 @@ fn opt_text(rng: &mut Rng) -> Option<String> {
 }
 
 fn blob(rng: &mut Rng) -> Bytes {
-    (0..rng.below(64)).map(|_| rng.next() as u8).collect()
+    (0..rng.below(64)).map(|_| rng.word() as u8).collect()
 }
 
 fn key(rng: &mut Rng) -> Key {
@@ -31,17 +31,17 @@ fn key(rng: &mut Rng) -> Key {
         Key::Offset {
             group: text(rng),
             topic: text(rng),
-            partition: rng.next() as i32,
+            partition: rng.word() as i32,
         }
     }
 }
 
 fn offset_value(rng: &mut Rng) -> OffsetValue {
     OffsetValue {
-        offset: rng.next() as i64,
-        leader_epoch: rng.next() as i32,
+        offset: rng.word() as i64,
+        leader_epoch: rng.word() as i32,
         metadata: text(rng),
-        commit_timestamp: rng.next() as i64,
+        commit_timestamp: rng.word() as i64,
     }
 }
 
@@ -62,10 +62,10 @@ fn group_value(rng: &mut Rng) -> GroupValue {
         .collect();
     GroupValue {
         protocol_type: text(rng),
-        generation: rng.next() as i32,
+        generation: rng.word() as i32,
         protocol: opt_text(rng),
         leader: opt_text(rng),
-        state_timestamp: rng.next() as i64,
+        state_timestamp: rng.word() as i64,
         members,
     }
 }

@@ -49,7 +49,7 @@ fn recovery_from_garbage_and_torn_segments_keeps_a_valid_prefix() {
         let mut bytes = std::fs::read(&seg).expect("segment");
         let good = bytes.len();
         let tail: Vec<u8> = if round % 2 == 0 {
-            (0..1 + rng.below(200)).map(|_| rng.next() as u8).collect()
+            (0..1 + rng.below(200)).map(|_| rng.word() as u8).collect()
         } else {
             rng.mutate(make_batch(2, 5_000, 50))
         };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use strom::fuzz::Rng;
 use strom::protocol::SUPPORTED;
 
 use crate::harness::{free_port, Raw};
@@ -22,22 +23,6 @@ fn connect(port: u16) -> Raw {
         .set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
     raw
-}
-
-/// xorshift64*: deterministic, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// A frame: a valid request header for (key, version), then `body`.
@@ -145,7 +130,7 @@ fn random_and_corrupted_requests_never_panic_the_broker() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let mut rng = Rng(0x5eed_1234_abcd_0042);
+    let mut rng = Rng::new(0x5eed_1234_abcd_0042);
     let seeds = seeds();
     let (mut sent, mut answered) = (0, 0);
     let mut raw = connect(port);
@@ -154,7 +139,7 @@ fn random_and_corrupted_requests_never_panic_the_broker() {
         for v in *min..=*max {
             for _ in 0..6 {
                 let len = rng.below(64);
-                let body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let body: Vec<u8> = (0..len).map(|_| rng.word() as u8).collect();
                 raw.send_raw(&frame(*key, v, sent, &body));
                 sent += 1;
                 match raw.read_frame() {
@@ -167,24 +152,7 @@ fn random_and_corrupted_requests_never_panic_the_broker() {
     // Corrupted copies of valid requests: flip, insert or cut bytes.
     for round in 0..1500 {
         let (key, v, body) = &seeds[round % seeds.len()];
-        let mut body = body.clone();
-        for _ in 0..1 + rng.below(4) {
-            match rng.below(3) {
-                0 if !body.is_empty() => {
-                    let at = rng.below(body.len());
-                    body[at] ^= 1 << rng.below(8);
-                }
-                1 => {
-                    let at = rng.below(body.len() + 1);
-                    body.insert(at, rng.next() as u8);
-                }
-                _ if !body.is_empty() => {
-                    let at = rng.below(body.len());
-                    body.truncate(at);
-                }
-                _ => {}
-            }
-        }
+        let body = rng.mutate(body.clone());
         raw.send_raw(&frame(*key, *v, sent, &body));
         sent += 1;
         match raw.read_frame() {

@@ -236,12 +236,21 @@ impl Handle {
     ) -> Result<Rep, AdminError>
     where
         Req: Clone,
-        F: Fn(ControllerClient<Channel>, Req) -> Fut,
+        F: Fn(ControllerClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
     {
-        self.call_leader(within, |c| f(c, req.clone()))
-            .await
-            .map(tonic::Response::into_inner)
+        // Every call names this node's cluster (empty until its image has the id).
+        let cluster_id = tonic::metadata::MetadataValue::try_from(self.cluster_id())
+            .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static(""));
+        self.call_leader(within, |c| {
+            let mut request = tonic::Request::new(req.clone());
+            request
+                .metadata_mut()
+                .insert(super::rpc::CLUSTER_ID_HEADER, cluster_id.clone());
+            f(c, request)
+        })
+        .await
+        .map(tonic::Response::into_inner)
     }
 
     fn request_timeout(&self) -> Duration {

@@ -56,7 +56,11 @@ impl RaftService {
         decode(&req.payload)
     }
 
-    /// A message from a node of another cluster is refused before it reaches Raft.
+    /// A message from a node of another cluster is refused before it reaches Raft. One that
+    /// names no cluster is taken: the id is written into the log by the first leader, so a node
+    /// that joined or was wiped since does not know it yet, and refusing its votes would keep
+    /// the quorum's terms from converging (tried: elections then took over 20 s). Closing the
+    /// port to strangers needs mutual TLS on the controller listener (issue 19).
     fn check_cluster(&self, theirs: &str) -> Result<(), String> {
         let ours = self.handle.cluster_id();
         if !ours.is_empty() && !theirs.is_empty() && ours != theirs {
@@ -103,8 +107,26 @@ struct ControllerService {
 }
 
 impl ControllerService {
-    /// The request's message, if this node leads (only the leader decides).
+    /// The request's message, if this node leads (only the leader decides) and the caller names
+    /// this cluster (`CLUSTER_ID_HEADER`; not needed before the cluster id is written).
     fn on_leader<T>(&self, req: Request<T>) -> Result<T, Status> {
+        let ours = self.handle.cluster_id();
+        let theirs = req
+            .metadata()
+            .get(CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !ours.is_empty() && theirs != ours {
+            return Err(Status::permission_denied(format!(
+                "this is cluster {ours}; the caller names `{theirs}`"
+            )));
+        }
+        self.leader_only(req)
+    }
+
+    /// The request's message, if this node leads. Joining as a learner is how a new broker-only
+    /// node first receives the metadata log, cluster id included, so it cannot name it yet.
+    fn leader_only<T>(&self, req: Request<T>) -> Result<T, Status> {
         if self.handle.is_leader() {
             Ok(req.into_inner())
         } else {
@@ -114,6 +136,9 @@ impl ControllerService {
         }
     }
 }
+
+/// The gRPC metadata entry in which a broker names its cluster on every controller call.
+pub const CLUSTER_ID_HEADER: &str = "strom-cluster-id";
 
 /// A refusal the broker may retry (no quorum, a race with a new leader).
 fn unavailable(e: super::AdminError) -> Status {
@@ -221,7 +246,7 @@ impl pb::controller_server::Controller for ControllerService {
         &self,
         req: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::AddLearnerReply>, Status> {
-        let r = self.on_leader(req)?;
+        let r = self.leader_only(req)?;
         self.handle
             .add_learner_local(r.node_id, r.address)
             .await

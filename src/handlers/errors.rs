@@ -50,6 +50,9 @@ pub enum Refusal {
     UnsupportedVersion,
     /// The controller answered something no request can get (a bug, reported as Kafka does).
     UnknownServerError,
+    /// A fetch as a replica (replica id >= 0) on a listener other than the inter-broker one:
+    /// Kafka's answer to a follower fetch without CLUSTER_ACTION.
+    ReplicaFetchNotAllowed,
 }
 
 impl Refusal {
@@ -73,6 +76,7 @@ impl Refusal {
             }
             Refusal::UnsupportedVersion => E::UnsupportedVersion.code(),
             Refusal::UnknownServerError => E::UnknownServerError.code(),
+            Refusal::ReplicaFetchNotAllowed => E::TopicAuthorizationFailed.code(),
         }
     }
 }

@@ -81,6 +81,23 @@ async fn answer(
         .enumerate()
         .flat_map(|(ti, t)| t.partitions.iter().map(move |p| (ti, p.partition)))
         .collect();
+    if replica >= 0 && ctx.listener != ctx.config.inter_broker_listener {
+        // Only brokers fetch as replicas, and brokers fetch on the inter-broker listener: a
+        // client claiming a replica id elsewhere would move the high watermark and the ISR.
+        for (ti, index) in owners {
+            topics[ti].partitions.push(
+                PartitionData::default()
+                    .with_partition_index(index)
+                    .with_error_code(Refusal::ReplicaFetchNotAllowed.code()),
+            );
+        }
+        let empty = || Some(Part::Bytes(Bytes::new()));
+        let records = topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|_| empty()));
+        let records = records.collect();
+        return (FetchResponse::default().with_responses(topics), records);
+    }
     let params = FetchParams {
         follower: (replica >= 0).then_some(replica),
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),

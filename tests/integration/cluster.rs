@@ -698,3 +698,65 @@ fn doctor_explains_an_unreachable_advertised_address() {
     );
     assert!(text.contains("advertised.listeners"), "{text}");
 }
+
+/// The controller's broker calls (registration, heartbeats, ISR changes, admin writes) must name
+/// this cluster once its id is written, and a Raft message naming another cluster is refused.
+#[test]
+fn controller_calls_that_do_not_name_the_cluster_are_refused() {
+    use strom::controller::pb;
+    let broker = crate::harness::Broker::start(&[]);
+    let addr = format!("http://127.0.0.1:{}", broker.controller_port);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut raft = pb::raft_client::RaftClient::connect(addr.clone())
+            .await
+            .expect("connect");
+        let mut controller = pb::controller_client::ControllerClient::connect(addr)
+            .await
+            .expect("connect");
+        let heartbeat = || pb::HeartbeatRequest {
+            broker_id: 1,
+            incarnation: uuid::Uuid::nil().to_string(),
+        };
+        // Once the node has written its cluster id, a call without it is refused.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match controller.heartbeat(heartbeat()).await {
+                Err(s) if s.code() == tonic::Code::PermissionDenied => break,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "a call naming no cluster kept being taken: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut foreign = tonic::Request::new(heartbeat());
+        foreign.metadata_mut().insert(
+            "strom-cluster-id",
+            "another-cluster".parse().expect("value"),
+        );
+        let denied = controller.heartbeat(foreign).await.expect_err("foreign id");
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied}");
+        let admin = pb::AdminRequest {
+            payload: b"{}".to_vec(),
+        };
+        let denied = controller.admin(admin).await.expect_err("no cluster id");
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied}");
+        let vote = pb::RaftRequest {
+            cluster_id: "another-cluster".to_string(),
+            payload: Vec::new(),
+        };
+        let reply = raft.vote(vote).await.expect("answered").into_inner();
+        assert!(reply.refused.contains("cluster"), "{}", reply.refused);
+    });
+    // The broker itself names its cluster, so it keeps serving.
+    let mut c = Client::connect(&broker.bootstrap()).expect("connect");
+    let md: kafka_protocol::messages::MetadataResponse = c
+        .call(
+            kafka_protocol::messages::ApiKey::Metadata,
+            12,
+            &kafka_protocol::messages::MetadataRequest::default(),
+        )
+        .expect("metadata");
+    assert_eq!(md.brokers.len(), 1);
+}

@@ -798,3 +798,51 @@ fn pipelined_offset_commits_apply_in_the_order_sent() {
         );
     }
 }
+
+#[test]
+fn only_the_inter_broker_listener_takes_fetches_as_a_replica() {
+    let mut broker = Broker::new(&[]);
+    let external = crate::harness::free_port();
+    let (internal, controller) = (broker.port, broker.controller_port);
+    for s in [
+        format!(
+            "listeners=INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external},CONTROLLER://127.0.0.1:{controller}"
+        ),
+        "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            .to_string(),
+        "inter.broker.listener.name=INTERNAL".to_string(),
+    ] {
+        broker.set(s);
+    }
+    broker.spawn();
+    let mut ext = Raw::connect(external);
+    let md = metadata(&mut ext, 1, "replicated", true);
+    assert_eq!(md.topics[0].error_code, 0);
+    assert_eq!(
+        produce_code(&mut ext, 2, &produce("replicated", batch(b"v"), 1)).0,
+        0
+    );
+    let as_replica =
+        |id: i32| fetch("replicated", 0, 0).with_replica_id(kafka_protocol::messages::BrokerId(id));
+    let code = |raw: &mut Raw, corr: i32, req: &FetchRequest| {
+        raw.send_raw(&frame(ApiKey::Fetch, 12, corr, req));
+        let (_, f): (i32, FetchResponse) =
+            response(ApiKey::Fetch, 12, raw.read_frame().expect("fetch answer"));
+        f.responses[0].partitions[0].error_code
+    };
+    // A client on EXTERNAL claiming to be broker 1 (this partition's only replica) is refused
+    // as Kafka refuses a replica fetch without CLUSTER_ACTION; as a consumer it reads.
+    assert_eq!(
+        code(&mut ext, 3, &as_replica(1)),
+        29,
+        "TOPIC_AUTHORIZATION_FAILED"
+    );
+    assert_eq!(code(&mut ext, 4, &fetch("replicated", 0, 0)), 0);
+    // On the inter-broker listener the fetch reaches the replica checks: 7 is no replica.
+    let mut int = Raw::connect(internal);
+    assert_eq!(
+        code(&mut int, 5, &as_replica(7)),
+        6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+}

@@ -53,6 +53,51 @@ pub struct Report {
     pub latency: Percentiles,
 }
 
+/// Unavailability windows of one fault kind over the run, in ms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowStats {
+    pub fault: String,
+    pub count: usize,
+    pub min: u64,
+    pub median: u64,
+    pub p90: u64,
+    pub max: u64,
+    /// Faults after which no write on the partitions hit was acknowledged before the run ended.
+    pub no_write: usize,
+}
+
+/// Per fault kind, in order of first appearance: min / median / p90 / max of the windows.
+pub fn window_stats(faults: &[FaultReport]) -> Vec<WindowStats> {
+    let mut kinds: Vec<String> = Vec::new();
+    for f in faults {
+        if !kinds.contains(&f.fault) {
+            kinds.push(f.fault.clone());
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let of_kind: Vec<&FaultReport> = faults.iter().filter(|f| f.fault == kind).collect();
+            let mut w: Vec<u64> = of_kind.iter().filter_map(|f| f.window_ms).collect();
+            w.sort_unstable();
+            let at = |q: f64| {
+                w.get(((w.len() as f64 * q).ceil() as usize).clamp(1, w.len().max(1)) - 1)
+                    .copied()
+                    .unwrap_or(0)
+            };
+            WindowStats {
+                count: of_kind.len(),
+                no_write: of_kind.len() - w.len(),
+                min: w.first().copied().unwrap_or(0),
+                median: at(0.5),
+                p90: at(0.9),
+                max: w.last().copied().unwrap_or(0),
+                fault: kind,
+            }
+        })
+        .collect()
+}
+
 fn count(checks: &[Check], name: &str) -> usize {
     checks
         .iter()
@@ -131,6 +176,10 @@ impl Report {
             "isr_not_full": count(&self.checks, "isr-not-full"),
             "passed": self.passed(),
             "latency_ms": {"p50": self.latency.p50, "p99": self.latency.p99, "p999": self.latency.p999, "max": self.latency.max},
+            "unavailable_ms_by_fault": window_stats(&self.faults).iter().map(|w| serde_json::json!({
+                "fault": w.fault, "count": w.count, "min": w.min, "median": w.median,
+                "p90": w.p90, "max": w.max, "no_write_after": w.no_write,
+            })).collect::<Vec<_>>(),
             "faults": self.faults.iter().map(|f| serde_json::json!({
                 "fault": f.fault,
                 "at_ms": f.at_ms,
@@ -160,6 +209,24 @@ impl Report {
             "produce latency ms: p50 {} p99 {} p99.9 {} max {}",
             self.latency.p50, self.latency.p99, self.latency.p999, self.latency.max
         );
+        let _ = writeln!(s, "unavailable ms by fault: count min median p90 max");
+        for w in window_stats(&self.faults) {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:>3} {:>6} {:>6} {:>6} {:>6}{}",
+                w.fault,
+                w.count,
+                w.min,
+                w.median,
+                w.p90,
+                w.max,
+                if w.no_write > 0 {
+                    format!(" ({} with no write after)", w.no_write)
+                } else {
+                    String::new()
+                }
+            );
+        }
         for f in &self.faults {
             let window = f
                 .window_ms
@@ -291,5 +358,47 @@ impl Report {
         )?;
         std::fs::write(out.join("summary.txt"), self.summary())?;
         std::fs::write(out.join("timeline.svg"), self.svg(acks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(kind: &str, window: Option<u64>) -> FaultReport {
+        FaultReport {
+            fault: kind.to_string(),
+            at_ms: 0,
+            nodes: Vec::new(),
+            partitions: Vec::new(),
+            window_ms: window,
+            latency_ms: Percentiles::default(),
+        }
+    }
+
+    #[test]
+    fn windows_are_summarised_per_fault_kind() {
+        let mut faults: Vec<FaultReport> = (1..=10)
+            .map(|i| fault("kill-leader", Some(i * 100)))
+            .collect();
+        faults.push(fault("pause-leader", Some(3_000)));
+        faults.push(fault("pause-leader", None));
+        let stats = window_stats(&faults);
+        assert_eq!(stats.len(), 2);
+        let kill = &stats[0];
+        assert_eq!(kill.fault, "kill-leader");
+        assert_eq!(
+            (
+                kill.count,
+                kill.min,
+                kill.median,
+                kill.p90,
+                kill.max,
+                kill.no_write
+            ),
+            (10, 100, 500, 900, 1_000, 0)
+        );
+        let pause = &stats[1];
+        assert_eq!((pause.count, pause.median, pause.no_write), (2, 3_000, 1));
     }
 }

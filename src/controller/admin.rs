@@ -378,6 +378,22 @@ impl Handle {
         Ok((reply.partition_epoch, reply.isr))
     }
 
+    /// Opens this broker's liveness stream to the leader (see `Liveness`).
+    pub(super) async fn open_liveness(
+        &self,
+        broker: NodeId,
+        incarnation: uuid::Uuid,
+    ) -> Result<tonic::Streaming<pb::LivenessPing>, AdminError> {
+        let req = pb::LivenessRequest {
+            broker_id: broker,
+            incarnation: incarnation.to_string(),
+        };
+        self.send(Duration::from_secs(2), req, |mut c, r| async move {
+            c.liveness(r).await
+        })
+        .await
+    }
+
     /// Asks the leader to add this broker-only node as a non-voting learner.
     pub async fn join_as_learner(&self, within: Duration) -> Result<(), AdminError> {
         let l = &self.config.controller_listener;

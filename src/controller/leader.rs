@@ -10,12 +10,59 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, AlterPartition};
-use super::liveness::VoterStatus;
+use super::liveness::{StreamGuard, VoterStatus};
 use super::{AdminDone, AdminError, AdminOp, Handle, QuorumStatus, RaftNodeId};
 use crate::metadata::{BrokerRegistration, MetadataRecord};
 use crate::types::NodeId;
 
+/// How often the controller pings down a broker's liveness stream.
+pub(super) const LIVENESS_PING: Duration = Duration::from_millis(250);
+
+/// How long a broker's liveness stream must stay closed — with no new stream and no heartbeat —
+/// before the broker is fenced: long enough for a live broker whose connection merely broke to
+/// reconnect (it retries within 100 ms), far shorter than the session timeout.
+const LOST_CONFIRM: Duration = Duration::from_millis(300);
+
 impl Handle {
+    /// A registered broker (this incarnation) opened its liveness stream to this leader.
+    pub(super) fn liveness_stream(
+        &self,
+        broker: NodeId,
+        incarnation: uuid::Uuid,
+    ) -> Option<StreamGuard> {
+        let registered = self
+            .image()
+            .brokers
+            .get(&broker)
+            .is_some_and(|b| b.incarnation == incarnation);
+        registered.then(|| self.liveness.stream_opened(broker))
+    }
+
+    /// Fences the first broker whose liveness stream closed and stayed closed (a dead process:
+    /// the kernel closed its connections), well before its session would time out. Returns
+    /// whether the image changed.
+    async fn fence_lost_brokers(&self) -> bool {
+        let image = self.image();
+        for b in self.liveness.lost(Instant::now(), LOST_CONFIRM) {
+            self.liveness.forget_stream(b);
+            // This node's own broker cannot be dead while its controller runs.
+            if b == self.config.node_id || image.brokers.get(&b).is_none_or(|r| r.fenced) {
+                continue;
+            }
+            let records = decide::fence(&image, b, self.config.unclean_leader_election);
+            let moved = records.len() - 1;
+            match self.propose(records).await {
+                Ok(_) => tracing::warn!(
+                    broker = b,
+                    partitions = moved,
+                    "fenced a broker whose connection to the controller closed"
+                ),
+                Err(e) => tracing::warn!(broker = b, error = %e, "cannot fence broker"),
+            }
+            return true;
+        }
+        false
+    }
     /// An admin write, on the leader: decided against the current image (`decide::admin`),
     /// proposed, and answered from the committed outcomes.
     pub(super) async fn admin_local(&self, op: AdminOp) -> Result<AdminDone, AdminError> {
@@ -60,6 +107,9 @@ impl Handle {
                     tracing::warn!(error = %e, "cannot write the cluster id yet");
                 }
                 continue;
+            }
+            if self.fence_lost_brokers().await {
+                continue; // the image changed: look again with the new one
             }
             if self.config.auto_leader_rebalance && last_rebalance.elapsed() >= rebalance_every {
                 last_rebalance = Instant::now();

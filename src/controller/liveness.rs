@@ -21,6 +21,31 @@ pub struct Liveness {
     seen: Mutex<HashMap<NodeId, Instant>>,
     /// Incarnations that asked for a controlled shutdown: a late heartbeat must not unfence them.
     pub(super) stopping: Mutex<std::collections::HashSet<uuid::Uuid>>,
+    streams: Mutex<Streams>,
+}
+
+/// Each broker's liveness stream to this controller: the one open now (by number), and when the
+/// last one closed with no other open.
+#[derive(Default)]
+struct Streams {
+    next: u64,
+    open: HashMap<NodeId, u64>,
+    closed: HashMap<NodeId, Instant>,
+}
+
+/// A broker's liveness stream, as the controller holds it: dropping it (the stream ended — the
+/// broker's connection closed, or this node stopped leading) records the close.
+pub(super) struct StreamGuard {
+    liveness: std::sync::Arc<Liveness>,
+    broker: NodeId,
+    number: u64,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.liveness
+            .stream_closed(self.broker, self.number, Instant::now());
+    }
 }
 
 /// The quorum as one node sees it (the leader's view has every voter's progress).
@@ -43,6 +68,49 @@ pub struct VoterStatus {
 }
 
 impl Liveness {
+    /// A broker opened its liveness stream: it replaces any older one.
+    pub(super) fn stream_opened(self: &std::sync::Arc<Self>, broker: NodeId) -> StreamGuard {
+        let mut st = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        st.next += 1;
+        let number = st.next;
+        st.open.insert(broker, number);
+        st.closed.remove(&broker);
+        StreamGuard {
+            liveness: self.clone(),
+            broker,
+            number,
+        }
+    }
+
+    fn stream_closed(&self, broker: NodeId, number: u64, at: Instant) {
+        let mut st = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if st.open.get(&broker) == Some(&number) {
+            st.open.remove(&broker);
+            st.closed.insert(broker, at);
+        }
+    }
+
+    /// Brokers whose stream closed at least `confirm` before `now`, with none reopened and no
+    /// heartbeat since: most likely a dead process (its connections closed with it).
+    pub(super) fn lost(&self, now: Instant, confirm: Duration) -> Vec<NodeId> {
+        let st = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        st.closed
+            .iter()
+            .filter(|(b, at)| {
+                now.saturating_duration_since(**at) >= confirm
+                    && seen.get(b).is_none_or(|heard| heard <= *at)
+            })
+            .map(|(b, _)| *b)
+            .collect()
+    }
+
+    /// The broker was fenced (or this node took over as leader): forget its closed stream.
+    pub(super) fn forget_stream(&self, broker: NodeId) {
+        let mut st = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        st.closed.remove(&broker);
+    }
+
     pub(super) fn mark(&self, id: NodeId) {
         self.seen
             .lock()
@@ -65,10 +133,36 @@ impl Liveness {
         for id in ids {
             seen.insert(id, now);
         }
+        let mut st = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        st.closed.clear();
     }
 }
 
 impl Handle {
+    /// Holds this broker's liveness stream to the leader open, reopening it (to whichever node
+    /// leads) whenever it ends, until cancelled.
+    async fn hold_liveness_stream(
+        self,
+        broker: NodeId,
+        incarnation: uuid::Uuid,
+        token: CancellationToken,
+    ) {
+        loop {
+            if let Ok(mut pings) = self.open_liveness(broker, incarnation).await {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        ping = pings.message() => if !matches!(ping, Ok(Some(_))) { break },
+                    }
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
     /// Runs on every broker: register, then heartbeat until cancelled; registers again when the
     /// leader no longer knows this incarnation. `registered` is told once the first one lands.
     pub async fn run_broker(
@@ -94,6 +188,14 @@ impl Handle {
                     Ok(cluster_id) => {
                         tracing::info!(broker = reg.id, %cluster_id, "registered with the controller");
                         is_registered = true;
+                        if !*registered.borrow() {
+                            let stream = self.clone().hold_liveness_stream(
+                                reg.id,
+                                reg.incarnation,
+                                token.child_token(),
+                            );
+                            tokio::spawn(stream);
+                        }
                         registered.send_replace(true);
                     }
                     Err(e) => {
@@ -119,5 +221,46 @@ impl Handle {
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_closed_stream_marks_a_broker_lost_only_after_the_confirmation_and_without_news() {
+        let live = Arc::new(Liveness::default());
+        let confirm = Duration::from_millis(300);
+        let s1 = live.stream_opened(1);
+        let s2 = live.stream_opened(2);
+        let t0 = Instant::now();
+        assert!(
+            live.lost(t0 + confirm * 10, confirm).is_empty(),
+            "streams open"
+        );
+        drop(s1);
+        let closed = Instant::now();
+        assert!(live.lost(closed, confirm).is_empty(), "not yet confirmed");
+        assert_eq!(live.lost(closed + confirm, confirm), vec![1]);
+        // A new stream from broker 1 (it reconnected) clears it; so does a heartbeat after.
+        let s1 = live.stream_opened(1);
+        assert!(live.lost(closed + confirm, confirm).is_empty());
+        drop(s2);
+        live.mark(2);
+        assert!(
+            live.lost(Instant::now() + confirm, confirm).is_empty(),
+            "heard from since"
+        );
+        // An older stream of a broker ending after a newer one opened changes nothing.
+        let newer = live.stream_opened(1);
+        drop(s1);
+        assert!(live.lost(Instant::now() + confirm, confirm).is_empty());
+        drop(newer);
+        assert_eq!(live.lost(Instant::now() + confirm, confirm), vec![1]);
+        live.forget_stream(1);
+        assert!(live.lost(Instant::now() + confirm, confirm).is_empty());
     }
 }

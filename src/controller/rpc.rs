@@ -254,6 +254,33 @@ impl pb::controller_server::Controller for ControllerService {
         Ok(Response::new(pb::AddLearnerReply {}))
     }
 
+    type LivenessStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::LivenessPing, Status>> + Send + 'static>,
+    >;
+
+    /// Held open by a registered broker for as long as it lives (see `Liveness`); pinged every
+    /// `LIVENESS_PING`, ended when this node stops leading (the broker reconnects to the new
+    /// leader).
+    async fn liveness(
+        &self,
+        req: Request<pb::LivenessRequest>,
+    ) -> Result<Response<Self::LivenessStream>, Status> {
+        let r = self.on_leader(req)?;
+        let incarnation = uuid_field(&r.incarnation, "incarnation")?;
+        let guard = self
+            .handle
+            .liveness_stream(r.broker_id, incarnation)
+            .ok_or_else(|| Status::failed_precondition("not registered with this incarnation"))?;
+        let handle = self.handle.clone();
+        let pings = futures::stream::unfold((guard, handle), |(guard, handle)| async move {
+            tokio::time::sleep(super::leader::LIVENESS_PING).await;
+            handle
+                .is_leader()
+                .then_some((Ok(pb::LivenessPing {}), (guard, handle)))
+        });
+        Ok(Response::new(Box::pin(pings)))
+    }
+
     /// Any node answers with its own view (start-up checks only need the cluster id).
     async fn quorum(
         &self,

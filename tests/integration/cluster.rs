@@ -760,3 +760,36 @@ fn controller_calls_that_do_not_name_the_cluster_are_refused() {
         .expect("metadata");
     assert_eq!(md.brokers.len(), 1);
 }
+
+/// A SIGKILLed broker's connections close with it: the controller sees its liveness stream end
+/// and fences it long before the session timeout (30 s here, so only that path can do it).
+#[test]
+fn a_killed_brokers_closed_connection_fences_it_before_its_session_ends() {
+    let mut cluster = Cluster::new(3, &["broker.session.timeout.ms=30000"]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    let (controller, _) = describe(&bs1).expect("describe");
+    let victim = (1..=3)
+        .find(|b| *b != controller)
+        .expect("a non-controller");
+    let watcher = cluster.bootstrap(controller);
+    // Let every broker open its stream (they do once registered).
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.node(victim).kill();
+    let took = wait_until("the killed broker fenced", Duration::from_secs(10), || {
+        describe(&watcher).is_some_and(|(_, b)| b.iter().any(|x| x.0 == victim && x.3))
+    });
+    println!("broker {victim} SIGKILLed: fenced after {took:?} (session timeout 30 s)");
+    // A live broker whose stream is open is not touched.
+    let (_, brokers) = describe(&watcher).expect("describe");
+    assert!(brokers.iter().filter(|x| x.0 != victim).all(|x| !x.3));
+    cluster.node(victim).spawn();
+    wait_until(
+        "the broker back and unfenced",
+        Duration::from_secs(15),
+        || all_active(&watcher, 3),
+    );
+}

@@ -84,18 +84,15 @@ async fn answer(
     if replica >= 0 && ctx.listener != ctx.config.inter_broker_listener {
         // Only brokers fetch as replicas, and brokers fetch on the inter-broker listener: a
         // client claiming a replica id elsewhere would move the high watermark and the ISR.
+        let mut records = Vec::with_capacity(owners.len());
         for (ti, index) in owners {
             topics[ti].partitions.push(
                 PartitionData::default()
                     .with_partition_index(index)
                     .with_error_code(Refusal::ReplicaFetchNotAllowed.code()),
             );
+            records.push(Some(Part::Bytes(Bytes::new())));
         }
-        let empty = || Some(Part::Bytes(Bytes::new()));
-        let records = topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|_| empty()));
-        let records = records.collect();
         return (FetchResponse::default().with_responses(topics), records);
     }
     let params = FetchParams {

@@ -157,6 +157,8 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     pub session_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
+    /// `broker.lease.ms`: 0 = no lease.
+    pub broker_lease_ms: u64,
     pub unclean_leader_election: bool,
     pub metadata_snapshot_interval: u64,
     /// The listener name whose advertised endpoints followers fetch from.
@@ -554,6 +556,17 @@ impl Config {
             ));
         }
 
+        let (lease, session) = (int("broker.lease.ms"), int("broker.session.timeout.ms"));
+        if lease != 0 && (lease >= session || lease <= int("broker.heartbeat.interval.ms")) {
+            return Err(invalid(
+                "broker.lease.ms",
+                format!(
+                    "must be 0 (off) or between broker.heartbeat.interval.ms ({}) and \
+                     broker.session.timeout.ms ({session}), exclusive",
+                    int("broker.heartbeat.interval.ms")
+                ),
+            ));
+        }
         if get("log.dirs").contains(',') {
             return Err(invalid(
                 "log.dirs",
@@ -643,6 +656,7 @@ impl Config {
             shutdown_timeout_ms: int("shutdown.timeout.ms") as u64,
             session_timeout_ms: int("broker.session.timeout.ms") as u64,
             heartbeat_interval_ms: int("broker.heartbeat.interval.ms") as u64,
+            broker_lease_ms: int("broker.lease.ms") as u64,
             unclean_leader_election: get("unclean.leader.election.enable") == "true",
             metadata_snapshot_interval: int("metadata.log.snapshot.interval.records") as u64,
             inter_broker_listener,
@@ -702,6 +716,22 @@ mod tests {
         assert!(e.to_string().contains("num.partitions"), "{e}");
         let e = Config::from_raw(raw(&[("auto.create.topics.enable", "yes")])).unwrap_err();
         assert!(e.to_string().contains("auto.create.topics.enable"), "{e}");
+    }
+
+    #[test]
+    fn a_lease_not_shorter_than_the_session_is_refused_by_name() {
+        for bad in [
+            vec![("broker.lease.ms", "2000")],
+            vec![("broker.lease.ms", "400")],
+            vec![("broker.session.timeout.ms", "1000")],
+        ] {
+            let e = Config::from_raw(raw(&bad)).unwrap_err();
+            assert!(e.to_string().contains("broker.lease.ms"), "{bad:?}: {e}");
+        }
+        let c = Config::from_raw(raw(&[("broker.lease.ms", "0")])).expect("0 turns it off");
+        assert_eq!(c.broker_lease_ms, 0);
+        let c = Config::from_raw(BTreeMap::new()).expect("defaults valid");
+        assert_eq!(c.broker_lease_ms, 1500);
     }
 
     #[test]

@@ -274,6 +274,12 @@ pub const SETTINGS: &[Setting] = &[
         10,
         "Interval between broker heartbeats to the controller.",
     ),
+    int(
+        "broker.lease.ms",
+        "1500",
+        0,
+        "strom: a broker that has not had a heartbeat answered by a controller with a live quorum for this long stops acknowledging produce (NOT_LEADER_OR_FOLLOWER) until it has; shorter than broker.session.timeout.ms, so a cut-off leader stops taking writes before another is elected. 0 turns it off.",
+    ),
     Setting {
         name: "auto.leader.rebalance.enable",
         default: "true",

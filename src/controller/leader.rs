@@ -18,6 +18,9 @@ use crate::types::NodeId;
 /// How often the controller pings down a broker's liveness stream.
 pub(super) const LIVENESS_PING: Duration = Duration::from_millis(250);
 
+/// How long a heartbeat's answer may wait for the quorum to confirm this leader.
+const HEARTBEAT_CONFIRM: Duration = Duration::from_millis(500);
+
 /// How long a broker's liveness stream must stay closed — with no new stream and no heartbeat —
 /// before the broker is fenced: long enough for a live broker whose connection merely broke to
 /// reconnect (it retries within 100 ms), far shorter than the session timeout.
@@ -170,6 +173,10 @@ impl Handle {
                 if !records.is_empty() {
                     self.propose(records).await?;
                     tracing::info!(broker = id, "unfenced a broker whose heartbeats resumed");
+                } else {
+                    // The answer renews the broker's lease: only a leader that still has its
+                    // quorum may give it (a deposed one cut off with the broker must not).
+                    self.confirm_leadership(HEARTBEAT_CONFIRM).await?;
                 }
                 Ok((true, false))
             }

@@ -5,6 +5,7 @@
 //! quorum status any node reports.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,49 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.liveness
             .stream_closed(self.broker, self.number, Instant::now());
+    }
+}
+
+/// This broker's lease from the metadata quorum: held until `broker.lease.ms` after the sending
+/// of the last heartbeat that a controller answered while it could still reach a quorum. A
+/// partition leader without it acknowledges no produce: it may be cut off, and the controller
+/// may already be electing another leader. Safe without synchronized clocks because the
+/// controller fences only `broker.session.timeout.ms` (longer) after *receiving* that heartbeat,
+/// which it did after it was sent; a new controller starts every session afresh, later still.
+pub struct Lease {
+    length: Option<Duration>,
+    origin: Instant,
+    /// Milliseconds after `origin` at which the lease ends (0: never held).
+    until: AtomicU64,
+}
+
+impl Lease {
+    /// `length_ms` 0: no lease (always held).
+    pub fn new(length_ms: u64) -> Lease {
+        Lease {
+            length: (length_ms > 0).then(|| Duration::from_millis(length_ms)),
+            origin: Instant::now(),
+            until: AtomicU64::new(0),
+        }
+    }
+
+    /// A heartbeat sent at `sent` was answered by a controller that confirmed its quorum.
+    pub(super) fn renew(&self, sent: Instant) {
+        if let Some(length) = self.length {
+            let until = (sent + length).saturating_duration_since(self.origin);
+            self.until
+                .fetch_max(until.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn held(&self) -> bool {
+        self.held_at(Instant::now())
+    }
+
+    fn held_at(&self, now: Instant) -> bool {
+        self.length.is_none()
+            || (now.saturating_duration_since(self.origin).as_millis() as u64)
+                < self.until.load(Ordering::Relaxed)
     }
 }
 
@@ -211,14 +255,28 @@ impl Handle {
                     }
                 }
             }
-            match self.heartbeat(reg.id, reg.incarnation, every * 2).await {
-                Ok((false, _)) => is_registered = false,
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
-            }
+            let sent = Instant::now();
+            // After a failure (most often: the metadata leader changed) try again soon, so
+            // the lease outlives a controller election.
+            let next = match self.heartbeat(reg.id, reg.incarnation, every * 2).await {
+                Ok((false, _)) => {
+                    is_registered = false;
+                    every
+                }
+                Ok((true, fenced)) => {
+                    if !fenced {
+                        self.lease.renew(sent);
+                    }
+                    every
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "heartbeat failed");
+                    Duration::from_millis(100).min(every)
+                }
+            };
             tokio::select! {
                 _ = token.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(next) => {}
             }
         }
     }
@@ -229,6 +287,25 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_lease_runs_from_the_sending_of_the_answered_heartbeat() {
+        let lease = Lease::new(1500);
+        let t0 = Instant::now();
+        assert!(
+            !lease.held_at(t0),
+            "never held before a heartbeat is answered"
+        );
+        lease.renew(t0);
+        assert!(lease.held_at(t0 + Duration::from_millis(1499)));
+        assert!(!lease.held_at(t0 + Duration::from_millis(1500)));
+        // An answer to an older heartbeat arriving late does not shorten it.
+        lease.renew(t0 + Duration::from_millis(1000));
+        lease.renew(t0);
+        assert!(lease.held_at(t0 + Duration::from_millis(2499)));
+        assert!(!lease.held_at(t0 + Duration::from_millis(2500)));
+        assert!(Lease::new(0).held_at(t0), "0 turns the lease off");
+    }
 
     #[test]
     fn a_closed_stream_marks_a_broker_lost_only_after_the_confirmation_and_without_news() {

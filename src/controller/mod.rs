@@ -100,6 +100,7 @@ pub struct Handle {
     channels: network::Channels,
     cluster_id: Arc<Mutex<String>>,
     liveness: Arc<liveness::Liveness>,
+    lease: Arc<liveness::Lease>,
 }
 
 /// Owns the Raft node and the quorum's tasks; `node` keeps it to shut it down last.
@@ -250,6 +251,7 @@ impl Controller {
             channels,
             cluster_id,
             liveness: Arc::new(liveness::Liveness::default()),
+            lease: Arc::new(liveness::Lease::new(config.broker_lease_ms)),
         };
         handle
             .check_peers_cluster(stored_cluster.as_deref())
@@ -304,6 +306,24 @@ impl Handle {
             .borrow()
             .current_leader
             .map(|id| id as NodeId)
+    }
+
+    /// Whether this broker holds its lease from the quorum (`liveness::Lease`): a leader
+    /// without it must not acknowledge writes.
+    pub fn lease_held(&self) -> bool {
+        self.lease.held()
+    }
+
+    /// Confirms that this node still leads a quorum now (a round of Raft heartbeats), within
+    /// `within`.
+    pub(crate) async fn confirm_leadership(&self, within: Duration) -> Result<(), AdminError> {
+        match tokio::time::timeout(within, self.raft.get_read_log_id()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(AdminError::NoQuorum(e.to_string())),
+            Err(_) => Err(AdminError::NoQuorum(
+                "the quorum did not confirm this leader in time".into(),
+            )),
+        }
     }
 
     pub fn is_leader(&self) -> bool {

@@ -371,8 +371,8 @@ impl ReplicaManager {
         }
     }
 
-    /// Appends a client's records to the partition this node leads in `image`: validated, with
-    /// `min_isr` checked for acks=all.
+    /// Appends a client's records to the partition this node leads in `image` while it holds
+    /// its lease from the quorum: validated, with `min_isr` checked for acks=all.
     pub fn append(
         &self,
         image: &Arc<MetadataImage>,
@@ -383,6 +383,14 @@ impl ReplicaManager {
         let partition = self
             .leader_partition(image, tp)
             .map_err(ProduceError::Partition)?;
+        if !self.controller.lease_held() {
+            // Cut off from the quorum for longer than the lease: another leader may be
+            // elected now, so this one takes no write (the client asks again, elsewhere).
+            return Err(ProduceError::Partition(PartitionError::NotLeader {
+                leader: -1,
+                epoch: partition.leader_epoch(),
+            }));
+        }
         let produced = partition.append_records(records, min_isr)?;
         Ok(Write {
             produced,

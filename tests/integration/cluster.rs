@@ -793,3 +793,100 @@ fn a_killed_brokers_closed_connection_fences_it_before_its_session_ends() {
         || all_active(&watcher, 3),
     );
 }
+
+/// One acks=1 produce of a one-record batch over a raw connection: its error code.
+fn produce_acks_1(c: &mut Client, topic: &str, partition: i32) -> Option<i16> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+    let batch = crate::harness::one_record_batch(
+        None,
+        b"leased",
+        0,
+        kafka_protocol::records::Compression::None,
+    );
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).ok()?;
+    Some(r.responses[0].partition_responses[0].error_code)
+}
+
+/// A leader cut off from the metadata quorum (both other nodes stopped: it reaches neither the
+/// controller nor a majority, and hears only silence) stops acknowledging acks=1 produce within
+/// its lease — before the session timeout lets the controller elect another leader — and takes
+/// writes again once the quorum answers it.
+#[test]
+fn a_leader_cut_off_from_the_quorum_stops_acknowledging_within_its_lease() {
+    let _quiet = crate::harness::timing_sensitive();
+    let mut cluster = Cluster::new(3, &[]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    assert_eq!(create_topic(&bs1, "leased", 3, 1), Some(0));
+    let led = |bs: &str| {
+        metadata(bs)
+            .1
+            .into_iter()
+            .find(|((t, _), (leader, ..))| t == "leased" && *leader == 1)
+            .map(|((_, p), _)| p)
+    };
+    let mut partition = None;
+    wait_until("a partition led by node 1", Duration::from_secs(10), || {
+        partition = led(&bs1);
+        partition.is_some()
+    });
+    let partition = partition.expect("partition");
+    let mut raw = Client::connect(&bs1).expect("connect");
+    wait_until("acks=1 accepted", Duration::from_secs(10), || {
+        produce_acks_1(&mut raw, "leased", partition) == Some(0)
+    });
+
+    let others: Vec<i32> = [2, 3]
+        .iter()
+        .map(|id| cluster.node(*id).pid().expect("running") as i32)
+        .collect();
+    for pid in &others {
+        crate::harness::signal(*pid, libc::SIGSTOP);
+    }
+    let cut = Instant::now();
+    let refused = loop {
+        let code = produce_acks_1(&mut raw, "leased", partition);
+        if code == Some(6) {
+            break cut.elapsed();
+        }
+        assert_eq!(code, Some(0), "acks=1 answers");
+        assert!(
+            cut.elapsed() < Duration::from_secs(5),
+            "still acknowledging {:?} after the cut",
+            cut.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("node 1 cut off: acks=1 refused (NOT_LEADER_OR_FOLLOWER) after {refused:?}");
+    // The lease is 1.5 s from the last answered heartbeat's sending; the controller could elect
+    // a new leader no sooner than the 2 s session timeout.
+    assert!(
+        refused < Duration::from_millis(2000),
+        "refused only after {refused:?}"
+    );
+    // A real client gets no acknowledgement either, only an error.
+    let p = crate::harness::producer(&bs1, &[("acks", "1"), ("message.timeout.ms", "2000")]);
+    crate::harness::send_to(&p, "leased", Some(partition), 1, b"never acknowledged");
+    crate::harness::flush(&p);
+    assert!(p.context().acks.lock().expect("lock").is_empty());
+    assert_eq!(p.context().errors.lock().expect("lock").len(), 1);
+
+    for pid in &others {
+        crate::harness::signal(*pid, libc::SIGCONT);
+    }
+    wait_until("acks=1 accepted again", Duration::from_secs(15), || {
+        produce_acks_1(&mut raw, "leased", partition) == Some(0)
+    });
+}

@@ -18,6 +18,10 @@ use crate::types::NodeId;
 /// How often the controller pings down a broker's liveness stream.
 pub(super) const LIVENESS_PING: Duration = Duration::from_millis(250);
 
+/// How long the controller waits for a connection to a broker whose stream closed: a dead
+/// process's port refuses at once; anything slower is not a confirmation.
+const DEAD_CONNECT: Duration = Duration::from_millis(250);
+
 /// How long a heartbeat's answer may wait for the quorum to confirm this leader.
 const HEARTBEAT_CONFIRM: Duration = Duration::from_millis(500);
 
@@ -41,15 +45,20 @@ impl Handle {
         registered.then(|| self.liveness.stream_opened(broker))
     }
 
-    /// Fences the first broker whose liveness stream closed and stayed closed (a dead process:
-    /// the kernel closed its connections), well before its session would time out. Returns
-    /// whether the image changed.
+    /// Fences the first broker whose liveness stream closed and stayed closed, once a connection
+    /// to it is refused (a dead process: the kernel closed its sockets and nothing listens on its
+    /// port), well before its session would time out. A broker that still accepts connections,
+    /// or cannot be reached at all (a cut network: it may be alive and leading), is left to the
+    /// session timeout, which its lease undercuts. Returns whether the image changed.
     async fn fence_lost_brokers(&self) -> bool {
         let image = self.image();
         for b in self.liveness.lost(Instant::now(), LOST_CONFIRM) {
             self.liveness.forget_stream(b);
             // This node's own broker cannot be dead while its controller runs.
-            if b == self.config.node_id || image.brokers.get(&b).is_none_or(|r| r.fenced) {
+            let Some(reg) = image.brokers.get(&b).filter(|r| !r.fenced) else {
+                continue;
+            };
+            if b == self.config.node_id || !self.process_gone(reg).await {
                 continue;
             }
             let records = decide::fence(&image, b, self.config.unclean_leader_election);
@@ -66,6 +75,28 @@ impl Handle {
         }
         false
     }
+    /// Whether every inter-broker address of `reg` refuses a connection at once: the kernel
+    /// saying no process listens there. A connection made, or one that hangs, confirms nothing.
+    async fn process_gone(&self, reg: &BrokerRegistration) -> bool {
+        let listener = &self.config.inter_broker_listener;
+        let mut addresses: Vec<_> = reg
+            .endpoints
+            .iter()
+            .filter(|e| &e.listener == listener)
+            .collect();
+        if addresses.is_empty() {
+            addresses = reg.endpoints.iter().collect();
+        }
+        for e in &addresses {
+            let connect = tokio::net::TcpStream::connect((e.host.as_str(), e.port));
+            match tokio::time::timeout(DEAD_CONNECT, connect).await {
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                _ => return false,
+            }
+        }
+        !addresses.is_empty()
+    }
+
     /// An admin write, on the leader: decided against the current image (`decide::admin`),
     /// proposed, and answered from the committed outcomes.
     pub(super) async fn admin_local(&self, op: AdminOp) -> Result<AdminDone, AdminError> {
@@ -96,8 +127,10 @@ impl Handle {
             let term = self.raft.metrics().borrow().current_term;
             let image = self.image();
             if led_term != Some(term) {
-                // New leader: everyone gets a full session from now.
-                self.liveness.reset(image.brokers.keys().copied());
+                // New leader: everyone gets a full session from now, and must open its
+                // liveness stream to this node (a dead one cannot; see `fence_lost_brokers`).
+                self.liveness
+                    .take_over(image.brokers.keys().copied(), Instant::now());
                 led_term = Some(term);
                 tracing::info!(term, "this node is now the metadata leader (controller)");
             }

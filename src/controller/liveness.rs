@@ -170,15 +170,21 @@ impl Liveness {
             .map(|t| t.elapsed())
     }
 
-    pub(super) fn reset(&self, ids: impl Iterator<Item = NodeId>) {
-        let now = Instant::now();
+    /// This node took over as leader at `now`: every broker gets a full session from now, and
+    /// every broker's stream counts as closed now until it opens one to this leader — a broker
+    /// that died with the old controller (or before it) never does, and is found by `lost`
+    /// within the confirmation instead of a whole session later.
+    pub(super) fn take_over(&self, ids: impl Iterator<Item = NodeId>, now: Instant) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         seen.clear();
+        st.closed.clear();
         for id in ids {
             seen.insert(id, now);
+            if !st.open.contains_key(&id) {
+                st.closed.insert(id, now);
+            }
         }
-        let mut st = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        st.closed.clear();
     }
 }
 
@@ -287,6 +293,25 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_new_leader_counts_every_broker_without_a_stream_to_it_as_closed_from_its_takeover() {
+        let live = Arc::new(Liveness::default());
+        let confirm = Duration::from_millis(300);
+        let _early = live.stream_opened(3); // reached this node before the duties noticed
+        let now = Instant::now();
+        let t0 = now.checked_sub(Duration::from_secs(5)).unwrap_or(now);
+        live.take_over([1, 2, 3, 4].into_iter(), t0);
+        assert!(live.lost(t0, confirm).is_empty(), "not yet confirmed");
+        let mut lost = live.lost(t0 + confirm, confirm);
+        lost.sort();
+        assert_eq!(lost, vec![1, 2, 4], "3's stream is open");
+        // A live broker reconnects its stream, or heartbeats: only 4 — dead with the old
+        // controller — does neither.
+        let _s1 = live.stream_opened(1);
+        live.mark(2);
+        assert_eq!(live.lost(t0 + confirm, confirm), vec![4]);
+    }
 
     #[test]
     fn a_lease_runs_from_the_sending_of_the_answered_heartbeat() {

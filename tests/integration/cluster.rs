@@ -794,6 +794,44 @@ fn a_killed_brokers_closed_connection_fences_it_before_its_session_ends() {
     );
 }
 
+/// Killing the controller's node: the new controller does not give the dead broker a fresh
+/// session (30 s here) — it expects every live broker to open its liveness stream to it, and
+/// fences the one whose port refuses connections within about a second of taking over.
+#[test]
+fn a_new_controller_fences_the_broker_that_died_with_the_old_one_at_once() {
+    let mut cluster = Cluster::new(3, &["broker.session.timeout.ms=30000"]);
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    let (controller, _) = describe(&bs1).expect("describe");
+    let watcher = cluster.bootstrap((1..=3).find(|b| *b != controller).expect("another"));
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.node(controller).kill();
+    let took = wait_until(
+        "the old controller's broker fenced",
+        Duration::from_secs(10),
+        || {
+            describe(&watcher).is_some_and(|(c, b)| {
+                c > 0 && c != controller && b.iter().any(|x| x.0 == controller && x.3)
+            })
+        },
+    );
+    println!("controller {controller} SIGKILLed: fenced by its successor after {took:?}");
+    let (_, brokers) = describe(&watcher).expect("describe");
+    assert!(
+        brokers.iter().filter(|x| x.0 != controller).all(|x| !x.3),
+        "live brokers kept: {brokers:?}"
+    );
+    cluster.node(controller).spawn();
+    wait_until(
+        "the broker back and unfenced",
+        Duration::from_secs(15),
+        || all_active(&watcher, 3),
+    );
+}
+
 /// One acks=1 produce of a one-record batch over a raw connection: its error code.
 fn produce_acks_1(c: &mut Client, topic: &str, partition: i32) -> Option<i16> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

@@ -1,7 +1,7 @@
 //! Three `strom` processes configured like `strom dev` that the nemesis can kill, pause, resume
 //! and restart: on free loopback ports, or (`netns`) each in its own network namespace on a
-//! bridge, so the nemesis can also cut one node off the network and heal it (needs root and
-//! iproute2).
+//! bridge, so the nemesis can also cut one node off the network, or off its peers only, and heal
+//! it (needs root and iproute2).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ pub struct Node {
     pub paused: bool,
     /// Its link to the bridge is down (netns clusters only).
     pub cut: bool,
+    /// Cut off from the other nodes only: clients still reach it (netns clusters only).
+    pub isolated: bool,
 }
 
 /// The namespaces and bridge of a netns cluster.
@@ -110,6 +112,7 @@ impl ChaosCluster {
                 child: None,
                 paused: false,
                 cut: false,
+                isolated: false,
             });
         }
         let layout = Layout {
@@ -171,6 +174,43 @@ impl ChaosCluster {
             .ok_or_else(|| anyhow::anyhow!("cutting a node needs a netns cluster"))?;
         ip(&["link", "set", &net.veth(id), "down"])?;
         self.node(id).cut = true;
+        Ok(())
+    }
+
+    /// Cuts node `id` off from the other nodes — its peers in the metadata quorum and the
+    /// replicas it leads or follows — while clients (on the host) still reach it: a blackhole
+    /// route to each peer in its namespace and to it in each peer's, so both sides hear silence.
+    pub fn isolate(&mut self, id: i32) -> anyhow::Result<()> {
+        self.isolation_routes(id, "add")?;
+        self.node(id).isolated = true;
+        Ok(())
+    }
+
+    fn isolation_routes(&self, id: i32, verb: &str) -> anyhow::Result<()> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("isolating a node needs a netns cluster"))?;
+        let host = |n: &Node| format!("{}/32", n.host);
+        let me = &self.nodes[id as usize - 1];
+        for peer in self.nodes.iter().filter(|n| n.id != id) {
+            ip(&[
+                "-n",
+                &net.namespace(id),
+                "route",
+                verb,
+                "blackhole",
+                &host(peer),
+            ])?;
+            ip(&[
+                "-n",
+                &net.namespace(peer.id),
+                "route",
+                verb,
+                "blackhole",
+                &host(me),
+            ])?;
+        }
         Ok(())
     }
 
@@ -256,6 +296,10 @@ impl ChaosCluster {
             if self.nodes[id as usize - 1].cut {
                 self.reconnect(id)?;
             }
+            if self.nodes[id as usize - 1].isolated {
+                self.isolation_routes(id, "del")?;
+                self.node(id).isolated = false;
+            }
             if self.nodes[id as usize - 1].paused {
                 self.resume(id);
             }
@@ -284,7 +328,7 @@ impl ChaosCluster {
     pub fn any_live(&self) -> Option<String> {
         self.nodes
             .iter()
-            .find(|n| n.child.is_some() && !n.paused && !n.cut)
+            .find(|n| n.child.is_some() && !n.paused && !n.cut && !n.isolated)
             .map(|n| format!("{}:{}", n.host, n.port))
     }
 

@@ -1,5 +1,6 @@
 //! `chaos/run` entry point: `cargo run --release --example chaos -- --duration 60s --seed 7 --out DIR
-//! [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader] [--netns]`.
+//! [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader] [--netns]
+//! [--acks 1]`.
 
 #[path = "mod.rs"]
 mod chaos;
@@ -28,7 +29,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader] [--netns] [--bin PATH]\n  --netns puts each node in its own network namespace (root, iproute2); cut-leader needs it and is in the default faults only then");
+        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader] [--netns] [--acks 1] [--bin PATH]\n  --netns puts each node in its own network namespace (root, iproute2); cut-leader and isolate-leader need it and are in the default faults only then\n  --acks 1 runs plain acks=1 producers: lost records are then reported, not failures, and zombie_acks (acknowledged by a replaced leader) must be 0");
         return std::process::ExitCode::SUCCESS;
     }
     let duration = arg(&args, "--duration")
@@ -40,7 +41,7 @@ fn main() -> std::process::ExitCode {
     let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "chaos-out".into()));
     let netns = args.iter().any(|a| a == "--netns");
     let default_faults = if netns {
-        "kill-leader,kill-controller,kill-two,pause-leader,cut-leader"
+        "kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader"
     } else {
         "kill-leader,kill-controller,kill-two,pause-leader"
     };
@@ -49,6 +50,14 @@ fn main() -> std::process::ExitCode {
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
+    let acks = match arg(&args, "--acks").as_deref() {
+        None | Some("all") | Some("-1") => -1,
+        Some("1") => 1,
+        Some(other) => {
+            eprintln!("chaos: --acks takes all or 1, not {other}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let bin = PathBuf::from(arg(&args, "--bin").unwrap_or_else(|| "target/release/strom".into()));
     let opts = chaos::scenario::Options {
         duration,
@@ -57,6 +66,7 @@ fn main() -> std::process::ExitCode {
         faults,
         bin,
         netns,
+        acks,
         tamper: None,
     };
     match chaos::scenario::run(&opts) {

@@ -7,6 +7,7 @@
 
 pub mod checkers;
 pub mod cluster;
+pub mod elections;
 pub mod nemesis;
 pub mod report;
 pub mod scenario;

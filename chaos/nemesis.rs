@@ -22,6 +22,10 @@ pub enum Fault {
     PauseLeader,
     /// Cut a partition leader off the network (netns clusters), then heal.
     CutLeader,
+    /// Cut a partition leader off the other brokers and the metadata quorum while clients still
+    /// reach it (netns clusters), then heal: without its lease it would keep acknowledging
+    /// writes after another leader is elected.
+    IsolateLeader,
 }
 
 impl Fault {
@@ -32,6 +36,7 @@ impl Fault {
             "kill-two" => Some(Fault::KillTwo),
             "pause-leader" => Some(Fault::PauseLeader),
             "cut-leader" => Some(Fault::CutLeader),
+            "isolate-leader" => Some(Fault::IsolateLeader),
             _ => None,
         }
     }
@@ -43,6 +48,7 @@ impl Fault {
             Fault::KillTwo => "kill-two",
             Fault::PauseLeader => "pause-leader",
             Fault::CutLeader => "cut-leader",
+            Fault::IsolateLeader => "isolate-leader",
         }
     }
 }
@@ -151,7 +157,7 @@ pub fn run(
         let led = leaders(&c, topic);
         let n = c.nodes.len() as u64;
         let victims: Vec<i32> = match fault {
-            Fault::KillLeader | Fault::PauseLeader | Fault::CutLeader => {
+            Fault::KillLeader | Fault::PauseLeader | Fault::CutLeader | Fault::IsolateLeader => {
                 let live: Vec<i32> = led.iter().map(|l| l.1).filter(|l| *l > 0).collect();
                 if live.is_empty() {
                     continue;
@@ -179,6 +185,11 @@ pub fn run(
                 Fault::CutLeader => {
                     if let Err(e) = c.cut(*v) {
                         eprintln!("chaos: cannot cut node {v}: {e}");
+                    }
+                }
+                Fault::IsolateLeader => {
+                    if let Err(e) = c.isolate(*v) {
+                        eprintln!("chaos: cannot isolate node {v}: {e}");
                     }
                 }
                 _ => c.kill(*v),

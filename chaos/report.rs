@@ -51,6 +51,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     pub faults: Vec<FaultReport>,
     pub latency: Percentiles,
+    /// The producers' acks setting (-1: all).
+    pub acks: i16,
 }
 
 /// Unavailability windows of one fault kind over the run, in ms.
@@ -152,11 +154,14 @@ impl Report {
             latency: percentiles(acks.iter().map(lat).collect()),
             checks,
             faults,
+            acks: -1,
         }
     }
 
     pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.violations == 0)
+        self.checks
+            .iter()
+            .all(|c| c.violations == 0 || c.informational)
             && self.delivery_failures == 0
             && self.acked > 0
     }
@@ -174,6 +179,8 @@ impl Report {
             "group_skipped": count(&self.checks, "group-skipped"),
             "replicas_differ": count(&self.checks, "replicas-differ"),
             "isr_not_full": count(&self.checks, "isr-not-full"),
+            "zombie_acks": count(&self.checks, "zombie-acks"),
+            "acks": self.acks,
             "passed": self.passed(),
             "latency_ms": {"p50": self.latency.p50, "p99": self.latency.p99, "p999": self.latency.p999, "max": self.latency.max},
             "unavailable_ms_by_fault": window_stats(&self.faults).iter().map(|w| serde_json::json!({
@@ -198,9 +205,10 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "chaos run: seed {}, {} s, {} records acknowledged, {} delivery failures",
+            "chaos run: seed {}, {} s, acks={}, {} records acknowledged, {} delivery failures",
             self.seed,
             self.duration.as_secs(),
+            if self.acks == -1 { "all".to_string() } else { self.acks.to_string() },
             self.acked,
             self.delivery_failures
         );
@@ -252,7 +260,12 @@ impl Report {
                 if c.violations == 0 {
                     "ok".to_string()
                 } else {
-                    format!("{} violations, e.g. {:?}", c.violations, c.examples)
+                    format!(
+                        "{} violations{}, e.g. {:?}",
+                        c.violations,
+                        if c.informational { " (informational with this acks)" } else { "" },
+                        c.examples
+                    )
                 }
             );
         }

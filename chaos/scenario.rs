@@ -15,6 +15,7 @@ use strom::tools::Client;
 
 use super::checkers::{self, Observed};
 use super::cluster::ChaosCluster;
+use super::elections;
 use super::nemesis::{self, Fault};
 use super::report::Report;
 use super::workload;
@@ -25,8 +26,11 @@ pub struct Options {
     pub out: PathBuf,
     pub faults: Vec<String>,
     pub bin: PathBuf,
-    /// Each node in its own network namespace (root): needed by the cut-leader fault.
+    /// Each node in its own network namespace (root): needed by the cut-leader and
+    /// isolate-leader faults.
     pub netns: bool,
+    /// The producers' acks: -1 (all, idempotent) or 1.
+    pub acks: i16,
     /// Runs on the healed cluster after the workload, before the final read: a test's way to
     /// damage the log on purpose and show the checkers notice.
     pub tamper: Option<fn(&mut ChaosCluster) -> anyhow::Result<()>>,
@@ -85,7 +89,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         .map(|f| {
             Fault::parse(f).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader, cut-leader)"
+                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader, cut-leader, isolate-leader)"
                 )
             })
         })
@@ -98,8 +102,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let _ = std::fs::remove_dir_all(opts.out.join("cluster"));
     std::fs::create_dir_all(&opts.out)?;
     anyhow::ensure!(
-        opts.netns || !kinds.contains(&Fault::CutLeader),
-        "the cut-leader fault needs --netns (network namespaces; run as root)"
+        opts.netns || !kinds.iter().any(|k| matches!(k, Fault::CutLeader | Fault::IsolateLeader)),
+        "the cut-leader and isolate-leader faults need --netns (network namespaces; run as root)"
     );
     let mut cluster = ChaosCluster::new(&opts.bin, &opts.out.join("cluster"), 3, opts.netns)?;
     for id in 1..=3 {
@@ -156,8 +160,13 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let load_stop = Arc::new(AtomicBool::new(false));
     let workload_thread = {
         let (bootstrap, load_stop) = (bootstrap.clone(), load_stop.clone());
-        std::thread::spawn(move || workload::run(&bootstrap, TOPIC, 2, 500, start, load_stop))
+        let acks = opts.acks;
+        std::thread::spawn(move || {
+            workload::run(&bootstrap, TOPIC, acks, 2, 500, start, load_stop)
+        })
     };
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watcher = elections::watch(cluster.clone(), TOPIC, start, watch_stop.clone());
     while start.elapsed() < opts.duration {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -170,6 +179,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let outcome = workload_thread
         .join()
         .map_err(|_| anyhow::anyhow!("workload panicked"))?;
+    watch_stop.store(true, Ordering::Relaxed);
+    let elections = watcher
+        .join()
+        .map_err(|_| anyhow::anyhow!("election watcher panicked"))?;
 
     if let Some(tamper) = opts.tamper {
         tamper(&mut cluster.lock().unwrap_or_else(|p| p.into_inner()))?;
@@ -203,6 +216,9 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         live: outcome.live,
         replicas_identical,
         full_isr: healed,
+        faults: events.clone(),
+        elections,
+        acks_setting: opts.acks,
     };
     let checks = checkers::all(&observed);
     let report = Report::build(
@@ -213,6 +229,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         &events,
         checks,
     );
+    let report = Report {
+        acks: opts.acks,
+        ..report
+    };
     report.write(&opts.out, &observed.acks)?;
     Ok(report)
 }

@@ -1,4 +1,5 @@
-//! The workload: idempotent acks=all producers through librdkafka writing uniquely identified
+//! The workload: idempotent acks=all producers (or plain acks=1 ones, one request in flight)
+//! through librdkafka writing uniquely identified
 //! records (producer, sequence), every acknowledgement recorded with its partition, offset and
 //! times; a consumer group (two members, auto-commit) reading everything as it arrives; and the
 //! final full read.
@@ -87,9 +88,11 @@ pub struct Outcome {
 
 /// Runs `producers` producer threads (about `rate` records a second each) and the consumer group
 /// until `stop` is set, then drains them (the group reads on until it has been idle for 8 s).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     bootstrap: &str,
     topic: &str,
+    acks: i16,
     producers: u32,
     rate: u64,
     start: Instant,
@@ -105,10 +108,17 @@ pub fn run(
                 acks: Mutex::new(Vec::new()),
                 failures: Mutex::new(Vec::new()),
             };
-            let p: BaseProducer<Recorder> = ClientConfig::new()
+            let mut config = ClientConfig::new();
+            if acks == -1 {
+                config.set("enable.idempotence", "true").set("acks", "all");
+            } else {
+                config
+                    .set("enable.idempotence", "false")
+                    .set("acks", acks.to_string())
+                    .set("max.in.flight.requests.per.connection", "1");
+            }
+            let p: BaseProducer<Recorder> = config
                 .set("bootstrap.servers", &bootstrap)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
                 .set("linger.ms", "2")
                 .set("message.timeout.ms", "120000")
                 .set("log_level", "3")

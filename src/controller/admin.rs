@@ -167,6 +167,16 @@ fn classify(status: tonic::Status) -> CallError {
     }
 }
 
+/// The controller's answer to a heartbeat.
+pub struct HeartbeatAnswer {
+    /// False when the controller does not know this incarnation: register again.
+    pub registered: bool,
+    /// The broker is stopping (controlled shutdown) and stays fenced.
+    pub fenced: bool,
+    /// The metadata the controller had applied when it answered.
+    pub applied_index: u64,
+}
+
 impl Handle {
     fn voter_addr(&self, id: NodeId) -> Option<String> {
         self.config
@@ -346,13 +356,13 @@ impl Handle {
         Ok(())
     }
 
-    /// One heartbeat; returns (still registered, fenced).
+    /// One heartbeat and the controller's answer.
     pub async fn heartbeat(
         &self,
         id: NodeId,
         incarnation: uuid::Uuid,
         within: Duration,
-    ) -> Result<(bool, bool), AdminError> {
+    ) -> Result<HeartbeatAnswer, AdminError> {
         let req = pb::HeartbeatRequest {
             broker_id: id,
             incarnation: incarnation.to_string(),
@@ -360,7 +370,11 @@ impl Handle {
         let reply = self
             .send(within, req, |mut c, r| async move { c.heartbeat(r).await })
             .await?;
-        Ok((reply.registered, reply.fenced))
+        Ok(HeartbeatAnswer {
+            registered: reply.registered,
+            fenced: reply.fenced,
+            applied_index: reply.applied_index,
+        })
     }
 
     /// Asks the controller to change a partition's ISR (as its leader). Returns the new

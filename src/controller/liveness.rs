@@ -265,12 +265,14 @@ impl Handle {
             // After a failure (most often: the metadata leader changed) try again soon, so
             // the lease outlives a controller election.
             let next = match self.heartbeat(reg.id, reg.incarnation, every * 2).await {
-                Ok((false, _)) => {
+                Ok(answer) if !answer.registered => {
                     is_registered = false;
                     every
                 }
-                Ok((true, fenced)) => {
-                    if !fenced {
+                Ok(answer) => {
+                    // Renewed only with the controller's metadata applied here: a leader
+                    // deposed while it was cut off must see that before it may lead again.
+                    if !answer.fenced && self.wait_applied(answer.applied_index, every).await {
                         self.lease.renew(sent);
                     }
                     every

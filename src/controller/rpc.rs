@@ -195,7 +195,11 @@ impl pb::controller_server::Controller for ControllerService {
             .heartbeat_local(r.broker_id, incarnation)
             .await
             .map_err(unavailable)?;
-        Ok(Response::new(pb::HeartbeatReply { fenced, registered }))
+        Ok(Response::new(pb::HeartbeatReply {
+            fenced,
+            registered,
+            applied_index: self.handle.applied_index(),
+        }))
     }
 
     async fn controlled_shutdown(

@@ -25,6 +25,7 @@ fn chaos_pause_cut_and_kill_lose_nothing() {
         ],
         bin: env!("CARGO_BIN_EXE_strom").into(),
         netns: true,
+        acks: -1,
         tamper: None,
     };
     let report = run(&opts).expect("chaos run");
@@ -89,6 +90,7 @@ fn chaos_checker_catches_a_deleted_acknowledged_record() {
         faults: Vec::new(),
         bin: env!("CARGO_BIN_EXE_strom").into(),
         netns: false,
+        acks: -1,
         tamper: Some(drop_last_batch_everywhere),
     };
     let report = run(&opts).expect("chaos run");

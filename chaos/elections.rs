@@ -32,11 +32,8 @@ struct Seen {
 
 /// (partition, leader, epoch) as `addr` reports them.
 fn leadership(c: &mut Client, topic: &str) -> Option<Vec<(i32, i32, i32)>> {
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(
-            topic.to_string(),
-        )))),
-    ]));
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
     let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).ok()?;
     let t = md.topics.first()?;
     Some(
@@ -55,7 +52,11 @@ pub fn watch(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<Election>> {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let n = cluster.lock().unwrap_or_else(|p| p.into_inner()).nodes.len();
+    let n = cluster
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .nodes
+        .len();
     let watchers: Vec<_> = (0..n)
         .map(|i| {
             let (cluster, stop, seen) = (cluster.clone(), stop.clone(), seen.clone());

@@ -198,6 +198,17 @@ pub fn run(
         // Measured once the fault is in place (a cut runs `ip`, which takes a few ms), so a
         // record sent just before it is not counted as written after it.
         let happened = start.elapsed();
+        // Wall-clock time, to line the fault up with the nodes' logs.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!(
+            "chaos: {} nodes {victims:?} at {:.1}s (unix {}.{:03})",
+            fault.name(),
+            happened.as_secs_f64(),
+            wall.as_secs(),
+            wall.subsec_millis()
+        );
         drop(c);
         std::thread::sleep(hold);
         let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());

@@ -208,7 +208,11 @@ impl Report {
             "chaos run: seed {}, {} s, acks={}, {} records acknowledged, {} delivery failures",
             self.seed,
             self.duration.as_secs(),
-            if self.acks == -1 { "all".to_string() } else { self.acks.to_string() },
+            if self.acks == -1 {
+                "all".to_string()
+            } else {
+                self.acks.to_string()
+            },
             self.acked,
             self.delivery_failures
         );
@@ -263,7 +267,11 @@ impl Report {
                     format!(
                         "{} violations{}, e.g. {:?}",
                         c.violations,
-                        if c.informational { " (informational with this acks)" } else { "" },
+                        if c.informational {
+                            " (informational with this acks)"
+                        } else {
+                            ""
+                        },
                         c.examples
                     )
                 }

@@ -102,7 +102,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let _ = std::fs::remove_dir_all(opts.out.join("cluster"));
     std::fs::create_dir_all(&opts.out)?;
     anyhow::ensure!(
-        opts.netns || !kinds.iter().any(|k| matches!(k, Fault::CutLeader | Fault::IsolateLeader)),
+        opts.netns
+            || !kinds
+                .iter()
+                .any(|k| matches!(k, Fault::CutLeader | Fault::IsolateLeader)),
         "the cut-leader and isolate-leader faults need --netns (network namespaces; run as root)"
     );
     let mut cluster = ChaosCluster::new(&opts.bin, &opts.out.join("cluster"), 3, opts.netns)?;
@@ -161,9 +164,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let workload_thread = {
         let (bootstrap, load_stop) = (bootstrap.clone(), load_stop.clone());
         let acks = opts.acks;
-        std::thread::spawn(move || {
-            workload::run(&bootstrap, TOPIC, acks, 2, 500, start, load_stop)
-        })
+        std::thread::spawn(move || workload::run(&bootstrap, TOPIC, acks, 2, 500, start, load_stop))
     };
     let watch_stop = Arc::new(AtomicBool::new(false));
     let watcher = elections::watch(cluster.clone(), TOPIC, start, watch_stop.clone());
@@ -234,5 +235,20 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         ..report
     };
     report.write(&opts.out, &observed.acks)?;
+    // Leadership as it was seen, to line the faults up with (ms into the run).
+    let elections: String = observed
+        .elections
+        .iter()
+        .map(|e| {
+            format!(
+                "{} partition {} epoch {} leader {}\n",
+                e.seen.as_millis(),
+                e.partition,
+                e.epoch,
+                e.leader
+            )
+        })
+        .collect();
+    std::fs::write(opts.out.join("elections.txt"), elections)?;
     Ok(report)
 }

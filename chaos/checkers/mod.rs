@@ -75,7 +75,10 @@ pub fn all(o: &Observed) -> Vec<Check> {
         // Without acks=all (and so without idempotence) records may be lost with a dead
         // leader, and retried into duplicates or out of order; zombie acks still may not.
         for c in &mut checks {
-            c.informational = matches!(c.name, "lost" | "duplicated" | "reordered" | "group-skipped");
+            c.informational = matches!(
+                c.name,
+                "lost" | "duplicated" | "reordered" | "group-skipped"
+            );
         }
     }
     checks

@@ -22,13 +22,17 @@ pub(super) const LIVENESS_PING: Duration = Duration::from_millis(250);
 /// process's port refuses at once; anything slower is not a confirmation.
 const DEAD_CONNECT: Duration = Duration::from_millis(250);
 
+/// How often the leader's duties look again (a lost broker is fenced within this of its
+/// confirmation).
+const DUTY_TICK: Duration = Duration::from_millis(50);
+
 /// How long a heartbeat's answer may wait for the quorum to confirm this leader.
 const HEARTBEAT_CONFIRM: Duration = Duration::from_millis(500);
 
 /// How long a broker's liveness stream must stay closed — with no new stream and no heartbeat —
-/// before the broker is fenced: long enough for a live broker whose connection merely broke to
-/// reconnect (it retries within 100 ms), far shorter than the session timeout.
-const LOST_CONFIRM: Duration = Duration::from_millis(300);
+/// before the controller checks whether its process is gone (`process_gone`): a live broker
+/// whose connection merely broke usually reconnects sooner, and if not, its port still accepts.
+const LOST_CONFIRM: Duration = Duration::from_millis(100);
 
 impl Handle {
     /// A registered broker (this incarnation) opened its liveness stream to this leader.
@@ -118,7 +122,7 @@ impl Handle {
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep(DUTY_TICK) => {}
             }
             if !self.is_leader() {
                 led_term = None;

@@ -1,17 +1,11 @@
 //! Every acknowledged record is in the final log, at the offset it was acknowledged with.
 
-use std::collections::HashMap;
-
 use super::{Check, Observed};
 use crate::chaos::workload::payload;
 
 pub fn check(o: &Observed) -> Check {
     let mut c = Check::new("lost");
-    let log: HashMap<(i32, i64), &[u8]> = o
-        .log
-        .iter()
-        .map(|s| ((s.partition, s.offset), s.payload.as_slice()))
-        .collect();
+    let log = o.log_at();
     for a in &o.acks {
         let expected = payload(a.producer, a.seq);
         match log.get(&(a.partition, a.offset)) {

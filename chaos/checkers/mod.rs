@@ -33,6 +33,16 @@ pub struct Observed {
     pub acks_setting: i16,
 }
 
+impl Observed {
+    /// The final log by (partition, offset): the record's payload.
+    pub fn log_at(&self) -> std::collections::HashMap<(i32, i64), &[u8]> {
+        self.log
+            .iter()
+            .map(|s| ((s.partition, s.offset), s.payload.as_slice()))
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Check {
     pub name: &'static str,

@@ -1,17 +1,11 @@
 //! No offset ever served to a consumer is later missing or different: nothing below a high
 //! watermark a consumer saw was truncated.
 
-use std::collections::HashMap;
-
 use super::{Check, Observed};
 
 pub fn check(o: &Observed) -> Check {
     let mut c = Check::new("served-then-lost");
-    let log: HashMap<(i32, i64), &[u8]> = o
-        .log
-        .iter()
-        .map(|s| ((s.partition, s.offset), s.payload.as_slice()))
-        .collect();
+    let log = o.log_at();
     for s in &o.live {
         match log.get(&(s.partition, s.offset)) {
             Some(p) if *p == s.payload.as_slice() => {}

@@ -6,7 +6,6 @@
 //! Sightings lag elections by up to the watcher's 50 ms, so a zombie acknowledgement in the
 //! first 50 ms can be missed; never the other way round.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Check, Observed};
@@ -14,11 +13,7 @@ use crate::chaos::workload::payload;
 
 pub fn check(o: &Observed) -> Check {
     let mut c = Check::new("zombie-acks");
-    let log: HashMap<(i32, i64), &[u8]> = o
-        .log
-        .iter()
-        .map(|s| ((s.partition, s.offset), s.payload.as_slice()))
-        .collect();
+    let log = o.log_at();
     for f in &o.faults {
         let until = f.healed_at + Duration::from_secs(5);
         for p in &f.partitions {

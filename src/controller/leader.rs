@@ -79,6 +79,7 @@ impl Handle {
         }
         false
     }
+
     /// Whether every inter-broker address of `reg` refuses a connection at once: the kernel
     /// saying no process listens there. A connection made, or one that hangs, confirms nothing.
     async fn process_gone(&self, reg: &BrokerRegistration) -> bool {

@@ -19,7 +19,7 @@ use crate::controller::{AdminDone, AdminError, AdminOp, NewTopic, MAX_PARTITIONS
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::protocol::{self, FrameError, Part, Reply};
-use crate::types::{NodeId, TopicId};
+use crate::types::TopicId;
 
 /// `i32::MIN`: authorized operations were not requested.
 const OPS_OMITTED: i32 = i32::MIN;
@@ -215,7 +215,7 @@ fn answer(
         None => image
             .topics
             .values()
-            .map(|t| topic_entry(ctx, image, t))
+            .map(|t| topic_entry(image, t))
             .collect(),
         Some(list) => list
             .iter()
@@ -225,7 +225,7 @@ fn answer(
                     None => image.topic_by_id(*id),
                 };
                 match found {
-                    Some(t) => topic_entry(ctx, image, t),
+                    Some(t) => topic_entry(image, t),
                     None => {
                         let code = name
                             .as_ref()
@@ -273,13 +273,7 @@ fn brokers(ctx: &Context, image: &MetadataImage) -> Vec<MetadataResponseBroker> 
         .collect()
 }
 
-/// One topic's partitions. A leader whose process this broker found gone (its port refused
-/// the follower fetcher) is answered as no leader — LEADER_NOT_AVAILABLE, as Kafka answers for
-/// a leader that is not alive — until the controller fences it: clients then keep asking for
-/// the new leader instead of waiting on the dead one (librdkafka stops its fast leader queries
-/// once an answer names a leader).
-fn topic_entry(ctx: &Context, image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
-    let gone = |b: NodeId| b >= 0 && ctx.replicas.is_gone(b);
+fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -288,11 +282,10 @@ fn topic_entry(ctx: &Context, image: &MetadataImage, t: &TopicImage) -> Metadata
             let offline: Vec<_> = p
                 .replicas
                 .iter()
-                .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced) || gone(**r))
+                .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
                 .map(|r| broker(*r))
                 .collect();
-            let leader = if gone(p.leader) { -1 } else { p.leader };
-            let code = if leader < 0 {
+            let code = if p.leader < 0 {
                 Refusal::LeaderNotAvailable.code()
             } else {
                 errors::NONE
@@ -300,7 +293,7 @@ fn topic_entry(ctx: &Context, image: &MetadataImage, t: &TopicImage) -> Metadata
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(i as i32)
-                .with_leader_id(broker(leader))
+                .with_leader_id(broker(p.leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().map(|r| broker(*r)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| broker(*r)).collect())

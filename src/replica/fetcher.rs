@@ -5,9 +5,7 @@
 //! batches unchanged and adopts the leader's high watermark.
 //!
 //! `Fetchers` is owned by `ReplicaManager`; `assign` / `remove` are called by reconciliation
-//! and are idempotent, keyed by leader and leader epoch. A fetcher whose connection to its
-//! leader is refused records the leader in `Gone` (nothing listens on its port: the process
-//! died), which Metadata answers read until the controller fences it.
+//! and are idempotent, keyed by leader and leader epoch.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,44 +57,6 @@ fn stale_for_a_while(s: &mut Slot) {
     s.stale_until = Some(Instant::now() + Duration::from_millis(50));
 }
 
-/// Leaders whose port refused this broker's fetchers within `GONE_FOR`, with no connection made
-/// since: their process is gone, though the controller may not have fenced them yet (it does
-/// within a few hundred milliseconds). Shared by the fetcher tasks (writers) and Metadata
-/// answers (readers).
-#[derive(Default)]
-pub struct Gone {
-    refused: Mutex<HashMap<NodeId, Instant>>,
-}
-
-/// How long one refusal counts: the fetcher retries every 200 ms while it still follows the
-/// leader, so a leader stays gone until it is fenced (its partitions move away) or answers.
-const GONE_FOR: Duration = Duration::from_secs(1);
-
-impl Gone {
-    fn refused(&self, leader: NodeId) {
-        self.map().insert(leader, Instant::now());
-    }
-
-    fn reached(&self, leader: NodeId) {
-        self.map().remove(&leader);
-    }
-
-    pub fn is_gone(&self, broker: NodeId) -> bool {
-        self.map()
-            .get(&broker)
-            .is_some_and(|at| at.elapsed() < GONE_FOR)
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Instant>> {
-        self.refused.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn refused(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-}
-
 struct Fetcher {
     slots: Arc<Mutex<HashMap<TopicPartition, Slot>>>,
     token: CancellationToken,
@@ -107,7 +67,6 @@ pub struct Fetchers {
     controller: Handle,
     by_leader: Mutex<HashMap<NodeId, Fetcher>>,
     token: CancellationToken,
-    pub gone: Arc<Gone>,
 }
 
 impl Fetchers {
@@ -117,7 +76,6 @@ impl Fetchers {
             controller,
             by_leader: Mutex::new(HashMap::new()),
             token,
-            gone: Arc::new(Gone::default()),
         }
     }
 
@@ -146,7 +104,6 @@ impl Fetchers {
                 config: self.config.clone(),
                 controller: self.controller.clone(),
                 slots: slots.clone(),
-                gone: self.gone.clone(),
             };
             tokio::spawn(task.run(token.clone()));
             Fetcher { slots, token }
@@ -196,7 +153,6 @@ struct FetchTask {
     config: Arc<Config>,
     controller: Handle,
     slots: Arc<Mutex<HashMap<TopicPartition, Slot>>>,
-    gone: Arc<Gone>,
 }
 
 fn name(s: &str) -> TopicName {
@@ -239,9 +195,6 @@ impl FetchTask {
 
     async fn run(self, token: CancellationToken) {
         let mut conn: Option<Connection> = None;
-        // The last round failed: reconnect at once (a refusal is news), but pause before
-        // fetching again so a leader that keeps failing rounds is not hammered.
-        let mut failed = false;
         loop {
             if token.is_cancelled() {
                 return;
@@ -255,20 +208,8 @@ impl FetchTask {
                     )
                     .await
                     {
-                        Ok(c) => {
-                            self.gone.reached(self.leader);
-                            conn = Some(c);
-                            if std::mem::take(&mut failed) {
-                                tokio::select! {
-                                    _ = token.cancelled() => return,
-                                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                                }
-                            }
-                        }
+                        Ok(c) => conn = Some(c),
                         Err(e) => {
-                            if refused(&e) {
-                                self.gone.refused(self.leader);
-                            }
                             tracing::debug!(leader = self.leader, error = %e, "fetcher cannot connect")
                         }
                     },
@@ -302,7 +243,10 @@ impl FetchTask {
                 Err(e) => {
                     tracing::debug!(leader = self.leader, error = %e, "fetch round failed; reconnecting");
                     conn = None;
-                    failed = true;
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
                 }
             }
         }

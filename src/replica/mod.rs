@@ -341,12 +341,6 @@ impl ReplicaManager {
             .ok_or(PartitionError::UnknownTopicOrPartition)
     }
 
-    /// Whether this broker's fetchers found `broker`'s process gone (its port refuses) and the
-    /// controller has not fenced it yet.
-    pub fn is_gone(&self, broker: NodeId) -> bool {
-        self.fetchers.gone.is_gone(broker)
-    }
-
     /// Tells `listener` this node's leadership changes of partitions of `topic` from now on,
     /// starting with the partitions it leads already. Kafka's coordinators learn of their
     /// partitions this way (`onLeadershipChange`): in the same reconciliation that makes the

@@ -42,6 +42,17 @@ fn all_active(bootstrap: &str, n: usize) -> bool {
     describe(bootstrap).is_some_and(|(ctl, b)| ctl > 0 && b.len() == n && b.iter().all(|x| !x.3))
 }
 
+/// Starts nodes 1, 2 and 3 and waits until all three are registered and active; returns node
+/// 1's bootstrap address.
+fn start_three(cluster: &mut Cluster) -> String {
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let bs1 = cluster.bootstrap(1);
+    wait_until("three active brokers", Duration::from_secs(20), || {
+        all_active(&bs1, 3)
+    });
+    bs1
+}
+
 /// CreateTopics through one broker; returns the error code.
 fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i16) -> Option<i16> {
     let mut c = Client::connect(bootstrap).ok()?;
@@ -139,11 +150,7 @@ fn three_nodes_form_in_any_order_and_agree_on_metadata() {
 fn killing_the_controller_elects_a_new_one_and_the_old_one_rejoins() {
     let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &[]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     assert_eq!(create_topic(&bs1, "before", 3, 3), Some(0));
     let (controller, _) = describe(&bs1).expect("describe");
     let survivor = if controller == 1 { 2 } else { 1 };
@@ -193,11 +200,7 @@ fn killing_the_controller_elects_a_new_one_and_the_old_one_rejoins() {
 #[test]
 fn a_killed_partition_leader_is_fenced_replaced_and_unfenced_on_return() {
     let mut cluster = Cluster::new(3, &[]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     assert_eq!(create_topic(&bs1, "moving", 6, 3), Some(0));
     let (controller, _) = describe(&bs1).expect("describe");
     let victim = (1..=3)
@@ -247,11 +250,7 @@ fn a_killed_partition_leader_is_fenced_replaced_and_unfenced_on_return() {
 #[test]
 fn without_a_majority_admin_writes_fail_clearly_and_reads_continue() {
     let mut cluster = Cluster::new(3, &[]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     assert_eq!(create_topic(&bs1, "kept", 3, 3), Some(0));
     let before = metadata(&bs1).1;
     cluster.node(2).kill();
@@ -364,11 +363,7 @@ fn a_node_holding_another_clusters_data_refuses_to_join() {
 #[test]
 fn a_lagging_node_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::new(3, &["metadata.log.snapshot.interval.records=20"]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     let (controller, _) = describe(&bs1).expect("describe");
     let lagging = (1..=3).find(|b| *b != controller).expect("a follower");
     let bs = cluster.bootstrap(controller);
@@ -405,11 +400,7 @@ fn a_wiped_node_receives_a_snapshot_larger_than_the_transports_default() {
     use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
     let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &["metadata.log.snapshot.interval.records=20"]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     let (controller, _) = describe(&bs1).expect("describe");
     let wiped = (1..=3).find(|b| *b != controller).expect("a follower");
     let bs = cluster.bootstrap(controller);
@@ -477,11 +468,7 @@ fn a_wiped_node_receives_a_snapshot_larger_than_the_transports_default() {
 #[test]
 fn a_broker_only_node_joins_as_a_learner_and_serves() {
     let mut cluster = Cluster::new(3, &[]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     let voters = (1..=3)
         .map(|i| format!("{i}@127.0.0.1:{}", cluster.node(i).controller_port))
         .collect::<Vec<_>>()
@@ -766,11 +753,7 @@ fn controller_calls_that_do_not_name_the_cluster_are_refused() {
 #[test]
 fn a_killed_brokers_closed_connection_fences_it_before_its_session_ends() {
     let mut cluster = Cluster::new(3, &["broker.session.timeout.ms=30000"]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     let (controller, _) = describe(&bs1).expect("describe");
     let victim = (1..=3)
         .find(|b| *b != controller)
@@ -800,11 +783,7 @@ fn a_killed_brokers_closed_connection_fences_it_before_its_session_ends() {
 #[test]
 fn a_new_controller_fences_the_broker_that_died_with_the_old_one_at_once() {
     let mut cluster = Cluster::new(3, &["broker.session.timeout.ms=30000"]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     let (controller, _) = describe(&bs1).expect("describe");
     let watcher = cluster.bootstrap((1..=3).find(|b| *b != controller).expect("another"));
     std::thread::sleep(Duration::from_millis(500));
@@ -862,11 +841,7 @@ fn produce_acks_1(c: &mut Client, topic: &str, partition: i32) -> Option<i16> {
 fn a_leader_cut_off_from_the_quorum_stops_acknowledging_within_its_lease() {
     let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &[]);
-    cluster.start(&[1, 2, 3], Duration::from_millis(100));
-    let bs1 = cluster.bootstrap(1);
-    wait_until("three active brokers", Duration::from_secs(20), || {
-        all_active(&bs1, 3)
-    });
+    let bs1 = start_three(&mut cluster);
     assert_eq!(create_topic(&bs1, "leased", 3, 1), Some(0));
     let led = |bs: &str| {
         metadata(bs)

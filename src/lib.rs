@@ -3,6 +3,7 @@
 //! Modules follow `DESIGN.md` §1; `node` is the composition root.
 
 pub mod alloc;
+pub mod auth;
 pub mod config;
 pub mod controller;
 pub mod dev;

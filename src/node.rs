@@ -29,6 +29,12 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Controller(#[from] crate::controller::StartError),
+    #[error("listener {listener}: `{setting}`: {reason}")]
+    Security {
+        listener: String,
+        setting: String,
+        reason: String,
+    },
 }
 
 /// Logs a warning for every advertised endpoint this broker can see is wrong: a name that does
@@ -113,7 +119,21 @@ impl Node {
             path: config.log_dir.display().to_string(),
             err,
         })?;
-        // Bind first so a port conflict fails before anything is written.
+        // Certificates and user files are read, and ports bound, before anything is written.
+        let mut auth = std::collections::BTreeMap::new();
+        for l in &config.listeners {
+            let built = match config.security.get(&l.name) {
+                Some(s) => crate::auth::ListenerAuth::build(s).map_err(|(setting, reason)| {
+                    NodeError::Security {
+                        listener: l.name.clone(),
+                        setting,
+                        reason,
+                    }
+                })?,
+                None => crate::auth::ListenerAuth::plaintext(),
+            };
+            auth.insert(l.name.clone(), Arc::new(built));
+        }
         let mut client = Vec::new();
         for l in &config.listeners {
             let buffers = (config.socket_send_buffer, config.socket_receive_buffer);
@@ -216,6 +236,10 @@ impl Node {
         let open_connections = Arc::new(crate::server::Connections::new(&config));
         for (name, listener) in client {
             let ctx = Arc::new(Context {
+                auth: auth
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(crate::auth::ListenerAuth::plaintext())),
                 config: config.clone(),
                 controller: handle.clone(),
                 replicas: replicas.clone(),

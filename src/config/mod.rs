@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use crate::types::NodeId;
 
 pub mod kafka;
+mod security;
 mod settings;
 mod topic;
 
+pub use security::*;
 use settings::Kind;
 pub use settings::{Setting, SETTINGS};
 pub use topic::*;
@@ -184,6 +186,10 @@ pub struct Config {
     pub socket_send_buffer: Option<u32>,
     pub socket_receive_buffer: Option<u32>,
     pub recovery_threads: usize,
+    /// Each client listener's security protocol and its TLS and SASL settings, by name.
+    pub security: BTreeMap<String, ListenerSecurity>,
+    /// SCRAM credentials the first controller writes when it forms the cluster.
+    pub scram_bootstrap: Vec<BootstrapCredential>,
 }
 
 /// The group coordinator's settings (Kafka's `offsets.*` and `group.*`).
@@ -288,7 +294,16 @@ impl Config {
         let mut sources: BTreeMap<String, String> = BTreeMap::new();
         let mut ignored = Vec::new();
         for (name, (value, source_name)) in raw {
-            let Some(s) = setting(&name) else {
+            // `listener.name.<listener>.<setting>`: kept under the listener's lower-case name.
+            let (name, base) = match security::per_listener_setting(&name) {
+                Some(base) => {
+                    let listener = &name["listener.name.".len()..name.len() - base.len() - 1];
+                    let full = format!("listener.name.{}.{base}", listener.to_ascii_lowercase());
+                    (full, base.to_string())
+                }
+                None => (name.clone(), name),
+            };
+            let Some(s) = setting(&base) else {
                 if kafka::is_broker_setting(&name) {
                     ignored.push(name);
                     continue;
@@ -394,32 +409,51 @@ impl Config {
             .filter_map(|p| p.split_once(':'))
             .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
             .collect();
+        let controller_names: Vec<String> = get("controller.listener.names")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut security = BTreeMap::new();
         for l in &all {
-            match protocol_map.get(&l.name).map(String::as_str) {
-                Some("PLAINTEXT") => {}
-                Some(other) => {
-                    return Err(invalid(
+            let protocol = match protocol_map.get(&l.name).map(String::as_str) {
+                Some(p) => SecurityProtocol::parse(p).ok_or_else(|| {
+                    invalid(
                         "listener.security.protocol.map",
-                        format!(
-                            "listener `{}` uses {other}; only PLAINTEXT is supported yet",
-                            l.name
-                        ),
-                    ))
-                }
+                        format!("listener `{}` uses `{p}`; expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", l.name),
+                    )
+                })?,
                 None => {
                     return Err(invalid(
                         "listener.security.protocol.map",
                         format!("listener `{}` has no security protocol", l.name),
                     ))
                 }
+            };
+            if controller_names.contains(&l.name) {
+                if protocol != SecurityProtocol::Plaintext {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        format!("the controller listener `{}` can only be PLAINTEXT yet (TLS between controllers is not built)", l.name),
+                    ));
+                }
+            } else {
+                let resolved =
+                    security::resolve(&l.name, protocol, &values).map_err(|(name, reason)| {
+                        ConfigError::Invalid {
+                            value: values.get(&name).cloned().unwrap_or_default(),
+                            source_name: sources
+                                .get(&name)
+                                .cloned()
+                                .unwrap_or_else(|| "default".to_string()),
+                            name,
+                            reason: format!("listener `{}`: {reason}", l.name),
+                        }
+                    })?;
+                security.insert(l.name.clone(), resolved);
             }
             l.socket_addr().map_err(|r| invalid("listeners", r))?;
         }
-        let controller_names: Vec<String> = get("controller.listener.names")
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
         let controller_listener = all
             .iter()
             .find(|l| controller_names.contains(&l.name))
@@ -586,6 +620,29 @@ impl Config {
                 ))
             }
         };
+        if voters.len() > 1
+            && security
+                .get(&inter_broker_listener)
+                .is_some_and(|s| s.protocol != SecurityProtocol::Plaintext)
+        {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                format!("`{inter_broker_listener}` is not PLAINTEXT: replication over TLS or SASL is not built yet; name a PLAINTEXT listener for brokers"),
+            ));
+        }
+        let scram_bootstrap = security::parse_bootstrap_credentials(&get(
+            "scram.bootstrap.credentials",
+        ))
+        .map_err(|reason| ConfigError::Invalid {
+            name: "scram.bootstrap.credentials".into(),
+            // Passwords are never echoed.
+            value: "(hidden)".into(),
+            source_name: sources
+                .get("scram.bootstrap.credentials")
+                .cloned()
+                .unwrap_or_default(),
+            reason,
+        })?;
         let log = LogDefaults {
             segment_bytes: int("log.segment.bytes") as u64,
             roll_ms: int("log.roll.ms"),
@@ -677,6 +734,8 @@ impl Config {
             socket_send_buffer: u32::try_from(int("socket.send.buffer.bytes")).ok(),
             socket_receive_buffer: u32::try_from(int("socket.receive.buffer.bytes")).ok(),
             recovery_threads: int("num.recovery.threads.per.data.dir").max(1) as usize,
+            security,
+            scram_bootstrap,
             values,
         })
     }
@@ -831,13 +890,13 @@ mod tests {
     fn kafka_names_are_accepted_and_misspellings_get_a_suggestion() {
         let c = Config::from_raw(raw(&[
             ("num.io.threads", "8"),
-            ("listener.name.plaintext.ssl.keystore.location", "/k.pem"),
+            ("listener.name.plaintext.ssl.keystore.password", "pw"),
         ]))
         .expect("Kafka's names are accepted");
         assert_eq!(
             c.ignored,
             [
-                "listener.name.plaintext.ssl.keystore.location",
+                "listener.name.plaintext.ssl.keystore.password",
                 "num.io.threads"
             ]
         );

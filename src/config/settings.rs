@@ -25,6 +25,15 @@ const fn int(name: &'static str, default: &'static str, min: i64, doc: &'static 
     }
 }
 
+const fn text(name: &'static str, default: &'static str, doc: &'static str) -> Setting {
+    Setting {
+        name,
+        default,
+        kind: Kind::Text,
+        doc,
+    }
+}
+
 /// Every setting strom knows. Anything else is refused at start.
 pub const SETTINGS: &[Setting] = &[
     int("node.id", "1", 0, "This node's id in the cluster."),
@@ -231,6 +240,73 @@ pub const SETTINGS: &[Setting] = &[
         "-1",
         -1,
         "Request bytes the broker holds at once, over all connections (read and not yet answered); a reader waits for room before reading a frame's body. -1: no bound.",
+    ),
+    text(
+        "ssl.keystore.type",
+        "PEM",
+        "Format of ssl.keystore.location; only PEM is read (Kafka's default, JKS, is refused).",
+    ),
+    text(
+        "ssl.keystore.location",
+        "",
+        "PEM file with a TLS listener's private key (unencrypted) and certificate chain. Per listener: listener.name.<name>.ssl.keystore.location.",
+    ),
+    text(
+        "ssl.key.password",
+        "",
+        "Accepted by name only: encrypted private keys are refused at start.",
+    ),
+    text(
+        "ssl.truststore.type",
+        "PEM",
+        "Format of ssl.truststore.location; only PEM is read.",
+    ),
+    text(
+        "ssl.truststore.location",
+        "",
+        "PEM file of CA certificates that client certificates must chain to.",
+    ),
+    text(
+        "ssl.client.auth",
+        "none",
+        "Client certificates on TLS listeners: none, requested or required.",
+    ),
+    text(
+        "ssl.enabled.protocols",
+        "TLSv1.2,TLSv1.3",
+        "TLS versions a TLS listener accepts.",
+    ),
+    text(
+        "ssl.cipher.suites",
+        "",
+        "IANA names of the cipher suites a TLS listener accepts; empty: rustls' safe defaults.",
+    ),
+    int(
+        "ssl.certificate.reload.ms",
+        "5000",
+        0,
+        "How often TLS listeners check their key and certificate files and load a changed pair without a restart; 0 never.",
+    ),
+    text(
+        "sasl.enabled.mechanisms",
+        "GSSAPI",
+        "SASL mechanisms of SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Kafka's default, GSSAPI, is not served: set this on any SASL listener).",
+    ),
+    text(
+        "sasl.plain.users.file",
+        "",
+        "File of `name=password` lines: the users PLAIN accepts (read at start; passwords are never logged).",
+    ),
+    int(
+        "connections.max.reauth.ms",
+        "0",
+        0,
+        "A SASL session's lifetime (KIP-368): the client must re-authenticate before it ends or its connection is closed; 0 never.",
+    ),
+    text(
+        "scram.bootstrap.credentials",
+        "",
+        "SCRAM credentials written when the cluster is formed, kafka-storage's --add-scram syntax: `SCRAM-SHA-512=[name=admin,password=admin-secret]`, several separated by `;`.",
     ),
     int(
         "socket.request.max.bytes",

@@ -141,10 +141,9 @@ impl Handle {
             }
             if image.cluster_id.is_empty() {
                 let cluster_id = uuid::Uuid::new_v4().simple().to_string();
-                if let Err(e) = self
-                    .propose(vec![MetadataRecord::InitCluster { cluster_id }])
-                    .await
-                {
+                let mut records = vec![MetadataRecord::InitCluster { cluster_id }];
+                records.extend(self.config.scram_bootstrap.iter().map(bootstrap_credential));
+                if let Err(e) = self.propose(records).await {
                     tracing::warn!(error = %e, "cannot write the cluster id yet");
                 }
                 continue;
@@ -343,5 +342,18 @@ impl Handle {
             high_watermark: m.last_applied.map(|l| l.index as i64).unwrap_or(-1),
             voters,
         }
+    }
+}
+
+/// The record of one `scram.bootstrap.credentials` entry: a fresh salt, the password never
+/// stored.
+fn bootstrap_credential(c: &crate::config::BootstrapCredential) -> MetadataRecord {
+    use crate::auth::scram;
+    let salt = crate::auth::random_bytes(32);
+    let salted = scram::salted_password(c.mechanism, c.password.as_bytes(), &salt, c.iterations);
+    MetadataRecord::ScramCredential {
+        user: c.user.clone(),
+        mechanism: c.mechanism.name().to_string(),
+        credential: Some(scram::credential(c.mechanism, &salted, &salt, c.iterations)),
     }
 }

@@ -28,6 +28,28 @@ struct SmState {
     image: MetadataImage,
 }
 
+/// `SmState` as snapshots held it before the image had SCRAM credentials.
+#[derive(Deserialize)]
+struct SmStateV2 {
+    last_applied: Option<LogId<RaftNodeId>>,
+    membership: StoredMembership<RaftNodeId, BasicNode>,
+    image: crate::metadata::MetadataImageV2,
+}
+
+/// A snapshot's state, in this version's shape or the one before.
+fn decode_state(bytes: &[u8]) -> std::io::Result<SmState> {
+    codec::decode_snapshot::<SmState>(bytes).or_else(|e| {
+        match codec::decode_snapshot::<SmStateV2>(bytes) {
+            Ok(old) => Ok(SmState {
+                last_applied: old.last_applied,
+                membership: old.membership,
+                image: old.image.into(),
+            }),
+            Err(_) => Err(e),
+        }
+    })
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<RaftNodeId, BasicNode>,
@@ -60,7 +82,7 @@ impl StateMachine {
         let mut state = SmState::default();
         if let Some(bytes) = tree.get(SNAPSHOT).map_err(sm_err)? {
             let stored: StoredSnapshot = codec::decode_snapshot(&bytes).map_err(sm_err)?;
-            state = codec::decode_snapshot(&stored.data).map_err(sm_err)?;
+            state = decode_state(&stored.data).map_err(sm_err)?;
         }
         images.send_replace(Arc::new(state.image.clone()));
         Ok(StateMachine {
@@ -170,7 +192,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<RaftNodeId>> {
         let data = snapshot.into_inner();
-        let state: SmState = codec::decode_snapshot(&data).map_err(sm_err)?;
+        let state = decode_state(&data).map_err(sm_err)?;
         let image = Arc::new(state.image.clone());
         *lock(&self.state) = state;
         let stored = StoredSnapshot {
@@ -198,5 +220,39 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot written before the image had SCRAM credentials still reads, with none.
+    #[test]
+    fn a_snapshot_from_before_scram_credentials_reads() {
+        let image = MetadataImage::default()
+            .apply(&crate::metadata::MetadataRecord::InitCluster {
+                cluster_id: "c1".into(),
+            })
+            .0;
+        // The old shape: the same fields, without `scram` at the end.
+        let old = (
+            None::<LogId<RaftNodeId>>,
+            StoredMembership::<RaftNodeId, BasicNode>::default(),
+            (
+                &image.cluster_id,
+                &image.brokers,
+                &image.topics,
+                &image.topic_names,
+                image.next_producer_id,
+                &image.broker_configs,
+            ),
+        );
+        let bytes = codec::encode(&old).expect("encode");
+        assert!(codec::decode_snapshot::<SmState>(&bytes).is_err());
+        let state = decode_state(&bytes).expect("the old shape reads");
+        assert_eq!(state.image, image);
+        let now = codec::encode(&state).expect("encode");
+        assert_eq!(decode_state(&now).expect("the new shape").image, image);
     }
 }

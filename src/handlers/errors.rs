@@ -53,6 +53,13 @@ pub enum Refusal {
     /// A fetch as a replica (replica id >= 0) on a listener other than the inter-broker one:
     /// Kafka's answer to a follower fetch without CLUSTER_ACTION.
     ReplicaFetchNotAllowed,
+    /// A SASL request where the connection expects none (a listener without SASL, or one
+    /// already authenticated that did not start re-authentication).
+    IllegalSaslState,
+    /// SaslHandshake named a mechanism the listener does not enable.
+    UnsupportedSaslMechanism,
+    /// Wrong password, unknown user or a malformed exchange (the client learns no more).
+    SaslAuthenticationFailed,
 }
 
 impl Refusal {
@@ -77,6 +84,9 @@ impl Refusal {
             Refusal::UnsupportedVersion => E::UnsupportedVersion.code(),
             Refusal::UnknownServerError => E::UnknownServerError.code(),
             Refusal::ReplicaFetchNotAllowed => E::TopicAuthorizationFailed.code(),
+            Refusal::IllegalSaslState => E::IllegalSaslState.code(),
+            Refusal::UnsupportedSaslMechanism => E::UnsupportedSaslMechanism.code(),
+            Refusal::SaslAuthenticationFailed => E::SaslAuthenticationFailed.code(),
         }
     }
 }

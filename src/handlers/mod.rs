@@ -34,6 +34,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::net::IpAddr;
@@ -58,6 +60,8 @@ pub struct Context {
     pub producer_ids: Arc<init_producer_id::ProducerIds>,
     /// The consumer group coordinator (one per node, shared by listeners).
     pub groups: Arc<crate::group::Coordinator>,
+    /// How this listener admits connections (TLS, SASL).
+    pub auth: crate::auth::Shared,
     /// This listener's encoded all-topics Metadata answers.
     pub all_topics: metadata::AllTopics,
 }
@@ -204,6 +208,8 @@ pub async fn dispatch(
         ApiKey::ListGroups => call!(list_groups),
         ApiKey::DeleteGroups => call!(delete_groups),
         ApiKey::OffsetDelete => call!(offset_delete),
+        ApiKey::SaslHandshake => call!(sasl_handshake),
+        ApiKey::SaslAuthenticate => call!(sasl_authenticate),
         other => Err(FrameError::UnsupportedVersion {
             key: other,
             version: v,

@@ -63,6 +63,55 @@ pub struct MetadataImage {
     /// (as text) that broker's own, which win over the defaults.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials: user → mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`) → credential.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+}
+
+/// What a broker keeps to check a SCRAM client's proof (RFC 5802): never the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: u32,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    // Salts and keys stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ScramCredential {{ iterations: {}, .. }}",
+            self.iterations
+        )
+    }
+}
+
+/// The image as written before SCRAM credentials existed; read from old snapshots (bincode has
+/// no optional trailing fields).
+#[derive(Deserialize)]
+pub struct MetadataImageV2 {
+    cluster_id: String,
+    brokers: BTreeMap<NodeId, BrokerRegistration>,
+    topics: BTreeMap<String, Arc<TopicImage>>,
+    topic_names: BTreeMap<TopicId, String>,
+    next_producer_id: i64,
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl From<MetadataImageV2> for MetadataImage {
+    fn from(v: MetadataImageV2) -> MetadataImage {
+        MetadataImage {
+            cluster_id: v.cluster_id,
+            brokers: v.brokers,
+            topics: v.topics,
+            topic_names: v.topic_names,
+            next_producer_id: v.next_producer_id,
+            broker_configs: v.broker_configs,
+            scram: BTreeMap::new(),
+        }
+    }
 }
 
 /// What a dynamic config change applies to.
@@ -159,6 +208,12 @@ pub enum MetadataRecord {
         isr: Vec<NodeId>,
         leader_epoch: LeaderEpoch,
         partition_epoch: i32,
+    },
+    /// A user's SCRAM credential for one mechanism set (`Some`) or removed (`None`).
+    ScramCredential {
+        user: String,
+        mechanism: String,
+        credential: Option<ScramCredential>,
     },
 }
 
@@ -315,6 +370,32 @@ impl MetadataImage {
                     }
                 }
                 None => ApplyOutcome::UnknownTopic,
+            },
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => match credential {
+                Some(c) => {
+                    let of_user = next.scram.entry(user.clone()).or_default();
+                    of_user.insert(mechanism.clone(), c.clone());
+                    ApplyOutcome::Applied
+                }
+                None => {
+                    let removed = next
+                        .scram
+                        .get_mut(user)
+                        .and_then(|m| m.remove(mechanism))
+                        .is_some();
+                    if next.scram.get(user).is_some_and(BTreeMap::is_empty) {
+                        next.scram.remove(user);
+                    }
+                    if removed {
+                        ApplyOutcome::Applied
+                    } else {
+                        ApplyOutcome::Conflict(format!("{user} has no {mechanism} credential"))
+                    }
+                }
             },
         };
         if matches!(

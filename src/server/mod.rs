@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::handlers::{self, Context};
+use sasl::Verdict;
+
+mod sasl;
 use crate::protocol::{self, FrameError, Part, Reply};
 
 /// Requests one connection may have in flight before the reader waits for the writer.
@@ -172,6 +175,8 @@ impl Activity {
     }
 }
 
+/// Sets up one accepted connection: the TLS handshake on a TLS listener (bounded in time; a
+/// failure is logged once and closes it), then the reader and writer.
 async fn connection(
     stream: TcpStream,
     ctx: Arc<Context>,
@@ -180,7 +185,65 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    let (rd, wr) = stream.into_split();
+    let Some(acceptor) = ctx.auth.tls.clone() else {
+        let (rd, wr) = stream.into_split();
+        return serve_connection(rd, wr, peer, ctx, connections, token).await;
+    };
+    let limit = ctx
+        .config
+        .connections_max_idle
+        .unwrap_or(TLS_HANDSHAKE_LIMIT)
+        .min(TLS_HANDSHAKE_LIMIT);
+    let handshake = tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout(limit, acceptor.accept(stream)) => r,
+    };
+    match handshake {
+        Ok(Ok(tls)) => {
+            let (rd, wr) = tokio::io::split(tls);
+            serve_connection(rd, wr, peer, ctx, connections, token).await
+        }
+        Ok(Err(e)) => {
+            tracing::info!(peer = ?peer, listener = %ctx.listener, error = %e, "TLS handshake failed (a client without TLS, or one that does not trust this certificate?)")
+        }
+        Err(_) => {
+            tracing::info!(peer = ?peer, listener = %ctx.listener, "TLS handshake not completed in time")
+        }
+    }
+}
+
+/// How long a TLS handshake may take at most.
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The write side of a connection, and the TCP socket under it when record data may go out
+/// with sendfile (plaintext; a TLS stream must encrypt, so it copies).
+trait Outbound: tokio::io::AsyncWrite + Unpin + Send {
+    fn socket(&self) -> Option<&TcpStream>;
+}
+
+impl Outbound for tokio::net::tcp::OwnedWriteHalf {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl Outbound for tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>> {
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+async fn serve_connection<R, W>(
+    rd: R,
+    wr: W,
+    peer: Option<std::net::SocketAddr>,
+    ctx: Arc<Context>,
+    connections: Arc<Connections>,
+    token: CancellationToken,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send,
+    W: Outbound,
+{
     let (tx, rx) = mpsc::channel::<Work>(MAX_IN_FLIGHT);
     let activity = Arc::new(Activity::default());
     activity.touch();
@@ -202,8 +265,8 @@ async fn connection(
 
 /// Reads frames until EOF, cancellation or a frame that must close the connection; returns why
 /// it closed when that was the client's fault.
-async fn read_requests(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: R,
     tx: mpsc::Sender<Work>,
     ctx: Arc<Context>,
     peer: Option<std::net::IpAddr>,
@@ -214,6 +277,7 @@ async fn read_requests(
     let max = ctx.config.socket_request_max_bytes;
     let idle = ctx.config.connections_max_idle;
     let mut order = handlers::ConnectionOrder::default();
+    let mut sasl_conn = ctx.auth.sasl.as_ref().map(|_| sasl::SaslConnection::new());
     loop {
         // The next frame's size, read with `read` (safe to cancel) so the idle check can
         // interrupt the wait without losing bytes.
@@ -259,10 +323,49 @@ async fn read_requests(
                 Err(_) => return Some("connection closed inside a frame".into()),
             },
         };
+        if let (Some(sasl), Some(conn)) = (&ctx.auth.sasl, sasl_conn.as_mut()) {
+            if conn.expects_token() {
+                match conn.on_token(&frame, sasl, &ctx) {
+                    Verdict::Answer(bytes) => {
+                        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                        if tx.send(Work::Ready(bytes)).await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Verdict::Close(why) => return Some(why),
+                    Verdict::Pass | Verdict::AnswerThenClose(..) => {
+                        return Some("unexpected SASL state".into())
+                    }
+                }
+            }
+        }
         let (key, version) = match protocol::peek_key_version(&frame) {
             Ok(kv) => kv,
             Err(e) => return Some(e.to_string()),
         };
+        let known =
+            protocol::supported(key).is_some_and(|(min, max)| version >= min && version <= max);
+        if let (Some(sasl), Some(conn), true) = (&ctx.auth.sasl, sasl_conn.as_mut(), known) {
+            let (answer, close) = match conn.on_request(key, version, &frame, sasl, &ctx) {
+                Err(e) => return Some(e.to_string()),
+                Ok(Verdict::Pass) => (None, None),
+                Ok(Verdict::Answer(b)) => (Some(b), None),
+                Ok(Verdict::AnswerThenClose(b, why)) => (Some(b), Some(why)),
+                Ok(Verdict::Close(why)) => return Some(why),
+            };
+            if let Some(bytes) = answer {
+                activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                if tx.send(Work::Ready(bytes)).await.is_err() {
+                    return None;
+                }
+                if close.is_some() {
+                    // The answer is queued; the writer sends it before the connection ends.
+                    return close;
+                }
+                continue;
+            }
+        }
         let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
                 Ok(parsed) => match handlers::start(ctx.clone(), parsed, peer, &mut order) {
@@ -293,18 +396,51 @@ async fn read_requests(
 
 /// Writes a response whose record data comes straight from segment files: in-memory pieces
 /// through the buffer, file ranges with sendfile on the socket (no copy through user space).
-async fn write_spliced(
-    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+async fn write_spliced<W: Outbound>(
+    wr: &mut BufWriter<W>,
     parts: Vec<Part>,
 ) -> std::io::Result<()> {
     for part in parts {
         match part {
             Part::Bytes(b) => wr.write_all(&b).await?,
             Part::File { file, offset, len } => {
+                if wr.get_ref().socket().is_none() {
+                    copy_range(wr, &file, offset, len).await?;
+                    continue;
+                }
+                // The buffer must be out before the kernel sends file bytes behind it.
                 wr.flush().await?;
-                send_file(wr.get_ref().as_ref(), &file, offset, len).await?;
+                if let Some(sock) = wr.get_ref().socket() {
+                    send_file(sock, &file, offset, len).await?;
+                }
             }
         }
+    }
+    Ok(())
+}
+
+/// Writes `len` bytes of `file` from `offset` through the writer (TLS listeners, which must
+/// encrypt what they send).
+async fn copy_range<W: Outbound>(
+    wr: &mut BufWriter<W>,
+    file: &std::fs::File,
+    mut offset: u64,
+    mut len: usize,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len.min(64 * 1024)];
+    while len > 0 {
+        let want = len.min(buf.len());
+        let n = file.read_at(&mut buf[..want], offset)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment file shorter than the range being sent",
+            ));
+        }
+        wr.write_all(&buf[..n]).await?;
+        offset += n as u64;
+        len -= n;
     }
     Ok(())
 }
@@ -356,8 +492,8 @@ fn sendfile(sock_fd: i32, file_fd: i32, offset: u64, len: usize) -> std::io::Res
 
 /// Writes responses in request order as their tasks finish; stops (cancelling the reader) on a
 /// write error, a handler that asks to close, or a handler that panicked.
-async fn write_responses(
-    wr: tokio::net::tcp::OwnedWriteHalf,
+async fn write_responses<W: Outbound>(
+    wr: W,
     mut rx: mpsc::Receiver<Work>,
     activity: Arc<Activity>,
     token: CancellationToken,

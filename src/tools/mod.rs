@@ -51,6 +51,12 @@ impl Client {
         })
     }
 
+    /// The connection itself, for a caller that goes on outside the Kafka request framing (the
+    /// bare tokens after a SaslHandshake v0).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Sends one request at `version` and reads its response.
     pub fn call<Req: Encodable, Resp: Decodable>(
         &mut self,

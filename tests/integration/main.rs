@@ -20,6 +20,7 @@ mod idempotence;
 mod limits;
 mod produce_consume;
 mod replication;
+mod security;
 mod sweep;
 mod timestamps;
 mod wire;

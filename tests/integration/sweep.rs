@@ -398,6 +398,27 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
         | ApiKey::ListGroups
         | ApiKey::DeleteGroups
         | ApiKey::OffsetDelete => groups::group(sw, key, v),
+        // On a listener without SASL both are refused as Kafka refuses them; on a SASL
+        // listener the reader answers them (tests/integration/security.rs sends every version).
+        ApiKey::SaslHandshake => {
+            let req = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
+            match sw.call(1, key, v, "no SASL on this listener", &req) {
+                ResponseKind::SaslHandshake(r) => {
+                    assert_eq!(r.error_code, 34, "ILLEGAL_SASL_STATE")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        ApiKey::SaslAuthenticate => {
+            let req =
+                SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0a\0b"));
+            match sw.call(2, key, v, "no SASL on this listener", &req) {
+                ResponseKind::SaslAuthenticate(r) => {
+                    assert_eq!(r.error_code, 34, "ILLEGAL_SASL_STATE")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         other => panic!("{other:?} is advertised but the sweep has no cases for it"),
     }
 }

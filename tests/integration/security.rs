@@ -1,0 +1,418 @@
+//! Security: TLS listeners and SASL (PLAIN, SCRAM-SHA-256/512) through librdkafka, every
+//! SaslHandshake / SaslAuthenticate version through raw frames, and refusals — wrong password,
+//! unknown user, a plaintext client on a TLS port, a client that does not trust the certificate,
+//! a request before authentication, an expired session. Certificates and credentials are made
+//! here at run time.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::Producer;
+use rdkafka::Offset;
+use strom::tools::Client;
+
+use crate::harness::{consumer, flush, producer, send, Broker, Raw};
+
+/// A CA, and a server key + certificate for 127.0.0.1 / localhost signed by it, as PEM files.
+struct Certs {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    /// A CA that signed nothing here: a client trusting only it cannot trust the broker.
+    stranger_ca: PathBuf,
+    server: PathBuf,
+    users: PathBuf,
+}
+
+fn certs() -> Certs {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "strom test CA");
+    let ca = ca_params.clone().self_signed(&ca_key).expect("ca");
+    let stranger_key = KeyPair::generate().expect("stranger key");
+    let stranger = ca_params.self_signed(&stranger_key).expect("stranger ca");
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    Certs {
+        ca: write("ca.pem", ca.pem()),
+        stranger_ca: write("stranger-ca.pem", stranger.pem()),
+        server: write(
+            "server.pem",
+            format!("{}{}", key.serialize_pem(), cert.pem()),
+        ),
+        users: write("plain-users", "# PLAIN users\nalice=alice-pw\n".into()),
+        _dir: dir,
+    }
+}
+
+/// A single node whose client listener has `protocol`, SCRAM user admin/admin-secret (SHA-512)
+/// and PLAIN user alice/alice-pw.
+fn secured(protocol: &str, certs: &Certs, extra: &[&str]) -> Broker {
+    let mut b = Broker::new(extra);
+    b.set(format!(
+        "listeners={protocol}://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+        b.port, b.controller_port
+    ));
+    for s in [
+        format!("listener.security.protocol.map={protocol}:{protocol},CONTROLLER:PLAINTEXT"),
+        format!("inter.broker.listener.name={protocol}"),
+        format!("ssl.keystore.location={}", certs.server.display()),
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512,SCRAM-SHA-256".into(),
+        format!("sasl.plain.users.file={}", certs.users.display()),
+        "scram.bootstrap.credentials=SCRAM-SHA-512=[name=admin,password=admin-secret]".into(),
+    ] {
+        b.set(s);
+    }
+    b.spawn();
+    b
+}
+
+/// librdkafka settings for a client of `b`.
+fn client_settings<'a>(
+    protocol: &'a str,
+    ca: &'a Path,
+    sasl: Option<(&'a str, &'a str, &'a str)>,
+) -> Vec<(&'static str, String)> {
+    let mut out = vec![("security.protocol", protocol.to_string())];
+    if protocol.contains("SSL") {
+        out.push(("ssl.ca.location", ca.display().to_string()));
+    }
+    if let Some((mechanism, user, password)) = sasl {
+        out.push(("sasl.mechanism", mechanism.to_string()));
+        out.push(("sasl.username", user.to_string()));
+        out.push(("sasl.password", password.to_string()));
+    }
+    out
+}
+
+fn as_refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Produces `n` records to `topic`, consumes them in a group, commits, and checks the commit.
+fn round_trip(bootstrap: &str, settings: &[(&'static str, String)], topic: &str, n: u64) {
+    let extra = as_refs(settings);
+    let p = producer(bootstrap, &extra);
+    for i in 0..n {
+        send(&p, topic, i, format!("record-{i}").as_bytes());
+    }
+    flush(&p);
+    let acked = p.context().acks.lock().expect("lock").len();
+    assert_eq!(
+        acked as u64, n,
+        "every record acknowledged over {settings:?}"
+    );
+    let mut group = extra.clone();
+    group.push(("group.id", "secured-group"));
+    group.push(("auto.offset.reset", "earliest"));
+    let c = consumer(bootstrap, &group);
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while got < n && std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => panic!("consumer error over {settings:?}: {e}"),
+            None => {}
+        }
+    }
+    assert_eq!(got, n, "every record consumed");
+    c.commit_consumer_state(CommitMode::Sync).expect("commit");
+    let committed = c.committed(Duration::from_secs(10)).expect("committed");
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(total as u64, n, "the group's commits cover every record");
+}
+
+/// Whether a client with these settings can read the cluster's metadata within a few seconds.
+fn can_connect(bootstrap: &str, settings: &[(&'static str, String)]) -> bool {
+    let mut extra = as_refs(settings);
+    extra.push(("socket.timeout.ms", "3000"));
+    let p = producer(bootstrap, &extra);
+    p.client()
+        .fetch_metadata(None, Duration::from_secs(4))
+        .is_ok()
+}
+
+#[test]
+fn sasl_ssl_with_scram_and_plain_produces_consumes_and_commits_and_refuses_the_rest() {
+    let certs = certs();
+    let b = secured("SASL_SSL", &certs, &[]);
+    let boot = b.bootstrap();
+    let scram = client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "admin", "admin-secret")),
+    );
+    round_trip(&boot, &scram, "scram-topic", 200);
+    let plain = client_settings("SASL_SSL", &certs.ca, Some(("PLAIN", "alice", "alice-pw")));
+    round_trip(&boot, &plain, "plain-topic", 200);
+
+    let refused = [
+        (
+            "a wrong SCRAM password",
+            client_settings(
+                "SASL_SSL",
+                &certs.ca,
+                Some(("SCRAM-SHA-512", "admin", "nope")),
+            ),
+        ),
+        (
+            "an unknown SCRAM user",
+            client_settings(
+                "SASL_SSL",
+                &certs.ca,
+                Some(("SCRAM-SHA-512", "mallory", "x")),
+            ),
+        ),
+        (
+            "a mechanism the user has no credential for",
+            client_settings(
+                "SASL_SSL",
+                &certs.ca,
+                Some(("SCRAM-SHA-256", "admin", "admin-secret")),
+            ),
+        ),
+        (
+            "a wrong PLAIN password",
+            client_settings("SASL_SSL", &certs.ca, Some(("PLAIN", "alice", "bob"))),
+        ),
+        (
+            "a plaintext client on the TLS port",
+            client_settings("PLAINTEXT", &certs.ca, None),
+        ),
+        (
+            "a client without SASL",
+            client_settings("SSL", &certs.ca, None),
+        ),
+        (
+            "a client that does not trust the certificate",
+            vec![
+                ("security.protocol", "SASL_SSL".to_string()),
+                ("sasl.mechanism", "PLAIN".to_string()),
+                ("sasl.username", "alice".to_string()),
+                ("sasl.password", "alice-pw".to_string()),
+                ("ssl.ca.location", certs.stranger_ca.display().to_string()),
+            ],
+        ),
+    ];
+    // Tried side by side: each refusal takes a client timeout to show.
+    std::thread::scope(|scope| {
+        for (what, settings) in &refused {
+            let boot = &boot;
+            scope.spawn(move || assert!(!can_connect(boot, settings), "{what} was let in"));
+        }
+    });
+    // The broker still serves everyone else.
+    assert!(
+        can_connect(&boot, &scram),
+        "a good client after the refusals"
+    );
+    round_trip(&boot, &plain, "after-refusals", 20);
+}
+
+#[test]
+fn ssl_listener_serves_consumers_by_copying_record_data() {
+    let certs = certs();
+    let b = secured("SSL", &certs, &[]);
+    let ssl = client_settings("SSL", &certs.ca, None);
+    round_trip(&b.bootstrap(), &ssl, "tls-topic", 300);
+    assert!(!can_connect(
+        &b.bootstrap(),
+        &client_settings("PLAINTEXT", &certs.ca, None)
+    ));
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn handshake(c: &mut Client, version: i16, mechanism: &str) -> SaslHandshakeResponse {
+    let req = SaslHandshakeRequest::default().with_mechanism(s(mechanism));
+    c.call(ApiKey::SaslHandshake, version, &req)
+        .expect("handshake")
+}
+
+fn authenticate(
+    c: &mut Client,
+    version: i16,
+    token: &[u8],
+) -> anyhow::Result<SaslAuthenticateResponse> {
+    let req =
+        SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::copy_from_slice(token));
+    c.call(ApiKey::SaslAuthenticate, version, &req)
+}
+
+fn metadata(c: &mut Client) -> anyhow::Result<MetadataResponse> {
+    c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    )
+}
+
+#[test]
+fn every_sasl_version_authenticates_and_nothing_else_passes_before_it() {
+    let certs = certs();
+    let b = secured(
+        "SASL_PLAINTEXT",
+        &certs,
+        &["connections.max.reauth.ms=1500"],
+    );
+    let boot = b.bootstrap();
+
+    // Before authentication: ApiVersions is answered, anything else closes the connection.
+    let mut c = Client::connect(&boot).expect("connect");
+    let v: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .expect("api versions");
+    let sasl = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::SaslAuthenticate as i16)
+        .expect("advertised");
+    assert_eq!((sasl.min_version, sasl.max_version), (0, 2));
+    assert!(
+        metadata(&mut c).is_err(),
+        "Metadata before authentication must close the connection"
+    );
+
+    // Handshake v1, then SaslAuthenticate at each version.
+    for version in 0..=2 {
+        let mut c = Client::connect(&boot).expect("connect");
+        let h = handshake(&mut c, 1, "PLAIN");
+        assert_eq!(h.error_code, 0);
+        assert!(h.mechanisms.iter().any(|m| m.as_str() == "SCRAM-SHA-512"));
+        let a = authenticate(&mut c, version, b"\0alice\0alice-pw").expect("authenticate");
+        assert_eq!(a.error_code, 0, "v{version}");
+        if version >= 1 {
+            assert_eq!(
+                a.session_lifetime_ms, 1500,
+                "KIP-368 session lifetime at v{version}"
+            );
+        }
+        metadata(&mut c).expect("served once authenticated");
+    }
+
+    // A refused password: SASL_AUTHENTICATION_FAILED, then the connection closes.
+    let mut c = Client::connect(&boot).expect("connect");
+    handshake(&mut c, 1, "PLAIN");
+    let a = authenticate(&mut c, 2, b"\0alice\0wrong").expect("an answer");
+    assert_eq!(a.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(
+        metadata(&mut c).is_err(),
+        "closed after a failed authentication"
+    );
+
+    // A mechanism the listener does not enable.
+    let mut c = Client::connect(&boot).expect("connect");
+    assert_eq!(
+        handshake(&mut c, 1, "GSSAPI").error_code,
+        33,
+        "UNSUPPORTED_SASL_MECHANISM"
+    );
+
+    // Handshake v0: the token travels bare, and so does the answer.
+    let mut c = Client::connect(&boot).expect("connect");
+    assert_eq!(handshake(&mut c, 0, "PLAIN").error_code, 0);
+    let mut raw = Raw {
+        stream: c.into_stream(),
+    };
+    let token = b"\0alice\0alice-pw";
+    let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(token);
+    raw.send_raw(&frame);
+    assert_eq!(
+        raw.read_frame(),
+        Some(Vec::new()),
+        "PLAIN's empty bare answer"
+    );
+
+    // Re-authentication before the session ends keeps the connection; after it, the next
+    // request closes it.
+    let mut c = Client::connect(&boot).expect("connect");
+    handshake(&mut c, 1, "PLAIN");
+    authenticate(&mut c, 2, b"\0alice\0alice-pw").expect("authenticate");
+    std::thread::sleep(Duration::from_millis(800));
+    handshake(&mut c, 1, "PLAIN");
+    assert_eq!(
+        authenticate(&mut c, 2, b"\0alice\0alice-pw")
+            .expect("re-auth")
+            .error_code,
+        0
+    );
+    std::thread::sleep(Duration::from_millis(900));
+    metadata(&mut c).expect("the renewed session is still open");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(metadata(&mut c).is_err(), "an expired session is closed");
+}
+
+#[test]
+fn a_missing_keystore_or_an_unknown_mechanism_fails_the_start_naming_the_setting() {
+    let certs = certs();
+    let mut b = Broker::new(&[]);
+    b.set(format!(
+        "listeners=SSL://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+        b.port, b.controller_port
+    ));
+    b.set("listener.security.protocol.map=SSL:SSL,CONTROLLER:PLAINTEXT".into());
+    b.set(format!(
+        "ssl.keystore.location={}",
+        certs
+            .ca
+            .display()
+            .to_string()
+            .replace("ca.pem", "nothing.pem")
+    ));
+    let (status, err) = b.start_expecting_failure();
+    assert!(!status.success());
+    assert!(err.contains("ssl.keystore.location"), "{err}");
+
+    let mut b = Broker::new(&[]);
+    b.set(format!(
+        "listeners=SASL_PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+        b.port, b.controller_port
+    ));
+    b.set(
+        "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+    );
+    let (status, err) = b.start_expecting_failure();
+    assert!(!status.success());
+    assert!(
+        err.contains("sasl.enabled.mechanisms") && err.contains("GSSAPI"),
+        "{err}"
+    );
+    let mut b = Broker::new(&[]);
+    b.set(
+        "scram.bootstrap.credentials=SCRAM-SHA-512=[name=admin,password=top-secret,iterations=5]"
+            .into(),
+    );
+    let (_, err) = b.start_expecting_failure();
+    assert!(
+        err.contains("scram.bootstrap.credentials") && !err.contains("top-secret"),
+        "{err}"
+    );
+}

@@ -126,6 +126,10 @@ pub fn topic_config_type(name: &str) -> i8 {
 
 /// Kafka's config type of one of strom's broker settings (its own where Kafka has none).
 pub fn setting_type(name: &str) -> i8 {
+    // strom's own secret: its value is never described.
+    if name == "scram.bootstrap.credentials" {
+        return kafka::PASSWORD;
+    }
     kafka::config_type(name).unwrap_or(match setting(name).map(|s| s.kind) {
         Some(Kind::Bool) => kafka::BOOLEAN,
         Some(Kind::Int { .. }) => kafka::LONG,

@@ -106,6 +106,10 @@ pub enum AdminOp {
         ops: Vec<ConfigOp>,
         validate_only: bool,
     },
+    /// SCRAM credentials set (`Some`) or removed (`None`): (user, mechanism name, credential).
+    AlterScramCredentials {
+        changes: Vec<(String, String, Option<crate::metadata::ScramCredential>)>,
+    },
 }
 
 /// What AlterConfigs names.

@@ -265,6 +265,30 @@ pub fn admin(image: &MetadataImage, config: &Config, op: AdminOp) -> Result<Plan
                 conclusion: Conclusion::Configs(target),
             })
         }
+        AdminOp::AlterScramCredentials { changes } => {
+            if let Some((user, mechanism, _)) = changes.iter().find(|(u, m, _)| {
+                u.is_empty() || !matches!(m.as_str(), "SCRAM-SHA-256" | "SCRAM-SHA-512")
+            }) {
+                return Err(AdminError::InvalidRequest(format!(
+                    "no SCRAM credential can be kept for user {user:?} and mechanism {mechanism:?}"
+                )));
+            }
+            // A removal that finds nothing (a race with another removal) changes nothing.
+            let records = changes
+                .into_iter()
+                .map(
+                    |(user, mechanism, credential)| MetadataRecord::ScramCredential {
+                        user,
+                        mechanism,
+                        credential,
+                    },
+                )
+                .collect();
+            Ok(Planned {
+                records,
+                conclusion: Conclusion::Answer(AdminDone::Done),
+            })
+        }
     }
 }
 

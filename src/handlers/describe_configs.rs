@@ -129,14 +129,18 @@ impl Shape {
         config_type: i8,
         doc: Option<&str>,
     ) -> DescribeConfigsResourceResult {
+        // Passwords (Kafka's PASSWORD type) are described as set, never shown.
+        let sensitive = config_type == crate::config::kafka::PASSWORD;
+        let shown = |v: Option<String>| if sensitive { None } else { v.map(s) };
         let (value, source) = chain
             .first()
             .map(|(_, v, src)| (v.clone(), *src))
             .unwrap_or((None, configs::DEFAULT));
         let mut e = DescribeConfigsResourceResult::default()
             .with_name(s(name))
-            .with_value(value.map(s))
+            .with_value(shown(value))
             .with_read_only(read_only)
+            .with_is_sensitive(sensitive)
             .with_config_source(source);
         if self.synonyms {
             e = e.with_synonyms(
@@ -145,7 +149,7 @@ impl Shape {
                     .map(|(n, v, src)| {
                         DescribeConfigsSynonym::default()
                             .with_name(s(n))
-                            .with_value(v.map(s))
+                            .with_value(shown(v))
                             .with_source(src)
                     })
                     .collect(),

@@ -60,6 +60,12 @@ pub enum Refusal {
     UnsupportedSaslMechanism,
     /// Wrong password, unknown user or a malformed exchange (the client learns no more).
     SaslAuthenticationFailed,
+    /// A SCRAM credential that does not meet Kafka's rules (empty name, iterations, salt).
+    UnacceptableCredential,
+    /// A user credential to describe or delete that does not exist.
+    ResourceNotFound,
+    /// The same user (and mechanism) named twice in one request.
+    DuplicateResource,
 }
 
 impl Refusal {
@@ -87,6 +93,9 @@ impl Refusal {
             Refusal::IllegalSaslState => E::IllegalSaslState.code(),
             Refusal::UnsupportedSaslMechanism => E::UnsupportedSaslMechanism.code(),
             Refusal::SaslAuthenticationFailed => E::SaslAuthenticationFailed.code(),
+            Refusal::UnacceptableCredential => E::UnacceptableCredential.code(),
+            Refusal::ResourceNotFound => E::ResourceNotFound.code(),
+            Refusal::DuplicateResource => E::DuplicateResource.code(),
         }
     }
 }

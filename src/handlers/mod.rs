@@ -3,6 +3,7 @@
 //! that cannot be decoded closes the connection. `dispatch` is the single registry.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
@@ -17,6 +18,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod errors;
 pub mod fetch;
@@ -209,6 +211,8 @@ pub async fn dispatch(
         ApiKey::DeleteGroups => call!(delete_groups),
         ApiKey::OffsetDelete => call!(offset_delete),
         ApiKey::SaslHandshake => call!(sasl_handshake),
+        ApiKey::DescribeUserScramCredentials => call!(describe_user_scram_credentials),
+        ApiKey::AlterUserScramCredentials => call!(alter_user_scram_credentials),
         ApiKey::SaslAuthenticate => call!(sasl_authenticate),
         other => Err(FrameError::UnsupportedVersion {
             key: other,

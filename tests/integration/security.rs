@@ -416,3 +416,124 @@ fn a_missing_keystore_or_an_unknown_mechanism_fails_the_start_naming_the_setting
         "{err}"
     );
 }
+
+#[test]
+fn an_admin_adds_a_scram_user_who_can_connect_at_once_and_kafka_python_round_trips() {
+    let certs = certs();
+    let b = secured("SASL_SSL", &certs, &[]);
+    let boot = b.bootstrap();
+    let ca = certs.ca.display().to_string();
+    let v = crate::clients::run_python(
+        "secured.py",
+        &[
+            "add-user",
+            &boot,
+            &ca,
+            "admin",
+            "admin-secret",
+            "bob",
+            "bob-pw",
+        ],
+    );
+    assert_eq!(v["described"]["bob"][0][1], 8192, "{v}");
+    assert!(
+        v["described"]["bob"][0][0]
+            .as_str()
+            .is_some_and(|m| m.contains("SHA_512")),
+        "{v}"
+    );
+    // The new user is let in on the first try after the call returned.
+    let bob = client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "bob", "bob-pw")),
+    );
+    assert!(
+        can_connect(&boot, &bob),
+        "bob right after AlterUserScramCredentials"
+    );
+    for (mechanism, user, password, topic) in [
+        ("SCRAM-SHA-512", "bob", "bob-pw", "py-scram"),
+        ("PLAIN", "alice", "alice-pw", "py-plain"),
+    ] {
+        let v = crate::clients::run_python(
+            "secured.py",
+            &[
+                "round-trip",
+                &boot,
+                &ca,
+                mechanism,
+                user,
+                password,
+                topic,
+                "100",
+            ],
+        );
+        assert_eq!(v["consumed"], 100, "kafka-python {mechanism}: {v}");
+        assert_eq!(v["committed"], 100, "kafka-python {mechanism}: {v}");
+        assert_eq!(
+            v["wrong_password_refused"], true,
+            "kafka-python {mechanism}: {v}"
+        );
+    }
+}
+
+#[test]
+fn bootstrap_credentials_exist_once_formed_and_their_setting_is_never_described() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{
+        DescribeConfigsRequest, DescribeConfigsResponse, DescribeUserScramCredentialsRequest,
+        DescribeUserScramCredentialsResponse,
+    };
+    let b = Broker::start(&[
+        "scram.bootstrap.credentials=SCRAM-SHA-256=[name=ops,password=hunter2];SCRAM-SHA-512=[name=ops,password=hunter2]",
+    ]);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    let users: DescribeUserScramCredentialsResponse = c
+        .call(
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            &DescribeUserScramCredentialsRequest::default(),
+        )
+        .expect("describe users");
+    let infos: Vec<(String, Vec<(i8, i32)>)> = users
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.user.to_string(),
+                r.credential_infos
+                    .iter()
+                    .map(|i| (i.mechanism, i.iterations))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(infos, [("ops".to_string(), vec![(1, 4096), (2, 4096)])]);
+    let req = DescribeConfigsRequest::default()
+        .with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s("1"))
+            .with_configuration_keys(Some(vec![
+                s("scram.bootstrap.credentials"),
+                s("sasl.enabled.mechanisms"),
+            ]))])
+        .with_include_synonyms(true);
+    let r: DescribeConfigsResponse = c
+        .call(ApiKey::DescribeConfigs, 4, &req)
+        .expect("describe configs");
+    let configs = &r.results[0].configs;
+    let secret = configs
+        .iter()
+        .find(|e| e.name.as_str() == "scram.bootstrap.credentials")
+        .expect("described");
+    assert!(secret.is_sensitive);
+    assert_eq!(secret.value, None);
+    assert!(secret.synonyms.iter().all(|y| y.value.is_none()));
+    let open = configs
+        .iter()
+        .find(|e| e.name.as_str() == "sasl.enabled.mechanisms")
+        .expect("described");
+    assert_eq!(open.value.as_ref().map(|v| v.as_str()), Some("GSSAPI"));
+    assert!(!open.is_sensitive);
+}

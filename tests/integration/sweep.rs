@@ -419,6 +419,65 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
                 other => panic!("{other:?}"),
             }
         }
+        ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_request::{
+                ScramCredentialDeletion, ScramCredentialUpsertion,
+            };
+            let upsert = |name: &str, iterations: i32| {
+                ScramCredentialUpsertion::default()
+                    .with_name(s(name))
+                    .with_mechanism(2)
+                    .with_iterations(iterations)
+                    .with_salt(Bytes::from_static(b"0123456789abcdef"))
+                    .with_salted_password(Bytes::from_static(&[7u8; 64]))
+            };
+            let req = AlterUserScramCredentialsRequest::default()
+                .with_upsertions(vec![upsert("sweeper", 4096), upsert("weak", 10)])
+                .with_deletions(vec![ScramCredentialDeletion::default()
+                    .with_name(s("nobody"))
+                    .with_mechanism(1)]);
+            match sw.call(3, key, v, "set, too few iterations, unknown deletion", &req) {
+                ResponseKind::AlterUserScramCredentials(r) => {
+                    let codes: Vec<(String, i16)> = r
+                        .results
+                        .iter()
+                        .map(|x| (x.user.to_string(), x.error_code))
+                        .collect();
+                    assert_eq!(
+                        codes,
+                        [
+                            ("nobody".into(), 91),
+                            ("sweeper".into(), 0),
+                            ("weak".into(), 93)
+                        ]
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+            let user = |n: &str| UserName::default().with_name(s(n));
+            sw.call(
+                1,
+                key,
+                v,
+                "all users",
+                &DescribeUserScramCredentialsRequest::default(),
+            );
+            let req = DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                user("nobody"),
+                user("twice"),
+                user("twice"),
+            ]));
+            match sw.call(2, key, v, "unknown and duplicate", &req) {
+                ResponseKind::DescribeUserScramCredentials(r) => {
+                    let codes: Vec<i16> = r.results.iter().map(|x| x.error_code).collect();
+                    assert_eq!(codes, [91, 92]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         other => panic!("{other:?} is advertised but the sweep has no cases for it"),
     }
 }

@@ -247,6 +247,8 @@ impl Node {
                 producer_ids: producer_ids.clone(),
                 groups: groups.clone(),
                 all_topics: Default::default(),
+                principal: crate::handlers::ANONYMOUS.into(),
+                host: "".into(),
             });
             tasks.spawn(crate::server::serve(
                 listener,

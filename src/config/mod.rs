@@ -190,6 +190,16 @@ pub struct Config {
     pub security: BTreeMap<String, ListenerSecurity>,
     /// SCRAM credentials the first controller writes when it forms the cluster.
     pub scram_bootstrap: Vec<BootstrapCredential>,
+    /// ACLs in force (`authorizer.class.name` set), or None: everyone may do everything.
+    pub authorizer: Option<AuthorizerSettings>,
+}
+
+/// The authorizer's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizerSettings {
+    /// `super.users`: principals that pass every check.
+    pub super_users: Vec<String>,
+    pub allow_if_no_acl: bool,
 }
 
 /// The group coordinator's settings (Kafka's `offsets.*` and `group.*`).
@@ -643,6 +653,36 @@ impl Config {
                 .unwrap_or_default(),
             reason,
         })?;
+        let authorizer = match get("authorizer.class.name").trim() {
+            "" => None,
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer" | "strom" => {
+                Some(AuthorizerSettings {
+                    super_users: get("super.users")
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .map(String::from)
+                        .collect(),
+                    allow_if_no_acl: get("allow.everyone.if.no.acl.found") == "true",
+                })
+            }
+            other => {
+                return Err(invalid(
+                    "authorizer.class.name",
+                    format!("`{other}` is not available; use org.apache.kafka.metadata.authorizer.StandardAuthorizer"),
+                ))
+            }
+        };
+        if let Some(bad) = get("super.users")
+            .split(';')
+            .map(str::trim)
+            .find(|u| !u.is_empty() && !u.contains(':'))
+        {
+            return Err(invalid(
+                "super.users",
+                format!("`{bad}` is not TYPE:NAME (e.g. User:admin)"),
+            ));
+        }
         let log = LogDefaults {
             segment_bytes: int("log.segment.bytes") as u64,
             roll_ms: int("log.roll.ms"),
@@ -736,6 +776,7 @@ impl Config {
             recovery_threads: int("num.recovery.threads.per.data.dir").max(1) as usize,
             security,
             scram_bootstrap,
+            authorizer,
             values,
         })
     }

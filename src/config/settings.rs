@@ -308,6 +308,22 @@ pub const SETTINGS: &[Setting] = &[
         "",
         "SCRAM credentials written when the cluster is formed, kafka-storage's --add-scram syntax: `SCRAM-SHA-512=[name=admin,password=admin-secret]`, several separated by `;`.",
     ),
+    text(
+        "authorizer.class.name",
+        "",
+        "Turns ACLs on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (Kafka's name, accepted as is). Empty: no authorization.",
+    ),
+    text(
+        "super.users",
+        "",
+        "Principals allowed everything whatever the ACLs say, separated by `;` (User:admin;User:broker).",
+    ),
+    Setting {
+        name: "allow.everyone.if.no.acl.found",
+        default: "false",
+        kind: Kind::Bool,
+        doc: "With the authorizer on, whether a resource that no ACL names is open to everyone.",
+    },
     int(
         "socket.request.max.bytes",
         "104857600",

@@ -106,6 +106,11 @@ pub enum AdminOp {
         ops: Vec<ConfigOp>,
         validate_only: bool,
     },
+    /// ACLs added and removed (CreateAcls, DeleteAcls).
+    AlterAcls {
+        create: Vec<crate::metadata::AclBinding>,
+        delete: Vec<crate::metadata::AclBinding>,
+    },
     /// SCRAM credentials set (`Some`) or removed (`None`): (user, mechanism name, credential).
     AlterScramCredentials {
         changes: Vec<(String, String, Option<crate::metadata::ScramCredential>)>,

@@ -265,6 +265,27 @@ pub fn admin(image: &MetadataImage, config: &Config, op: AdminOp) -> Result<Plan
                 conclusion: Conclusion::Configs(target),
             })
         }
+        AdminOp::AlterAcls { create, delete } => {
+            if let Some(why) = create.iter().find_map(|b| b.invalid()) {
+                return Err(AdminError::InvalidRequest(why.to_string()));
+            }
+            // Deleting one that is already gone changes nothing.
+            let records = create
+                .into_iter()
+                .filter(|b| !image.acls.contains(b))
+                .map(MetadataRecord::CreateAcl)
+                .chain(
+                    delete
+                        .into_iter()
+                        .filter(|b| image.acls.contains(b))
+                        .map(MetadataRecord::DeleteAcl),
+                )
+                .collect();
+            Ok(Planned {
+                records,
+                conclusion: Conclusion::Answer(AdminDone::Done),
+            })
+        }
         AdminOp::AlterScramCredentials { changes } => {
             if let Some((user, mechanism, _)) = changes.iter().find(|(u, m, _)| {
                 u.is_empty() || !matches!(m.as_str(), "SCRAM-SHA-256" | "SCRAM-SHA-512")

@@ -3,6 +3,7 @@
 //! the stored and server keys derived from it. As in Kafka, each user is answered on its own,
 //! and a user with any refused change gets none of its changes applied.
 
+use crate::metadata::acl::Operation;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -32,6 +33,25 @@ pub async fn handle(
     req: AlterUserScramCredentialsRequest,
     _version: i16,
 ) -> AlterUserScramCredentialsResponse {
+    if !ctx.may_on_cluster(Operation::Alter) {
+        let mut users: Vec<String> = req
+            .deletions
+            .iter()
+            .map(|d| d.name.to_string())
+            .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+            .collect();
+        users.dedup();
+        return AlterUserScramCredentialsResponse::default().with_results(
+            users
+                .into_iter()
+                .map(|u| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(s(u))
+                        .with_error_code(Refusal::ClusterAuthorizationFailed.code())
+                })
+                .collect(),
+        );
+    }
     let image = ctx.controller.image();
     // Per user, in order of first mention: its changes, or the first reason to refuse them.
     let mut users: BTreeMap<String, Result<Vec<Change>, (Refusal, String)>> = BTreeMap::new();

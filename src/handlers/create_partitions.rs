@@ -1,6 +1,7 @@
 //! CreatePartitions: grows topics, placing the new partitions (or using given assignments).
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
@@ -24,6 +25,10 @@ pub async fn handle(
             })
             .unwrap_or_default();
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if !ctx.may(Operation::Alter, acl::TOPIC, &t.name) {
+            results.push(result.with_error_code(Refusal::TopicAuthorizationFailed.code()));
+            continue;
+        }
         if let Some(why) = super::internal_topic_refusal(&t.name) {
             results.push(
                 result

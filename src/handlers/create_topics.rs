@@ -2,6 +2,7 @@
 //! configs), places it, writes it through the metadata quorum and answers once committed.
 //! validate_only runs every check and writes nothing.
 
+use crate::metadata::acl::{self, Operation};
 use std::collections::{BTreeMap, HashSet};
 
 use super::errors::Refusal;
@@ -51,6 +52,15 @@ pub async fn handle(ctx: &Context, req: CreateTopicsRequest, version: i16) -> Cr
     for t in &req.topics {
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
+        if !ctx.may_on_cluster(Operation::Create) && !ctx.may(Operation::Create, acl::TOPIC, &name)
+        {
+            results.push(
+                result
+                    .with_error_code(Refusal::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(s("Authorization failed."))),
+            );
+            continue;
+        }
         if let Some(why) = super::internal_topic_refusal(&name) {
             results.push(
                 result

@@ -4,6 +4,7 @@
 //! start from their next fetch answers), or REQUEST_TIMED_OUT after the request's timeout.
 //! Consumers below it get OFFSET_OUT_OF_RANGE and reset.
 
+use crate::metadata::acl::{self, Operation};
 use std::time::{Duration, Instant};
 
 use super::errors::Refusal;
@@ -29,6 +30,10 @@ pub async fn handle(
             let resp = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
+            if !ctx.may(Operation::Delete, acl::TOPIC, &t.name) {
+                partitions.push(resp.with_error_code(Refusal::TopicAuthorizationFailed.code()));
+                continue;
+            }
             if t.name.0.as_str() == crate::group::OFFSETS_TOPIC {
                 partitions.push(resp.with_error_code(Refusal::InvalidTopic.code()));
                 continue;

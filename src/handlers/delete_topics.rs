@@ -1,6 +1,7 @@
 //! DeleteTopics: by name (v0-5) or by name or id (v6+), each written through the quorum.
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
@@ -35,6 +36,11 @@ pub async fn handle(ctx: &Context, req: DeleteTopicsRequest, version: i16) -> De
         let result = DeletableTopicResult::default()
             .with_name(name.as_deref().map(topic_name))
             .with_topic_id(id.0);
+        let target = found.as_ref().map(|t| t.name.clone()).or(name.clone());
+        if target.is_some_and(|n| !ctx.may(Operation::Delete, acl::TOPIC, &n)) {
+            responses.push(result.with_error_code(Refusal::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let Some(topic) = found else {
             let code = if name.is_some() {
                 Refusal::UnknownTopicOrPartition.code()

@@ -1,6 +1,7 @@
 //! DescribeCluster: the cluster id, the active controller and the brokers' endpoints on the
 //! client's listener.
 
+use crate::metadata::acl::Operation;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
@@ -14,6 +15,12 @@ pub async fn handle(
     version: i16,
 ) -> DescribeClusterResponse {
     let image = ctx.controller.image();
+    if !ctx.may_on_cluster(Operation::Describe) {
+        return DescribeClusterResponse::default()
+            .with_error_code(Refusal::ClusterAuthorizationFailed.code())
+            .with_endpoint_type(req.endpoint_type)
+            .with_cluster_authorized_operations(i32::MIN);
+    }
     if req.endpoint_type != 1 {
         // Controllers' endpoints are asked of controllers (Kafka's brokers answer the same).
         return DescribeClusterResponse::default()

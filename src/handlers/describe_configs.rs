@@ -5,6 +5,7 @@
 //! defaults.
 
 use super::errors::Refusal;
+use crate::metadata::acl::Operation;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -45,6 +46,12 @@ pub async fn handle(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            if let Err(refusal) = ctx.may_config(Operation::DescribeConfigs, r.resource_type, &name)
+            {
+                return result
+                    .with_error_code(refusal.code())
+                    .with_error_message(Some(s("Authorization failed.")));
+            }
             match r.resource_type {
                 TOPIC => {
                     let Some(t) = image.topic(&name) else {

@@ -1,6 +1,8 @@
 //! DescribeGroups: state, protocol and members (with metadata and assignment) of groups this
 //! broker coordinates.
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
@@ -15,6 +17,10 @@ pub async fn handle(
         .groups
         .into_iter()
         .map(|id| match ctx.groups.describe(&id) {
+            _ if !ctx.may(Operation::Describe, acl::GROUP, &id) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(Refusal::GroupAuthorizationFailed.code())
+                .with_group_state(s("")),
             Err(e) => DescribedGroup::default()
                 .with_group_id(id)
                 .with_error_code(errors::group(&e))

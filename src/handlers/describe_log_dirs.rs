@@ -1,6 +1,8 @@
 //! DescribeLogDirs: this broker's one log directory (`log.dirs`) with the size of every hosted
 //! partition in it, all of them or the ones asked for. Volume sizes are not measured (-1).
 
+use super::errors::Refusal;
+use crate::metadata::acl::Operation;
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -15,6 +17,10 @@ pub async fn handle(
     req: DescribeLogDirsRequest,
     _version: i16,
 ) -> DescribeLogDirsResponse {
+    if !ctx.may_on_cluster(Operation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(Refusal::ClusterAuthorizationFailed.code());
+    }
     let wanted = |topic: &str, partition: i32| {
         req.topics.as_ref().is_none_or(|topics| {
             topics

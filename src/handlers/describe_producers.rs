@@ -2,6 +2,8 @@
 //! (id, epoch, last sequence, last timestamp). No transactions yet, so no coordinator epoch and
 //! no open transaction (-1).
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -22,6 +24,9 @@ pub async fn handle(
         let answers = t.partition_indexes.iter().map(|&i| {
             let resp = PartitionResponse::default().with_partition_index(i);
             let tp = TopicPartition::new(t.name.0.to_string(), i);
+            if !ctx.may(Operation::Read, acl::TOPIC, &tp.topic) {
+                return resp.with_error_code(Refusal::TopicAuthorizationFailed.code());
+            }
             match super::led_partition(ctx, &image, &tp, -1) {
                 Ok(part) => resp.with_active_producers(
                     part.active_producers().into_iter().map(state).collect(),

@@ -3,6 +3,7 @@
 //! and each voter's log end as the leader sees it. Asked of any broker; answered from the leader.
 
 use super::errors::Refusal;
+use crate::metadata::acl::Operation;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
@@ -17,6 +18,10 @@ pub async fn handle(
     req: DescribeQuorumRequest,
     version: i16,
 ) -> DescribeQuorumResponse {
+    if !ctx.may_on_cluster(Operation::Describe) {
+        return DescribeQuorumResponse::default()
+            .with_error_code(Refusal::ClusterAuthorizationFailed.code());
+    }
     let status = ctx.controller.quorum_status().await;
     let mut topics = Vec::new();
     for t in &req.topics {

@@ -4,6 +4,7 @@
 //! topics named means every topic.
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
@@ -27,6 +28,9 @@ pub async fn handle(
     };
     names.sort();
     names.dedup();
+    // Only topics the principal may DESCRIBE are described (named or not: Kafka answers a
+    // named one TOPIC_AUTHORIZATION_FAILED; here it is left out).
+    names.retain(|n| ctx.may(Operation::Describe, acl::TOPIC, n));
     let (start_topic, start_partition) = match &req.cursor {
         Some(c) => (c.topic_name.0.to_string(), c.partition_index.max(0)),
         None => (String::new(), 0),

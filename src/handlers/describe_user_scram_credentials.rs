@@ -1,6 +1,7 @@
 //! DescribeUserScramCredentials: each user's SCRAM mechanisms and iteration counts (never salts
 //! or keys), from the metadata image. No users named (null or empty): every user that has one.
 
+use crate::metadata::acl::Operation;
 use std::collections::BTreeSet;
 
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
@@ -28,6 +29,11 @@ pub async fn handle(
     req: DescribeUserScramCredentialsRequest,
     _version: i16,
 ) -> DescribeUserScramCredentialsResponse {
+    if !ctx.may_on_cluster(Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(Refusal::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(s("Cluster authorization failed.")));
+    }
     let image = ctx.controller.image();
     let found = |user: &str, creds: &std::collections::BTreeMap<String, ScramCredential>| {
         DescribeUserScramCredentialsResult::default()

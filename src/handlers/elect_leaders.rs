@@ -2,6 +2,8 @@
 //! ISR) or, from v1, an unclean one (a leaderless partition gets any live replica), for the
 //! listed partitions or — with none listed — every partition that needs one.
 
+use super::errors::Refusal;
+use crate::metadata::acl::Operation;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 
@@ -9,6 +11,10 @@ use super::{errors, s, topic_name, Context};
 use crate::controller::{AdminDone, AdminOp};
 
 pub async fn handle(ctx: &Context, req: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+    if !ctx.may_on_cluster(Operation::Alter) {
+        return ElectLeadersResponse::default()
+            .with_error_code(Refusal::ClusterAuthorizationFailed.code());
+    }
     let unclean = version >= 1 && req.election_type == 1;
     let partitions = req.topic_partitions.as_ref().map(|topics| {
         topics

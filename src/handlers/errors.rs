@@ -66,6 +66,12 @@ pub enum Refusal {
     ResourceNotFound,
     /// The same user (and mechanism) named twice in one request.
     DuplicateResource,
+    /// ACL requests with no authorizer configured.
+    SecurityDisabled,
+    /// The principal's ACLs do not allow this on the cluster / topic / group.
+    ClusterAuthorizationFailed,
+    TopicAuthorizationFailed,
+    GroupAuthorizationFailed,
 }
 
 impl Refusal {
@@ -96,6 +102,10 @@ impl Refusal {
             Refusal::UnacceptableCredential => E::UnacceptableCredential.code(),
             Refusal::ResourceNotFound => E::ResourceNotFound.code(),
             Refusal::DuplicateResource => E::DuplicateResource.code(),
+            Refusal::SecurityDisabled => E::SecurityDisabled.code(),
+            Refusal::ClusterAuthorizationFailed => E::ClusterAuthorizationFailed.code(),
+            Refusal::TopicAuthorizationFailed => E::TopicAuthorizationFailed.code(),
+            Refusal::GroupAuthorizationFailed => E::GroupAuthorizationFailed.code(),
         }
     }
 }

@@ -15,6 +15,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::{broker, errors, Context};
+use crate::metadata::acl::{self, Operation};
 use crate::protocol::{fetch_response, Part, Reply};
 use crate::replica::{FetchError, FetchParams, FetchPartition, PartitionError, Refused};
 use crate::types::TopicPartition;
@@ -54,14 +55,23 @@ async fn answer(
     let image = ctx.controller.image();
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut partitions = Vec::new();
+    // Partitions of topics this consumer may not READ, in request order: not read, answered
+    // TOPIC_AUTHORIZATION_FAILED.
+    let mut denied = Vec::new();
     for t in &req.topics {
         let name = super::topic_named(&image, version >= 13, t.topic_id, &t.topic);
+        let refused = replica < 0
+            && name
+                .as_deref()
+                .is_some_and(|n| !ctx.may(Operation::Read, acl::TOPIC, n));
+        let name = if refused { None } else { name };
         topics.push(
             FetchableTopicResponse::default()
                 .with_topic(t.topic.clone())
                 .with_topic_id(t.topic_id),
         );
         for p in &t.partitions {
+            denied.push(refused);
             partitions.push(FetchPartition {
                 tp: name
                     .as_ref()
@@ -81,7 +91,10 @@ async fn answer(
         .enumerate()
         .flat_map(|(ti, t)| t.partitions.iter().map(move |p| (ti, p.partition)))
         .collect();
-    if replica >= 0 && ctx.listener != ctx.config.inter_broker_listener {
+    if replica >= 0
+        && (ctx.listener != ctx.config.inter_broker_listener
+            || !ctx.may_on_cluster(Operation::ClusterAction))
+    {
         // Only brokers fetch as replicas, and brokers fetch on the inter-broker listener: a
         // client claiming a replica id elsewhere would move the high watermark and the ISR.
         let mut records = Vec::with_capacity(owners.len());
@@ -109,8 +122,15 @@ async fn answer(
     };
     let fetched = ctx.replicas.fetch(&image, params).await;
     let mut records = Vec::with_capacity(fetched.partitions.len());
-    for ((ti, index), read) in owners.into_iter().zip(fetched.partitions) {
+    for (((ti, index), read), refused) in owners.into_iter().zip(fetched.partitions).zip(denied) {
         let mut data = PartitionData::default().with_partition_index(index);
+        if refused {
+            topics[ti]
+                .partitions
+                .push(data.with_error_code(Refusal::TopicAuthorizationFailed.code()));
+            records.push(Some(Part::Bytes(Bytes::new())));
+            continue;
+        }
         if let Some((hw, log_start)) = read.watermarks {
             data = data
                 .with_high_watermark(hw)

@@ -3,6 +3,7 @@
 //! coordinators do not exist yet.
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
@@ -56,6 +57,12 @@ async fn find(ctx: &Context, key: &str, key_type: i8) -> Coordinator {
                 "unknown coordinator key type",
             )
         }
+    }
+    if !ctx.may(Operation::Describe, acl::GROUP, key) {
+        return failed(
+            Refusal::GroupAuthorizationFailed.code(),
+            "Group authorization failed.",
+        );
     }
     if key.is_empty() {
         return failed(Refusal::InvalidGroupId.code(), "the group id is empty");

@@ -3,6 +3,7 @@
 //! broker). Written through the metadata quorum; every broker applies them without a restart.
 
 use super::errors::Refusal;
+use crate::metadata::acl::Operation;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
@@ -63,6 +64,9 @@ pub async fn alter(
     replace: bool,
     validate_only: bool,
 ) -> Option<(i16, String)> {
+    if let Err(refusal) = ctx.may_config(Operation::AlterConfigs, resource_type, name) {
+        return Some((refusal.code(), "Authorization failed.".into()));
+    }
     let (target, ops) = match (target(resource_type, name), ops) {
         (Err(msg), _) | (_, Err(msg)) => return Some((Refusal::InvalidRequest.code(), msg)),
         (Ok(target), Ok(ops)) => (target, ops),

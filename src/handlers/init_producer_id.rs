@@ -5,6 +5,7 @@
 //! transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tokio::sync::Mutex;
 
@@ -47,6 +48,16 @@ pub async fn handle(
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         return resp.with_error_code(Refusal::TransactionalIdAuthorizationFailed.code());
+    }
+    if ctx.config.authorizer.is_some() && !ctx.may_on_cluster(Operation::IdempotentWrite) {
+        let image = ctx.controller.image();
+        if !image
+            .topics
+            .keys()
+            .any(|t| ctx.may(Operation::Write, acl::TOPIC, t))
+        {
+            return resp.with_error_code(Refusal::ClusterAuthorizationFailed.code());
+        }
     }
     // KIP-360: an idempotent producer may bump its own epoch after an unknown-producer error.
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {

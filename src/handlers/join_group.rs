@@ -1,6 +1,8 @@
 //! JoinGroup: the first half of a classic rebalance. The answer waits until every member has
 //! (re)joined or the rebalance timeout passes; the leader gets everyone's metadata.
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
@@ -14,6 +16,10 @@ pub async fn handle(
     client_id: &str,
     client_host: &str,
 ) -> JoinGroupResponse {
+    if !ctx.may(Operation::Read, acl::GROUP, &req.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(Refusal::GroupAuthorizationFailed.code());
+    }
     let args = JoinArgs {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),

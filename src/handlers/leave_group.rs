@@ -1,11 +1,17 @@
 //! LeaveGroup: one member (v0–2) or a batch of members by member or instance id (v3+).
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{errors, Context};
 
 pub async fn handle(ctx: &Context, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if !ctx.may(Operation::Read, acl::GROUP, &req.group_id) {
+        return LeaveGroupResponse::default()
+            .with_error_code(Refusal::GroupAuthorizationFailed.code());
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
             .iter()

@@ -2,6 +2,7 @@
 //! those in the given states (v4+) or of the given types (v5+; all groups here are `classic`).
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
@@ -19,6 +20,9 @@ pub async fn handle(ctx: &Context, req: ListGroupsRequest, _version: i16) -> Lis
         .list()
         .into_iter()
         .filter(|(_, _, state)| wanted(&req.states_filter, state.name()))
+        .filter(|(id, _, _)| {
+            ctx.may_on_cluster(Operation::Describe) || ctx.may(Operation::Describe, acl::GROUP, id)
+        })
         .map(|(id, protocol_type, state)| {
             ListedGroup::default()
                 .with_group_id(s(id).into())

@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
 //! local (-4, the same as earliest here) and by timestamp (the first record at or after it).
 
+use crate::metadata::acl::{self, Operation};
 use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
@@ -49,6 +50,9 @@ fn offset(
         .with_partition_index(p.partition_index)
         .with_timestamp(-1)
         .with_offset(-1);
+    if !ctx.may(Operation::Describe, acl::TOPIC, &tp.topic) {
+        return resp.with_error_code(Refusal::TopicAuthorizationFailed.code());
+    }
     let part = match super::led_partition(ctx, image, tp, p.current_leader_epoch) {
         Ok(part) => part,
         Err(code) => return resp.with_error_code(code),

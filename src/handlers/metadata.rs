@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -87,13 +88,21 @@ pub async fn reply(
     let Some(wanted) = wanted(&req, version) else {
         let image = ctx.controller.image();
         let controller = ctx.controller.controller_id().unwrap_or(-1);
-        if let Some(frame) = ctx.all_topics.get(&image, controller, version) {
+        // With ACLs the answer depends on who asks: not shared.
+        let shared = ctx.config.authorizer.is_none();
+        if let Some(frame) = ctx
+            .all_topics
+            .get(&image, controller, version)
+            .filter(|_| shared)
+        {
             return Ok(with_correlation(frame, corr));
         }
         let resp = answer(ctx, &image, controller, None, &BTreeMap::new());
         let frame = protocol::encode_response(key, version, corr, &resp)?;
-        ctx.all_topics
-            .put(image, controller, version, frame.clone());
+        if shared {
+            ctx.all_topics
+                .put(image, controller, version, frame.clone());
+        }
         return Ok(frame.into());
     };
     let resp = named(ctx, &req, version, wanted).await;
@@ -144,6 +153,11 @@ async fn named(
             let Some(name) = name else { continue };
             // The offsets topic is created by the group coordinator, with its own settings.
             if image.topic(name).is_some() || !allow_create || name == OFFSETS_TOPIC {
+                continue;
+            }
+            if !ctx.may_on_cluster(Operation::Create)
+                && !ctx.may(Operation::Create, acl::TOPIC, name)
+            {
                 continue;
             }
             if wanted.iter().any(|t: &NewTopic| t.name == *name) {
@@ -212,9 +226,12 @@ fn answer(
     errors_by_name: &BTreeMap<String, i16>,
 ) -> MetadataResponse {
     let topics: Vec<MetadataResponseTopic> = match wanted {
+        // Topics the principal may not DESCRIBE are left out, or answered
+        // TOPIC_AUTHORIZATION_FAILED when named (whether they exist or not).
         None => image
             .topics
             .values()
+            .filter(|t| ctx.may(Operation::Describe, acl::TOPIC, &t.name))
             .map(|t| topic_entry(image, t))
             .collect(),
         Some(list) => list
@@ -224,6 +241,18 @@ fn answer(
                     Some(n) => image.topic(n),
                     None => image.topic_by_id(*id),
                 };
+                let hidden = match (name, found) {
+                    (_, Some(t)) => !ctx.may(Operation::Describe, acl::TOPIC, &t.name),
+                    (Some(n), None) => !ctx.may(Operation::Describe, acl::TOPIC, n),
+                    (None, None) => false,
+                };
+                if hidden {
+                    return MetadataResponseTopic::default()
+                        .with_error_code(Refusal::TopicAuthorizationFailed.code())
+                        .with_name(name.as_deref().map(topic_name))
+                        .with_topic_id(id.0)
+                        .with_topic_authorized_operations(OPS_OMITTED);
+                }
                 match found {
                     Some(t) => topic_entry(image, t),
                     None => {

@@ -6,11 +6,14 @@ pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -52,6 +55,7 @@ use crate::protocol::{self, FrameError, Parsed, Reply};
 use crate::replica::ReplicaManager;
 
 /// What every handler may use. One per listener (the listener name picks Metadata endpoints).
+#[derive(Clone)]
 pub struct Context {
     pub config: Arc<Config>,
     pub controller: Handle,
@@ -65,7 +69,77 @@ pub struct Context {
     /// How this listener admits connections (TLS, SASL).
     pub auth: crate::auth::Shared,
     /// This listener's encoded all-topics Metadata answers.
-    pub all_topics: metadata::AllTopics,
+    pub all_topics: Arc<metadata::AllTopics>,
+    /// Who the connection is (`User:ANONYMOUS` until SASL says otherwise) and its address:
+    /// what the authorizer is asked about.
+    pub principal: Arc<str>,
+    pub host: Arc<str>,
+}
+
+/// The principal of a connection that has not authenticated (Kafka's name).
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+impl Context {
+    /// This listener's context for one connection from `host`, as `principal`.
+    pub fn for_connection(&self, principal: &str, host: &str) -> Context {
+        Context {
+            principal: principal.into(),
+            host: host.into(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this connection's principal may do `op` on the resource; always with no
+    /// authorizer configured. Super users pass every check.
+    pub fn may(&self, op: crate::metadata::acl::Operation, resource_type: i8, name: &str) -> bool {
+        let Some(a) = &self.config.authorizer else {
+            return true;
+        };
+        if a.super_users.iter().any(|u| **u == *self.principal) {
+            return true;
+        }
+        let image = self.controller.image();
+        let asker = crate::metadata::acl::Asker {
+            principal: &self.principal,
+            host: &self.host,
+        };
+        crate::metadata::acl::authorize(
+            &image.acls,
+            &asker,
+            op,
+            resource_type,
+            name,
+            a.allow_if_no_acl,
+        )
+    }
+
+    /// `may` on a config resource (Kafka's config resource types): a topic's ACLs for a
+    /// topic (2), the cluster's for brokers (4). Answers the refusal's code when not.
+    pub fn may_config(
+        &self,
+        op: crate::metadata::acl::Operation,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<(), errors::Refusal> {
+        if resource_type == 2 {
+            self.may(op, crate::metadata::acl::TOPIC, name)
+                .then_some(())
+                .ok_or(errors::Refusal::TopicAuthorizationFailed)
+        } else {
+            self.may_on_cluster(op)
+                .then_some(())
+                .ok_or(errors::Refusal::ClusterAuthorizationFailed)
+        }
+    }
+
+    /// `may` on the cluster resource.
+    pub fn may_on_cluster(&self, op: crate::metadata::acl::Operation) -> bool {
+        self.may(
+            op,
+            crate::metadata::acl::CLUSTER,
+            crate::metadata::acl::CLUSTER_NAME,
+        )
+    }
 }
 
 /// The rest of a request's handling, to run as its own task.
@@ -211,6 +285,9 @@ pub async fn dispatch(
         ApiKey::DeleteGroups => call!(delete_groups),
         ApiKey::OffsetDelete => call!(offset_delete),
         ApiKey::SaslHandshake => call!(sasl_handshake),
+        ApiKey::CreateAcls => call!(create_acls),
+        ApiKey::DescribeAcls => call!(describe_acls),
+        ApiKey::DeleteAcls => call!(delete_acls),
         ApiKey::DescribeUserScramCredentials => call!(describe_user_scram_credentials),
         ApiKey::AlterUserScramCredentials => call!(alter_user_scram_credentials),
         ApiKey::SaslAuthenticate => call!(sasl_authenticate),

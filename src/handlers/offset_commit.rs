@@ -2,6 +2,7 @@
 //! replicated. Members commit with their generation; a negative generation commits for a group
 //! with no members (admin tools, `assign()` consumers).
 
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -21,10 +22,14 @@ pub async fn handle(
     // A partition that does not exist is answered UNKNOWN_TOPIC_OR_PARTITION and not stored,
     // as Kafka does; the rest are committed together.
     let image = ctx.controller.image();
+    let group_allowed = ctx.may(Operation::Read, acl::GROUP, &req.group_id);
+    let readable = |topic: &str| ctx.may(Operation::Read, acl::TOPIC, topic);
     let known = |topic: &str, partition: i32| {
         image
             .partition(&TopicPartition::new(topic.to_string(), partition))
             .is_some()
+            && readable(topic)
+            && group_allowed
     };
     let entries: Vec<CommitEntry> = req
         .topics
@@ -69,7 +74,11 @@ pub async fn handle(
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let code = if known(&t.name, p.partition_index) {
+                            let code = if !group_allowed {
+                                Refusal::GroupAuthorizationFailed.code()
+                            } else if !readable(&t.name) {
+                                Refusal::TopicAuthorizationFailed.code()
+                            } else if known(&t.name, p.partition_index) {
                                 codes.next().unwrap_or(errors::NONE)
                             } else {
                                 Refusal::UnknownTopicOrPartition.code()

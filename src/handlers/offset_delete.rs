@@ -1,6 +1,8 @@
 //! OffsetDelete: removes a group's committed offsets for partitions its members do not
 //! subscribe to.
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
@@ -22,6 +24,18 @@ pub async fn handle(
                 .map(|p| (t.name.to_string(), p.partition_index))
         })
         .collect();
+    if !ctx.may(Operation::Delete, acl::GROUP, &req.group_id)
+        || asked
+            .iter()
+            .any(|(t, _)| !ctx.may(Operation::Read, acl::TOPIC, t))
+    {
+        let code = if ctx.may(Operation::Delete, acl::GROUP, &req.group_id) {
+            Refusal::TopicAuthorizationFailed
+        } else {
+            Refusal::GroupAuthorizationFailed
+        };
+        return OffsetDeleteResponse::default().with_error_code(code.code());
+    }
     let results = match ctx.groups.delete_offsets(&req.group_id, asked).await {
         Ok(r) => r,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(errors::group(&e)),

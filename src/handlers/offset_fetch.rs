@@ -1,6 +1,8 @@
 //! OffsetFetch: a group's committed offsets — one group (v1–7) or several (v8+); no topic list
 //! (v2+) means every partition the group has committed.
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -30,12 +32,22 @@ fn fields(f: &FetchedOffset) -> (i64, i32, String) {
     }
 }
 
+/// The group's offsets, or `None` when the principal may not DESCRIBE the group; offsets of
+/// topics it may not DESCRIBE are left out.
 fn lookup(
     ctx: &Context,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<FetchedOffset>, GroupError> {
-    ctx.groups.fetch_offsets(group, topics)
+) -> Option<Result<Vec<FetchedOffset>, GroupError>> {
+    if !ctx.may(Operation::Describe, acl::GROUP, group) {
+        return None;
+    }
+    Some(ctx.groups.fetch_offsets(group, topics).map(|found| {
+        found
+            .into_iter()
+            .filter(|f| ctx.may(Operation::Describe, acl::TOPIC, &f.topic))
+            .collect()
+    }))
 }
 
 pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
@@ -49,7 +61,11 @@ pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> Off
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let r = lookup(ctx, &g.group_id, topics);
+                let Some(r) = lookup(ctx, &g.group_id, topics) else {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(Refusal::GroupAuthorizationFailed.code());
+                };
                 let code = errors::group_code(&r);
                 let topics = by_topic(r.unwrap_or_default())
                     .into_iter()
@@ -83,7 +99,10 @@ pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> Off
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let r = lookup(ctx, &req.group_id, asked.clone());
+    let Some(r) = lookup(ctx, &req.group_id, asked.clone()) else {
+        return OffsetFetchResponse::default()
+            .with_error_code(Refusal::GroupAuthorizationFailed.code());
+    };
     let code = errors::group_code(&r);
     // v1 has no top-level error: a group error is reported on every asked partition.
     let found = match r {

@@ -2,6 +2,8 @@
 //! below the asked one and the offset where it ends — how a follower (or a returning old
 //! leader) finds where its log stops agreeing with the leader's.
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use std::sync::Arc;
 
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
@@ -47,6 +49,11 @@ fn answer(
         .with_leader_epoch(-1)
         .with_end_offset(-1);
     let tp = TopicPartition::new(t.topic.0.to_string(), p.partition);
+    if !ctx.may(Operation::Describe, acl::TOPIC, &tp.topic)
+        && !ctx.may_on_cluster(Operation::ClusterAction)
+    {
+        return resp.with_error_code(Refusal::TopicAuthorizationFailed.code());
+    }
     match super::led_partition(ctx, image, &tp, p.current_leader_epoch) {
         Ok(part) => {
             let (epoch, end) = part.end_offset_for_epoch(p.leader_epoch);

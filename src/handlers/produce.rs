@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -74,6 +75,10 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 partitions.push(resp.with_error_code(code));
                 continue;
             };
+            if !ctx.may(Operation::Write, acl::TOPIC, name) {
+                partitions.push(resp.with_error_code(Refusal::TopicAuthorizationFailed.code()));
+                continue;
+            }
             if name == crate::group::OFFSETS_TOPIC {
                 // Only the group coordinator writes its own topic.
                 partitions.push(

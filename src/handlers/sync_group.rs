@@ -1,12 +1,18 @@
 //! SyncGroup: the second half of a rebalance. The leader brings the assignment; everyone gets
 //! their part once it is stored in `__consumer_offsets`.
 
+use super::errors::Refusal;
+use crate::metadata::acl::{self, Operation};
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{errors, Context};
 use crate::group::Caller;
 
 pub async fn handle(ctx: &Context, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
+    if !ctx.may(Operation::Read, acl::GROUP, &req.group_id) {
+        return SyncGroupResponse::default()
+            .with_error_code(Refusal::GroupAuthorizationFailed.code());
+    }
     let assignments = req
         .assignments
         .iter()

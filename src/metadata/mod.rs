@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{LeaderEpoch, NodeId, TopicId, TopicPartition};
 
+pub mod acl;
+pub use acl::{AclBinding, AclFilter};
+
 /// One advertised endpoint of a broker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -66,6 +69,9 @@ pub struct MetadataImage {
     /// SCRAM credentials: user → mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`) → credential.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// Access control lists (CreateAcls), read by the authorizer on every broker.
+    #[serde(default)]
+    pub acls: std::collections::BTreeSet<AclBinding>,
 }
 
 /// What a broker keeps to check a SCRAM client's proof (RFC 5802): never the password.
@@ -110,6 +116,7 @@ impl From<MetadataImageV2> for MetadataImage {
             next_producer_id: v.next_producer_id,
             broker_configs: v.broker_configs,
             scram: BTreeMap::new(),
+            acls: Default::default(),
         }
     }
 }
@@ -209,6 +216,10 @@ pub enum MetadataRecord {
         leader_epoch: LeaderEpoch,
         partition_epoch: i32,
     },
+    /// An ACL added (CreateAcls); adding one that exists changes nothing.
+    CreateAcl(AclBinding),
+    /// An ACL removed (DeleteAcls).
+    DeleteAcl(AclBinding),
     /// A user's SCRAM credential for one mechanism set (`Some`) or removed (`None`).
     ScramCredential {
         user: String,
@@ -371,6 +382,17 @@ impl MetadataImage {
                 }
                 None => ApplyOutcome::UnknownTopic,
             },
+            MetadataRecord::CreateAcl(b) => {
+                next.acls.insert(b.clone());
+                ApplyOutcome::Applied
+            }
+            MetadataRecord::DeleteAcl(b) => {
+                if next.acls.remove(b) {
+                    ApplyOutcome::Applied
+                } else {
+                    ApplyOutcome::Conflict("no such ACL".into())
+                }
+            }
             MetadataRecord::ScramCredential {
                 user,
                 mechanism,

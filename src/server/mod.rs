@@ -278,6 +278,8 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     let idle = ctx.config.connections_max_idle;
     let mut order = handlers::ConnectionOrder::default();
     let mut sasl_conn = ctx.auth.sasl.as_ref().map(|_| sasl::SaslConnection::new());
+    let host = peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let mut ctx = Arc::new(ctx.for_connection(handlers::ANONYMOUS, &host));
     loop {
         // The next frame's size, read with `read` (safe to cancel) so the idle check can
         // interrupt the wait without losing bytes.
@@ -331,6 +333,9 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                         if tx.send(Work::Ready(bytes)).await.is_err() {
                             return None;
                         }
+                        if let Some(user) = conn.user.as_deref() {
+                            ctx = Arc::new(ctx.for_connection(&format!("User:{user}"), &host));
+                        }
                         continue;
                     }
                     Verdict::Close(why) => return Some(why),
@@ -362,6 +367,12 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 if close.is_some() {
                     // The answer is queued; the writer sends it before the connection ends.
                     return close;
+                }
+                if let Some(user) = conn.user.as_deref() {
+                    let principal = format!("User:{user}");
+                    if *ctx.principal != *principal {
+                        ctx = Arc::new(ctx.for_connection(&principal, &host));
+                    }
                 }
                 continue;
             }

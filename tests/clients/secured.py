@@ -7,6 +7,10 @@
       kafka-python: produce COUNT records, consume them in a group, commit, read the commit;
       then the same user with a wrong password must be refused
 
+  secured.py acls BOOTSTRAP PROTOCOL ADMIN ADMIN_PASSWORD JSON
+      confluent-kafka as ADMIN (SCRAM-SHA-512): CreateAcls for the JSON list of
+      [type, name, pattern, principal, operation, permission], then DescribeAcls of all
+
 Prints one JSON object with what the client reported.
 """
 import json
@@ -43,6 +47,51 @@ if cmd == "add-user":
         name: [[str(i.mechanism), i.iterations] for i in d.scram_credential_infos]
         for name, d in described.items()
     }
+elif cmd == "acls":
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    protocol, admin_user, admin_pw, wanted = sys.argv[3:7]
+    admin = AdminClient(
+        {
+            "bootstrap.servers": boot,
+            "security.protocol": protocol,
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": admin_user,
+            "sasl.password": admin_pw,
+        }
+    )
+    bindings = [
+        AclBinding(
+            ResourceType[t],
+            name,
+            ResourcePatternType[pattern],
+            principal,
+            "*",
+            AclOperation[op],
+            AclPermissionType[permission],
+        )
+        for t, name, pattern, principal, op, permission in json.loads(wanted)
+    ]
+    for f in admin.create_acls(bindings).values():
+        f.result(timeout=30)
+    every = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    out["described"] = len(admin.describe_acls(every).result(timeout=30))
 elif cmd == "round-trip":
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.errors import KafkaError

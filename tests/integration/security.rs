@@ -57,7 +57,10 @@ fn certs() -> Certs {
             "server.pem",
             format!("{}{}", key.serialize_pem(), cert.pem()),
         ),
-        users: write("plain-users", "# PLAIN users\nalice=alice-pw\n".into()),
+        users: write(
+            "plain-users",
+            "# PLAIN users\nalice=alice-pw\nbob=bob-pw\n".into(),
+        ),
         _dir: dir,
     }
 }
@@ -536,4 +539,195 @@ fn bootstrap_credentials_exist_once_formed_and_their_setting_is_never_described(
         .expect("described");
     assert_eq!(open.value.as_ref().map(|v| v.as_str()), Some("GSSAPI"));
     assert!(!open.is_sensitive);
+}
+
+/// Reads `topic` partition 0 from the beginning: the records seen, or the first error.
+fn read(
+    bootstrap: &str,
+    settings: &[(&'static str, String)],
+    topic: &str,
+    want: usize,
+    within: Duration,
+) -> Result<usize, String> {
+    let mut extra = as_refs(settings);
+    extra.push(("group.id", "alice-group"));
+    let c = consumer(bootstrap, &extra);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + within;
+    while got < want && std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {}
+        }
+    }
+    Ok(got)
+}
+
+/// The topics Metadata shows to a client with `settings`.
+fn visible(bootstrap: &str, settings: &[(&'static str, String)]) -> Vec<String> {
+    let p = producer(bootstrap, &as_refs(settings));
+    let md = p
+        .client()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let mut names: Vec<String> = md.topics().iter().map(|t| t.name().to_string()).collect();
+    names.sort();
+    names
+}
+
+/// Whether one record to `topic` is acknowledged.
+fn can_write(bootstrap: &str, settings: &[(&'static str, String)], topic: &str) -> bool {
+    let mut extra = as_refs(settings);
+    extra.push(("message.timeout.ms", "5000"));
+    let p = producer(bootstrap, &extra);
+    send(&p, topic, 0, b"hello");
+    flush(&p);
+    let acked = p.context().acks.lock().expect("lock").len();
+    acked == 1
+}
+
+#[test]
+fn acls_allow_deny_prefix_hide_topics_and_survive_a_restart() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let certs = certs();
+    let mut b = secured(
+        "SASL_PLAINTEXT",
+        &certs,
+        &[
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:admin",
+        ],
+    );
+    let boot = b.bootstrap();
+    let admin = client_settings(
+        "SASL_PLAINTEXT",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "admin", "admin-secret")),
+    );
+    let alice = client_settings(
+        "SASL_PLAINTEXT",
+        &certs.ca,
+        Some(("PLAIN", "alice", "alice-pw")),
+    );
+    let bob = client_settings(
+        "SASL_PLAINTEXT",
+        &certs.ca,
+        Some(("PLAIN", "bob", "bob-pw")),
+    );
+    let topics = ["orders", "logs-app", "logs-secret", "hidden"];
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &boot);
+    for (k, v) in &admin {
+        config.set(*k, v);
+    }
+    let client: AdminClient<DefaultClientContext> = config.create().expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for r in rt
+        .block_on(client.create_topics(&new, &AdminOptions::new()))
+        .expect("create topics")
+    {
+        r.expect("a super user creates topics");
+    }
+    for t in ["logs-app", "logs-secret"] {
+        let p = producer(&boot, &as_refs(&admin));
+        for i in 0..10 {
+            send(&p, t, i, b"log line");
+        }
+        flush(&p);
+    }
+    // No ACLs, allow.everyone.if.no.acl.found=false: alice sees and writes nothing.
+    assert!(visible(&boot, &alice).is_empty());
+    assert!(!can_write(&boot, &alice, "orders"));
+
+    let acls = serde_json::json!([
+        ["TOPIC", "orders", "LITERAL", "User:alice", "WRITE", "ALLOW"],
+        ["TOPIC", "logs-", "PREFIXED", "User:alice", "READ", "ALLOW"],
+        [
+            "TOPIC",
+            "logs-secret",
+            "LITERAL",
+            "User:alice",
+            "ALL",
+            "DENY"
+        ],
+        [
+            "GROUP",
+            "alice-group",
+            "LITERAL",
+            "User:alice",
+            "READ",
+            "ALLOW"
+        ],
+    ])
+    .to_string();
+    let v = crate::clients::run_python(
+        "secured.py",
+        &[
+            "acls",
+            &boot,
+            "SASL_PLAINTEXT",
+            "admin",
+            "admin-secret",
+            &acls,
+        ],
+    );
+    assert_eq!(v["described"], 4, "{v}");
+    let applied = std::time::Instant::now();
+    assert!(
+        can_write(&boot, &alice, "orders"),
+        "WRITE on orders, right after CreateAcls"
+    );
+    println!(
+        "alice's first write acknowledged {:?} after CreateAcls returned",
+        applied.elapsed()
+    );
+
+    let check = |when: &str| {
+        assert_eq!(
+            visible(&boot, &alice),
+            ["logs-app", "orders"],
+            "{when}: DESCRIBE is implied; the DENY hides logs-secret"
+        );
+        let err = read(&boot, &alice, "orders", 1, Duration::from_secs(15))
+            .expect_err("WRITE does not give READ");
+        assert!(err.contains("authorization"), "{when}: {err}");
+        assert_eq!(
+            read(&boot, &alice, "logs-app", 10, Duration::from_secs(15)),
+            Ok(10),
+            "{when}: the prefixed READ"
+        );
+        // The topic is hidden from alice's Metadata, so librdkafka may not even fetch it:
+        // either way, nothing of it arrives.
+        match read(&boot, &alice, "logs-secret", 1, Duration::from_secs(5)) {
+            Ok(n) => assert_eq!(n, 0, "{when}: the DENY beats the prefixed ALLOW"),
+            Err(e) => assert!(e.contains("authorization"), "{when}: {e}"),
+        }
+        assert!(
+            !can_write(&boot, &alice, "logs-app"),
+            "{when}: READ does not give WRITE"
+        );
+        assert!(visible(&boot, &bob).is_empty(), "{when}: bob has no ACLs");
+        assert_eq!(
+            visible(&boot, &admin).len(),
+            5,
+            "{when}: a super user sees every topic (and __consumer_offsets)"
+        );
+    };
+    check("after CreateAcls");
+    b.restart();
+    check("after a restart");
 }

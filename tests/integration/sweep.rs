@@ -478,6 +478,46 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
                 other => panic!("{other:?}"),
             }
         }
+        // Without an authorizer (this cluster has none) Kafka answers SECURITY_DISABLED;
+        // tests/integration/security.rs runs them with one.
+        ApiKey::CreateAcls => {
+            use kafka_protocol::messages::create_acls_request::AclCreation;
+            let req = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_resource_pattern_type(3)
+                .with_principal(s("User:a"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3)]);
+            match sw.call(1, key, v, "no authorizer", &req) {
+                ResponseKind::CreateAcls(r) => assert_eq!(r.results[0].error_code, 54),
+                other => panic!("{other:?}"),
+            }
+        }
+        ApiKey::DescribeAcls => {
+            let req = DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1);
+            match sw.call(2, key, v, "no authorizer", &req) {
+                ResponseKind::DescribeAcls(r) => assert_eq!(r.error_code, 54),
+                other => panic!("{other:?}"),
+            }
+        }
+        ApiKey::DeleteAcls => {
+            use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+            let req = DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1)]);
+            match sw.call(3, key, v, "no authorizer", &req) {
+                ResponseKind::DeleteAcls(r) => assert_eq!(r.filter_results[0].error_code, 54),
+                other => panic!("{other:?}"),
+            }
+        }
         other => panic!("{other:?} is advertised but the sweep has no cases for it"),
     }
 }

@@ -42,7 +42,7 @@ fn joined(sw: &mut Sweep, group: &str) -> (i32, String, i32) {
 /// JoinGroup at `v` until it is a member (v4+ first answers MEMBER_ID_REQUIRED).
 fn join(sw: &mut Sweep, node: i32, group: &str, v: i16, member: &str) -> (String, i32) {
     let mut member = member.to_string();
-    for _ in 0..3 {
+    for _ in 0..20 {
         let mut req = JoinGroupRequest::default()
             .with_group_id(gid(group))
             .with_session_timeout_ms(10_000)
@@ -64,6 +64,8 @@ fn join(sw: &mut Sweep, node: i32, group: &str, v: i16, member: &str) -> (String
         match r.error_code {
             0 => return (r.member_id.to_string(), r.generation_id),
             79 => member = r.member_id.to_string(),
+            // The coordinator is still loading its shard (the offsets topic is new): retry.
+            14 => std::thread::sleep(std::time::Duration::from_millis(200)),
             code => panic!("JoinGroup v{v} of {group}: error {code}"),
         }
     }

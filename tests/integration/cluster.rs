@@ -903,3 +903,89 @@ fn a_leader_cut_off_from_the_quorum_stops_acknowledging_within_its_lease() {
         produce_acks_1(&mut raw, "leased", partition) == Some(0)
     });
 }
+
+/// A client on a client listener that claims to be a stalled follower (its `replica_id`)
+/// neither keeps it in the ISR nor moves the high watermark for it: its fetches are refused and
+/// the follower leaves the ISR after replica.lag.time.max.ms, as if nobody had spoken for it.
+/// (The follower is paused, not killed: a killed broker is fenced at once by its closed
+/// liveness stream, which would hide what the spoofer can do.)
+#[test]
+fn a_client_spoofing_a_stalled_followers_replica_id_cannot_keep_it_in_the_isr() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+    let _timing = crate::harness::timing_sensitive();
+    let mut cluster = Cluster::new(
+        3,
+        &[
+            "replica.lag.time.max.ms=2000",
+            "broker.session.timeout.ms=30000",
+        ],
+    );
+    let mut external = BTreeMap::new();
+    for id in 1..=3 {
+        let ext = crate::harness::free_port();
+        external.insert(id, ext);
+        let node = cluster.node(id);
+        let (port, controller) = (node.port, node.controller_port);
+        for s in [
+            format!("listeners=INTERNAL://127.0.0.1:{port},EXTERNAL://127.0.0.1:{ext},CONTROLLER://127.0.0.1:{controller}"),
+            "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+            "inter.broker.listener.name=INTERNAL".into(),
+        ] {
+            node.set(s);
+        }
+    }
+    let bs1 = start_three(&mut cluster);
+    assert_eq!(create_topic(&bs1, "spoofed", 1, 3), Some(0));
+    let key = ("spoofed".to_string(), 0);
+    wait_until("all three in the ISR", Duration::from_secs(20), || {
+        metadata(&bs1)
+            .1
+            .get(&key)
+            .is_some_and(|(_, _, isr)| isr.len() == 3)
+    });
+    let leader = metadata(&bs1).1[&key].0;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let pid = cluster.node(follower).pid().expect("running") as i32;
+    crate::harness::signal(pid, libc::SIGSTOP);
+    let at = cluster.bootstrap(leader);
+    let mut leader_client = Client::connect(&at).expect("connect");
+    assert_eq!(produce_acks_1(&mut leader_client, "spoofed", 0), Some(0));
+
+    // The spoofer fetches as the stalled follower at the log end, on the leader's client
+    // listener: believed, it would count as caught up and stay in the ISR.
+    let spoof = FetchRequest::default()
+        .with_replica_id(BrokerId(follower))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                "spoofed".into(),
+            )))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let mut c = Client::connect(&format!("127.0.0.1:{}", external[&leader])).expect("connect");
+    let started = Instant::now();
+    let mut refused = 0;
+    let shrunk = loop {
+        let r: FetchResponse = c.call(ApiKey::Fetch, 12, &spoof).expect("fetch answer");
+        let code = r.responses[0].partitions[0].error_code;
+        assert_eq!(code, 29, "a replica fetch on a client listener is refused");
+        refused += 1;
+        let isr = metadata(&at).1[&key].2.clone();
+        if !isr.contains(&follower) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the stalled follower is still in the ISR {isr:?} after 15 s of spoofed fetches"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    crate::harness::signal(pid, libc::SIGCONT);
+    println!(
+        "{refused} spoofed fetches refused; follower {follower} left the ISR after {shrunk:?}"
+    );
+}

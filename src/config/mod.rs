@@ -190,6 +190,9 @@ pub struct Config {
     pub security: BTreeMap<String, ListenerSecurity>,
     /// SCRAM credentials the first controller writes when it forms the cluster.
     pub scram_bootstrap: Vec<BootstrapCredential>,
+    /// Mutual TLS between controllers and brokers on the controller listener (its protocol
+    /// is SSL), or None: plaintext gRPC.
+    pub controller_tls: Option<TlsSettings>,
     /// ACLs in force (`authorizer.class.name` set), or None: everyone may do everything.
     pub authorizer: Option<AuthorizerSettings>,
 }
@@ -425,6 +428,7 @@ impl Config {
             .filter(|s| !s.is_empty())
             .collect();
         let mut security = BTreeMap::new();
+        let mut controller_tls = None;
         for l in &all {
             let protocol = match protocol_map.get(&l.name).map(String::as_str) {
                 Some(p) => SecurityProtocol::parse(p).ok_or_else(|| {
@@ -440,26 +444,40 @@ impl Config {
                     ))
                 }
             };
+            let resolved =
+                security::resolve(&l.name, protocol, &values).map_err(|(name, reason)| {
+                    ConfigError::Invalid {
+                        value: values.get(&name).cloned().unwrap_or_default(),
+                        source_name: sources
+                            .get(&name)
+                            .cloned()
+                            .unwrap_or_else(|| "default".to_string()),
+                        name,
+                        reason: format!("listener `{}`: {reason}", l.name),
+                    }
+                })?;
             if controller_names.contains(&l.name) {
-                if protocol != SecurityProtocol::Plaintext {
-                    return Err(invalid(
-                        "listener.security.protocol.map",
-                        format!("the controller listener `{}` can only be PLAINTEXT yet (TLS between controllers is not built)", l.name),
-                    ));
+                match protocol {
+                    SecurityProtocol::Plaintext => {}
+                    SecurityProtocol::Ssl
+                        if resolved.tls.as_ref().is_some_and(|t| t.truststore.is_some()) =>
+                    {
+                        controller_tls = resolved.tls;
+                    }
+                    SecurityProtocol::Ssl => {
+                        return Err(invalid(
+                            "ssl.truststore.location",
+                            format!("the controller listener `{}` uses SSL: name the CA certificates its peers' certificates chain to", l.name),
+                        ))
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "listener.security.protocol.map",
+                            format!("the controller listener `{}` must be PLAINTEXT or SSL (SASL between controllers is not built)", l.name),
+                        ))
+                    }
                 }
             } else {
-                let resolved =
-                    security::resolve(&l.name, protocol, &values).map_err(|(name, reason)| {
-                        ConfigError::Invalid {
-                            value: values.get(&name).cloned().unwrap_or_default(),
-                            source_name: sources
-                                .get(&name)
-                                .cloned()
-                                .unwrap_or_else(|| "default".to_string()),
-                            name,
-                            reason: format!("listener `{}`: {reason}", l.name),
-                        }
-                    })?;
                 security.insert(l.name.clone(), resolved);
             }
             l.socket_addr().map_err(|r| invalid("listeners", r))?;
@@ -777,6 +795,7 @@ impl Config {
             security,
             scram_bootstrap,
             authorizer,
+            controller_tls,
             values,
         })
     }

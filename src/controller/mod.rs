@@ -197,7 +197,11 @@ impl Controller {
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
         let cluster_id = Arc::new(Mutex::new(stored_cluster.clone().unwrap_or_default()));
-        let channels = network::Channels::default();
+        let peer_tls = match &config.controller_tls {
+            Some(t) => Some(network::PeerTls::load(t)?),
+            None => None,
+        };
+        let channels = network::Channels::new(peer_tls.as_ref().map(|t| t.client.clone()));
         let net = network::Network {
             channels: channels.clone(),
             cluster_id: cluster_id.clone(),
@@ -262,6 +266,7 @@ impl Controller {
             listener,
             raft,
             handle.clone(),
+            peer_tls.map(|t| t.server),
             token.child_token(),
         ));
         tasks.spawn(handle.clone().run_leader_duties(token.child_token()));

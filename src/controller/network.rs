@@ -19,7 +19,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
+};
 
 use super::pb;
 use super::{RaftNodeId, TypeConfig};
@@ -28,16 +30,66 @@ use super::{RaftNodeId, TypeConfig};
 #[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Mutual TLS to peers (the controller listener is SSL).
+    tls: Option<ClientTlsConfig>,
+}
+
+/// The controller listener's TLS, both ways: what it serves with and how it calls peers.
+pub struct PeerTls {
+    pub server: ServerTlsConfig,
+    pub client: ClientTlsConfig,
+}
+
+impl PeerTls {
+    /// Reads the listener's PEM files; an error names the setting whose file is at fault.
+    pub fn load(settings: &crate::config::TlsSettings) -> Result<PeerTls, super::StartError> {
+        let read = |path: &std::path::Path, setting: &str| {
+            std::fs::read(path).map_err(|e| {
+                super::StartError::Mismatch(format!(
+                    "controller listener: `{setting}`: cannot read {}: {e}",
+                    path.display()
+                ))
+            })
+        };
+        let pem = read(&settings.keystore, "ssl.keystore.location")?;
+        let identity = Identity::from_pem(&pem, &pem);
+        let mut server = ServerTlsConfig::new().identity(identity.clone());
+        let mut client = ClientTlsConfig::new().identity(identity);
+        if let Some(ca) = &settings.truststore {
+            let ca = Certificate::from_pem(read(ca, "ssl.truststore.location")?);
+            client = client.ca_certificate(ca.clone());
+            if settings.client_auth != crate::config::ClientAuth::None {
+                server = server.client_ca_root(ca).client_auth_optional(
+                    settings.client_auth == crate::config::ClientAuth::Requested,
+                );
+            }
+        }
+        Ok(PeerTls { server, client })
+    }
 }
 
 impl Channels {
+    pub fn new(tls: Option<ClientTlsConfig>) -> Channels {
+        Channels {
+            inner: Arc::default(),
+            tls,
+        }
+    }
+
     pub fn get(&self, addr: &str) -> Result<Channel, String> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("bad peer address {addr}: {e}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS to {addr}: {e}"))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -301,6 +301,7 @@ pub async fn serve(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
     handle: Handle,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     token: CancellationToken,
 ) {
     let raft_service = RaftService {
@@ -309,7 +310,17 @@ pub async fn serve(
     };
     let controller_service = ControllerService { handle };
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "the controller listener's TLS configuration is refused");
+                return;
+            }
+        };
+    }
+    let served = builder
         .add_service(
             pb::raft_server::RaftServer::new(raft_service)
                 .max_decoding_message_size(super::MAX_RPC_MESSAGE)

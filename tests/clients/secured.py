@@ -7,7 +7,7 @@
       kafka-python: produce COUNT records, consume them in a group, commit, read the commit;
       then the same user with a wrong password must be refused
 
-  secured.py acls BOOTSTRAP PROTOCOL ADMIN ADMIN_PASSWORD JSON
+  secured.py acls BOOTSTRAP PROTOCOL ADMIN ADMIN_PASSWORD JSON [CA]
       confluent-kafka as ADMIN (SCRAM-SHA-512): CreateAcls for the JSON list of
       [type, name, pattern, principal, operation, permission], then DescribeAcls of all
 
@@ -59,15 +59,16 @@ elif cmd == "acls":
     )
 
     protocol, admin_user, admin_pw, wanted = sys.argv[3:7]
-    admin = AdminClient(
-        {
-            "bootstrap.servers": boot,
-            "security.protocol": protocol,
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": admin_user,
-            "sasl.password": admin_pw,
-        }
-    )
+    settings = {
+        "bootstrap.servers": boot,
+        "security.protocol": protocol,
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": admin_user,
+        "sasl.password": admin_pw,
+    }
+    if len(sys.argv) > 7:
+        settings["ssl.ca.location"] = sys.argv[7]
+    admin = AdminClient(settings)
     bindings = [
         AclBinding(
             ResourceType[t],

@@ -731,3 +731,190 @@ fn acls_allow_deny_prefix_hide_topics_and_survive_a_restart() {
     b.restart();
     check("after a restart");
 }
+
+/// Sends the HTTP/2 preface over TLS to `port` and reads: whether the gRPC server answered.
+/// `identity`: a PEM file with the client's key and certificate, or none.
+fn controller_answers(port: u16, ca: &Path, identity: Option<&Path>) -> bool {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("add");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some(pem) => {
+            let certs = CertificateDer::pem_file_iter(pem)
+                .expect("pem")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("certs");
+            let key = PrivateKeyDer::from_pem_file(pem).expect("key");
+            builder
+                .with_client_auth_cert(certs, key)
+                .expect("client cert")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("conn");
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    if tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(tls.read(&mut buf), Ok(n) if n > 0)
+}
+
+#[test]
+fn controllers_speak_mutual_tls_and_a_stranger_without_a_certificate_gets_nothing() {
+    let certs = certs();
+    let ks = format!("ssl.keystore.location={}", certs.server.display());
+    let ts = format!("ssl.truststore.location={}", certs.ca.display());
+    let mut cluster = crate::harness::Cluster::new(
+        3,
+        &[
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+            "listener.name.controller.ssl.client.auth=required",
+            &ks,
+            &ts,
+        ],
+    );
+    cluster.start(&[1, 2, 3], Duration::from_millis(100));
+    let boot = cluster.bootstrap(1);
+    crate::harness::wait_until(
+        "three brokers over a TLS quorum",
+        Duration::from_secs(30),
+        || {
+            consumer(&boot, &[])
+                .fetch_metadata(None, Duration::from_secs(5))
+                .is_ok_and(|m| m.brokers().len() == 3)
+        },
+    );
+    // An admin write goes through the quorum (forwarded to the leader over TLS).
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    let mut c = Client::connect(&cluster.bootstrap(2)).expect("connect");
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(s("over-tls")))
+            .with_num_partitions(3)
+            .with_replication_factor(3)]);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).expect("create");
+    assert_eq!(r.topics[0].error_code, 0);
+    round_trip(&boot, &[], "over-tls", 100);
+
+    let port = cluster.node(1).controller_port;
+    assert!(
+        controller_answers(port, &certs.ca, Some(&certs.server)),
+        "a peer with a certificate the CA signed is answered"
+    );
+    assert!(
+        !controller_answers(port, &certs.ca, None),
+        "a client without a certificate is not"
+    );
+    // Nor is anyone speaking plaintext gRPC.
+    let mut raw = Raw::connect(port);
+    raw.send_raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0");
+    let mut buf = [0u8; 64];
+    use std::io::Read;
+    let got = raw.stream.read(&mut buf).unwrap_or(0);
+    assert!(
+        got == 0 || buf[..got].first() == Some(&0x15),
+        "plaintext HTTP/2 must get no HTTP/2 answer (only a TLS alert): {:?}",
+        &buf[..got]
+    );
+}
+
+/// The single node of issue 19 (and README's Security section), started with exactly its
+/// settings: SASL_SSL for clients, mutual TLS on CONTROLLER, SCRAM, the authorizer. As admin, a
+/// client creates a user and gives it an ACL; the user can then write, and nothing else.
+#[test]
+fn the_documented_secure_single_node_starts_and_admin_grants_a_new_user_access() {
+    let certs = certs();
+    let mut b = Broker::new(&[]);
+    let (port, cport) = (b.port, b.controller_port);
+    for s in [
+        "node.id=1".to_string(),
+        "process.roles=broker,controller".into(),
+        format!("listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"),
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL".into(),
+        "controller.listener.names=CONTROLLER".into(),
+        "inter.broker.listener.name=SASL_SSL".into(),
+        format!("controller.quorum.voters=1@127.0.0.1:{cport}"),
+        "ssl.keystore.type=PEM".into(),
+        format!("ssl.keystore.location={}", certs.server.display()),
+        format!("ssl.truststore.location={}", certs.ca.display()),
+        "listener.name.controller.ssl.client.auth=required".into(),
+        "sasl.enabled.mechanisms=SCRAM-SHA-512".into(),
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512".into(),
+        "scram.bootstrap.credentials=SCRAM-SHA-512=[name=admin,password=admin-secret]".into(),
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
+        "super.users=User:admin".into(),
+    ] {
+        b.set(s);
+    }
+    b.spawn();
+    let boot = b.bootstrap();
+    let ca = certs.ca.display().to_string();
+    crate::clients::run_python(
+        "secured.py",
+        &[
+            "add-user",
+            &boot,
+            &ca,
+            "admin",
+            "admin-secret",
+            "carol",
+            "carol-pw",
+        ],
+    );
+    let carol = client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "carol", "carol-pw")),
+    );
+    assert!(!can_write(&boot, &carol, "carols"), "no ACL yet");
+    let admin = client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "admin", "admin-secret")),
+    );
+    assert!(
+        can_write(&boot, &admin, "carols"),
+        "the super user creates it by writing"
+    );
+    let acls = serde_json::json!([["TOPIC", "carols", "LITERAL", "User:carol", "WRITE", "ALLOW"]])
+        .to_string();
+    crate::clients::run_python(
+        "secured.py",
+        &[
+            "acls",
+            &boot,
+            "SASL_SSL",
+            "admin",
+            "admin-secret",
+            &acls,
+            &ca,
+        ],
+    );
+    let granted = std::time::Instant::now();
+    assert!(can_write(&boot, &carol, "carols"), "WRITE granted");
+    assert!(
+        granted.elapsed() < Duration::from_secs(1),
+        "in force within a second: {:?}",
+        granted.elapsed()
+    );
+    assert_eq!(visible(&boot, &carol), ["carols"]);
+}

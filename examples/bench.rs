@@ -5,10 +5,12 @@
 //!  --record-size 100 --partitions 6 --acks all --compression none --linger-ms 5 --producers 1
 //!  --consumers 1 --fetch-wait-ms 500 --partition-fetch-bytes 1048576 [--duration 30s]
 //!  [--rate 100000] [--no-consume] [--latency-by-second] [--broker-pid 1234,1235]
-//!  [--json out.json]`
+//!  [--json out.json] [--admin-bootstrap 127.0.0.1:9092] [-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 ...]`
 //!  or, for idle topics: `bench --bootstrap .. --idle-topics 1000 [--broker-pid ..]`
 //!  or, for memory over topic churn: `bench --bootstrap .. --churn 20 --records 200000
 //!  --record-size 1024 --partitions 8 --broker-pid ..`
+//!
+//! `-X name=value` (as kcat's) is given to every client: security settings, for instance.
 //!
 //! Producers write for `--records` records or `--duration` (at most `--rate` records/s in all),
 //! with a live progress line, then consumers read every partition back from the start. It prints
@@ -27,6 +29,18 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
+
+/// Every `-X name=value` of the command line, given to each client.
+static EXTRA: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// A client configuration with the `-X` settings.
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in EXTRA.get().map(Vec::as_slice).unwrap_or_default() {
+        c.set(k, v);
+    }
+    c
+}
 
 fn arg(args: &[String], name: &str, default: &str) -> String {
     args.iter()
@@ -214,7 +228,7 @@ fn wait_for_leaders(
     pick: impl Fn(&str) -> bool,
     want: usize,
 ) -> Result<(), String> {
-    let client: BaseConsumer = ClientConfig::new()
+    let client: BaseConsumer = config()
         .set("bootstrap.servers", bootstrap)
         .set("log_level", "3")
         .create()
@@ -258,7 +272,7 @@ fn metadata_with_idle_topics(
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}-idle-{i}")).collect();
     let started = Instant::now();
     create_topics(bootstrap, &names, 1, 1);
-    let client: BaseConsumer = match ClientConfig::new()
+    let client: BaseConsumer = match config()
         .set("bootstrap.servers", bootstrap)
         .set("log_level", "3")
         .create()
@@ -350,7 +364,7 @@ fn churn(
             eprintln!("{e}");
             return std::process::ExitCode::FAILURE;
         }
-        let p: BaseProducer<Latencies> = match ClientConfig::new()
+        let p: BaseProducer<Latencies> = match config()
             .set("bootstrap.servers", bootstrap)
             .set("acks", "1")
             .set("linger.ms", "5")
@@ -406,6 +420,13 @@ fn rss_mb(pids: &[u32]) -> f64 {
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    let extra = args
+        .windows(2)
+        .filter(|w| w[0] == "-X")
+        .filter_map(|w| w[1].split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let _ = EXTRA.set(extra);
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "{}",
@@ -473,7 +494,10 @@ fn main() -> std::process::ExitCode {
             &brokers,
         );
     }
-    create_topics(&bootstrap, std::slice::from_ref(&topic), partitions, rf);
+    // The topic is made with strom's own (plaintext) client: `--admin-bootstrap` names a
+    // plaintext listener when `--bootstrap` is a TLS or SASL one.
+    let admin = arg(&args, "--admin-bootstrap", &bootstrap);
+    create_topics(&admin, std::slice::from_ref(&topic), partitions, rf);
     // Start the clock only once every partition has a leader, so no record waits for one.
     if let Err(e) = wait_for_leaders(&bootstrap, |name| name == topic, partitions as usize) {
         eprintln!("{e}");
@@ -497,7 +521,7 @@ fn main() -> std::process::ExitCode {
         );
         let (sent, stop, ready) = (sent.clone(), stop.clone(), ready.clone());
         handles.push(std::thread::spawn(move || {
-            let p: BaseProducer<Latencies> = ClientConfig::new()
+            let p: BaseProducer<Latencies> = config()
                 .set("bootstrap.servers", &bootstrap)
                 .set("acks", &acks)
                 .set("compression.codec", &compression)
@@ -628,7 +652,7 @@ fn main() -> std::process::ExitCode {
             partition_fetch.clone(),
         );
         readers.push(std::thread::spawn(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
+            let consumer: BaseConsumer = config()
                 .set("bootstrap.servers", &bootstrap)
                 .set("fetch.wait.max.ms", &fetch_wait)
                 .set("group.id", "bench")

@@ -134,6 +134,22 @@ impl Node {
             };
             auth.insert(l.name.clone(), Arc::new(built));
         }
+        // A lone voter has no other broker to replicate from: what it lacks to reach one is
+        // worth a warning, not a refusal (a broker-only node joining later will need it).
+        let peers = match crate::auth::client::ClientSecurity::inter_broker(&config) {
+            Ok(p) => Arc::new(p),
+            Err((setting, reason)) if config.voters.len() == 1 => {
+                tracing::warn!(listener = %config.inter_broker_listener, %setting, %reason, "this node could not replicate from another broker");
+                Arc::new(crate::auth::client::ClientSecurity::default())
+            }
+            Err((setting, reason)) => {
+                return Err(NodeError::Security {
+                    listener: config.inter_broker_listener.clone(),
+                    setting,
+                    reason,
+                })
+            }
+        };
         let mut client = Vec::new();
         for l in &config.listeners {
             let buffers = (config.socket_send_buffer, config.socket_receive_buffer);
@@ -184,6 +200,7 @@ impl Node {
         let background = CancellationToken::new();
         let replicas = Arc::new(ReplicaManager::new(
             config.clone(),
+            peers,
             handle.clone(),
             background.child_token(),
         ));

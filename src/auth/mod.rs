@@ -5,6 +5,7 @@
 //! credentials are read from the metadata image, where the controller writes them.
 //! Secrets — passwords, keys, salts — are never logged or put in an error a client sees.
 
+pub mod client;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -309,11 +309,7 @@ impl Config {
         for (name, (value, source_name)) in raw {
             // `listener.name.<listener>.<setting>`: kept under the listener's lower-case name.
             let (name, base) = match security::per_listener_setting(&name) {
-                Some(base) => {
-                    let listener = &name["listener.name.".len()..name.len() - base.len() - 1];
-                    let full = format!("listener.name.{}.{base}", listener.to_ascii_lowercase());
-                    (full, base.to_string())
-                }
+                Some((full, base)) => (full, base.to_string()),
                 None => (name.clone(), name),
             };
             let Some(s) = setting(&base) else {
@@ -648,16 +644,6 @@ impl Config {
                 ))
             }
         };
-        if voters.len() > 1
-            && security
-                .get(&inter_broker_listener)
-                .is_some_and(|s| s.protocol != SecurityProtocol::Plaintext)
-        {
-            return Err(invalid(
-                "inter.broker.listener.name",
-                format!("`{inter_broker_listener}` is not PLAINTEXT: replication over TLS or SASL is not built yet; name a PLAINTEXT listener for brokers"),
-            ));
-        }
         let scram_bootstrap = security::parse_bootstrap_credentials(&get(
             "scram.bootstrap.credentials",
         ))

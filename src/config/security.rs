@@ -136,11 +136,28 @@ pub const PER_LISTENER: &[&str] = &[
     "connections.max.reauth.ms",
 ];
 
-/// `listener.name.<listener>.<setting>` → the setting's name, when it is one strom reads.
-pub fn per_listener_setting(name: &str) -> Option<&'static str> {
+/// `listener.name.<listener>.<setting>` → (the name with the listener lower-cased, the global
+/// setting it stands for), when it is one strom reads. `<mechanism>.sasl.jaas.config` (Kafka's
+/// per-listener, per-mechanism form) stands for `sasl.jaas.config`.
+pub fn per_listener_setting(name: &str) -> Option<(String, &'static str)> {
     let rest = name.strip_prefix("listener.name.")?;
-    let (_, setting) = rest.split_once('.')?;
-    PER_LISTENER.iter().copied().find(|s| *s == setting)
+    let (listener, setting) = rest.split_once('.')?;
+    let base = match PER_LISTENER.iter().copied().find(|s| *s == setting) {
+        Some(base) => base,
+        None => {
+            let (mechanism, jaas) = setting.split_once('.')?;
+            Mechanism::parse(&mechanism.to_ascii_uppercase())?;
+            (jaas == "sasl.jaas.config").then_some("sasl.jaas.config")?
+        }
+    };
+    Some((
+        format!(
+            "listener.name.{}.{}",
+            listener.to_ascii_lowercase(),
+            setting.to_ascii_lowercase()
+        ),
+        base,
+    ))
 }
 
 /// A problem with one setting: its (full) name and why.

@@ -309,6 +309,16 @@ pub const SETTINGS: &[Setting] = &[
         "SCRAM credentials written when the cluster is formed, kafka-storage's --add-scram syntax: `SCRAM-SHA-512=[name=admin,password=admin-secret]`, several separated by `;`.",
     ),
     text(
+        "sasl.mechanism.inter.broker.protocol",
+        "GSSAPI",
+        "The SASL mechanism brokers use with each other when inter.broker.listener.name is a SASL listener (Kafka's default, GSSAPI, is not spoken: set PLAIN or SCRAM-SHA-*).",
+    ),
+    text(
+        "sasl.jaas.config",
+        "",
+        "JAAS line with the username=\"…\" password=\"…\" brokers present to each other over SASL; per listener and mechanism: listener.name.<l>.<mechanism>.sasl.jaas.config. Never logged or described.",
+    ),
+    text(
         "authorizer.class.name",
         "",
         "Turns ACLs on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (Kafka's name, accepted as is). Empty: no authorization.",

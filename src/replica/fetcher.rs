@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Connection;
 use super::partition::Partition;
+use crate::auth::client::ClientSecurity;
 use crate::config::Config;
 use crate::controller::Handle;
 use crate::storage::batch;
@@ -64,15 +65,23 @@ struct Fetcher {
 
 pub struct Fetchers {
     config: Arc<Config>,
+    /// TLS and SASL towards other brokers' inter-broker listener.
+    security: Arc<ClientSecurity>,
     controller: Handle,
     by_leader: Mutex<HashMap<NodeId, Fetcher>>,
     token: CancellationToken,
 }
 
 impl Fetchers {
-    pub fn new(config: Arc<Config>, controller: Handle, token: CancellationToken) -> Fetchers {
+    pub fn new(
+        config: Arc<Config>,
+        security: Arc<ClientSecurity>,
+        controller: Handle,
+        token: CancellationToken,
+    ) -> Fetchers {
         Fetchers {
             config,
+            security,
             controller,
             by_leader: Mutex::new(HashMap::new()),
             token,
@@ -102,6 +111,7 @@ impl Fetchers {
             let task = FetchTask {
                 leader,
                 config: self.config.clone(),
+                security: self.security.clone(),
                 controller: self.controller.clone(),
                 slots: slots.clone(),
             };
@@ -151,6 +161,7 @@ impl Fetchers {
 struct FetchTask {
     leader: NodeId,
     config: Arc<Config>,
+    security: Arc<ClientSecurity>,
     controller: Handle,
     slots: Arc<Mutex<HashMap<TopicPartition, Slot>>>,
 }
@@ -205,6 +216,7 @@ impl FetchTask {
                         &addr,
                         Duration::from_secs(2),
                         self.config.socket_request_max_bytes.max(64 << 20),
+                        &self.security,
                     )
                     .await
                     {

@@ -145,11 +145,12 @@ pub struct ReplicaManager {
 impl ReplicaManager {
     pub fn new(
         config: Arc<Config>,
+        peers: Arc<crate::auth::client::ClientSecurity>,
         controller: Handle,
         token: CancellationToken,
     ) -> ReplicaManager {
         ReplicaManager {
-            fetchers: fetcher::Fetchers::new(config.clone(), controller.clone(), token),
+            fetchers: fetcher::Fetchers::new(config.clone(), peers, controller.clone(), token),
             config,
             controller,
             partitions: RwLock::new(HashMap::new()),

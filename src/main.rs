@@ -51,9 +51,8 @@ enum Command {
     /// Connect like a client, fetch metadata, and try every advertised broker endpoint from
     /// here; explains what is wrong when a client could not reach the cluster.
     Doctor {
-        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
+        #[command(flatten)]
+        reach: Reach,
     },
     /// Exit 0 only when this node (by its configuration, as for `serve`) is registered,
     /// unfenced and serving on its client listener; for container health checks.
@@ -64,23 +63,119 @@ enum Command {
     /// Consumer groups: list, describe (members, offsets, lag), reset offsets.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// ACLs: add, list, remove (CreateAcls, DescribeAcls, DeleteAcls).
+    #[command(subcommand)]
+    Acl(AclCommand),
+    /// SCRAM users: add (or change the password), list, remove.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// How the tools reach a secured cluster: Kafka client properties, as Kafka's tools take them.
+#[derive(Args, Clone, Default)]
+struct Reach {
+    /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Kafka client properties for TLS and SASL: security.protocol, ssl.truststore.location
+    /// (PEM), ssl.keystore.location, sasl.mechanism, sasl.jaas.config (or sasl.username and
+    /// sasl.password).
+    #[arg(long, value_name = "FILE")]
+    command_config: Option<String>,
+}
+
+/// One ACL: who, from where, may or may not do what to which resource.
+#[derive(Args)]
+struct AclArgs {
+    /// The principal, e.g. User:alice (User:* for everyone).
+    #[arg(long)]
+    principal: String,
+    /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+    /// ALTER_CONFIGS, IDEMPOTENT_WRITE or ALL.
+    #[arg(long)]
+    operation: String,
+    /// A topic (a prefix with --prefixed; * for all).
+    #[arg(long, group = "resource")]
+    topic: Option<String>,
+    /// A consumer group (a prefix with --prefixed; * for all).
+    #[arg(long, group = "resource")]
+    group: Option<String>,
+    /// The cluster itself.
+    #[arg(long, group = "resource")]
+    cluster: bool,
+    /// The name is a prefix.
+    #[arg(long)]
+    prefixed: bool,
+    /// DENY instead of ALLOW.
+    #[arg(long)]
+    deny: bool,
+    /// The client address it applies to.
+    #[arg(long, default_value = "*")]
+    host: String,
+    #[command(flatten)]
+    reach: Reach,
+}
+
+#[derive(Subcommand)]
+enum AclCommand {
+    /// Add one ACL.
+    Add(AclArgs),
+    /// Remove the ACL that matches exactly.
+    Remove(AclArgs),
+    /// Every ACL (or one principal's).
+    List {
+        /// Only this principal's.
+        #[arg(long)]
+        principal: Option<String>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a SCRAM user, or change its password; the password is read from standard input
+    /// (one line) unless given.
+    Add {
+        name: String,
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        #[arg(long, default_value_t = 4096)]
+        iterations: u32,
+        /// The password (visible to other local users in the process list: prefer stdin).
+        #[arg(long)]
+        password: Option<String>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Remove a user's credential for one mechanism.
+    Remove {
+        name: String,
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Every SCRAM user and its mechanisms.
+    List {
+        #[command(flatten)]
+        reach: Reach,
+    },
 }
 
 #[derive(Subcommand)]
 enum GroupCommand {
     /// Every consumer group in the cluster, with its state.
     List {
-        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
+        #[command(flatten)]
+        reach: Reach,
     },
     /// A group's state and members, and per partition its committed offset, log end and lag.
     Describe {
         /// The group id.
         group: String,
-        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
+        #[command(flatten)]
+        reach: Reach,
     },
     /// Move a group's committed offsets on a topic (the group must have no active members).
     /// Prints the plan; commits it only with --execute.
@@ -102,9 +197,8 @@ enum GroupCommand {
         /// Commit the new offsets (without it: a dry run).
         #[arg(long)]
         execute: bool,
-        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
+        #[command(flatten)]
+        reach: Reach,
     },
 }
 
@@ -112,9 +206,8 @@ enum GroupCommand {
 enum ClusterCommand {
     /// The metadata quorum (leader, term, voters and their lag) and every broker's state.
     Status {
-        /// Brokers' client addresses, host:port[,host:port..]; the first reachable one is used.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
+        #[command(flatten)]
+        reach: Reach,
     },
 }
 
@@ -163,7 +256,11 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Some(Command::Doctor { bootstrap }) => {
+        Some(Command::Doctor { reach: r }) => {
+            let bootstrap = match reach(&r) {
+                Ok(b) => b,
+                Err(e) => return report(Err(e)),
+            };
             let (text, ok) = strom::tools::doctor(&bootstrap);
             print!("{text}");
             if ok {
@@ -197,11 +294,10 @@ fn main() -> std::process::ExitCode {
         Some(Command::Group(cmd)) => {
             use strom::tools::group;
             let r = match cmd {
-                GroupCommand::List { bootstrap } => group::list(&bootstrap),
-                GroupCommand::Describe {
-                    group: g,
-                    bootstrap,
-                } => group::describe(&bootstrap, &g),
+                GroupCommand::List { reach: r } => reach(&r).and_then(|b| group::list(&b)),
+                GroupCommand::Describe { group: g, reach: r } => {
+                    reach(&r).and_then(|b| group::describe(&b, &g))
+                }
                 GroupCommand::ResetOffsets {
                     group: g,
                     topic,
@@ -209,7 +305,7 @@ fn main() -> std::process::ExitCode {
                     to_latest,
                     to_offset,
                     execute,
-                    bootstrap,
+                    reach: r,
                 } => {
                     let to = match (to_earliest, to_latest, to_offset) {
                         (true, _, _) => Some(group::ResetTo::Earliest),
@@ -218,7 +314,8 @@ fn main() -> std::process::ExitCode {
                         _ => None,
                     };
                     match to {
-                        Some(to) => group::reset_offsets(&bootstrap, &g, &topic, to, execute),
+                        Some(to) => reach(&r)
+                            .and_then(|b| group::reset_offsets(&b, &g, &topic, to, execute)),
                         None => Err(anyhow::anyhow!(
                             "say where to: --to-earliest, --to-latest or --to-offset N"
                         )),
@@ -236,8 +333,74 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Some(Command::Cluster(ClusterCommand::Status { bootstrap })) => {
-            match strom::tools::cluster_status(&bootstrap) {
+        Some(Command::Acl(cmd)) => {
+            use strom::tools::security as sec;
+            let spec = |a: &AclArgs| -> anyhow::Result<sec::AclSpec> {
+                let (resource_type, resource_name) = match (&a.topic, &a.group, a.cluster) {
+                    (Some(t), _, _) => (2, t.clone()),
+                    (_, Some(g), _) => (3, g.clone()),
+                    (_, _, true) => (4, "kafka-cluster".to_string()),
+                    _ => anyhow::bail!("name the resource: --topic T, --group G or --cluster"),
+                };
+                Ok(sec::AclSpec {
+                    principal: a.principal.clone(),
+                    host: a.host.clone(),
+                    operation: a.operation.clone(),
+                    resource_type,
+                    resource_name,
+                    prefixed: a.prefixed,
+                    deny: a.deny,
+                })
+            };
+            let r = match &cmd {
+                AclCommand::Add(a) => reach(&a.reach).and_then(|b| sec::acl_add(&b, &spec(a)?)),
+                AclCommand::Remove(a) => {
+                    reach(&a.reach).and_then(|b| sec::acl_remove(&b, &spec(a)?))
+                }
+                AclCommand::List {
+                    principal,
+                    reach: r,
+                } => reach(r).and_then(|b| sec::acl_list(&b, principal.as_deref())),
+            };
+            report(r)
+        }
+        Some(Command::User(cmd)) => {
+            use strom::tools::security as sec;
+            let mechanism = |m: &str| {
+                strom::config::Mechanism::parse(m).ok_or_else(|| {
+                    anyhow::anyhow!("unknown mechanism `{m}`: SCRAM-SHA-256 or SCRAM-SHA-512")
+                })
+            };
+            let r = match cmd {
+                UserCommand::Add {
+                    name,
+                    mechanism: m,
+                    iterations,
+                    password,
+                    reach: r,
+                } => reach(&r).and_then(|b| {
+                    let password = match password {
+                        Some(p) => p,
+                        None => {
+                            let mut line = String::new();
+                            std::io::stdin().read_line(&mut line)?;
+                            line.trim_end_matches(['\r', '\n']).to_string()
+                        }
+                    };
+                    anyhow::ensure!(!password.is_empty(), "an empty password is not accepted");
+                    sec::user_add(&b, &name, mechanism(&m)?, iterations, &password)
+                }),
+                UserCommand::Remove {
+                    name,
+                    mechanism: m,
+                    reach: r,
+                } => reach(&r).and_then(|b| sec::user_remove(&b, &name, mechanism(&m)?)),
+                UserCommand::List { reach: r } => reach(&r).and_then(|b| sec::user_list(&b)),
+            };
+            report(r)
+        }
+        Some(Command::Cluster(ClusterCommand::Status { reach: r })) => {
+            match reach(&r).and_then(|b| strom::tools::cluster_status(&b)) {
                 Ok(text) => {
                     print!("{text}");
                     std::process::ExitCode::SUCCESS
@@ -327,6 +490,28 @@ fn wait_for_signal() -> impl std::future::Future<Output = ()> {
             _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
+        }
+    }
+}
+
+/// Applies `--command-config` and returns the bootstrap list.
+fn reach(r: &Reach) -> anyhow::Result<String> {
+    if let Some(path) = &r.command_config {
+        strom::tools::use_command_config(path)?;
+    }
+    Ok(r.bootstrap.clone())
+}
+
+/// Prints a tool's answer, or its error on stderr.
+fn report(r: anyhow::Result<String>) -> std::process::ExitCode {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("strom: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

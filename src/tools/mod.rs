@@ -1,8 +1,10 @@
 //! Command-line tools that talk to a running cluster as a Kafka client would
-//! (`strom cluster status`, `strom group ...`). A small blocking client over the
-//! `kafka-protocol` codecs.
+//! (`strom cluster status`, `strom group ...`, `strom acl ...`, `strom user ...`). A small
+//! blocking client over the `kafka-protocol` codecs; with `--command-config` (Kafka client
+//! properties, read once by `use_command_config`) it speaks TLS and SASL.
 
 pub mod group;
+pub mod security;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,13 +18,81 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::auth::client::ClientSecurity;
 use crate::handlers::describe_quorum::METADATA_TOPIC;
 use crate::protocol;
 
 /// One connection to one broker.
 pub struct Client {
-    stream: TcpStream,
+    stream: Conn,
     next_correlation: i32,
+}
+
+/// A plaintext or TLS connection.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// How the tools connect: plaintext unless `use_command_config` said otherwise.
+static SECURITY: std::sync::OnceLock<ClientSecurity> = std::sync::OnceLock::new();
+
+/// Reads Kafka client properties (`security.protocol`, `ssl.truststore.location`,
+/// `sasl.mechanism`, `sasl.jaas.config`, ...) from `path` for every connection the tools make.
+pub fn use_command_config(path: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --command-config {path}: {e}"))?;
+    let props = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let security = ClientSecurity::from_properties(&props)
+        .map_err(|e| anyhow::anyhow!("--command-config {path}: {e}"))?;
+    let _ = SECURITY.set(security);
+    Ok(())
+}
+
+/// A TLS error in words an operator can act on.
+fn tls_failure(addr: &str, e: &std::io::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let hint = if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        "the broker's certificate is not trusted (not signed by a CA in ssl.truststore.location, or issued for another name)"
+    } else if text.contains("CertificateRequired") || text.contains("certificate required") {
+        "the broker requires a client certificate (ssl.keystore.location)"
+    } else if text.contains("corrupt message") || text.contains("InvalidContentType") {
+        "the listener does not speak TLS (security.protocol should not be SSL or SASL_SSL there)"
+    } else {
+        "TLS handshake failed"
+    };
+    anyhow::anyhow!("{addr}: {hint}: {text}")
 }
 
 impl Client {
@@ -45,16 +115,85 @@ impl Client {
             })?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.set_nodelay(true)?;
-        Ok(Client {
+        let addr = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let security = SECURITY.get().cloned().unwrap_or_default();
+        let stream = match &security.tls {
+            None => Conn::Plain(stream),
+            Some(tls) => {
+                let host = bootstrap_host(bootstrap, &addr);
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| anyhow::anyhow!("`{host}` is no TLS server name: {e}"))?;
+                let conn = rustls::ClientConnection::new(tls.clone(), name)?;
+                let mut s = rustls::StreamOwned::new(conn, stream);
+                while s.conn.is_handshaking() {
+                    s.conn
+                        .complete_io(&mut s.sock)
+                        .map_err(|e| tls_failure(&addr, &e))?;
+                }
+                Conn::Tls(Box::new(s))
+            }
+        };
+        let mut client = Client {
             stream,
             next_correlation: 1,
-        })
+        };
+        if let Some(creds) = &security.sasl {
+            client.authenticate(creds, &addr)?;
+        }
+        Ok(client)
     }
 
-    /// The connection itself, for a caller that goes on outside the Kafka request framing (the
-    /// bare tokens after a SaslHandshake v0).
-    pub fn into_stream(self) -> TcpStream {
-        self.stream
+    /// SaslHandshake v1 and SaslAuthenticate until the exchange ends.
+    fn authenticate(
+        &mut self,
+        creds: &crate::auth::client::Credentials,
+        addr: &str,
+    ) -> anyhow::Result<()> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let req = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(creds.mechanism.name()));
+        let h: SaslHandshakeResponse = self.call(ApiKey::SaslHandshake, 1, &req).map_err(|e| {
+            anyhow::anyhow!("{addr}: no SASL handshake ({e}); is this a SASL listener?")
+        })?;
+        anyhow::ensure!(
+            h.error_code == 0,
+            "{addr}: the listener does not offer {} (it offers {})",
+            creds.mechanism.name(),
+            h.mechanisms
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let (mut exchange, mut token) = crate::auth::client::SaslClient::start(creds);
+        loop {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+            let r: SaslAuthenticateResponse = self.call(ApiKey::SaslAuthenticate, 2, &req)?;
+            anyhow::ensure!(
+                r.error_code == 0,
+                "{addr}: bad credentials for {creds:?}: {}",
+                r.error_message.as_deref().unwrap_or("refused")
+            );
+            match exchange.next(&r.auth_bytes).map_err(anyhow::Error::msg)? {
+                Some(next) => token = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The plaintext connection itself, for a caller that goes on outside the Kafka request
+    /// framing (the bare tokens after a SaslHandshake v0); `None` over TLS.
+    pub fn into_tcp(self) -> Option<TcpStream> {
+        match self.stream {
+            Conn::Plain(s) => Some(s),
+            Conn::Tls(_) => None,
+        }
     }
 
     /// Sends one request at `version` and reads its response.
@@ -76,6 +215,20 @@ impl Client {
         anyhow::ensure!(got == correlation, "response out of order");
         Ok(resp)
     }
+}
+
+/// The host a TLS certificate must name: the bootstrap entry that connected (by its address).
+fn bootstrap_host(bootstrap: &str, connected: &str) -> String {
+    let port = connected.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+    let entry = bootstrap
+        .split(',')
+        .map(str::trim)
+        .find(|e| e.ends_with(&format!(":{port}")))
+        .unwrap_or(connected);
+    let host = entry.rsplit_once(':').map_or(entry, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 /// `strom cluster status`: the quorum (leader, term, voters and their lag) and every broker's

@@ -352,7 +352,7 @@ fn every_sasl_version_authenticates_and_nothing_else_passes_before_it() {
     let mut c = Client::connect(&boot).expect("connect");
     assert_eq!(handshake(&mut c, 0, "PLAIN").error_code, 0);
     let mut raw = Raw {
-        stream: c.into_stream(),
+        stream: c.into_tcp().expect("plaintext"),
     };
     let token = b"\0alice\0alice-pw";
     let mut frame = (token.len() as u32).to_be_bytes().to_vec();
@@ -998,4 +998,152 @@ fn a_three_node_cluster_replicates_over_sasl_ssl_with_the_authorizer_on() {
     let mut acks_all = admin.clone();
     acks_all.push(("acks", "all".to_string()));
     round_trip(&boot, &acks_all, "replicated", 300);
+}
+
+/// Runs `strom ARGS` (a tool) with `stdin`; returns (success, stdout + stderr).
+fn strom_tool(args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run strom");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// strom's own tools with `--command-config`: users and ACLs managed over SASL_SSL as admin
+/// take effect for a librdkafka client; wrong credentials and an untrusted CA are named.
+#[test]
+fn strom_user_and_acl_commands_manage_a_secured_cluster() {
+    let certs = certs();
+    let b = secured(
+        "SASL_SSL",
+        &certs,
+        &[
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:admin",
+        ],
+    );
+    let boot = b.bootstrap();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |name: &str, password: &str, ca: &Path| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "security.protocol=SASL_SSL\nssl.truststore.location={}\nsasl.mechanism=SCRAM-SHA-512\n\
+                 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"{password}\";\n",
+                ca.display()
+            ),
+        )
+        .expect("write");
+        path.display().to_string()
+    };
+    let good = config("admin.properties", "admin-secret", &certs.ca);
+    let reach = [
+        "--bootstrap",
+        boot.as_str(),
+        "--command-config",
+        good.as_str(),
+    ];
+    let run = |args: &[&str], stdin: &str| {
+        let all: Vec<&str> = args.iter().chain(reach.iter()).copied().collect();
+        strom_tool(&all, stdin)
+    };
+    let (ok, out) = run(&["user", "add", "dave"], "dave-pw\n");
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["user", "list"], "");
+    assert!(
+        ok && out.contains("dave") && out.contains("SCRAM-SHA-512"),
+        "{out}"
+    );
+    let dave = client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "dave", "dave-pw")),
+    );
+    assert!(
+        can_connect(&boot, &dave),
+        "dave authenticates with the password given on stdin"
+    );
+    assert!(!can_write(&boot, &dave, "daves"), "no ACL yet");
+    let admin = client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "admin", "admin-secret")),
+    );
+    assert!(can_write(&boot, &admin, "daves"));
+    let grant = [
+        "acl",
+        "add",
+        "--principal",
+        "User:dave",
+        "--operation",
+        "write",
+        "--topic",
+        "daves",
+    ];
+    let (ok, out) = run(&grant, "");
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["acl", "list"], "");
+    assert!(
+        ok && out.contains("User:dave") && out.contains("Write"),
+        "{out}"
+    );
+    assert!(can_write(&boot, &dave, "daves"), "the ACL the tool added");
+    let mut revoke = grant;
+    revoke[1] = "remove";
+    let (ok, out) = run(&revoke, "");
+    assert!(ok && out.contains("removed 1"), "{out}");
+    assert!(
+        !can_write(&boot, &dave, "daves"),
+        "the ACL the tool removed"
+    );
+    let (ok, out) = run(&["cluster", "status"], "");
+    assert!(ok, "{out}");
+
+    // Failures in words.
+    let wrong = config("wrong.properties", "nope", &certs.ca);
+    let (ok, out) = strom_tool(
+        &[
+            "acl",
+            "list",
+            "--bootstrap",
+            &boot,
+            "--command-config",
+            &wrong,
+        ],
+        "",
+    );
+    assert!(!ok && out.contains("bad credentials"), "{out}");
+    assert!(!out.contains("nope"), "the password is not echoed: {out}");
+    let stranger = config("stranger.properties", "admin-secret", &certs.stranger_ca);
+    let (ok, out) = strom_tool(
+        &[
+            "user",
+            "list",
+            "--bootstrap",
+            &boot,
+            "--command-config",
+            &stranger,
+        ],
+        "",
+    );
+    assert!(!ok && out.contains("not trusted"), "{out}");
 }

@@ -1147,3 +1147,47 @@ fn strom_user_and_acl_commands_manage_a_secured_cluster() {
     );
     assert!(!ok && out.contains("not trusted"), "{out}");
 }
+
+/// A key and certificate replaced on disk are served without a restart: after the reload
+/// interval, clients trusting only the new CA get in and clients trusting only the old do not.
+#[test]
+fn a_replaced_certificate_is_served_without_a_restart() {
+    use rcgen::{CertificateParams, KeyPair};
+    let certs = certs();
+    let b = secured("SSL", &certs, &["ssl.certificate.reload.ms=200"]);
+    let boot = b.bootstrap();
+    let old_ca = client_settings("SSL", &certs.ca, None);
+    let new_ca = client_settings("SSL", &certs.stranger_ca, None);
+    assert!(can_connect(&boot, &old_ca));
+    assert!(!can_connect(&boot, &new_ca));
+    // A new server certificate, signed by a fresh CA.
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Its own name: a CA named like the certificate it signs confuses OpenSSL's path building.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fresh CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let fresh_ca = certs.ca.with_file_name("fresh-ca.pem");
+    std::fs::write(&fresh_ca, ca.pem()).expect("write ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("cert");
+    // Written to a temporary name and renamed, as a careful operator (or cert-manager) does.
+    let tmp = certs.server.with_file_name("server.pem.new");
+    std::fs::write(&tmp, format!("{}{}", key.serialize_pem(), cert.pem())).expect("write");
+    std::fs::rename(&tmp, &certs.server).expect("rename");
+    let fresh = client_settings("SSL", &fresh_ca, None);
+    crate::harness::wait_until(
+        "the new certificate served",
+        Duration::from_secs(20),
+        || can_connect(&boot, &fresh),
+    );
+    assert!(
+        !can_connect(&boot, &old_ca),
+        "the old certificate is no longer served"
+    );
+}

@@ -9,6 +9,7 @@ pub mod client;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
+pub mod x509;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -187,7 +187,7 @@ async fn connection(
     let peer = stream.peer_addr().ok();
     let Some(acceptor) = ctx.auth.tls.clone() else {
         let (rd, wr) = stream.into_split();
-        return serve_connection(rd, wr, peer, ctx, connections, token).await;
+        return serve_connection(rd, wr, peer, None, ctx, connections, token).await;
     };
     let limit = ctx
         .config
@@ -200,8 +200,17 @@ async fn connection(
     };
     match handshake {
         Ok(Ok(tls)) => {
+            // A client certificate names the client, as Kafka's DEFAULT mapping does:
+            // `User:` and the subject (SASL, on SASL_SSL, names it instead).
+            let principal = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| crate::auth::x509::subject(c))
+                .map(|dn| format!("User:{dn}"));
             let (rd, wr) = tokio::io::split(tls);
-            serve_connection(rd, wr, peer, ctx, connections, token).await
+            serve_connection(rd, wr, peer, principal, ctx, connections, token).await
         }
         Ok(Err(e)) => {
             tracing::info!(peer = ?peer, listener = %ctx.listener, error = %e, "TLS handshake failed (a client without TLS, or one that does not trust this certificate?)")
@@ -237,6 +246,7 @@ async fn serve_connection<R, W>(
     rd: R,
     wr: W,
     peer: Option<std::net::SocketAddr>,
+    principal: Option<String>,
     ctx: Arc<Context>,
     connections: Arc<Connections>,
     token: CancellationToken,
@@ -252,6 +262,7 @@ async fn serve_connection<R, W>(
         tx,
         ctx,
         peer.map(|a| a.ip()),
+        principal,
         activity.clone(),
         connections,
         token.clone(),
@@ -270,6 +281,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     tx: mpsc::Sender<Work>,
     ctx: Arc<Context>,
     peer: Option<std::net::IpAddr>,
+    principal: Option<String>,
     activity: Arc<Activity>,
     connections: Arc<Connections>,
     token: CancellationToken,
@@ -279,7 +291,8 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     let mut order = handlers::ConnectionOrder::default();
     let mut sasl_conn = ctx.auth.sasl.as_ref().map(|_| sasl::SaslConnection::new());
     let host = peer.map(|ip| ip.to_string()).unwrap_or_default();
-    let mut ctx = Arc::new(ctx.for_connection(handlers::ANONYMOUS, &host));
+    let mut ctx =
+        Arc::new(ctx.for_connection(principal.as_deref().unwrap_or(handlers::ANONYMOUS), &host));
     loop {
         // The next frame's size, read with `read` (safe to cancel) so the idle check can
         // interrupt the wait without losing bytes.

@@ -50,6 +50,7 @@ fn certs() -> Certs {
         std::fs::write(&path, text).expect("write");
         path
     };
+    write("ca-key.pem", ca_key.serialize_pem());
     Certs {
         ca: write("ca.pem", ca.pem()),
         stranger_ca: write("stranger-ca.pem", stranger.pem()),
@@ -1190,4 +1191,95 @@ fn a_replaced_certificate_is_served_without_a_restart() {
         !can_connect(&boot, &old_ca),
         "the old certificate is no longer served"
     );
+}
+
+/// A key and certificate for a client named `cn`, signed by the test CA, in one PEM file.
+fn client_cert(certs: &Certs, cn: &str) -> PathBuf {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let ca_pem = std::fs::read_to_string(certs.ca.with_file_name("ca-key.pem")).expect("ca key");
+    let ca_key = KeyPair::from_pem(&ca_pem).expect("ca key");
+    // The same name and key as the CA in ca.pem: what the leaf's issuer must match.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "strom test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
+    let path = certs.ca.with_file_name(format!("{cn}.pem"));
+    std::fs::write(&path, format!("{}{}", key.serialize_pem(), cert.pem())).expect("write");
+    path
+}
+
+/// On an SSL listener with client certificates required, a client is `User:` and its
+/// certificate's subject (Kafka's DEFAULT mapping): super users and ACLs name it so.
+#[test]
+fn client_certificates_name_their_principal_for_super_users_and_acls() {
+    let certs = certs();
+    let trust = format!("ssl.truststore.location={}", certs.ca.display());
+    let b = secured(
+        "SSL",
+        &certs,
+        &[
+            "ssl.client.auth=required",
+            &trust,
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:CN=admin-client",
+        ],
+    );
+    let boot = b.bootstrap();
+    let admin_pem = client_cert(&certs, "admin-client");
+    let app_pem = client_cert(&certs, "app-client");
+    let with_cert = |pem: &Path| {
+        let mut s = client_settings("SSL", &certs.ca, None);
+        s.push(("ssl.certificate.location", pem.display().to_string()));
+        s.push(("ssl.key.location", pem.display().to_string()));
+        s
+    };
+    let (admin, app) = (with_cert(&admin_pem), with_cert(&app_pem));
+    assert!(
+        !can_connect(&boot, &client_settings("SSL", &certs.ca, None)),
+        "no certificate, no entry"
+    );
+    assert!(
+        can_write(&boot, &admin, "certs"),
+        "the super user by certificate"
+    );
+    assert!(!can_write(&boot, &app, "certs"), "no ACL for the app yet");
+    let props = certs.ca.with_file_name("admin.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "security.protocol=SSL\nssl.truststore.location={}\nssl.keystore.location={}\n",
+            certs.ca.display(),
+            admin_pem.display()
+        ),
+    )
+    .expect("write");
+    let (ok, out) = strom_tool(
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:CN=app-client",
+            "--operation",
+            "WRITE",
+            "--topic",
+            "certs",
+            "--bootstrap",
+            &boot,
+            "--command-config",
+            &props.display().to_string(),
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        can_write(&boot, &app, "certs"),
+        "the ACL names the certificate's subject"
+    );
+    assert_eq!(visible(&boot, &app), ["certs"]);
 }

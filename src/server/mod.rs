@@ -257,12 +257,15 @@ async fn serve_connection<R, W>(
     let (tx, rx) = mpsc::channel::<Work>(MAX_IN_FLIGHT);
     let activity = Arc::new(Activity::default());
     activity.touch();
+    // The connection's own context: who it is and where from (SASL may name it later).
+    let host = peer.map(|a| a.ip().to_string()).unwrap_or_default();
+    let ctx =
+        Arc::new(ctx.for_connection(principal.as_deref().unwrap_or(handlers::ANONYMOUS), &host));
     let reader = read_requests(
         rd,
         tx,
         ctx,
         peer.map(|a| a.ip()),
-        principal,
         activity.clone(),
         connections,
         token.clone(),
@@ -281,7 +284,6 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     tx: mpsc::Sender<Work>,
     ctx: Arc<Context>,
     peer: Option<std::net::IpAddr>,
-    principal: Option<String>,
     activity: Arc<Activity>,
     connections: Arc<Connections>,
     token: CancellationToken,
@@ -290,9 +292,8 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     let idle = ctx.config.connections_max_idle;
     let mut order = handlers::ConnectionOrder::default();
     let mut sasl_conn = ctx.auth.sasl.as_ref().map(|_| sasl::SaslConnection::new());
-    let host = peer.map(|ip| ip.to_string()).unwrap_or_default();
-    let mut ctx =
-        Arc::new(ctx.for_connection(principal.as_deref().unwrap_or(handlers::ANONYMOUS), &host));
+    let host = ctx.host.to_string();
+    let mut ctx = ctx;
     loop {
         // The next frame's size, read with `read` (safe to cancel) so the idle check can
         // interrupt the wait without losing bytes.

@@ -189,6 +189,27 @@ async fn connection(
         let (rd, wr) = stream.into_split();
         return serve_connection(rd, wr, peer, None, ctx, connections, token).await;
     };
+    // Boxed: the TLS state is large, and a plaintext connection's future should not carry room
+    // for it (idle connections are counted in bytes).
+    Box::pin(tls_connection(
+        stream,
+        acceptor,
+        peer,
+        ctx,
+        connections,
+        token,
+    ))
+    .await
+}
+
+async fn tls_connection(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: Option<std::net::SocketAddr>,
+    ctx: Arc<Context>,
+    connections: Arc<Connections>,
+    token: CancellationToken,
+) {
     let limit = ctx
         .config
         .connections_max_idle
@@ -258,9 +279,15 @@ async fn serve_connection<R, W>(
     let activity = Arc::new(Activity::default());
     activity.touch();
     // The connection's own context: who it is and where from (SASL may name it later).
-    let host = peer.map(|a| a.ip().to_string()).unwrap_or_default();
-    let ctx =
-        Arc::new(ctx.for_connection(principal.as_deref().unwrap_or(handlers::ANONYMOUS), &host));
+    // Only what the authorizer asks about needs it: without ACLs, and without a certificate or
+    // SASL to name the client, the listener's context serves (an idle connection stays small).
+    let named = principal.is_some() || ctx.auth.sasl.is_some();
+    let ctx = if named || ctx.config.authorizer.is_some() {
+        let host = peer.map(|a| a.ip().to_string()).unwrap_or_default();
+        Arc::new(ctx.for_connection(principal.as_deref().unwrap_or(handlers::ANONYMOUS), &host))
+    } else {
+        ctx
+    };
     let reader = read_requests(
         rd,
         tx,

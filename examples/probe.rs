@@ -1,6 +1,7 @@
 //! A Kafka client check used by the compose-topology test: through librdkafka, produce `count`
 //! records with acks=all to `topic` and read them back from every partition.
-//! `probe --bootstrap HOST:PORT --topic T --count N`; exits non-zero on any failure.
+//! `probe --bootstrap HOST:PORT --topic T --count N [-X name=value ...]`; exits non-zero on any
+//! failure. `-X` settings (security, as kcat's) go to both clients.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,17 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+/// A client configuration with the `-X name=value` settings of the command line.
+fn config(args: &[String]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for w in args.windows(2).filter(|w| w[0] == "-X") {
+        if let Some((k, v)) = w[1].split_once('=') {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let bootstrap = arg(&args, "--bootstrap").unwrap_or_else(|| "127.0.0.1:9092".into());
@@ -24,7 +36,7 @@ fn main() -> std::process::ExitCode {
     let count: usize = arg(&args, "--count")
         .and_then(|c| c.parse().ok())
         .unwrap_or(100);
-    match probe(&bootstrap, &topic, count) {
+    match probe(&args, &bootstrap, &topic, count) {
         Ok(()) => {
             println!("probe ok: {count} records through {bootstrap}");
             std::process::ExitCode::SUCCESS
@@ -36,8 +48,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn probe(bootstrap: &str, topic: &str, count: usize) -> Result<(), String> {
-    let p: BaseProducer = ClientConfig::new()
+fn probe(args: &[String], bootstrap: &str, topic: &str, count: usize) -> Result<(), String> {
+    let p: BaseProducer = config(args)
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("message.timeout.ms", "30000")
@@ -60,7 +72,7 @@ fn probe(bootstrap: &str, topic: &str, count: usize) -> Result<(), String> {
     }
     p.flush(Duration::from_secs(60))
         .map_err(|e| format!("produce: {e}"))?;
-    let c: BaseConsumer = ClientConfig::new()
+    let c: BaseConsumer = config(args)
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "probe")
         .set("enable.auto.commit", "false")

@@ -1,9 +1,11 @@
-//! The docker-compose topology without Docker. Reads `deploy/docker-compose.yml` (the single
-//! source of truth), starts each service's strom with the same environment in its own network
+//! The docker-compose topologies without Docker. Reads `deploy/docker-compose.yml` and
+//! `deploy/docker-compose.secure.yml` (the single source of truth), starts each service's strom with the same environment in its own network
 //! namespace, with its own address and hostname (`broker-1` ... resolving inside every
 //! namespace), publishes the EXTERNAL ports on the host's loopback like `ports:` does, and
 //! then produces and consumes through librdkafka from the host (EXTERNAL, localhost:19092) and
-//! from inside a namespace (INTERNAL, broker-1:9092).
+//! from inside a namespace (INTERNAL, broker-1:9092). The secure file's certificates are made by
+//! `deploy/make-certs.sh` and its `/etc/strom/certs` mount pointed at them; its clients use
+//! SASL_SSL as admin outside and mutual TLS as broker-2 inside.
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -21,10 +23,11 @@ struct Service {
     ports: Vec<(u16, u16)>,
 }
 
-fn read_compose() -> Vec<Service> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/docker-compose.yml");
-    let text = std::fs::read_to_string(path).expect("deploy/docker-compose.yml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+fn read_compose(file: &str) -> Vec<Service> {
+    let path = format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("the compose file");
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+    doc.apply_merge().expect("YAML merge keys");
     let services = doc["services"].as_mapping().expect("services");
     services
         .iter()
@@ -158,8 +161,92 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// One topology at a time: they publish the same host ports.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_compose_topology_serves_clients_inside_and_outside() {
+    topology("docker-compose.yml", 0);
+}
+
+#[test]
+fn the_secure_compose_topology_serves_sasl_ssl_outside_and_mutual_tls_inside() {
+    topology("docker-compose.secure.yml", 1);
+}
+
+/// Settings a client needs for `file`'s listeners: (outside, inside) `-X` pairs and the
+/// `--command-config` files for strom's tools; all empty for the plaintext topology.
+struct Access {
+    outside: Vec<String>,
+    inside: Vec<String>,
+    outside_config: Option<PathBuf>,
+    inside_config: Option<PathBuf>,
+}
+
+fn access(certs: Option<&std::path::Path>) -> Access {
+    let Some(dir) = certs else {
+        return Access {
+            outside: Vec::new(),
+            inside: Vec::new(),
+            outside_config: None,
+            inside_config: None,
+        };
+    };
+    let ca = dir.join("ca.pem").display().to_string();
+    let own = dir.join("broker-2.pem").display().to_string();
+    let outside = vec![
+        "security.protocol=SASL_SSL".to_string(),
+        format!("ssl.ca.location={ca}"),
+        "sasl.mechanism=SCRAM-SHA-512".into(),
+        "sasl.username=admin".into(),
+        "sasl.password=admin-secret".into(),
+    ];
+    let inside = vec![
+        "security.protocol=SSL".to_string(),
+        format!("ssl.ca.location={ca}"),
+        format!("ssl.certificate.location={own}"),
+        format!("ssl.key.location={own}"),
+    ];
+    let write = |name: &str, lines: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, lines).expect("write");
+        Some(path)
+    };
+    Access {
+        outside_config: write(
+            "outside.properties",
+            format!("security.protocol=SASL_SSL\nssl.truststore.location={ca}\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=admin\nsasl.password=admin-secret\n"),
+        ),
+        inside_config: write(
+            "inside.properties",
+            format!("security.protocol=SSL\nssl.truststore.location={ca}\nssl.keystore.location={own}\n"),
+        ),
+        outside,
+        inside,
+    }
+}
+
+/// `strom ARGS [--command-config FILE]`, run as a process (the tools' security setting is
+/// per process).
+fn tool(ns: Option<&str>, args: &[&str], config: &Option<PathBuf>) -> (bool, String) {
+    let strom = env!("CARGO_BIN_EXE_strom");
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, strom]);
+            c
+        }
+        None => Command::new(strom),
+    };
+    cmd.args(args);
+    if let Some(c) = config {
+        cmd.arg("--command-config").arg(c);
+    }
+    run(&mut cmd)
+}
+
+fn topology(file: &str, variant: u32) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     #[allow(unsafe_code)]
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -167,9 +254,26 @@ fn the_compose_topology_serves_clients_inside_and_outside() {
         root,
         "this test creates network namespaces and needs root (CI runs as root)"
     );
-    let services = read_compose();
+    let mut services = read_compose(file);
     assert_eq!(services.len(), 3, "three brokers in the compose file");
-    let tag = std::process::id() % 100_000;
+    // The secure file mounts its certificates at /etc/strom/certs: made here, pointed at here.
+    let certs = tempfile::tempdir().expect("tempdir");
+    let secure = services
+        .iter()
+        .any(|s| s.env.values().any(|v| v.contains("/etc/strom/certs")));
+    if secure {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/make-certs.sh");
+        let (ok, out) = run(Command::new("sh").arg(script).arg(certs.path()));
+        assert!(ok, "deploy/make-certs.sh: {out}");
+        let dir = certs.path().display().to_string();
+        for s in &mut services {
+            for v in s.env.values_mut() {
+                *v = v.replace("/etc/strom/certs", &dir);
+            }
+        }
+    }
+    let access = access(secure.then(|| certs.path()));
+    let tag = (std::process::id() * 2 + variant) % 100_000;
     let subnet = format!("172.31.{}", 100 + tag % 100);
     let stop = Arc::new(AtomicBool::new(false));
     let data = tempfile::tempdir().expect("tempdir");
@@ -245,7 +349,11 @@ fn the_compose_topology_serves_clients_inside_and_outside() {
     let external = "localhost:19092";
     let started = Instant::now();
     loop {
-        let status = strom::tools::cluster_status(external).unwrap_or_default();
+        let (_, status) = tool(
+            None,
+            &["cluster", "status", "--bootstrap", external],
+            &access.outside_config,
+        );
         if status.matches("active").count() == 3 {
             break;
         }
@@ -255,34 +363,36 @@ fn the_compose_topology_serves_clients_inside_and_outside() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (report, ok) = strom::tools::doctor(external);
+    let (ok, report) = tool(
+        None,
+        &["doctor", "--bootstrap", external],
+        &access.outside_config,
+    );
     assert!(ok, "{report}");
     assert!(
         !report.contains("broker-"),
         "a client on EXTERNAL must only see EXTERNAL addresses:\n{report}"
     );
-    let (ok, out) = run(Command::new(probe_binary()).args([
-        "--bootstrap",
-        external,
-        "--topic",
-        "outside",
-        "--count",
-        "200",
-    ]));
+    let (ok, out) = run(Command::new(probe_binary())
+        .args([
+            "--bootstrap",
+            external,
+            "--topic",
+            "outside",
+            "--count",
+            "200",
+        ])
+        .args(access.outside.iter().flat_map(|x| ["-X", x.as_str()])));
     assert!(ok, "producing and consuming from the host failed: {out}");
     println!("host, EXTERNAL: {}", out.trim());
 
     // From inside broker-2's namespace, through the INTERNAL listener by container name.
     let ns = &topo.namespaces[1];
-    let (ok, report) = run(Command::new("ip").args([
-        "netns",
-        "exec",
-        ns,
-        strom,
-        "doctor",
-        "--bootstrap",
-        "broker-1:9092",
-    ]));
+    let (ok, report) = tool(
+        Some(ns),
+        &["doctor", "--bootstrap", "broker-1:9092"],
+        &access.inside_config,
+    );
     assert!(
         ok && report.contains("broker-3:9092"),
         "INTERNAL metadata inside the network:\n{report}"
@@ -299,7 +409,8 @@ fn the_compose_topology_serves_clients_inside_and_outside() {
             "inside",
             "--count",
             "200",
-        ]));
+        ])
+        .args(access.inside.iter().flat_map(|x| ["-X", x.as_str()])));
     assert!(
         ok,
         "producing and consuming inside the network failed: {out}"

@@ -49,18 +49,29 @@ fn refused(why: String) -> Result<Response<pb::RaftReply>, Status> {
 }
 
 impl RaftService {
-    /// The Raft message in `req`, if it comes from this cluster and decodes.
-    fn admit<T: DeserializeOwned>(&self, req: Request<pb::RaftRequest>) -> Result<T, String> {
+    /// The Raft message in `req`, if it comes from this cluster and decodes. `writes`: the
+    /// message would change this node's log or state (AppendEntries, InstallSnapshot) — then,
+    /// once this node knows its cluster id, the sender must name it: a leader that knows the id
+    /// always sends it, and one sends none only while no node has it yet (formation).
+    fn admit<T: DeserializeOwned>(
+        &self,
+        req: Request<pb::RaftRequest>,
+        writes: bool,
+    ) -> Result<T, String> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
+        if writes && req.cluster_id.is_empty() && !self.handle.cluster_id().is_empty() {
+            return Err("a write to this cluster's log must name the cluster".into());
+        }
         decode(&req.payload)
     }
 
-    /// A message from a node of another cluster is refused before it reaches Raft. One that
+    /// A message from a node of another cluster is refused before it reaches Raft. A vote that
     /// names no cluster is taken: the id is written into the log by the first leader, so a node
     /// that joined or was wiped since does not know it yet, and refusing its votes would keep
-    /// the quorum's terms from converging (tried: elections then took over 20 s). Closing the
-    /// port to strangers needs mutual TLS on the controller listener (issue 19).
+    /// the quorum's terms from converging (tried: elections then took over 20 s). The id is no
+    /// secret (Metadata answers carry it): what keeps strangers out is mutual TLS on the
+    /// controller listener.
     fn check_cluster(&self, theirs: &str) -> Result<(), String> {
         let ours = self.handle.cluster_id();
         if !ours.is_empty() && !theirs.is_empty() && ours != theirs {
@@ -78,14 +89,14 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        match self.admit(req) {
+        match self.admit(req, true) {
             Ok(rpc) => reply(self.raft.append_entries(rpc).await),
             Err(why) => refused(why),
         }
     }
 
     async fn vote(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
-        match self.admit(req) {
+        match self.admit(req, false) {
             Ok(rpc) => reply(self.raft.vote(rpc).await),
             Err(why) => refused(why),
         }
@@ -95,7 +106,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        match self.admit(req) {
+        match self.admit(req, true) {
             Ok(rpc) => reply(self.raft.install_snapshot(rpc).await),
             Err(why) => refused(why),
         }

@@ -735,6 +735,31 @@ fn controller_calls_that_do_not_name_the_cluster_are_refused() {
         };
         let reply = raft.vote(vote).await.expect("answered").into_inner();
         assert!(reply.refused.contains("cluster"), "{}", reply.refused);
+        // A write to the log naming no cluster is refused before it is even decoded.
+        let unnamed = pb::RaftRequest {
+            cluster_id: String::new(),
+            payload: Vec::new(),
+        };
+        let reply = raft
+            .append_entries(unnamed.clone())
+            .await
+            .expect("answered")
+            .into_inner();
+        assert!(
+            reply.refused.contains("name the cluster"),
+            "{}",
+            reply.refused
+        );
+        let reply = raft
+            .install_snapshot(unnamed)
+            .await
+            .expect("answered")
+            .into_inner();
+        assert!(
+            reply.refused.contains("name the cluster"),
+            "{}",
+            reply.refused
+        );
     });
     // The broker itself names its cluster, so it keeps serving.
     let mut c = Client::connect(&broker.bootstrap()).expect("connect");

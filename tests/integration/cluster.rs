@@ -409,10 +409,14 @@ fn a_wiped_node_receives_a_snapshot_larger_than_the_transports_default() {
     wait_until("the node fenced", Duration::from_secs(10), || {
         describe(&bs).is_some_and(|(_, b)| b.iter().any(|x| x.0 == wiped && x.3))
     });
-    // 3,000 long names, auto-created 1,000 per Metadata request (one command each).
+    // 2,000 long names, auto-created 1,000 per Metadata request (one command each): as the
+    // snapshot format before bincode (JSON, bytes as a number array) over 4 MiB, the transport
+    // default. (3,000 were used first; with one of three nodes down, the two left creating
+    // 3,000 partitions stalled for seconds and lost their quorum in about half the runs, at the
+    // session's start as at its end — issue 25's symptom, not this test's subject.)
     let name = |i: usize| format!("{}-{i:04}", "s".repeat(234));
     let mut c = Client::connect(&bs).expect("connect");
-    for batch in 0..3 {
+    for batch in 0..2 {
         let req = MetadataRequest::default()
             .with_topics(Some(
                 (batch * 1000..(batch + 1) * 1000)
@@ -456,7 +460,7 @@ fn a_wiped_node_receives_a_snapshot_larger_than_the_transports_default() {
     };
     let back = cluster.bootstrap(wiped);
     wait_until("the wiped node caught up", Duration::from_secs(60), || {
-        names(&back).is_some_and(|got| got.contains(&name(2999)) && got.contains("after-29"))
+        names(&back).is_some_and(|got| got.contains(&name(1999)) && got.contains("after-29"))
     });
     assert_eq!(
         names(&back),

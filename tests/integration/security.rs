@@ -999,6 +999,72 @@ fn a_three_node_cluster_replicates_over_sasl_ssl_with_the_authorizer_on() {
     let mut acks_all = admin.clone();
     acks_all.push(("acks", "all".to_string()));
     round_trip(&boot, &acks_all, "replicated", 300);
+
+    // A user and an ACL made through node 1 are in force on every broker within a second.
+    let ca = certs.ca.display().to_string();
+    crate::clients::run_python(
+        "secured.py",
+        &[
+            "add-user",
+            &boot,
+            &ca,
+            "admin",
+            "admin-secret",
+            "erin",
+            "erin-pw",
+        ],
+    );
+    // Erin's clients, one bootstrapped through each node, connected before the ACL exists.
+    let erin = client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", "erin", "erin-pw")),
+    );
+    let clients: Vec<_> = (1..=3)
+        .map(|id| producer(&cluster.bootstrap(id), &as_refs(&erin)))
+        .collect();
+    let seen = |p: &rdkafka::producer::BaseProducer<crate::harness::Recorder>| -> Vec<String> {
+        p.client()
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map(|m| m.topics().iter().map(|t| t.name().to_string()).collect())
+            .unwrap_or_default()
+    };
+    for p in &clients {
+        assert!(seen(p).is_empty(), "no ACL for erin yet");
+    }
+    let acls = serde_json::json!([[
+        "TOPIC",
+        "replicated",
+        "LITERAL",
+        "User:erin",
+        "READ",
+        "ALLOW"
+    ]])
+    .to_string();
+    crate::clients::run_python(
+        "secured.py",
+        &[
+            "acls",
+            &boot,
+            "SASL_SSL",
+            "admin",
+            "admin-secret",
+            &acls,
+            &ca,
+        ],
+    );
+    let granted = std::time::Instant::now();
+    for (i, p) in clients.iter().enumerate() {
+        assert_eq!(
+            seen(p),
+            ["replicated"],
+            "node {} applies the new ACL",
+            i + 1
+        );
+    }
+    let took = granted.elapsed();
+    println!("every broker showed erin her topic {took:?} after CreateAcls returned");
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 /// Runs `strom ARGS` (a tool) with `stdin`; returns (success, stdout + stderr).

@@ -15,11 +15,16 @@ use super::{s, topic_name, Context};
 pub async fn handle(
     ctx: &Context,
     req: DescribeLogDirsRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeLogDirsResponse {
     if !ctx.may_on_cluster(Operation::Describe) {
-        return DescribeLogDirsResponse::default()
-            .with_error_code(Refusal::ClusterAuthorizationFailed.code());
+        // Before v3 there is no error code: Kafka answers an empty list.
+        let resp = DescribeLogDirsResponse::default();
+        return if version >= 3 {
+            resp.with_error_code(Refusal::ClusterAuthorizationFailed.code())
+        } else {
+            resp
+        };
     }
     let wanted = |topic: &str, partition: i32| {
         req.topics.as_ref().is_none_or(|topics| {

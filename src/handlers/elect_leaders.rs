@@ -12,8 +12,31 @@ use crate::controller::{AdminDone, AdminOp};
 
 pub async fn handle(ctx: &Context, req: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
     if !ctx.may_on_cluster(Operation::Alter) {
-        return ElectLeadersResponse::default()
-            .with_error_code(Refusal::ClusterAuthorizationFailed.code());
+        let denied = Refusal::ClusterAuthorizationFailed.code();
+        // v0 has no top-level error: each listed partition carries it.
+        if version == 0 {
+            let results = req
+                .topic_partitions
+                .iter()
+                .flatten()
+                .map(|t| {
+                    ReplicaElectionResult::default()
+                        .with_topic(t.topic.clone())
+                        .with_partition_result(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    PartitionResult::default()
+                                        .with_partition_id(*p)
+                                        .with_error_code(denied)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            return ElectLeadersResponse::default().with_replica_election_results(results);
+        }
+        return ElectLeadersResponse::default().with_error_code(denied);
     }
     let unclean = version >= 1 && req.election_type == 1;
     let partitions = req.topic_partitions.as_ref().map(|topics| {

@@ -100,8 +100,31 @@ pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> Off
             .collect()
     });
     let Some(r) = lookup(ctx, &req.group_id, asked.clone()) else {
-        return OffsetFetchResponse::default()
-            .with_error_code(Refusal::GroupAuthorizationFailed.code());
+        let denied = Refusal::GroupAuthorizationFailed.code();
+        if version >= 2 {
+            return OffsetFetchResponse::default().with_error_code(denied);
+        }
+        // v1 has no top-level error: every asked partition carries it.
+        let topics = asked
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_metadata(Some(s("")))
+                                    .with_error_code(denied)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
     };
     let code = errors::group_code(&r);
     // v1 has no top-level error: a group error is reported on every asked partition.

@@ -1349,3 +1349,111 @@ fn client_certificates_name_their_principal_for_super_users_and_acls() {
     );
     assert_eq!(visible(&boot, &app), ["certs"]);
 }
+
+/// Every advertised API at every version, asked by a principal the ACLs allow nothing (default
+/// requests: empty lists, empty names), must be answered in a form that version can carry — the
+/// refusals set error codes that some versions keep at the top and others per entry.
+#[test]
+fn refusals_by_the_authorizer_are_answered_at_every_advertised_version() {
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    let b = Broker::start(&[
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+    ]);
+    fn body<R: Encodable + Default>(v: i16) -> Option<Vec<u8>> {
+        let mut buf = BytesMut::new();
+        R::default().encode(&mut buf, v).ok()?;
+        Some(buf.to_vec())
+    }
+    macro_rules! defaults {
+        ($($key:ident => $req:ty),* $(,)?) => {
+            |key: ApiKey, v: i16| -> Option<Vec<u8>> {
+                match key {
+                    $(ApiKey::$key => body::<$req>(v),)*
+                    _ => None,
+                }
+            }
+        };
+    }
+    let defaults = defaults!(
+        Fetch => FetchRequest, ListOffsets => ListOffsetsRequest,
+        Metadata => MetadataRequest, CreateTopics => CreateTopicsRequest,
+        DeleteTopics => DeleteTopicsRequest, DescribeConfigs => DescribeConfigsRequest,
+        AlterConfigs => AlterConfigsRequest, IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+        DeleteRecords => DeleteRecordsRequest, ElectLeaders => ElectLeadersRequest,
+        DescribeLogDirs => DescribeLogDirsRequest, DescribeProducers => DescribeProducersRequest,
+        DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+        CreatePartitions => CreatePartitionsRequest, DescribeCluster => DescribeClusterRequest,
+        DescribeQuorum => DescribeQuorumRequest, OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+        InitProducerId => InitProducerIdRequest, FindCoordinator => FindCoordinatorRequest,
+        JoinGroup => JoinGroupRequest, SyncGroup => SyncGroupRequest, Heartbeat => HeartbeatRequest,
+        LeaveGroup => LeaveGroupRequest, OffsetCommit => OffsetCommitRequest,
+        OffsetFetch => OffsetFetchRequest, DescribeGroups => DescribeGroupsRequest,
+        ListGroups => ListGroupsRequest, DeleteGroups => DeleteGroupsRequest,
+        OffsetDelete => OffsetDeleteRequest,
+        DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+        CreateAcls => CreateAclsRequest, DescribeAcls => DescribeAclsRequest,
+        DeleteAcls => DeleteAclsRequest,
+    );
+    // acks=0 (the default) would have no answer to read.
+    let request = |key: ApiKey, v: i16| match key {
+        ApiKey::Produce => {
+            let mut buf = BytesMut::new();
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(1000)
+                .encode(&mut buf, v)
+                .ok()
+                .map(|_| buf.to_vec())
+        }
+        _ => defaults(key, v),
+    };
+    let mut raw = Raw::connect(b.port);
+    let mut corr = 0;
+    let mut sent = 0;
+    for &(key, min, max) in strom::protocol::SUPPORTED {
+        if matches!(
+            key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        ) {
+            continue;
+        }
+        for v in min..=max {
+            let Some(req) = request(key, v) else {
+                // A default this version cannot encode (a field it lacks): not a request a
+                // client could send.
+                continue;
+            };
+            corr += 1;
+            let header = RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(v)
+                .with_correlation_id(corr)
+                .with_client_id(Some(s("authz")));
+            let mut buf = BytesMut::new();
+            buf.put_i32(0);
+            header
+                .encode(&mut buf, key.request_header_version(v))
+                .expect("header");
+            buf.put_slice(&req);
+            let len = (buf.len() - 4) as i32;
+            buf[..4].copy_from_slice(&len.to_be_bytes());
+            raw.send_raw(&buf);
+            let frame = raw
+                .read_frame()
+                .unwrap_or_else(|| panic!("{key:?} v{v}: the broker closed the connection"));
+            let mut body = bytes::Bytes::from(frame);
+            let head = ResponseHeader::decode(&mut body, key.response_header_version(v))
+                .unwrap_or_else(|e| panic!("{key:?} v{v}: response header: {e}"));
+            assert_eq!(head.correlation_id, corr, "{key:?} v{v}");
+            ResponseKind::decode(key, &mut body, v)
+                .unwrap_or_else(|e| panic!("{key:?} v{v}: response body: {e}"));
+            assert_eq!(body.remaining(), 0, "{key:?} v{v}: bytes left over");
+            sent += 1;
+        }
+    }
+    assert!(sent > 150, "only {sent} (API, version) pairs were tried");
+}

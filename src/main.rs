@@ -322,16 +322,7 @@ fn main() -> std::process::ExitCode {
                     }
                 }
             };
-            match r {
-                Ok(text) => {
-                    print!("{text}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("strom: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
+            report(r)
         }
         Some(Command::Acl(cmd)) => {
             use strom::tools::security as sec;
@@ -400,16 +391,7 @@ fn main() -> std::process::ExitCode {
             report(r)
         }
         Some(Command::Cluster(ClusterCommand::Status { reach: r })) => {
-            match reach(&r).and_then(|b| strom::tools::cluster_status(&b)) {
-                Ok(text) => {
-                    print!("{text}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("strom: {e}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
+            report(reach(&r).and_then(|b| strom::tools::cluster_status(&b)))
         }
         None => serve(cli.serve),
     }

@@ -88,6 +88,34 @@ fn secured(protocol: &str, certs: &Certs, extra: &[&str]) -> Broker {
     b
 }
 
+/// As `admin` (SCRAM-SHA-512 over SASL_SSL), confluent-kafka creates SCRAM-SHA-512 user `name`;
+/// returns the librdkafka settings to connect as it.
+fn add_scram_user(
+    boot: &str,
+    certs: &Certs,
+    name: &'static str,
+    password: &'static str,
+) -> Vec<(&'static str, String)> {
+    let ca = certs.ca.display().to_string();
+    crate::clients::run_python(
+        "secured.py",
+        &[
+            "add-user",
+            boot,
+            &ca,
+            "admin",
+            "admin-secret",
+            name,
+            password,
+        ],
+    );
+    client_settings(
+        "SASL_SSL",
+        &certs.ca,
+        Some(("SCRAM-SHA-512", name, password)),
+    )
+}
+
 /// librdkafka settings for a client of `b`.
 fn client_settings<'a>(
     protocol: &'a str,
@@ -879,23 +907,7 @@ fn the_documented_secure_single_node_starts_and_admin_grants_a_new_user_access()
     b.spawn();
     let boot = b.bootstrap();
     let ca = certs.ca.display().to_string();
-    crate::clients::run_python(
-        "secured.py",
-        &[
-            "add-user",
-            &boot,
-            &ca,
-            "admin",
-            "admin-secret",
-            "carol",
-            "carol-pw",
-        ],
-    );
-    let carol = client_settings(
-        "SASL_SSL",
-        &certs.ca,
-        Some(("SCRAM-SHA-512", "carol", "carol-pw")),
-    );
+    let carol = add_scram_user(&boot, &certs, "carol", "carol-pw");
     assert!(!can_write(&boot, &carol, "carols"), "no ACL yet");
     let admin = client_settings(
         "SASL_SSL",
@@ -1002,24 +1014,8 @@ fn a_three_node_cluster_replicates_over_sasl_ssl_with_the_authorizer_on() {
 
     // A user and an ACL made through node 1 are in force on every broker within a second.
     let ca = certs.ca.display().to_string();
-    crate::clients::run_python(
-        "secured.py",
-        &[
-            "add-user",
-            &boot,
-            &ca,
-            "admin",
-            "admin-secret",
-            "erin",
-            "erin-pw",
-        ],
-    );
     // Erin's clients, one bootstrapped through each node, connected before the ACL exists.
-    let erin = client_settings(
-        "SASL_SSL",
-        &certs.ca,
-        Some(("SCRAM-SHA-512", "erin", "erin-pw")),
-    );
+    let erin = add_scram_user(&boot, &certs, "erin", "erin-pw");
     let clients: Vec<_> = (1..=3)
         .map(|id| producer(&cluster.bootstrap(id), &as_refs(&erin)))
         .collect();

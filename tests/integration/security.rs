@@ -116,6 +116,16 @@ fn add_scram_user(
     )
 }
 
+/// As `admin` over SASL_SSL, confluent-kafka creates the ACLs of `acls` (a JSON list of
+/// [type, name, pattern, principal, operation, permission]).
+fn grant_as_admin(boot: &str, certs: &Certs, acls: &str) {
+    let ca = certs.ca.display().to_string();
+    crate::clients::run_python(
+        "secured.py",
+        &["acls", boot, "SASL_SSL", "admin", "admin-secret", acls, &ca],
+    );
+}
+
 /// librdkafka settings for a client of `b`.
 fn client_settings<'a>(
     protocol: &'a str,
@@ -906,7 +916,6 @@ fn the_documented_secure_single_node_starts_and_admin_grants_a_new_user_access()
     }
     b.spawn();
     let boot = b.bootstrap();
-    let ca = certs.ca.display().to_string();
     let carol = add_scram_user(&boot, &certs, "carol", "carol-pw");
     assert!(!can_write(&boot, &carol, "carols"), "no ACL yet");
     let admin = client_settings(
@@ -920,18 +929,7 @@ fn the_documented_secure_single_node_starts_and_admin_grants_a_new_user_access()
     );
     let acls = serde_json::json!([["TOPIC", "carols", "LITERAL", "User:carol", "WRITE", "ALLOW"]])
         .to_string();
-    crate::clients::run_python(
-        "secured.py",
-        &[
-            "acls",
-            &boot,
-            "SASL_SSL",
-            "admin",
-            "admin-secret",
-            &acls,
-            &ca,
-        ],
-    );
+    grant_as_admin(&boot, &certs, &acls);
     let granted = std::time::Instant::now();
     assert!(can_write(&boot, &carol, "carols"), "WRITE granted");
     assert!(
@@ -1013,7 +1011,6 @@ fn a_three_node_cluster_replicates_over_sasl_ssl_with_the_authorizer_on() {
     round_trip(&boot, &acks_all, "replicated", 300);
 
     // A user and an ACL made through node 1 are in force on every broker within a second.
-    let ca = certs.ca.display().to_string();
     // Erin's clients, one bootstrapped through each node, connected before the ACL exists.
     let erin = add_scram_user(&boot, &certs, "erin", "erin-pw");
     let clients: Vec<_> = (1..=3)
@@ -1037,18 +1034,7 @@ fn a_three_node_cluster_replicates_over_sasl_ssl_with_the_authorizer_on() {
         "ALLOW"
     ]])
     .to_string();
-    crate::clients::run_python(
-        "secured.py",
-        &[
-            "acls",
-            &boot,
-            "SASL_SSL",
-            "admin",
-            "admin-secret",
-            &acls,
-            &ca,
-        ],
-    );
+    grant_as_admin(&boot, &certs, &acls);
     let granted = std::time::Instant::now();
     for (i, p) in clients.iter().enumerate() {
         assert_eq!(

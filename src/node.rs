@@ -221,6 +221,13 @@ impl Node {
         );
         tasks.spawn(replicas.clone().run_retention(background.child_token()));
         tasks.spawn(replicas.clone().run_time_flush(background.child_token()));
+        if config.cleaner.enable {
+            tasks.spawn(crate::replica::cleaner::run(
+                replicas.clone(),
+                config.cleaner.clone(),
+                background.child_token(),
+            ));
+        }
         let groups = Arc::new(crate::group::Coordinator::new(
             config.clone(),
             handle.clone(),

@@ -169,6 +169,7 @@ pub struct Config {
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_ms: u64,
     pub groups: GroupSettings,
+    pub cleaner: CleanerSettings,
     /// Consumer fetches send record data with sendfile.
     pub fetch_zero_copy: bool,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
@@ -237,6 +238,60 @@ pub struct LogDefaults {
     /// Forget an idempotent producer silent this long (-1: never).
     pub producer_expiration_ms: i64,
     pub timestamps: TimestampPolicy,
+    /// `cleanup.policy`: retention deletes old segments, the cleaner compacts, or both.
+    pub cleanup: CleanupPolicy,
+    /// `min.cleanable.dirty.ratio`: clean once this share of the log is dirty.
+    pub min_cleanable_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record this old makes the log cleanable whatever its
+    /// ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone outlives the cleaner's first pass over it.
+    pub delete_retention_ms: i64,
+}
+
+/// What a log's `cleanup.policy` asks for (Kafka allows either or both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+
+    /// A comma-separated list of `delete` and `compact`; `None` for anything else.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy::default();
+        for item in value.split(',').map(str::trim) {
+            match item {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+}
+
+/// The log cleaner's settings (Kafka's `log.cleaner.*`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CleanerSettings {
+    pub enable: bool,
+    pub threads: usize,
+    /// Bytes read plus written per second over all cleaner threads (None: no limit).
+    pub io_max_bytes_per_second: Option<f64>,
+    /// Memory for the key map of one pass, over all threads.
+    pub dedupe_buffer_size: usize,
+    pub backoff_ms: u64,
 }
 
 /// How a partition treats record timestamps (Kafka's `message.timestamp.*`).
@@ -687,6 +742,14 @@ impl Config {
                 format!("`{bad}` is not TYPE:NAME (e.g. User:admin)"),
             ));
         }
+        let ratio = |n: &str| {
+            get(n)
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| (0.0..=1.0).contains(v))
+                .ok_or_else(|| invalid(n, "expected a number between 0 and 1".into()))
+        };
         let log = LogDefaults {
             segment_bytes: int("log.segment.bytes") as u64,
             roll_ms: int("log.roll.ms"),
@@ -712,6 +775,34 @@ impl Config {
                 before_max_ms: int("log.message.timestamp.before.max.ms"),
                 after_max_ms: int("log.message.timestamp.after.max.ms"),
             },
+            cleanup: CleanupPolicy::parse(&get("log.cleanup.policy")).ok_or_else(|| {
+                invalid(
+                    "log.cleanup.policy",
+                    "expected delete, compact or compact,delete".into(),
+                )
+            })?,
+            min_cleanable_ratio: ratio("log.cleaner.min.cleanable.ratio")?,
+            min_compaction_lag_ms: int("log.cleaner.min.compaction.lag.ms"),
+            max_compaction_lag_ms: int("log.cleaner.max.compaction.lag.ms"),
+            delete_retention_ms: int("log.cleaner.delete.retention.ms"),
+        };
+        let io_limit = get("log.cleaner.io.max.bytes.per.second")
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| *v > 0.0)
+            .ok_or_else(|| {
+                invalid(
+                    "log.cleaner.io.max.bytes.per.second",
+                    "expected a positive number".into(),
+                )
+            })?;
+        let cleaner = CleanerSettings {
+            enable: get("log.cleaner.enable") == "true",
+            threads: int("log.cleaner.threads") as usize,
+            io_max_bytes_per_second: (io_limit < 1e300).then_some(io_limit),
+            dedupe_buffer_size: int("log.cleaner.dedupe.buffer.size") as usize,
+            backoff_ms: int("log.cleaner.backoff.ms") as u64,
         };
         let rf = int("default.replication.factor");
         if int("group.min.session.timeout.ms") > int("group.max.session.timeout.ms") {
@@ -750,6 +841,7 @@ impl Config {
                 .map_err(|_| invalid("min.insync.replicas", "too large".into()))?,
             auto_create_topics: get("auto.create.topics.enable") == "true",
             log,
+            cleaner,
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
             retention_check_interval_ms: int("log.retention.check.interval.ms") as u64,
             flush_check_interval_ms: int("log.flush.scheduler.interval.ms") as u64,

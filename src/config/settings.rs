@@ -187,6 +187,63 @@ pub const SETTINGS: &[Setting] = &[
         0,
         "Start writing a segment's new data to disk (asynchronously, no fsync) every this many bytes appended; smooths writeback so appends do not stall at the kernel's dirty threshold. 0: leave it to the kernel.",
     ),
+    text(
+        "log.cleanup.policy",
+        "delete",
+        "Default cleanup.policy of topics: `delete` (retention), `compact` (keep the latest record per key) or `compact,delete`.",
+    ),
+    Setting {
+        name: "log.cleaner.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "Run the log cleaner, which compacts topics with cleanup.policy=compact.",
+    },
+    int(
+        "log.cleaner.threads",
+        "1",
+        1,
+        "Background threads compacting logs, each cleaning one log at a time.",
+    ),
+    text(
+        "log.cleaner.io.max.bytes.per.second",
+        "1.7976931348623157E308",
+        "Bytes per second all cleaner threads together may read and write (Kafka's default: no limit).",
+    ),
+    int(
+        "log.cleaner.dedupe.buffer.size",
+        "134217728",
+        1048576,
+        "Memory, over all cleaner threads, for the key-to-offset map of one cleaning pass; a pass covers as much dirty log as its keys fit in.",
+    ),
+    text(
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+        "Default min.cleanable.dirty.ratio: a log is cleaned once this share of it has not been cleaned yet.",
+    ),
+    int(
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+        0,
+        "Default delete.retention.ms: how long a tombstone (a record with no value) is kept after the cleaner first passes it.",
+    ),
+    int(
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+        0,
+        "Default min.compaction.lag.ms: a record stays uncompacted at least this long.",
+    ),
+    int(
+        "log.cleaner.max.compaction.lag.ms",
+        "9223372036854775807",
+        1,
+        "Default max.compaction.lag.ms: a log whose oldest dirty record is this old is cleaned whatever its dirty ratio.",
+    ),
+    int(
+        "log.cleaner.backoff.ms",
+        "15000",
+        0,
+        "How long a cleaner thread sleeps when no log needs cleaning.",
+    ),
     int(
         "log.flush.scheduler.interval.ms",
         "1000",

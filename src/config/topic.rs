@@ -7,12 +7,19 @@
 use std::collections::BTreeMap;
 
 use super::settings::Kind;
-use super::{kafka, setting, Config, LogDefaults, TimestampPolicy};
+use super::{kafka, setting, CleanupPolicy, Config, LogDefaults, TimestampPolicy};
 
 /// Topic-level settings accepted by CreateTopics and reported by DescribeConfigs, each with the
 /// broker setting that supplies its default.
 pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
-    ("cleanup.policy", ""),
+    ("cleanup.policy", "log.cleanup.policy"),
+    (
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+    ),
+    ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
+    ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
+    ("delete.retention.ms", "log.cleaner.delete.retention.ms"),
     ("retention.ms", "log.retention.ms"),
     ("retention.bytes", "log.retention.bytes"),
     ("segment.bytes", "log.segment.bytes"),
@@ -38,13 +45,21 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
 /// Checks one topic config; returns a reason when it is unknown or invalid.
 pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     match name {
-        "cleanup.policy" => match value {
-            "delete" => Ok(()),
-            "compact" | "compact,delete" | "delete,compact" => {
-                Err("compaction is not supported; use cleanup.policy=delete".into())
-            }
-            _ => Err(format!("invalid cleanup.policy {value:?}")),
-        },
+        "cleanup.policy" => CleanupPolicy::parse(value).map(|_| ()).ok_or_else(|| {
+            format!("invalid cleanup.policy {value:?}: expected delete, compact or compact,delete")
+        }),
+        "min.cleanable.dirty.ratio" => value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| (0.0..=1.0).contains(v))
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be a number between 0 and 1")),
+        "min.compaction.lag.ms" | "delete.retention.ms" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be a non-negative integer")),
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
             _ => Err(format!("invalid message.timestamp.type {value:?}")),
@@ -66,6 +81,7 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             .map(|_| ())
             .ok_or_else(|| format!("{name} must be an integer between 1024 and {}", i32::MAX)),
         "segment.ms"
+        | "max.compaction.lag.ms"
         | "index.interval.bytes"
         | "min.insync.replicas"
         | "flush.messages"
@@ -100,7 +116,6 @@ pub fn topic_config_default(config: &Config, name: &str) -> Option<String> {
     }
     Some(
         match name {
-            "cleanup.policy" => "delete",
             "segment.index.bytes" => "10485760",
             "compression.type" => "producer",
             _ => "",
@@ -120,6 +135,7 @@ pub fn topic_config_type(name: &str) -> i8 {
         | "max.message.bytes"
         | "min.insync.replicas" => INT,
         "message.timestamp.type" | "compression.type" => STRING,
+        "min.cleanable.dirty.ratio" => kafka::DOUBLE,
         _ => LONG,
     }
 }
@@ -210,5 +226,16 @@ pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) ->
                 defaults.timestamps.after_max_ms,
             ),
         },
+        cleanup: topic
+            .get("cleanup.policy")
+            .and_then(|v| CleanupPolicy::parse(v))
+            .unwrap_or(defaults.cleanup),
+        min_cleanable_ratio: topic
+            .get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(defaults.min_cleanable_ratio),
+        min_compaction_lag_ms: i("min.compaction.lag.ms", defaults.min_compaction_lag_ms),
+        max_compaction_lag_ms: i("max.compaction.lag.ms", defaults.max_compaction_lag_ms),
+        delete_retention_ms: i("delete.retention.ms", defaults.delete_retention_ms),
     }
 }

@@ -140,10 +140,10 @@ mod tests {
         );
         // A topic config with no broker synonym has its own default.
         assert_eq!(
-            topic_config(&c, &image, 1, &none, "cleanup.policy"),
+            topic_config(&c, &image, 1, &none, "compression.type"),
             [(
-                "cleanup.policy".to_string(),
-                Some("delete".to_string()),
+                "compression.type".to_string(),
+                Some("producer".to_string()),
                 DEFAULT
             )]
         );

@@ -4,6 +4,7 @@
 //!   leader's pure HW/ISR arithmetic.
 //! - `fetch.rs`: the leader's side of Fetch (consumers and followers); `fetcher.rs` the
 //!   follower's side (one task per leader broker).
+//! - `cleaner.rs`: the log cleaner's threads, compacting every hosted compacted log.
 //! - `purgatory.rs` + `delayed.rs`: operations that wait (acks=all, long-poll fetches, group
 //!   commits, DeleteRecords), completed by partition events or their deadline.
 //! - here: `ReplicaManager` — appends (`append`, `append_batches`), waits
@@ -17,6 +18,7 @@
 //! paths (a read lock on a map, never held across I/O); one reconcile task applies every new
 //! image.
 
+pub mod cleaner;
 mod client;
 mod delayed;
 mod fetch;

@@ -194,6 +194,15 @@ impl Partition {
             return Err(AppendError::NotOneBatch);
         };
         batch::check_client_batch(header)?;
+        if settings.cleanup.compact
+            && crate::storage::compact::all_keyed(&records[range.clone()], header) != Some(true)
+        {
+            // Kafka's leader refuses the same (INVALID_RECORD).
+            return Err(batch::BatchError::Invalid(
+                "a compacted topic only takes records with a key".into(),
+            )
+            .into());
+        }
         if let Some(min) = min_isr {
             let isr = self.state().isr.len();
             if isr < min {
@@ -365,6 +374,23 @@ impl Partition {
             self.changed();
         }
         Ok(deleted)
+    }
+
+    /// How dirty this compacted log is below its high watermark (`None`: not compacted, or
+    /// nothing to clean).
+    pub(super) fn dirtiness(&self, now_ms: i64) -> Option<crate::storage::Dirtiness> {
+        self.log.dirtiness(self.high_watermark(), now_ms)
+    }
+
+    /// One cleaning pass over the log below its high watermark (leaders and followers clean
+    /// their own copies). Offsets, the log start and the log end do not change.
+    pub(super) fn clean(
+        &self,
+        now_ms: i64,
+        map: &mut crate::storage::compact::OffsetMap,
+        io: crate::storage::IoGate,
+    ) -> Result<Option<crate::storage::CleanStats>, LogError> {
+        self.log.clean(self.high_watermark(), now_ms, map, io)
     }
 
     pub(super) fn flush_if_due(&self, now: Instant) -> Result<bool, LogError> {

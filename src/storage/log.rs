@@ -31,11 +31,14 @@ use super::segment::{delete_files, read_at, read_batches, Segment};
 use crate::config::LogDefaults;
 use crate::types::{Offset, TopicId, TopicPartition};
 
+mod cleaning;
+pub use cleaning::{CleanStats, Dirtiness, IoGate};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error(transparent)]
     Producer(#[from] ProducerError),
-    #[error("replicated batch at offset {got} does not continue the log at {expected}")]
+    #[error("replicated batch at offset {got} is before the log end {expected}")]
     NonContiguous { expected: Offset, got: Offset },
     #[error("offset {offset} is outside the log [{start}, {end}]")]
     OffsetOutOfRange {
@@ -55,6 +58,7 @@ struct Inner {
     unflushed_since: Option<Instant>,
     epochs: EpochCache,
     producers: ProducerState,
+    cleaner: cleaning::CleanerState,
 }
 
 /// What a leader append did.
@@ -191,14 +195,10 @@ impl PartitionLog {
             super::replace_file(&meta_path, topic_id.to_string().as_bytes(), true)?;
         }
 
-        let mut bases: Vec<Offset> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_suffix(".log")?.parse().ok()
-            })
-            .collect();
-        bases.sort_unstable();
+        if cleaning::recover(&dir, settings.index_interval_bytes)? {
+            tracing::info!(%tp, "finished swapping in a cleaned segment after a restart");
+        }
+        let bases = cleaning::segment_bases(&dir)?;
         let recovery_point = read_checkpoint(&dir.join("recovery-point")).unwrap_or(0);
         let mut log_start = read_checkpoint(&dir.join("log-start-offset")).unwrap_or(0);
 
@@ -238,6 +238,8 @@ impl PartitionLog {
         let mut epochs = EpochCache::load(&dir.join("leader-epoch-checkpoint"));
         epochs.truncate_from(end);
         let producers = rebuild_producers(&dir, &segments, log_start, end)?;
+        let mut cleaner = cleaning::CleanerState::load(&dir);
+        cleaner.truncated(end);
         let log = PartitionLog {
             tp,
             topic_id,
@@ -250,6 +252,7 @@ impl PartitionLog {
                 unflushed_since: None,
                 epochs,
                 producers,
+                cleaner,
             }),
         };
         Ok((log, report))
@@ -336,7 +339,8 @@ impl PartitionLog {
         let mut epochs_changed = false;
         for (h, bytes) in batches {
             let next = inner.end();
-            if h.base_offset != next {
+            // A gap is fine: the leader's cleaner may have removed whole batches.
+            if h.base_offset < next {
                 return Err(LogError::NonContiguous {
                     expected: next,
                     got: h.base_offset,
@@ -432,6 +436,8 @@ impl PartitionLog {
         inner
             .epochs
             .save(&self.dir.join("leader-epoch-checkpoint"))?;
+        inner.cleaner.truncated(end);
+        inner.cleaner.persist(&self.dir)?;
         inner.producers = rebuild_producers(&self.dir, &inner.segments, inner.log_start, end)?;
         let recovery = read_checkpoint(&self.dir.join("recovery-point")).unwrap_or(0);
         if recovery > end {
@@ -457,6 +463,8 @@ impl PartitionLog {
         inner.log_start = start;
         inner.epochs = EpochCache::default();
         inner.producers = ProducerState::default();
+        inner.cleaner.truncated(start);
+        inner.cleaner.persist(&self.dir)?;
         let _ = std::fs::remove_file(self.dir.join("producer-snapshot"));
         inner
             .epochs
@@ -686,7 +694,7 @@ impl PartitionLog {
         }
         let mut total: i64 = inner.segments.values().map(|s| s.size as i64).sum();
         let mut deleted = 0;
-        while inner.segments.len() > 1 {
+        while s.cleanup.delete && inner.segments.len() > 1 {
             let Some((&base, seg)) = inner.segments.iter().next() else {
                 break;
             };
@@ -809,6 +817,11 @@ pub(crate) mod tests {
                 before_max_ms: i64::MAX,
                 after_max_ms: i64::MAX,
             },
+            cleanup: crate::config::CleanupPolicy::DELETE,
+            min_cleanable_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
         }
     }
 
@@ -992,7 +1005,7 @@ pub(crate) mod tests {
         assert_eq!(follower.end_offset_for_epoch(1), (1, 60));
         assert_eq!(follower.end_offset_for_epoch(3), (1, 60));
         assert_eq!(follower.end_offset_for_epoch(4), (4, 120));
-        // A gap is refused.
+        // A batch before the log end is refused (a gap is not: compaction leaves them).
         let b = make_batch(1, 0, 1);
         let v = validate(&b, 1 << 20).expect("valid");
         assert!(matches!(

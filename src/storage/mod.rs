@@ -1,9 +1,11 @@
 //! Partition data on disk: segmented logs of RecordBatches kept as received, with sparse offset
-//! and time indexes, checkpoints, crash recovery of the unflushed tail, and retention.
+//! and time indexes, checkpoints, crash recovery of the unflushed tail, retention, and
+//! compaction (`compact.rs`, `log/cleaning.rs`).
 //! Knows nothing of the network, of leadership or of metadata.
 
 pub mod batch;
 mod checkpoint;
+pub mod compact;
 pub mod epochs;
 #[cfg(test)]
 mod fuzz;
@@ -12,7 +14,9 @@ pub mod producers;
 pub mod records;
 pub mod segment;
 
-pub use log::{Appended, FileRegion, LogError, PartitionLog, Recovery, Window};
+pub use log::{
+    Appended, CleanStats, Dirtiness, FileRegion, IoGate, LogError, PartitionLog, Recovery, Window,
+};
 
 /// Replaces `path` with `contents` all at once: written to a temporary file, then renamed over
 /// it. With `durable`, the file is fsynced before the rename and its directory after, so the

@@ -101,6 +101,14 @@ impl ProducerState {
         out
     }
 
+    /// Each producer's last batch in the log: producer id → that batch's last offset.
+    pub fn last_offsets(&self) -> HashMap<i64, Offset> {
+        self.producers
+            .iter()
+            .filter_map(|(id, e)| Some((*id, e.batches.back()?.last_offset)))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.producers.len()
     }

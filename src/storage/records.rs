@@ -55,7 +55,7 @@ const XERIAL_HEADER_LEN: usize = 16;
 
 /// The record section of `batch`, decompressed to at most `limit` bytes; `None` when it holds
 /// more, or cannot be decompressed.
-fn records_section(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<u8>> {
+pub(super) fn records_section(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<u8>> {
     let body = batch.get(HEADER_LEN..)?;
     let bounded = |reader: &mut dyn Read| -> Option<Vec<u8>> {
         let mut out = Vec::new();
@@ -98,7 +98,7 @@ fn snappy(body: &[u8], limit: usize) -> Option<Vec<u8>> {
 }
 
 /// A zig-zag varint at `pos`, advancing it.
-fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(super) fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for shift in (0..64).step_by(7) {
         let b = *buf.get(*pos)?;

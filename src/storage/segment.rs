@@ -408,6 +408,25 @@ impl Segment {
     pub fn age_ms(&self) -> i64 {
         self.created.elapsed().as_millis() as i64
     }
+
+    /// The first batch's base timestamp (its first record's time), -1 when empty.
+    pub fn first_timestamp(&self) -> io::Result<i64> {
+        Ok(header_at(&self.log, 0, self.size)?
+            .map(|h| h.base_timestamp)
+            .unwrap_or(-1))
+    }
+}
+
+/// The whole batch at `pos` of a segment file `end` bytes long, with its header; `None` at
+/// the end or where no whole batch is left.
+pub fn read_batch_at(file: &File, pos: u64, end: u64) -> io::Result<Option<(BatchHeader, Bytes)>> {
+    let Some(h) = header_at(file, pos, end)? else {
+        return Ok(None);
+    };
+    if pos + h.size as u64 > end {
+        return Ok(None);
+    }
+    Ok(Some((h, read_at(file, h.size, pos)?.freeze())))
 }
 
 /// Removes the files of the segment at `base` in `dir` (missing files are fine).

@@ -211,6 +211,7 @@ pub struct AuthorizerSettings {
 pub struct GroupSettings {
     pub offsets_partitions: i32,
     pub offsets_replication_factor: i16,
+    pub offsets_segment_bytes: i64,
     pub offsets_retention_ms: i64,
     pub offsets_check_interval_ms: u64,
     pub commit_timeout_ms: u64,
@@ -816,6 +817,7 @@ impl Config {
             offsets_partitions: i32_of("offsets.topic.num.partitions")?,
             offsets_replication_factor: i16::try_from(int("offsets.topic.replication.factor"))
                 .map_err(|_| invalid("offsets.topic.replication.factor", "too large".into()))?,
+            offsets_segment_bytes: int("offsets.topic.segment.bytes").min(i32::MAX as i64),
             offsets_retention_ms: int("offsets.retention.minutes").saturating_mul(60_000),
             offsets_check_interval_ms: int("offsets.retention.check.interval.ms") as u64,
             commit_timeout_ms: int("offsets.commit.timeout.ms") as u64,

@@ -488,6 +488,12 @@ pub const SETTINGS: &[Setting] = &[
         "Partitions of `__consumer_offsets`, created on first use (fixed once created).",
     ),
     int(
+        "offsets.topic.segment.bytes",
+        "104857600",
+        1024,
+        "Segment size of `__consumer_offsets` (set when it is created); the cleaner compacts every segment but the newest.",
+    ),
+    int(
         "offsets.topic.replication.factor",
         "3",
         1,

@@ -1,13 +1,12 @@
 //! The offsets log: how groups and committed offsets are kept in `__consumer_offsets` — the
 //! record codec (Kafka's keys and values, `records.rs`, in uncompressed batches), appends as
-//! the partition's leader and the wait for their replication, replay into groups when a shard
-//! loads, and *snapshot and truncate*: once a shard's log holds more than twice its live
-//! records (and at least 1,000), the coordinator rolls a new segment, writes every live record
-//! into it, waits for replication and moves the log start to the snapshot, deleting the older
-//! segments; followers adopt the new log start through Fetch.
+//! the partition's leader and the wait for their replication, and replay into groups when a
+//! shard loads. The log is compacted (`cleanup.policy=compact`, forced for this topic): every
+//! record is keyed by group or by group/topic/partition, deletions are tombstones, so the
+//! cleaner keeps the log at about the size of the live groups and offsets.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,14 +15,10 @@ use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use super::records::{GroupValue, Key, OffsetValue};
 use super::shard::Shard;
 use super::state::{Group, GroupError, State};
-use super::{lock, Coordinator, OFFSETS_TOPIC};
+use super::{Coordinator, OFFSETS_TOPIC};
 use crate::replica::{HwWait, Mark, Partition, Target};
 use crate::storage::{batch, Window};
 use crate::types::now_ms;
-
-/// A shard's log is snapshotted once it holds more than this many records and twice its live
-/// records.
-const SNAPSHOT_MIN_RECORDS: i64 = 1000;
 
 impl Coordinator {
     /// Appends records to the shard's partition as its leader. The caller holds the shard's
@@ -65,68 +60,6 @@ impl Coordinator {
             [HwWait::Reached] => Ok(()),
             [HwWait::NotLeader] => Err(GroupError::NotCoordinator),
             _ => Err(GroupError::CoordinatorNotAvailable),
-        }
-    }
-
-    /// Bounds each shard's log: snapshot the live records into a fresh segment, then drop the
-    /// segments before it once the snapshot is replicated.
-    pub(super) async fn snapshot_if_needed(&self) {
-        for shard in self.loaded_shards() {
-            let part = shard.partition.clone();
-            let live: i64 = shard
-                .groups()
-                .values()
-                .map(|g| lock(g).offsets.len() as i64 + 1)
-                .sum();
-            let held = part.log_end_offset() - part.log_start_offset();
-            if held <= SNAPSHOT_MIN_RECORDS.max(2 * live) {
-                continue;
-            }
-            let gate = shard.gate.clone().write_owned().await;
-            let start = match self.replicas.roll_segment(&part) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(partition = shard.index, error = %e, "cannot roll for a snapshot");
-                    continue;
-                }
-            };
-            let mut records: Vec<(Bytes, Option<Bytes>)> = Vec::new();
-            let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
-            for group in groups {
-                let g = lock(&group);
-                if g.state == State::Dead {
-                    continue;
-                }
-                records.push(group_record(&g));
-                for ((t, p), c) in &g.offsets {
-                    records.push((offset_key(&g.id, t, *p), Some(c.value.encode())));
-                }
-            }
-            let mut last = None;
-            for chunk in records.chunks(500) {
-                match self.append(&shard, chunk) {
-                    Ok(l) => last = Some(l),
-                    Err(_) => {
-                        last = None;
-                        break;
-                    }
-                }
-            }
-            drop(gate);
-            let Some(last) = last else { continue };
-            if self.replicated(&shard, last).await.is_ok() {
-                match self.replicas.advance_log_start(&part, start) {
-                    Ok(s) => tracing::info!(
-                        partition = shard.index,
-                        log_start = s,
-                        records = records.len(),
-                        "offsets log snapshotted and truncated"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(partition = shard.index, error = %e, "cannot truncate the offsets log")
-                    }
-                }
-            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //!   writes are appended to the shard's partition as its leader and answered once replicated;
 //! - `shard.rs`: one offsets partition this node leads (Kafka's hash of the group id picks
 //!   it), its groups and its lifecycle, driven by the replica manager's leadership events;
-//! - `log.rs`: the offsets log — record codec, replay, snapshot-and-truncate.
+//! - `log.rs`: the offsets log — record codec, appends, replay (kept bounded by compaction).
 //!
 //! The group state machine itself is `state.rs`, its wire records `records.rs`.
 //!
@@ -163,10 +163,16 @@ impl Coordinator {
                 "offsets.topic.replication.factor is more than the live brokers; creating {OFFSETS_TOPIC} with fewer replicas"
             );
         }
-        let configs = [("retention.ms", "-1"), ("retention.bytes", "-1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let configs = [
+            ("cleanup.policy", "compact".to_string()),
+            (
+                "segment.bytes",
+                self.config.groups.offsets_segment_bytes.to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         let topic = NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.groups.offsets_partitions,
@@ -255,7 +261,6 @@ impl Coordinator {
     fn store_group_later(self: &Arc<Self>, shard: Arc<Shard>, group: Arc<Mutex<Group>>) {
         let me = self.clone();
         tokio::spawn(async move {
-            let _gate = shard.gate.clone().read_owned().await;
             // Encoded and appended under the group's lock, so records follow state order.
             let last = me.append(&shard, &[group_record(&lock(&group))]);
             if let Ok(last) = last {
@@ -325,13 +330,11 @@ impl Coordinator {
             SyncStep::Now(r) => r,
             SyncStep::Wait(rx) => rx.await.unwrap_or(Err(GroupError::NotCoordinator)),
             SyncStep::Store { reply, generation } => {
-                let gate = shard.gate.clone().read_owned().await;
                 let appended = self.append(&shard, &[group_record(&lock(&group))]);
                 let stored = match appended {
                     Ok(last) => self.replicated(&shard, last).await,
                     Err(e) => Err(e),
                 };
-                drop(gate);
                 lock(&group).finish_sync(generation, stored, Instant::now(), now_ms());
                 reply.await.unwrap_or(Err(GroupError::NotCoordinator))
             }
@@ -411,7 +414,6 @@ impl Coordinator {
         if records.is_empty() {
             return Ok(values.into_iter().map(|v| v.map(|_| ())).collect());
         }
-        let _gate = shard.gate.clone().read_owned().await;
         let last = {
             let mut g = lock(&group);
             if let Err(e) = g.check_commit(caller, Instant::now()) {
@@ -570,7 +572,6 @@ impl Coordinator {
     pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
         let shard = self.ready_shard_for(group_id).await?;
         let group = shard.group(group_id).ok_or(GroupError::GroupIdNotFound)?;
-        let _gate = shard.gate.clone().read_owned().await;
         let last = {
             let g = lock(&group);
             match g.state {
@@ -601,7 +602,6 @@ impl Coordinator {
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let shard = self.ready_shard_for(group_id).await?;
         let group = shard.group(group_id).ok_or(GroupError::GroupIdNotFound)?;
-        let _gate = shard.gate.clone().read_owned().await;
         let (results, last) = {
             let g = lock(&group);
             if g.state == State::Dead {

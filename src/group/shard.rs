@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{watch, RwLock};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::log::{offset_key, read_groups};
@@ -30,9 +30,6 @@ pub(super) struct Shard {
     pub(super) loaded: watch::Sender<bool>,
     pub(super) partition: Arc<Partition>,
     pub(super) groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
-    /// Writers hold it shared from append until their in-memory update; a snapshot holds it
-    /// exclusively, so it sees every write below its start.
-    pub(super) gate: Arc<RwLock<()>>,
     pub(super) cancel: CancellationToken,
 }
 
@@ -59,7 +56,7 @@ impl Shard {
 
 impl Coordinator {
     /// Follows this node's leadership of offsets partitions (from the replica manager) and
-    /// drives group timers, offset expiry and log snapshots until cancelled.
+    /// drives group timers and offset expiry until cancelled.
     pub async fn run(self: Arc<Self>, token: CancellationToken) {
         let me = Arc::downgrade(&self);
         let listener = move |event| {
@@ -75,7 +72,6 @@ impl Coordinator {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let expiry_every = Duration::from_millis(self.config.groups.offsets_check_interval_ms);
         let mut last_expiry = Instant::now();
-        let mut last_snapshot_check = Instant::now();
         loop {
             tokio::select! {
                 _ = token.cancelled() => {
@@ -89,10 +85,6 @@ impl Coordinator {
                     if last_expiry.elapsed() >= expiry_every {
                         last_expiry = Instant::now();
                         self.expire_offsets().await;
-                    }
-                    if last_snapshot_check.elapsed() >= Duration::from_secs(1) {
-                        last_snapshot_check = Instant::now();
-                        self.snapshot_if_needed().await;
                     }
                 }
             }
@@ -114,7 +106,6 @@ impl Coordinator {
             loaded: watch::channel(false).0,
             partition: partition.clone(),
             groups: Mutex::new(HashMap::new()),
-            gate: Arc::new(RwLock::new(())),
             cancel: CancellationToken::new(),
         });
         self.shards().insert(index, shard.clone());
@@ -201,7 +192,6 @@ impl Coordinator {
     async fn expire_offsets(&self) {
         let retention = self.config.groups.offsets_retention_ms;
         for shard in self.loaded_shards() {
-            let _gate = shard.gate.clone().read_owned().await;
             let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
             for group in groups {
                 let mut g = lock(&group);

@@ -50,6 +50,21 @@ use crate::storage::batch::BatchHeader;
 use crate::storage::PartitionLog;
 use crate::types::{now_ms, LeaderEpoch, NodeId, Offset, TopicPartition};
 
+/// A topic's log settings on this broker. `__consumer_offsets` is always compacted, whatever
+/// it was created with (clusters from before compaction made it `delete` with infinite
+/// retention and kept it bounded by snapshots instead).
+fn topic_log_settings(
+    defaults: &crate::config::LogDefaults,
+    name: &str,
+    configs: &std::collections::BTreeMap<String, String>,
+) -> crate::config::LogDefaults {
+    let mut settings = log_settings(defaults, configs);
+    if name == crate::group::OFFSETS_TOPIC {
+        settings.cleanup = crate::config::CleanupPolicy::COMPACT;
+    }
+    settings
+}
+
 /// Why a partition cannot serve a request here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionError {
@@ -179,7 +194,7 @@ impl ReplicaManager {
         {
             let hosted = self.map();
             for topic in image.topics.values() {
-                let settings = log_settings(&defaults, &topic.configs);
+                let settings = topic_log_settings(&defaults, &topic.name, &topic.configs);
                 for (i, pi) in topic.partitions.iter().enumerate() {
                     let tp = TopicPartition::new(topic.name.clone(), i as i32);
                     let here = hosted.get(&tp).is_some_and(|p| p.topic_id() == topic.id);
@@ -253,7 +268,7 @@ impl ReplicaManager {
         let mut opened = self.open_missing(image);
         let defaults = broker_log_defaults(&self.config.log, &image.dynamic_broker_configs(me));
         for topic in image.topics.values() {
-            let settings = log_settings(&defaults, &topic.configs);
+            let settings = topic_log_settings(&defaults, &topic.name, &topic.configs);
             for (i, pi) in topic.partitions.iter().enumerate() {
                 if !pi.replicas.contains(&me) {
                     continue;
@@ -425,22 +440,6 @@ impl ReplicaManager {
     /// Waits until every target is reached, fails, or `timeout` passes: one outcome each.
     pub async fn wait_for(&self, targets: Vec<Target>, timeout: Duration) -> Vec<HwWait> {
         self.waits.watermarks(targets, timeout).await
-    }
-
-    /// Starts a new segment at the log end of a partition this node leads (unless the active
-    /// one is empty); returns the log end.
-    pub fn roll_segment(&self, partition: &Partition) -> Result<Offset, LogError> {
-        partition.roll_segment()
-    }
-
-    /// Moves a led partition's log start to `offset` (at most its high watermark, which the
-    /// caller checks) and deletes the segments below; returns the log start.
-    pub fn advance_log_start(
-        &self,
-        partition: &Partition,
-        offset: Offset,
-    ) -> Result<Offset, LogError> {
-        partition.advance_log_start(offset)
     }
 
     /// DeleteRecords for one partition: moves its log start to `offset` (-1: the high

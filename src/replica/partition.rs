@@ -253,11 +253,6 @@ impl Partition {
         Ok(start)
     }
 
-    /// Starts a new segment at the log end unless the active one is empty; returns the log end.
-    pub(super) fn roll_segment(&self) -> Result<Offset, LogError> {
-        self.log.roll_now()
-    }
-
     /// Takes the partition's state from a new metadata image. On becoming leader the new epoch
     /// is recorded in the epoch cache and every follower gets a fresh lag allowance.
     pub(super) fn apply_image(&self, p: &PartitionImage) -> Result<(), LogError> {

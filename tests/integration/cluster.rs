@@ -44,7 +44,7 @@ fn all_active(bootstrap: &str, n: usize) -> bool {
 
 /// Starts nodes 1, 2 and 3 and waits until all three are registered and active; returns node
 /// 1's bootstrap address.
-fn start_three(cluster: &mut Cluster) -> String {
+pub(crate) fn start_three(cluster: &mut Cluster) -> String {
     cluster.start(&[1, 2, 3], Duration::from_millis(100));
     let bs1 = cluster.bootstrap(1);
     wait_until("three active brokers", Duration::from_secs(20), || {

@@ -682,9 +682,23 @@ fn group_tools_list_describe_reset_and_delete() {
     assert!(ok && !text.contains("tools"), "{text}");
 }
 
-/// The offsets log is snapshotted and truncated, and a restart loads the snapshot.
+/// Bytes of every file in a directory (not recursive).
+pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// `__consumer_offsets` is compacted: 100,000 commits to one partition leave an offsets log
+/// of bounded size, and a restart replays the compacted log to the same offsets.
 #[test]
-fn the_offsets_log_stays_bounded_and_survives_restart() {
+fn the_offsets_log_stays_bounded_by_compaction_and_survives_restart() {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -693,9 +707,15 @@ fn the_offsets_log_stays_bounded_and_survives_restart() {
         BrokerId, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest,
         OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
     };
+    const SEGMENT: u64 = 64 << 10;
     let mut sets = GROUP_SETS.to_vec();
     sets.retain(|s| !s.starts_with("offsets.topic.num.partitions"));
-    sets.push("offsets.topic.num.partitions=1");
+    let segment = format!("offsets.topic.segment.bytes={SEGMENT}");
+    sets.extend([
+        "offsets.topic.num.partitions=1",
+        &segment,
+        "log.cleaner.backoff.ms=100",
+    ]);
     let mut b = Broker::start(&sets);
     let boot = b.bootstrap();
     wait_until("a coordinator", Duration::from_secs(10), || {
@@ -729,16 +749,19 @@ fn the_offsets_log_stays_bounded_and_survives_restart() {
             .expect("commit");
         r.topics[0].partitions[0].error_code
     };
-    // 3,000 commits over 10 groups: far more records than live keys.
     let mut code = -1;
     wait_until("the coordinator to load", Duration::from_secs(10), || {
-        code = commit_round(&mut c, "g0", 0);
+        code = commit_round(&mut c, "g1", 1);
         code == 0
     });
-    for i in 1..3000 {
-        assert_eq!(commit_round(&mut c, &format!("g{}", i % 10), i), 0);
+    // Nine groups commit once, at the start of the log; g0 then commits 100,000 times.
+    for g in 2..10 {
+        assert_eq!(commit_round(&mut c, &format!("g{g}"), g), 0);
     }
-    let log_start = |c: &mut Client| {
+    for i in 0..100_000 {
+        assert_eq!(commit_round(&mut c, "g0", i), 0);
+    }
+    let log_end = |c: &mut Client| {
         let r: ListOffsetsResponse = c
             .call(
                 ApiKey::ListOffsets,
@@ -749,15 +772,19 @@ fn the_offsets_log_stays_bounded_and_survives_restart() {
                         .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
                         .with_partitions(vec![ListOffsetsPartition::default()
                             .with_partition_index(0)
-                            .with_timestamp(-2)])]),
+                            .with_timestamp(-1)])]),
             )
             .expect("list offsets");
         r.topics[0].partitions[0].offset
     };
+    assert!(log_end(&mut c) >= 100_009);
+    // About 10 MB of commits were written; the cleaner keeps the log within a few segments.
+    let part = b.dir.join("data").join("__consumer_offsets-0");
+    let bound = 4 * SEGMENT;
     wait_until(
-        "the offsets log to be truncated",
-        Duration::from_secs(10),
-        || log_start(&mut c) >= 2000,
+        "the cleaner to compact the offsets log",
+        Duration::from_secs(30),
+        || dir_bytes(&part) < bound,
     );
     b.restart();
     let mut c = Client::connect(&boot).expect("connect");
@@ -778,9 +805,12 @@ fn the_offsets_log_stays_bounded_and_survives_restart() {
     };
     let mut found = None;
     wait_until("offsets after restart", Duration::from_secs(10), || {
-        found = fetch(&mut c, "g9");
+        found = fetch(&mut c, "g0");
         found.is_some()
     });
-    assert_eq!(found, Some(2999));
-    assert_eq!(fetch(&mut c, "g0"), Some(2990));
+    assert_eq!(found, Some(99_999));
+    for g in 1..10 {
+        assert_eq!(fetch(&mut c, &format!("g{g}")), Some(g), "g{g}");
+    }
+    assert!(dir_bytes(&part) < bound);
 }

@@ -11,6 +11,7 @@ mod admin_tools;
 mod chaos_ci;
 mod clients;
 mod cluster;
+mod compaction;
 mod compose;
 mod config_files;
 mod durability;

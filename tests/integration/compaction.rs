@@ -271,8 +271,11 @@ fn a_compacted_topic_keeps_each_keys_last_value_at_its_offset_with_every_codec()
     }
 }
 
-/// Every record of the topic, by offset: (key, value).
-fn by_offset(got: &[Got]) -> BTreeMap<i64, (Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// A record's key and value (None: a tombstone).
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of the topic, by offset.
+fn by_offset(got: &[Got]) -> BTreeMap<i64, KeyValue> {
     got.iter()
         .map(|g| (g.offset, (g.key.clone(), g.payload.clone())))
         .collect()

@@ -5,12 +5,15 @@
 //!  --record-size 100 --partitions 6 --acks all --compression none --linger-ms 5 --producers 1
 //!  --consumers 1 --fetch-wait-ms 500 --partition-fetch-bytes 1048576 [--duration 30s]
 //!  [--rate 100000] [--no-consume] [--latency-by-second] [--broker-pid 1234,1235]
-//!  [--json out.json] [--admin-bootstrap 127.0.0.1:9092] [-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 ...]`
+//!  [--json out.json] [--admin-bootstrap 127.0.0.1:9092] [-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 ...]
+//!  [--keys 100000] [--topic-config cleanup.policy=compact ...]`
 //!  or, for idle topics: `bench --bootstrap .. --idle-topics 1000 [--broker-pid ..]`
 //!  or, for memory over topic churn: `bench --bootstrap .. --churn 20 --records 200000
 //!  --record-size 1024 --partitions 8 --broker-pid ..`
 //!
 //! `-X name=value` (as kcat's) is given to every client: security settings, for instance.
+//! `--keys N` gives record n the key `k<n % N>` (a compacted topic takes only keyed records);
+//! `--topic-config name=value` (repeated) configures the topic the bench creates.
 //!
 //! Producers write for `--records` records or `--duration` (at most `--rate` records/s in all),
 //! with a live progress line, then consumers read every partition back from the start. It prints
@@ -173,8 +176,14 @@ fn status_kb(pids: &[u32], field: &str) -> f64 {
 }
 
 /// Creates topics through CreateTopics (existing ones are fine), 100 per request.
-fn create_topics(bootstrap: &str, names: &[String], partitions: i32, rf: i16) {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+fn create_topics(
+    bootstrap: &str,
+    names: &[String],
+    partitions: i32,
+    rf: i16,
+    configs: &[(String, String)],
+) {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
     let Ok(mut c) = strom::tools::Client::connect(bootstrap) else {
@@ -192,6 +201,16 @@ fn create_topics(bootstrap: &str, names: &[String], partitions: i32, rf: i16) {
                             .with_name(TopicName(StrBytes::from_string(name.clone())))
                             .with_num_partitions(partitions)
                             .with_replication_factor(rf)
+                            .with_configs(
+                                configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
                     })
                     .collect(),
             );
@@ -271,7 +290,7 @@ fn metadata_with_idle_topics(
     let rss_before = rss_mb(brokers);
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}-idle-{i}")).collect();
     let started = Instant::now();
-    create_topics(bootstrap, &names, 1, 1);
+    create_topics(bootstrap, &names, 1, 1, &[]);
     let client: BaseConsumer = match config()
         .set("bootstrap.servers", bootstrap)
         .set("log_level", "3")
@@ -359,7 +378,7 @@ fn churn(
     let value = vec![b'c'; size];
     for round in 0..rounds {
         let topic = format!("{prefix}-churn-{round}");
-        create_topics(bootstrap, std::slice::from_ref(&topic), partitions, 1);
+        create_topics(bootstrap, std::slice::from_ref(&topic), partitions, 1, &[]);
         if let Err(e) = wait_for_leaders(bootstrap, |n| n == topic, partitions as usize) {
             eprintln!("{e}");
             return std::process::ExitCode::FAILURE;
@@ -476,6 +495,15 @@ fn main() -> std::process::ExitCode {
     let idle_topics: Option<usize> = arg(&args, "--idle-topics", "").parse().ok();
     // Memory over topic churn: this many rounds of create, produce --records, delete.
     let churn_rounds: Option<usize> = arg(&args, "--churn", "").parse().ok();
+    // Keyed records (`k<n % keys>`), e.g. for a compacted topic; 0: no key.
+    let keys: u64 = arg(&args, "--keys", "0").parse().unwrap_or(0);
+    // `--topic-config name=value`, repeated: configs of the topic the bench creates.
+    let topic_configs: Vec<(String, String)> = args
+        .windows(2)
+        .filter(|w| w[0] == "--topic-config")
+        .filter_map(|w| w[1].split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let json = args
         .iter()
         .position(|a| a == "--json")
@@ -497,7 +525,13 @@ fn main() -> std::process::ExitCode {
     // The topic is made with strom's own (plaintext) client: `--admin-bootstrap` names a
     // plaintext listener when `--bootstrap` is a TLS or SASL one.
     let admin = arg(&args, "--admin-bootstrap", &bootstrap);
-    create_topics(&admin, std::slice::from_ref(&topic), partitions, rf);
+    create_topics(
+        &admin,
+        std::slice::from_ref(&topic),
+        partitions,
+        rf,
+        &topic_configs,
+    );
     // Start the clock only once every partition has a leader, so no record waits for one.
     if let Err(e) = wait_for_leaders(&bootstrap, |name| name == topic, partitions as usize) {
         eprintln!("{e}");
@@ -536,10 +570,11 @@ fn main() -> std::process::ExitCode {
             // the client's first metadata and a new topic's first replication round are not
             // counted as produce latency.
             for part in 0..partitions {
-                let rec: BaseRecord<(), [u8], usize> =
+                let rec: BaseRecord<[u8], [u8], usize> =
                     BaseRecord::with_opaque_to(&topic, p.context().stamp())
                         .payload(value.as_slice())
                         .partition(part);
+                let rec = if keys > 0 { rec.key(b"k0") } else { rec };
                 if let Err((e, _)) = p.send(rec) {
                     eprintln!("warm-up record: {e}");
                 }
@@ -565,8 +600,13 @@ fn main() -> std::process::ExitCode {
                         continue;
                     }
                 }
-                let rec: BaseRecord<(), [u8], usize> =
+                let key;
+                let mut rec: BaseRecord<[u8], [u8], usize> =
                     BaseRecord::with_opaque_to(&topic, p.context().stamp()).payload(&value);
+                if keys > 0 {
+                    key = format!("k{}", n % keys);
+                    rec = rec.key(key.as_bytes());
+                }
                 match p.send(rec) {
                     Ok(()) => {
                         n += 1;

@@ -121,7 +121,6 @@ fn clean_one(shared: &Shared, p: &Partition, map: &mut OffsetMap) -> bool {
     match p.clean(now_ms(), map, &gate) {
         Ok(Some(stats)) => {
             let secs = started.elapsed().as_secs_f64().max(1e-6);
-            let moved = (stats.mapped_bytes + stats.before_bytes + stats.after_bytes) as f64;
             tracing::info!(
                 tp = %p.tp(),
                 dirty_ratio = format!("{ratio:.2}"),
@@ -132,7 +131,7 @@ fn clean_one(shared: &Shared, p: &Partition, map: &mut OffsetMap) -> bool {
                 segments = stats.groups,
                 cleaned_to = stats.cleaned_to,
                 seconds = format!("{secs:.2}"),
-                mb_per_s = format!("{:.1}", moved / MB / secs),
+                dirty_mb_per_s = format!("{:.1}", stats.mapped_bytes as f64 / MB / secs),
                 abandoned = stats.abandoned,
                 "cleaned log"
             );

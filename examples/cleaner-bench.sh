@@ -4,7 +4,7 @@
 # compacted topic with 3 GB over 100,000 keys, then W1 for 10 s. Broker B (same data, cleaner
 # on): W1 for 10 s started as B comes up, so it runs while the cleaner cleans; then W1 again.
 set -u
-cd /work/main
+cd "$(dirname "$0")/.."
 D=${CLEANER_BENCH_DIR:-/tmp/cleaner-bench}/data; rm -rf $D; mkdir -p $(dirname $D)
 S=target/release/strom; B=target/release/examples/bench
 start() { RUST_LOG=info $S --set log.dirs=$D "$@" > $(dirname $D)/broker-$N.log 2>&1 & PID=$!; sleep 1; }

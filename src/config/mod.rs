@@ -1000,6 +1000,51 @@ mod tests {
     }
 
     #[test]
+    fn cleaner_settings_and_cleanup_policies_are_validated_with_the_setting_named() {
+        let c = Config::from_raw(raw(&[])).expect("defaults");
+        assert!(c.cleaner.enable && c.cleaner.threads == 1);
+        assert_eq!(
+            c.cleaner.io_max_bytes_per_second, None,
+            "Kafka's default: no limit"
+        );
+        assert_eq!(c.log.cleanup, CleanupPolicy::DELETE);
+        assert_eq!(c.log.min_cleanable_ratio, 0.5);
+        for (name, value) in [
+            ("log.cleanup.policy", "shred"),
+            ("log.cleaner.min.cleanable.ratio", "1.5"),
+            ("log.cleaner.io.max.bytes.per.second", "fast"),
+            ("log.cleaner.threads", "0"),
+        ] {
+            let e = Config::from_raw(raw(&[(name, value)])).expect_err(name);
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        let c = Config::from_raw(raw(&[
+            ("log.cleanup.policy", "compact,delete"),
+            ("log.cleaner.io.max.bytes.per.second", "1048576"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            c.log.cleanup,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert_eq!(c.cleaner.io_max_bytes_per_second, Some(1048576.0));
+        let t = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("delete.retention.ms".to_string(), "5".to_string()),
+        ]);
+        let s = log_settings(&c.log, &t);
+        assert_eq!(s.cleanup, CleanupPolicy::COMPACT);
+        assert_eq!(s.delete_retention_ms, 5);
+        assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "compact,nope").is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "-0.1").is_err());
+        assert!(validate_topic_config("max.compaction.lag.ms", "0").is_err());
+    }
+
+    #[test]
     fn retention_and_roll_follow_kafkas_precedence_of_units() {
         let ms = |pairs: &[(&str, &str)]| {
             let c = Config::from_raw(raw(pairs)).expect("valid");

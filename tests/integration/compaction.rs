@@ -210,6 +210,35 @@ fn a_compacted_topic_keeps_each_keys_last_value_at_its_offset_with_every_codec()
         ],
     );
 
+    // DescribeConfigs shows the cleaner's settings and the topics' compaction configs.
+    let described = block_on(admin(&boot).describe_configs(
+        &[
+            ResourceSpecifier::Broker(1),
+            ResourceSpecifier::Topic(&topics[0]),
+        ],
+        &opts(),
+    ))
+    .expect("describe");
+    let value = |i: usize, name: &str| {
+        let r = described[i].as_ref().expect("described");
+        r.get(name).and_then(|e| e.value.clone())
+    };
+    assert_eq!(value(0, "log.cleaner.threads").as_deref(), Some("2"));
+    assert_eq!(value(0, "log.cleaner.enable").as_deref(), Some("true"));
+    assert_eq!(
+        value(0, "log.cleaner.dedupe.buffer.size").as_deref(),
+        Some("134217728")
+    );
+    assert_eq!(value(1, "cleanup.policy").as_deref(), Some("compact"));
+    assert_eq!(
+        value(1, "min.cleanable.dirty.ratio").as_deref(),
+        Some("0.01")
+    );
+    assert_eq!(
+        value(1, "max.compaction.lag.ms").as_deref(),
+        Some("9223372036854775807")
+    );
+
     // A record without a key is refused (INVALID_RECORD, as Kafka answers).
     let p = producer(&boot, &[("acks", "all")]);
     p.send(BaseRecord::<(), _, _>::with_opaque_to(&topics[0], Box::new(u64::MAX)).payload("x"))

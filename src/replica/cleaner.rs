@@ -5,8 +5,9 @@
 //! (`log.cleaner.io.max.bytes.per.second`) and split `log.cleaner.dedupe.buffer.size` between
 //! their key maps; a log is cleaned by one thread at a time.
 //!
-//! Started by `node` as one task that ends when every thread has stopped. At shutdown a pass
-//! stops at its next batch; what it had written is dropped or finished on the next start.
+//! Started by `node` as one task that ends when every thread has stopped (cancelling it, or
+//! dropping it, stops them). At shutdown a pass stops at its next batch; what it had written
+//! is dropped or finished on the next start.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -55,12 +56,13 @@ pub async fn run(
             Err(e) => tracing::error!(error = %e, "cannot start a log cleaner thread"),
         }
     }
-    let _ = tokio::task::spawn_blocking(move || {
-        for h in handles {
-            let _ = h.join();
-        }
-    })
-    .await;
+    // Dropped without being cancelled (the runtime shutting down under a start-up that never
+    // finished): the threads are told to stop all the same. They are waited for here without
+    // the blocking pool, which a runtime's drop would wait on.
+    let _stop_on_drop = shared.token.clone().drop_guard();
+    while handles.iter().any(|h| !h.is_finished()) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -214,6 +214,14 @@ pub fn filter_batch(batch: &[u8], h: &BatchHeader, retain: &Retain, keep_header:
     let Some(records) = parse_records(&section, h) else {
         return Filtered::Whole;
     };
+    if records.is_empty() {
+        // An emptied batch kept earlier: it stays only while it is still its producer's last.
+        return if keep_header {
+            Filtered::Whole
+        } else {
+            Filtered::Dropped
+        };
+    }
     let kept: Vec<&RecordInfo> = records
         .iter()
         .filter(|r| retain.keeps(&section, r))
@@ -233,7 +241,8 @@ pub fn filter_batch(batch: &[u8], h: &BatchHeader, retain: &Retain, keep_header:
 /// A batch with the header of `batch` holding `kept` records: base offset, last offset delta,
 /// producer id, epoch and base sequence unchanged (each record keeps its offset delta), the
 /// record count and (CreateTime) max timestamp recomputed, the body recompressed with the
-/// batch's codec and the CRC-32C recomputed.
+/// batch's codec and the CRC-32C recomputed. An empty batch is written uncompressed, with no
+/// body, as Kafka writes one.
 fn rebuild(batch: &[u8], h: &BatchHeader, section: &[u8], kept: &[&RecordInfo]) -> Option<Vec<u8>> {
     let mut raw = Vec::with_capacity(kept.iter().map(|r| r.bytes.len()).sum());
     for r in kept {
@@ -242,9 +251,14 @@ fn rebuild(batch: &[u8], h: &BatchHeader, section: &[u8], kept: &[&RecordInfo]) 
     let xerial = batch
         .get(HEADER_LEN..)
         .is_some_and(|b| b.starts_with(XERIAL_MAGIC));
-    let body = compress(h.compression(), &raw, xerial)?;
+    let codec = if kept.is_empty() { 0 } else { h.compression() };
+    let body = compress(codec, &raw, xerial)?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(batch.get(..HEADER_LEN)?);
+    if kept.is_empty() {
+        let attributes = h.attributes & !0x7;
+        out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    }
     out.extend_from_slice(&body);
     let len = i32::try_from(out.len() - LOG_OVERHEAD).ok()?;
     out[8..12].copy_from_slice(&len.to_be_bytes());
@@ -469,7 +483,7 @@ mod tests {
     fn whole_dropped_and_kept_empty_batches() {
         let b = encode_batch(
             &[kv("a", Some("1"), 1), kv("b", Some("2"), 2)],
-            Compression::None,
+            Compression::Zstd,
         )
         .expect("encode")
         .to_vec();
@@ -486,6 +500,13 @@ mod tests {
         };
         let eh = validate(&empty, usize::MAX).expect("valid")[0].0;
         assert_eq!((eh.record_count, eh.last_offset_delta), (0, 1));
+        assert_eq!(eh.compression(), 0, "an empty batch is uncompressed");
+        // Once it is no longer its producer's last, a later pass drops it.
+        assert_eq!(filter_batch(&empty, &eh, &all_newer, true), Filtered::Whole);
+        assert_eq!(
+            filter_batch(&empty, &eh, &all_newer, false),
+            Filtered::Dropped
+        );
         // Records after the map stay whatever the map says.
         let unmapped = Retain::new(&map, 0, 0);
         assert_eq!(filter_batch(&b, &h, &unmapped, false), Filtered::Whole);

@@ -59,6 +59,9 @@ struct Inner {
     epochs: EpochCache,
     producers: ProducerState,
     cleaner: cleaning::CleanerState,
+    /// Counts truncations, resets and removal: a cleaning pass that saw it move records
+    /// nothing.
+    changes: u64,
 }
 
 /// What a leader append did.
@@ -253,6 +256,7 @@ impl PartitionLog {
                 epochs,
                 producers,
                 cleaner,
+                changes: 0,
             }),
         };
         Ok((log, report))
@@ -437,6 +441,7 @@ impl PartitionLog {
             .epochs
             .save(&self.dir.join("leader-epoch-checkpoint"))?;
         inner.cleaner.truncated(end);
+        inner.changes += 1;
         inner.cleaner.persist(&self.dir)?;
         inner.producers = rebuild_producers(&self.dir, &inner.segments, inner.log_start, end)?;
         let recovery = read_checkpoint(&self.dir.join("recovery-point")).unwrap_or(0);
@@ -464,6 +469,7 @@ impl PartitionLog {
         inner.epochs = EpochCache::default();
         inner.producers = ProducerState::default();
         inner.cleaner.truncated(start);
+        inner.changes += 1;
         inner.cleaner.persist(&self.dir)?;
         let _ = std::fs::remove_file(self.dir.join("producer-snapshot"));
         inner
@@ -772,6 +778,7 @@ impl PartitionLog {
     pub fn remove(&self) -> Result<(), LogError> {
         let mut inner = self.lock();
         inner.segments.clear();
+        inner.changes += 1;
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -8,12 +8,14 @@
 //! groups (`compact::group_segments`), keeping per batch what `compact::filter_batch` keeps.
 //!
 //! Crash safety, with files beside the segments:
-//! - `cleaning/`: a group being written (segment files named by the group's first base).
-//!   Removed on start: the old segments are still whole.
-//! - `swap/`: the same directory after its contents were fsynced, renamed in one step — the
-//!   commit point. Old segments of the group are then deleted and the new files moved in (the
-//!   log file last). On start a `swap/` is finished: old segments in its offset range are
-//!   deleted and its files moved in.
+//! - `cleaning/`: a group being written (segment files named by the group's first base, and
+//!   `group-end`: the offset after the group's old segments). Removed on start: the old
+//!   segments are still whole.
+//! - `swap/`: the same directory once its contents were fsynced and, under the log lock, the
+//!   group's segments were found unchanged — renamed in one step, the commit point. Old
+//!   segments of the group are then deleted and the new files moved in (the log file last),
+//!   still under the lock. On start a `swap/` is finished: old segments in `[base, group-end)`
+//!   are deleted and its files moved in.
 //! - `cleaner-checkpoint`: how far the log is clean and when each pass ended (the tombstone
 //!   horizon). Losing it only costs a pass over data already clean.
 
@@ -37,6 +39,7 @@ use crate::types::Offset;
 const STAGED: &str = "cleaning";
 const SWAP: &str = "swap";
 const CHECKPOINT: &str = "cleaner-checkpoint";
+const GROUP_END: &str = "group-end";
 /// How far one batch is decompressed while mapping keys (as in `compact`).
 const RECORDS_LIMIT: usize = 64 << 20;
 
@@ -141,6 +144,8 @@ struct Plan {
     tombstone_horizon: Offset,
     settings: LogDefaults,
     dirtiness: Dirtiness,
+    /// The log's truncation count when planned: a pass that saw it move records nothing.
+    changes: u64,
 }
 
 /// Stops a pass when the cleaner is told to (shutdown); also counts I/O for the rate limit.
@@ -227,6 +232,7 @@ impl PartitionLog {
             tombstone_horizon,
             settings,
             dirtiness,
+            changes: inner.changes,
         })
     }
 
@@ -272,12 +278,18 @@ impl PartitionLog {
             stats.after_bytes += after;
             stats.groups += 1;
             let spans: Vec<SegmentSpan> = members.iter().map(|(s, _)| *s).collect();
-            if !self.swap_in(&spans)? {
+            if !self.swap_in(&spans, plan.settings.index_interval_bytes)? {
                 stats.abandoned = true;
                 return Ok(Some(stats));
             }
         }
         let mut inner = self.lock();
+        if inner.changes != plan.changes {
+            // Truncated or reset meanwhile: what this pass mapped may be gone; the next pass
+            // maps again from the clamped `cleaned_to`.
+            stats.abandoned = true;
+            return Ok(Some(stats));
+        }
         let state = &mut inner.cleaner;
         state.cleaned_to = state.cleaned_to.max(map_end);
         state.oldest_tombstone = retain.oldest_tombstone.get();
@@ -288,8 +300,7 @@ impl PartitionLog {
         Ok(Some(stats))
     }
 
-    /// Writes one group's cleaned segment into `cleaning/` and commits it as `swap/`. Returns
-    /// its size.
+    /// Writes one group's cleaned segment into `cleaning/`, fsynced. Returns its size.
     fn write_group(
         &self,
         members: &[(SegmentSpan, Arc<File>)],
@@ -337,16 +348,22 @@ impl PartitionLog {
         out.flush()?;
         let size = out.size;
         drop(out);
+        let group_end = members.last().map_or(0, |(s, _)| s.next_offset);
+        crate::storage::replace_file(
+            &staged.join(GROUP_END),
+            group_end.to_string().as_bytes(),
+            true,
+        )?;
         crate::storage::sync_dir(&staged)?;
-        std::fs::rename(&staged, self.dir.join(SWAP))?;
-        crate::storage::sync_dir(&self.dir)?;
         Ok(size)
     }
 
-    /// Replaces the group's segments by the committed `swap/` segment, unless the log changed
-    /// under the pass (then the swap is dropped and false returned).
-    fn swap_in(&self, group: &[SegmentSpan]) -> Result<bool, LogError> {
-        let index_interval = self.settings().index_interval_bytes;
+    /// Replaces the group's segments by the one written in `cleaning/`, unless the log changed
+    /// under the pass (then the work is dropped and false returned). Under the log lock: the
+    /// check, the commit (`cleaning/` → `swap/`), the file moves, and the new segment opened
+    /// before the old ones leave the map — an I/O error leaves the map as it was (the old
+    /// segments' open files still read) and the next start finishes the swap.
+    fn swap_in(&self, group: &[SegmentSpan], index_interval: u64) -> Result<bool, LogError> {
         let mut inner = self.lock();
         let unchanged = group.iter().all(|g| {
             inner
@@ -357,17 +374,20 @@ impl PartitionLog {
         let active = inner.segments.keys().next_back().copied();
         if !unchanged || group.iter().any(|g| Some(g.base) == active) {
             drop(inner);
-            remove_dir_if_any(&self.dir.join(SWAP))?;
+            remove_dir_if_any(&self.dir.join(STAGED))?;
             return Ok(false);
         }
+        std::fs::rename(self.dir.join(STAGED), self.dir.join(SWAP))?;
+        crate::storage::sync_dir(&self.dir)?;
         for g in group {
-            if let Some(seg) = inner.segments.remove(&g.base) {
-                seg.delete()?;
-            }
+            delete_files(&self.dir, g.base)?;
         }
         let base = group[0].base;
         move_in(&self.dir, base)?;
         let (seg, _) = Segment::open(&self.dir, base, false, index_interval)?;
+        for g in group {
+            inner.segments.remove(&g.base);
+        }
         inner.segments.insert(base, seg);
         Ok(true)
     }
@@ -456,10 +476,13 @@ pub(super) fn recover(dir: &Path, index_interval: u64) -> Result<bool, LogError>
     if !swap.is_dir() {
         return Ok(false);
     }
+    let group_end = std::fs::read_to_string(swap.join(GROUP_END))
+        .ok()
+        .and_then(|t| t.trim().parse::<Offset>().ok());
     for base in segment_bases(&swap)? {
         // Re-validated and re-indexed: an index may already have been moved out.
         let (seg, _) = Segment::open(&swap, base, true, index_interval)?;
-        let end = seg.next_offset;
+        let end = group_end.unwrap_or(seg.next_offset).max(seg.next_offset);
         drop(seg);
         for old in segment_bases(dir)? {
             if old == base || (old > base && old < end) {

@@ -69,6 +69,123 @@ enum Command {
     /// SCRAM users: add (or change the password), list, remove.
     #[command(subcommand)]
     User(UserCommand),
+    /// Topics: create, list, describe, alter-config, add-partitions, delete.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Write stdin's lines to a topic, one record each.
+    Produce {
+        /// The topic.
+        topic: String,
+        /// Split each line into key and value at the first occurrence of this.
+        #[arg(long, short = 'K')]
+        key_separator: Option<String>,
+        /// A header on every record, name=value; repeatable.
+        #[arg(long = "header", short = 'H', value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// Write every record to this partition (default: by key as Kafka's clients do, keyless
+        /// lines round-robin).
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// 0, 1 or -1 (all).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        acks: i16,
+        /// none, gzip, snappy, lz4 or zstd.
+        #[arg(long, default_value = "none")]
+        compression: String,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Print a topic's records (every partition).
+    Consume {
+        /// The topic.
+        topic: String,
+        /// Start from this group's committed offsets and commit where it stopped (a
+        /// standalone commit: the group must have no active members).
+        #[arg(long, short = 'g')]
+        group: Option<String>,
+        /// Start where there are no committed offsets: at the beginning (default: the end).
+        #[arg(long)]
+        from_beginning: bool,
+        /// Start every partition at this offset.
+        #[arg(long, short = 'o', allow_hyphen_values = true)]
+        offset: Option<i64>,
+        /// Stop after this many records.
+        #[arg(long, short = 'n')]
+        num: Option<usize>,
+        /// Stop at the end of every partition (as of the start).
+        #[arg(long, short = 'e')]
+        exit_at_end: bool,
+        /// How each record is printed: %k key, %v value, %p partition, %o offset, %t
+        /// timestamp, %h headers, \n, \t.
+        #[arg(long, short = 'f', default_value = "%v\\n")]
+        format: String,
+        /// One JSON object per record instead.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        reach: Reach,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Partitions (default: the broker's num.partitions).
+        #[arg(long, short = 'p', default_value_t = -1, allow_hyphen_values = true)]
+        partitions: i32,
+        /// Replication factor (default: the broker's default.replication.factor).
+        #[arg(long, short = 'r', default_value_t = -1, allow_hyphen_values = true)]
+        replication_factor: i16,
+        /// A topic config, name=value; repeatable.
+        #[arg(long = "config", short = 'c', value_name = "NAME=VALUE")]
+        configs: Vec<String>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Every topic with its partition count and replication factor.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// A topic's partitions (leader, epoch, replicas, ISR) and the configs set on it.
+    Describe {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Set or delete topic configs.
+    AlterConfig {
+        name: String,
+        /// name=value; repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// A config to return to its default; repeatable.
+        #[arg(long = "delete", value_name = "NAME")]
+        delete: Vec<String>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Grow a topic to this many partitions.
+    AddPartitions {
+        name: String,
+        /// The new total.
+        #[arg(long)]
+        total: i32,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Delete a topic.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        reach: Reach,
+    },
 }
 
 /// How the tools reach a secured cluster: Kafka client properties, as Kafka's tools take them.
@@ -390,6 +507,91 @@ fn main() -> std::process::ExitCode {
             };
             report(r)
         }
+        Some(Command::Topic(cmd)) => {
+            use strom::tools::topic;
+            report(match cmd {
+                TopicCommand::Create {
+                    name,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    reach: r,
+                } => reach(&r).and_then(|b| {
+                    topic::create(&b, &name, partitions, replication_factor, &configs)
+                }),
+                TopicCommand::List { json, reach: r } => {
+                    reach(&r).and_then(|b| topic::list(&b, json))
+                }
+                TopicCommand::Describe {
+                    name,
+                    json,
+                    reach: r,
+                } => reach(&r).and_then(|b| topic::describe(&b, &name, json)),
+                TopicCommand::AlterConfig {
+                    name,
+                    set,
+                    delete,
+                    reach: r,
+                } => reach(&r).and_then(|b| topic::alter_config(&b, &name, &set, &delete)),
+                TopicCommand::AddPartitions {
+                    name,
+                    total,
+                    reach: r,
+                } => reach(&r).and_then(|b| topic::add_partitions(&b, &name, total)),
+                TopicCommand::Delete { name, reach: r } => {
+                    reach(&r).and_then(|b| topic::delete(&b, &name))
+                }
+            })
+        }
+        Some(Command::Produce {
+            topic,
+            key_separator,
+            headers,
+            partition,
+            acks,
+            compression,
+            reach: r,
+        }) => {
+            let o = strom::tools::data::ProduceOptions {
+                topic,
+                key_separator,
+                headers,
+                partition,
+                acks,
+                compression,
+            };
+            summary(
+                reach(&r)
+                    .and_then(|b| strom::tools::data::produce(&b, &o, std::io::stdin().lock())),
+            )
+        }
+        Some(Command::Consume {
+            topic,
+            group,
+            from_beginning,
+            offset,
+            num,
+            exit_at_end,
+            format,
+            json,
+            reach: r,
+        }) => {
+            let o = strom::tools::data::ConsumeOptions {
+                topic,
+                group,
+                from_beginning,
+                offset,
+                count: num,
+                exit_at_end,
+                format,
+                json,
+            };
+            summary(
+                reach(&r).and_then(|b| {
+                    strom::tools::data::consume(&b, &o, &mut std::io::stdout().lock())
+                }),
+            )
+        }
         Some(Command::Cluster(ClusterCommand::Status { reach: r })) => {
             report(reach(&r).and_then(|b| strom::tools::cluster_status(&b)))
         }
@@ -482,6 +684,17 @@ fn reach(r: &Reach) -> anyhow::Result<String> {
         strom::tools::use_command_config(path)?;
     }
     Ok(r.bootstrap.clone())
+}
+
+/// A data tool's summary goes to stderr (its records went to stdout), or its error.
+fn summary(r: anyhow::Result<String>) -> std::process::ExitCode {
+    match r {
+        Ok(text) => {
+            eprint!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => report(Err(e)),
+    }
 }
 
 /// Prints a tool's answer, or its error on stderr.

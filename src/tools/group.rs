@@ -33,12 +33,12 @@ pub enum ResetTo {
 }
 
 /// Brokers (id → host:port) and, for `topics`, each partition's leader.
-struct Layout {
-    brokers: HashMap<i32, String>,
-    leaders: BTreeMap<(String, i32), i32>,
+pub(super) struct Layout {
+    pub(super) brokers: HashMap<i32, String>,
+    pub(super) leaders: BTreeMap<(String, i32), i32>,
 }
 
-fn layout(c: &mut Client, topics: Option<&[String]>) -> anyhow::Result<Layout> {
+pub(super) fn layout(c: &mut Client, topics: Option<&[String]>) -> anyhow::Result<Layout> {
     let req = MetadataRequest::default()
         .with_allow_auto_topic_creation(false)
         .with_topics(topics.map(|ts| {
@@ -69,7 +69,7 @@ fn layout(c: &mut Client, topics: Option<&[String]>) -> anyhow::Result<Layout> {
 }
 
 /// The offset at `timestamp` (-1 latest, -2 earliest) of each partition, asked of its leader.
-fn offsets_at(
+pub(super) fn offsets_at(
     layout: &Layout,
     partitions: &[(String, i32)],
     timestamp: i64,
@@ -147,13 +147,18 @@ fn coordinator(c: &mut Client, group: &str) -> anyhow::Result<Client> {
 
 /// Committed offsets of `group`: (topic, partition) → offset.
 fn committed(coord: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let r: OffsetFetchResponse = coord.call(
-        ApiKey::OffsetFetch,
-        7,
-        &OffsetFetchRequest::default()
-            .with_group_id(GroupId(s(group)))
-            .with_topics(None),
-    )?;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(None);
+    let mut r: OffsetFetchResponse = coord.call(ApiKey::OffsetFetch, 7, &req)?;
+    // COORDINATOR_LOAD_IN_PROGRESS while a new coordinator replays its log: wait (10 s at most).
+    for _ in 0..100 {
+        if r.error_code != 14 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        r = coord.call(ApiKey::OffsetFetch, 7, &req)?;
+    }
     anyhow::ensure!(
         r.error_code == 0,
         "OffsetFetch: error code {}",
@@ -324,6 +329,38 @@ pub fn reset_offsets(
         out.push_str("(dry run: add --execute to commit these offsets)\n");
         return Ok(out);
     }
+    commit(&mut coord, group, topic, &targets)?;
+    out.push_str("offsets committed\n");
+    Ok(out)
+}
+
+/// The committed offsets of `group`, asked of its coordinator.
+pub(super) fn committed_offsets(
+    c: &mut Client,
+    group: &str,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    let mut coord = coordinator(c, group)?;
+    committed(&mut coord, group)
+}
+
+/// Commits `offsets` of `topic` for `group` as a standalone commit (no generation: the group
+/// must have no active members).
+pub(super) fn commit_offsets(
+    c: &mut Client,
+    group: &str,
+    topic: &str,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<()> {
+    let mut coord = coordinator(c, group)?;
+    commit(&mut coord, group, topic, offsets)
+}
+
+fn commit(
+    coord: &mut Client,
+    group: &str,
+    topic: &str,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<()> {
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id_or_member_epoch(-1)
@@ -331,7 +368,7 @@ pub fn reset_offsets(
         .with_topics(vec![OffsetCommitRequestTopic::default()
             .with_name(TopicName(s(topic)))
             .with_partitions(
-                targets
+                offsets
                     .iter()
                     .map(|((_, p), o)| {
                         OffsetCommitRequestPartition::default()
@@ -347,7 +384,7 @@ pub fn reset_offsets(
                 0 => {}
                 // UNKNOWN_MEMBER_ID / REBALANCE_IN_PROGRESS: the group has members.
                 25 | 27 => anyhow::bail!(
-                    "group {group} has active members; stop its consumers before resetting offsets"
+                    "group {group} has active members; stop its consumers before committing offsets"
                 ),
                 code => anyhow::bail!(
                     "OffsetCommit {topic}-{}: error code {code}",
@@ -356,6 +393,5 @@ pub fn reset_offsets(
             }
         }
     }
-    out.push_str("offsets committed\n");
-    Ok(out)
+    Ok(())
 }

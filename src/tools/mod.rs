@@ -1,10 +1,13 @@
 //! Command-line tools that talk to a running cluster as a Kafka client would
-//! (`strom cluster status`, `strom group ...`, `strom acl ...`, `strom user ...`). A small
+//! (`strom cluster status`, `strom group ...`, `strom topic ...`, `strom produce`, `strom consume`,
+//! `strom acl ...`, `strom user ...`). A small
 //! blocking client over the `kafka-protocol` codecs; with `--command-config` (Kafka client
 //! properties, read once by `use_command_config`) it speaks TLS and SASL.
 
+pub mod data;
 pub mod group;
 pub mod security;
+pub mod topic;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -194,6 +197,20 @@ impl Client {
             Conn::Plain(s) => Some(s),
             Conn::Tls(_) => None,
         }
+    }
+
+    /// Sends one request that has no response (Produce with acks=0).
+    pub fn send_only<Req: Encodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> anyhow::Result<()> {
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        let frame = protocol::encode_request(key, version, correlation, "strom-cli", req)?;
+        self.stream.write_all(&frame)?;
+        Ok(self.stream.flush()?)
     }
 
     /// Sends one request at `version` and reads its response.

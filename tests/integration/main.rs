@@ -24,5 +24,6 @@ mod replication;
 mod security;
 mod sweep;
 mod timestamps;
+mod topic_tools;
 mod wire;
 mod zero_copy;

@@ -1018,3 +1018,36 @@ fn a_client_spoofing_a_stalled_followers_replica_id_cannot_keep_it_in_the_isr() 
         "{refused} spoofed fetches refused; follower {follower} left the ISR after {shrunk:?}"
     );
 }
+
+/// A SIGTERM while start-up still waits for the quorum (one voter of three) ends the process
+/// at once: every background task, the log cleaner's threads too, stops with the runtime.
+#[test]
+fn a_sigterm_during_start_up_ends_the_process() {
+    let mut cluster = Cluster::new(3, &[]);
+    let node = cluster.node(1);
+    node.spawn();
+    // Inside the wait for a registration that cannot happen without a quorum.
+    std::thread::sleep(Duration::from_millis(1_000));
+    let pid = node.pid().expect("running") as i32;
+    crate::harness::signal(pid, libc::SIGTERM);
+    let mut status = None;
+    wait_until_quietly(Duration::from_secs(15), || {
+        status = node.exited();
+        status.is_some()
+    });
+    node.kill();
+    let status = status.expect("strom still running 15 s after SIGTERM during start-up");
+    assert!(status.success(), "{status}");
+}
+
+/// Polls `f` every 50 ms until it holds or `timeout` passes; whether it held.
+fn wait_until_quietly(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

@@ -99,8 +99,8 @@ enum Command {
     Consume {
         /// The topic.
         topic: String,
-        /// Start from this group's committed offsets and commit where it stopped (a
-        /// standalone commit: the group must have no active members).
+        /// Join this consumer group: read the partitions it assigns this member, from the
+        /// group's committed offsets, and commit where it stopped.
         #[arg(long, short = 'g')]
         group: Option<String>,
         /// Start where there are no committed offsets: at the beginning (default: the end).

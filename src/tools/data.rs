@@ -4,10 +4,11 @@
 //! Produce reads stdin lines (`--key-separator` splits key from value), places them with
 //! Kafka's default partitioner (murmur2 of the key; keyless lines round-robin) unless
 //! `--partition` says, and sends one batch per partition per 1,000 lines. Consume reads every
-//! partition from `--offset`, the group's committed offsets (`-g`, committed back when it
-//! stops — a standalone commit, so the group must have no active members), the beginning
-//! (`--from-beginning`) or the end, prints each record with a format string or as JSON, and
-//! stops after `-n` records or, with `--exit-at-end`, at the end of every partition.
+//! partition — or, with `-g`, joins the group (`member.rs`) and reads the partitions it is
+//! assigned, committing where it stopped — from `--offset`, the group's committed offsets,
+//! the beginning (`--from-beginning`) or the end, prints each record with a format string or
+//! as JSON, and stops after `-n` records or, with `--exit-at-end`, at the end of every
+//! partition it reads.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -24,7 +25,8 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use super::group::{commit_offsets, committed_offsets, layout, offsets_at, Layout};
+use super::group::{commit_with, committed, coordinator, layout, offsets_at, Layout};
+use super::member::Member;
 use super::Client;
 
 fn s(v: &str) -> StrBytes {
@@ -305,24 +307,20 @@ pub fn consume(bootstrap: &str, o: &ConsumeOptions, out: &mut dyn Write) -> anyh
         .collect();
     anyhow::ensure!(!tps.is_empty(), "no topic {}", o.topic);
     let ends = offsets_at(&lay, &tps, -1)?;
-    let mut positions: BTreeMap<i32, i64> = match (o.offset, &o.group) {
-        (Some(n), _) => tps.iter().map(|(_, p)| (*p, n)).collect(),
-        (None, group) => {
-            let committed = match group {
-                Some(g) => committed_offsets(&mut c, g)?,
-                None => BTreeMap::new(),
-            };
-            let fallback = offsets_at(&lay, &tps, if o.from_beginning { -2 } else { -1 })?;
-            tps.iter()
-                .map(|tp| {
-                    (
-                        tp.1,
-                        committed.get(tp).or(fallback.get(tp)).copied().unwrap_or(0),
-                    )
-                })
-                .collect()
+    let all: Vec<i32> = tps.iter().map(|(_, p)| *p).collect();
+    // With a group: join it, and read only the partitions it assigns this member.
+    let mut member = match &o.group {
+        Some(g) => {
+            let (m, mine) = Member::join(coordinator(&mut c, g)?, g, &o.topic, &all)?;
+            Some((m, mine))
         }
+        None => None,
     };
+    let mut positions = match &mut member {
+        Some((m, mine)) => start_positions(&lay, o, mine, Some(&mut m.coord))?,
+        None => start_positions(&lay, o, &all, None)?,
+    };
+    let mut member = member.map(|(m, _)| m);
     let mut read = 0usize;
     let done = |read: usize, positions: &BTreeMap<i32, i64>| {
         o.count.is_some_and(|n| read >= n)
@@ -333,6 +331,16 @@ pub fn consume(bootstrap: &str, o: &ConsumeOptions, out: &mut dyn Write) -> anyh
     };
     let mut idle_since = Instant::now();
     while !done(read, &positions) {
+        if let Some(m) = member.as_mut() {
+            if m.heartbeat_if_due()? {
+                // A rebalance: commit what was read (refused if the generation already
+                // moved on), rejoin, and go on from the group's offsets.
+                let _ = commit_as(m, &o.topic, &positions);
+                let mine = m.rejoin(&o.topic, &all)?;
+                positions = start_positions(&lay, o, &mine, Some(&mut m.coord))?;
+                continue;
+            }
+        }
         let mut got_any = false;
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for p in positions.keys() {
@@ -416,14 +424,52 @@ pub fn consume(bootstrap: &str, o: &ConsumeOptions, out: &mut dyn Write) -> anyh
         }
     }
     out.flush()?;
-    if let Some(g) = &o.group {
-        let offsets: BTreeMap<(String, i32), i64> = positions
-            .iter()
-            .map(|(p, at)| ((o.topic.clone(), *p), *at))
-            .collect();
-        commit_offsets(&mut c, g, &o.topic, &offsets)?;
+    if let Some(mut m) = member {
+        commit_as(&mut m, &o.topic, &positions)?;
+        m.leave()?;
     }
     Ok(format!("consumed {read} records from {}\n", o.topic))
+}
+
+/// Where reading starts for `parts`: `--offset`, else the group's committed offsets (asked of
+/// `coord`), else the beginning (`--from-beginning`) or the end.
+fn start_positions(
+    lay: &Layout,
+    o: &ConsumeOptions,
+    parts: &[i32],
+    coord: Option<&mut Client>,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    if let Some(n) = o.offset {
+        return Ok(parts.iter().map(|p| (*p, n)).collect());
+    }
+    let tps: Vec<(String, i32)> = parts.iter().map(|p| (o.topic.clone(), *p)).collect();
+    if tps.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let committed = match (coord, &o.group) {
+        (Some(coord), Some(g)) => committed(coord, g)?,
+        _ => BTreeMap::new(),
+    };
+    let fallback = offsets_at(lay, &tps, if o.from_beginning { -2 } else { -1 })?;
+    Ok(tps
+        .iter()
+        .map(|tp| {
+            (
+                tp.1,
+                committed.get(tp).or(fallback.get(tp)).copied().unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+/// Commits `positions` as `m`, with its generation.
+fn commit_as(m: &mut Member, topic: &str, positions: &BTreeMap<i32, i64>) -> anyhow::Result<()> {
+    let offsets: BTreeMap<(String, i32), i64> = positions
+        .iter()
+        .map(|(p, at)| ((topic.to_string(), *p), *at))
+        .collect();
+    let (group, member, generation) = (m.group.clone(), m.member_id.clone(), m.generation);
+    commit_with(&mut m.coord, &group, generation, &member, topic, &offsets)
 }
 
 fn text(b: &Option<Bytes>) -> String {

@@ -128,7 +128,7 @@ pub(super) fn offsets_at(
 }
 
 /// A connection to the group's coordinator.
-fn coordinator(c: &mut Client, group: &str) -> anyhow::Result<Client> {
+pub(super) fn coordinator(c: &mut Client, group: &str) -> anyhow::Result<Client> {
     for _ in 0..50 {
         let r: FindCoordinatorResponse = c.call(
             ApiKey::FindCoordinator,
@@ -146,7 +146,10 @@ fn coordinator(c: &mut Client, group: &str) -> anyhow::Result<Client> {
 }
 
 /// Committed offsets of `group`: (topic, partition) → offset.
-fn committed(coord: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+pub(super) fn committed(
+    coord: &mut Client,
+    group: &str,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
     let req = OffsetFetchRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_topics(None);
@@ -334,37 +337,29 @@ pub fn reset_offsets(
     Ok(out)
 }
 
-/// The committed offsets of `group`, asked of its coordinator.
-pub(super) fn committed_offsets(
-    c: &mut Client,
-    group: &str,
-) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let mut coord = coordinator(c, group)?;
-    committed(&mut coord, group)
-}
-
-/// Commits `offsets` of `topic` for `group` as a standalone commit (no generation: the group
-/// must have no active members).
-pub(super) fn commit_offsets(
-    c: &mut Client,
-    group: &str,
-    topic: &str,
-    offsets: &BTreeMap<(String, i32), i64>,
-) -> anyhow::Result<()> {
-    let mut coord = coordinator(c, group)?;
-    commit(&mut coord, group, topic, offsets)
-}
-
 fn commit(
     coord: &mut Client,
     group: &str,
     topic: &str,
     offsets: &BTreeMap<(String, i32), i64>,
 ) -> anyhow::Result<()> {
+    commit_with(coord, group, -1, "", topic, offsets)
+}
+
+/// Commits `offsets` of `topic` for `group` as `member` of `generation` (-1 and "": a
+/// standalone commit, refused while the group has members).
+pub(super) fn commit_with(
+    coord: &mut Client,
+    group: &str,
+    generation: i32,
+    member: &str,
+    topic: &str,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<()> {
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(s(""))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
         .with_topics(vec![OffsetCommitRequestTopic::default()
             .with_name(TopicName(s(topic)))
             .with_partitions(

@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod group;
+mod member;
 pub mod security;
 pub mod topic;
 

@@ -159,6 +159,27 @@ fn topic_tools_produce_and_consume_round_trip_keys_and_headers_on_three_nodes() 
         "",
     );
     assert!(again.0 && again.1.is_empty(), "{again:?}");
+    // `-g` makes the tool a member: while it reads, the group is Stable with it as the one
+    // member, assigned every partition.
+    let mut live = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["consume", "tools", "-g", "live", "--bootstrap", b])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("consume");
+    let mut described = String::new();
+    crate::harness::wait_until(
+        "the tool to join the group",
+        Duration::from_secs(20),
+        || {
+            described = ok(&["group", "describe", "live", "--bootstrap", b], "");
+            described.contains("state Stable") && described.contains("1 member(s)")
+        },
+    );
+    assert!(described.contains("consumer range"), "{described}");
+    let _ = live.kill();
+    let _ = live.wait();
+
     // A format string, and -n.
     let first = ok(
         &[

@@ -139,7 +139,7 @@ impl Member {
                     continue;
                 }
                 // Loading, not available, not the coordinator yet: a moment later.
-                14 | 15 | 16 => {
+                14..=16 => {
                     std::thread::sleep(Duration::from_millis(200));
                     continue;
                 }

@@ -29,6 +29,8 @@ pub struct NodeSpec {
     pub port: u16,
     pub controller_port: u16,
     pub log_dir: PathBuf,
+    /// The HTTP admin listener's port (on `host`); `None` turns it off.
+    pub admin_port: Option<u16>,
 }
 
 impl NodeSpec {
@@ -48,6 +50,10 @@ impl NodeSpec {
             host = self.host
         ));
         sets.push(format!("log.dirs={}", self.log_dir.display()));
+        sets.push(match self.admin_port {
+            Some(p) => format!("admin.http.listener={}:{p}", self.host),
+            None => "admin.http.listener=".to_string(),
+        });
         std::iter::once("serve".to_string())
             .chain(sets.into_iter().flat_map(|s| ["--set".to_string(), s]))
             .collect()
@@ -92,6 +98,7 @@ impl Layout {
             port,
             controller_port,
             log_dir,
+            admin_port: None,
         }
     }
 }
@@ -235,7 +242,9 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
         });
     }
     let spawn = |i: u16| -> anyhow::Result<Child> {
-        let spec = layout.spec(i32::from(i), opts.data.join(format!("node-{i}")));
+        let mut spec = layout.spec(i32::from(i), opts.data.join(format!("node-{i}")));
+        // 9644, 9744, ... beside the default client ports 9092, 9192, ...
+        spec.admin_port = spec.port.checked_add(552);
         let mut cmd = Command::new(&exe);
         cmd.args(spec.serve_args());
         for s in &opts.sets {
@@ -360,11 +369,13 @@ mod tests {
             port: 9192,
             controller_port: 9193,
             log_dir: PathBuf::from("/d/node-2"),
+            admin_port: Some(9744),
         };
         assert_eq!(
             spec.serve_args().join(" "),
             "serve --set node.id=2 --set controller.quorum.voters=1@h:9093,2@h:9193 \
-             --set listeners=PLAINTEXT://h:9192,CONTROLLER://h:9193 --set log.dirs=/d/node-2"
+             --set listeners=PLAINTEXT://h:9192,CONTROLLER://h:9193 --set log.dirs=/d/node-2 \
+             --set admin.http.listener=h:9744"
         );
     }
 

@@ -11,6 +11,7 @@ pub mod dev;
 pub mod fuzz;
 pub mod group;
 pub mod handlers;
+pub mod http;
 pub mod metadata;
 pub mod node;
 pub mod protocol;

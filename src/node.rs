@@ -282,6 +282,15 @@ impl Node {
                 connections.clone(),
             ));
         }
+        if let Some(listener) = crate::http::bind(&config).await {
+            let sources = Arc::new(crate::http::Sources {
+                config: config.clone(),
+                replicas: replicas.clone(),
+                controller: handle.clone(),
+                connections: open_connections.clone(),
+            });
+            tasks.spawn(crate::http::serve(listener, sources, serving.child_token()));
+        }
         tracing::info!(
             node_id = config.node_id,
             cluster_id = %handle.image().cluster_id,

@@ -170,6 +170,8 @@ pub struct Config {
     pub leader_imbalance_check_ms: u64,
     pub groups: GroupSettings,
     pub cleaner: CleanerSettings,
+    /// `admin.http.listener`: where `/metrics`, `/health` and `/ready` are served (None: off).
+    pub admin_http: Option<std::net::SocketAddr>,
     /// Consumer fetches send record data with sendfile.
     pub fetch_zero_copy: bool,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
@@ -798,6 +800,20 @@ impl Config {
                     "expected a positive number".into(),
                 )
             })?;
+        let admin_http = match get("admin.http.listener").trim() {
+            "" => None,
+            addr => Some(
+                std::net::ToSocketAddrs::to_socket_addrs(addr)
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        invalid(
+                            "admin.http.listener",
+                            "expected host:port, or empty to turn it off".into(),
+                        )
+                    })?,
+            ),
+        };
         let cleaner = CleanerSettings {
             enable: get("log.cleaner.enable") == "true",
             threads: int("log.cleaner.threads") as usize,
@@ -844,6 +860,7 @@ impl Config {
             auto_create_topics: get("auto.create.topics.enable") == "true",
             log,
             cleaner,
+            admin_http,
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
             retention_check_interval_ms: int("log.retention.check.interval.ms") as u64,
             flush_check_interval_ms: int("log.flush.scheduler.interval.ms") as u64,

@@ -188,6 +188,11 @@ pub const SETTINGS: &[Setting] = &[
         "Start writing a segment's new data to disk (asynchronously, no fsync) every this many bytes appended; smooths writeback so appends do not stall at the kernel's dirty threshold. 0: leave it to the kernel.",
     ),
     text(
+        "admin.http.listener",
+        "127.0.0.1:9644",
+        "host:port of the HTTP admin listener (/metrics in Prometheus text, /health, /ready); empty turns it off.",
+    ),
+    text(
         "log.cleanup.policy",
         "delete",
         "Default cleanup.policy of topics: `delete` (retention), `compact` (keep the latest record per key) or `compact,delete`.",

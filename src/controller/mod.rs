@@ -338,6 +338,11 @@ impl Handle {
             && m.current_leader == Some(self.config.node_id as RaftNodeId)
     }
 
+    /// The Raft term this node is in.
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
     /// The last metadata log index applied to this node's image.
     pub fn applied_index(&self) -> u64 {
         self.raft

@@ -249,6 +249,11 @@ fn read_all(slots: &[Slot], params: &FetchParams) -> (Vec<PartitionRead>, usize)
             Ok(None) => read.records = Some(Part::Bytes(bytes::Bytes::new())),
             Ok(Some(part)) => {
                 total += part.wire_len();
+                if params.follower.is_none() {
+                    p.traffic
+                        .bytes_out
+                        .fetch_add(part.wire_len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
                 read.records = Some(part);
             }
             Err(e) => read.error = Some(FetchError::Log(e)),

@@ -29,6 +29,17 @@ pub struct Partition {
     /// Published here, read without the state lock by readers and waiters.
     hw: AtomicI64,
     waits: Arc<Waits>,
+    /// What clients wrote and read here (`/metrics`): batch bytes and records appended as
+    /// leader, and record bytes sent to consumers. Relaxed atomics, off every lock.
+    pub(super) traffic: Traffic,
+}
+
+/// A partition's client traffic counters.
+#[derive(Default, Debug)]
+pub struct Traffic {
+    pub bytes_in: std::sync::atomic::AtomicU64,
+    pub records_in: std::sync::atomic::AtomicU64,
+    pub bytes_out: std::sync::atomic::AtomicU64,
 }
 
 /// What a leader append of a client's records did.
@@ -70,6 +81,7 @@ impl Partition {
             state: Mutex::new(Replicas::new(me)),
             hw: AtomicI64::new(hw),
             waits,
+            traffic: Traffic::default(),
         }
     }
 
@@ -80,6 +92,22 @@ impl Partition {
     /// Tells the purgatory that something waiters look at may have moved.
     fn changed(&self) {
         self.waits.changed(self.tp());
+    }
+
+    /// Client traffic so far: (bytes in, records in, bytes out).
+    pub fn traffic(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.traffic.bytes_in.load(Relaxed),
+            self.traffic.records_in.load(Relaxed),
+            self.traffic.bytes_out.load(Relaxed),
+        )
+    }
+
+    /// Led here with fewer in-sync replicas than replicas.
+    pub fn under_replicated(&self) -> bool {
+        let st = self.state();
+        st.is_leader() && st.isr.len() < st.replicas.len()
     }
 
     pub fn tp(&self) -> &TopicPartition {
@@ -224,6 +252,12 @@ impl Partition {
         };
         let epoch = self.leader_epoch();
         let appended = self.append(&input)?;
+        if !appended.duplicate {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.traffic.bytes_in.fetch_add(raw.len() as u64, Relaxed);
+            let records = header.record_count.max(0) as u64;
+            self.traffic.records_in.fetch_add(records, Relaxed);
+        }
         Ok(Produced {
             first: appended.first,
             last: appended.last,

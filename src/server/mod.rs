@@ -69,6 +69,15 @@ impl Connections {
         }
     }
 
+    /// Open client connections over all listeners.
+    pub fn open(&self) -> usize {
+        self.per_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+
     /// Room for a frame of `size` bytes in the request memory pool, waited for; a frame larger
     /// than the whole pool waits for all of it.
     async fn room_for(&self, size: usize) -> Option<OwnedSemaphorePermit> {

@@ -40,6 +40,8 @@ pub fn free_port() -> u16 {
 pub struct Broker {
     pub port: u16,
     pub controller_port: u16,
+    /// The HTTP admin listener (/metrics).
+    pub admin_port: u16,
     pub dir: PathBuf,
     /// Its id and the voters it shares, as one of a `Cluster`'s layout (None: a single node).
     member: Option<(i32, String)>,
@@ -59,10 +61,11 @@ impl Broker {
     /// A broker with its own ports and data directory, not started yet.
     pub fn new(sets: &[&str]) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (port, controller_port) = (free_port(), free_port());
+        let (port, controller_port, admin_port) = (free_port(), free_port(), free_port());
         Broker {
             port,
             controller_port,
+            admin_port,
             dir: tmp.path().to_path_buf(),
             member: None,
             _tmp: Some(tmp),
@@ -135,6 +138,7 @@ impl Broker {
             port: self.port,
             controller_port: self.controller_port,
             log_dir: self.dir.join("data"),
+            admin_port: Some(self.admin_port),
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
         cmd.args(spec.serve_args());

@@ -19,6 +19,7 @@ mod fuzz;
 mod groups;
 mod idempotence;
 mod limits;
+mod metrics;
 mod produce_consume;
 mod replication;
 mod security;

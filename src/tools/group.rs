@@ -38,15 +38,23 @@ pub(super) struct Layout {
     pub(super) leaders: BTreeMap<(String, i32), i32>,
 }
 
-pub(super) fn layout(c: &mut Client, topics: Option<&[String]>) -> anyhow::Result<Layout> {
+/// Metadata for `topics` (None: every topic), never creating any.
+pub(super) fn fetch_metadata<T: AsRef<str>>(
+    c: &mut Client,
+    topics: Option<&[T]>,
+) -> anyhow::Result<MetadataResponse> {
     let req = MetadataRequest::default()
         .with_allow_auto_topic_creation(false)
         .with_topics(topics.map(|ts| {
             ts.iter()
-                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(s(t)))))
+                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(s(t.as_ref())))))
                 .collect()
         }));
-    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &req)?;
+    c.call(ApiKey::Metadata, 12, &req)
+}
+
+pub(super) fn layout(c: &mut Client, topics: Option<&[String]>) -> anyhow::Result<Layout> {
+    let md = fetch_metadata(c, topics)?;
     let brokers = md
         .brokers
         .iter()

@@ -10,12 +10,11 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    MetadataRequest, MetadataResponse, TopicName,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
@@ -35,6 +34,22 @@ pub(super) fn error_name(code: i16, message: Option<&StrBytes>) -> String {
         Some(m) => format!("{name}: {m}"),
         None => name,
     }
+}
+
+/// The one result of an admin call about `name`: Ok, or an error saying what could not be
+/// done (`doing`) and Kafka's name for why.
+fn one_result(
+    first: Option<(i16, Option<&StrBytes>)>,
+    name: &str,
+    doing: &str,
+) -> anyhow::Result<()> {
+    let (code, message) = first.ok_or_else(|| anyhow::anyhow!("no answer for {name}"))?;
+    anyhow::ensure!(
+        code == 0,
+        "cannot {doing} {name}: {}",
+        error_name(code, message)
+    );
+    Ok(())
 }
 
 /// `name=value` pairs.
@@ -104,14 +119,7 @@ struct TopicInfo {
 }
 
 fn metadata(c: &mut Client, topics: Option<&[&str]>) -> anyhow::Result<Vec<TopicInfo>> {
-    let req = MetadataRequest::default()
-        .with_allow_auto_topic_creation(false)
-        .with_topics(topics.map(|ts| {
-            ts.iter()
-                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(s(t)))))
-                .collect()
-        }));
-    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &req)?;
+    let md = super::group::fetch_metadata(c, topics)?;
     let mut out = Vec::new();
     for t in md.topics {
         let name = t.name.map(|n| n.to_string()).unwrap_or_default();
@@ -299,15 +307,12 @@ pub fn alter_config(
     ]);
     let r: IncrementalAlterConfigsResponse =
         Client::connect(bootstrap)?.call(ApiKey::IncrementalAlterConfigs, 1, &req)?;
-    let res = r
-        .responses
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no answer for {name}"))?;
-    anyhow::ensure!(
-        res.error_code == 0,
-        "cannot change {name}: {}",
-        error_name(res.error_code, res.error_message.as_ref())
-    );
+    let first = r.responses.first();
+    one_result(
+        first.map(|x| (x.error_code, x.error_message.as_ref())),
+        name,
+        "change",
+    )?;
     Ok(format!("changed the configs of {name}\n"))
 }
 
@@ -320,15 +325,12 @@ pub fn add_partitions(bootstrap: &str, name: &str, total: i32) -> anyhow::Result
             .with_count(total)]);
     let r: CreatePartitionsResponse =
         Client::connect(bootstrap)?.call(ApiKey::CreatePartitions, 3, &req)?;
-    let res = r
-        .results
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no answer for {name}"))?;
-    anyhow::ensure!(
-        res.error_code == 0,
-        "cannot grow {name}: {}",
-        error_name(res.error_code, res.error_message.as_ref())
-    );
+    let first = r.results.first();
+    one_result(
+        first.map(|x| (x.error_code, x.error_message.as_ref())),
+        name,
+        "grow",
+    )?;
     Ok(format!("{name} now has {total} partitions\n"))
 }
 
@@ -341,14 +343,11 @@ pub fn delete(bootstrap: &str, name: &str) -> anyhow::Result<String> {
         ]);
     let r: DeleteTopicsResponse =
         Client::connect(bootstrap)?.call(ApiKey::DeleteTopics, 6, &req)?;
-    let res = r
-        .responses
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no answer for {name}"))?;
-    anyhow::ensure!(
-        res.error_code == 0,
-        "cannot delete {name}: {}",
-        error_name(res.error_code, res.error_message.as_ref())
-    );
+    let first = r.responses.first();
+    one_result(
+        first.map(|x| (x.error_code, x.error_message.as_ref())),
+        name,
+        "delete",
+    )?;
     Ok(format!("deleted {name}\n"))
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::ops::Range;
 
 use super::batch::{BatchHeader, CONTROL, HEADER_LEN, LOG_OVERHEAD};
-use super::records::{records_section, varint};
+use super::records::{parse_records, records_section, RecordInfo};
 use crate::types::Offset;
 
 /// How far one batch is decompressed to read its keys (64 MiB, as for timestamps). A batch
@@ -73,62 +73,6 @@ impl OffsetMap {
     pub fn clear(&mut self) {
         self.entries.clear();
     }
-}
-
-/// One record inside a batch's (decompressed) record section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordInfo {
-    pub offset: Offset,
-    pub timestamp: i64,
-    /// Where the key is in the section; `None` for a record without a key.
-    pub key: Option<Range<usize>>,
-    /// The record has no value: it deletes its key.
-    pub tombstone: bool,
-    /// The whole record, its length prefix included.
-    pub bytes: Range<usize>,
-}
-
-/// The records of a batch whose record section is `section`; `None` when they do not parse.
-pub fn parse_records(section: &[u8], h: &BatchHeader) -> Option<Vec<RecordInfo>> {
-    let count = usize::try_from(h.record_count).ok()?;
-    let mut out = Vec::with_capacity(count.min(section.len()));
-    let mut pos = 0;
-    for _ in 0..count {
-        let start = pos;
-        let len = usize::try_from(varint(section, &mut pos)?).ok()?;
-        let end = pos.checked_add(len)?;
-        if end > section.len() {
-            return None;
-        }
-        let mut at = pos + 1; // attributes
-        let ts_delta = varint(section, &mut at)?;
-        let offset_delta = varint(section, &mut at)?;
-        let key_len = varint(section, &mut at)?;
-        let key = if key_len < 0 {
-            None
-        } else {
-            let k = at..at.checked_add(usize::try_from(key_len).ok()?)?;
-            at = k.end;
-            Some(k)
-        };
-        let value_len = varint(section, &mut at)?;
-        if at > end || (value_len > 0 && at + value_len as usize > end) {
-            return None;
-        }
-        out.push(RecordInfo {
-            offset: h.base_offset.saturating_add(offset_delta),
-            timestamp: if h.is_log_append_time() {
-                h.max_timestamp
-            } else {
-                h.base_timestamp.saturating_add(ts_delta)
-            },
-            key,
-            tombstone: value_len < 0,
-            bytes: start..end,
-        });
-        pos = end;
-    }
-    Some(out)
 }
 
 /// Whether every record of a client's batch has a key (a compacted topic takes no other);

@@ -1,10 +1,11 @@
 //! The records inside one v2 batch, read only where the broker must look inside a batch (a
-//! ListOffsets by timestamp), with decompression bounded: a small batch that would expand past
-//! `limit` bytes (a decompression bomb) is not expanded, and the caller answers at batch
-//! granularity instead. And the one way the broker writes a batch of its own (the group
-//! coordinator's records). Pure code over byte slices.
+//! ListOffsets by timestamp, compaction, a compacted topic's keys), with decompression
+//! bounded: a small batch that would expand past `limit` bytes (a decompression bomb) is not
+//! expanded, and the caller answers at batch granularity instead. And the one way the broker
+//! writes a batch of its own (the group coordinator's records). Pure code over byte slices.
 
 use std::io::Read;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -12,6 +13,7 @@ use kafka_protocol::records::{
 };
 
 use super::batch::{BatchHeader, HEADER_LEN};
+use crate::types::Offset;
 
 /// One v2 batch of `records` — (key, value, timestamp); no value is a tombstone — with no
 /// producer and CreateTime timestamps.
@@ -98,7 +100,7 @@ fn snappy(body: &[u8], limit: usize) -> Option<Vec<u8>> {
 }
 
 /// A zig-zag varint at `pos`, advancing it.
-pub(super) fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for shift in (0..64).step_by(7) {
         let b = *buf.get(*pos)?;
@@ -111,31 +113,72 @@ pub(super) fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     None
 }
 
-/// (offset, timestamp) of every record of `batch`; `None` when the records cannot be read
-/// within `limit` bytes. A LogAppendTime batch's records all carry the batch's timestamp.
-pub fn record_times(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<(i64, i64)>> {
-    let records = records_section(batch, h, limit)?;
+/// One record inside a batch's (decompressed) record section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordInfo {
+    pub offset: Offset,
+    pub timestamp: i64,
+    /// Where the key is in the section; `None` for a record without a key.
+    pub key: Option<Range<usize>>,
+    /// The record has no value: it deletes its key.
+    pub tombstone: bool,
+    /// The whole record, its length prefix included.
+    pub bytes: Range<usize>,
+}
+
+/// The records of a batch whose record section is `section`; `None` when they do not parse.
+pub fn parse_records(section: &[u8], h: &BatchHeader) -> Option<Vec<RecordInfo>> {
     let count = usize::try_from(h.record_count).ok()?;
-    let mut out = Vec::with_capacity(count.min(records.len()));
+    let mut out = Vec::with_capacity(count.min(section.len()));
     let mut pos = 0;
     for _ in 0..count {
-        let len = usize::try_from(varint(&records, &mut pos)?).ok()?;
+        let start = pos;
+        let len = usize::try_from(varint(section, &mut pos)?).ok()?;
         let end = pos.checked_add(len)?;
-        if end > records.len() {
+        if end > section.len() {
             return None;
         }
         let mut at = pos + 1; // attributes
-        let ts_delta = varint(&records, &mut at)?;
-        let offset_delta = varint(&records, &mut at)?;
-        let ts = if h.is_log_append_time() {
-            h.max_timestamp
+        let ts_delta = varint(section, &mut at)?;
+        let offset_delta = varint(section, &mut at)?;
+        let key_len = varint(section, &mut at)?;
+        let key = if key_len < 0 {
+            None
         } else {
-            h.base_timestamp.saturating_add(ts_delta)
+            let k = at..at.checked_add(usize::try_from(key_len).ok()?)?;
+            at = k.end;
+            Some(k)
         };
-        out.push((h.base_offset.saturating_add(offset_delta), ts));
+        let value_len = varint(section, &mut at)?;
+        if at > end || (value_len > 0 && at + value_len as usize > end) {
+            return None;
+        }
+        out.push(RecordInfo {
+            offset: h.base_offset.saturating_add(offset_delta),
+            timestamp: if h.is_log_append_time() {
+                h.max_timestamp
+            } else {
+                h.base_timestamp.saturating_add(ts_delta)
+            },
+            key,
+            tombstone: value_len < 0,
+            bytes: start..end,
+        });
         pos = end;
     }
     Some(out)
+}
+
+/// (offset, timestamp) of every record of `batch`; `None` when the records cannot be read
+/// within `limit` bytes. A LogAppendTime batch's records all carry the batch's timestamp.
+pub fn record_times(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<(i64, i64)>> {
+    let section = records_section(batch, h, limit)?;
+    Some(
+        parse_records(&section, h)?
+            .into_iter()
+            .map(|r| (r.offset, r.timestamp))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -29,10 +29,10 @@ use super::{LogError, PartitionLog};
 use crate::config::LogDefaults;
 use crate::storage::batch::parse_header;
 use crate::storage::compact::{
-    filter_batch, group_segments, parse_records, prune_passes, tombstone_horizon, Filtered,
-    OffsetMap, Retain, SegmentSpan,
+    filter_batch, group_segments, prune_passes, tombstone_horizon, Filtered, OffsetMap, Retain,
+    SegmentSpan,
 };
-use crate::storage::records::records_section;
+use crate::storage::records::{parse_records, records_section};
 use crate::storage::segment::{delete_files, file_name, read_batch_at, Segment};
 use crate::types::Offset;
 

@@ -7,24 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
-};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::admin::{AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseRecord, Producer};
 
+use crate::admin::admin;
 use crate::groups::dir_bytes;
 use crate::harness::{consume_all, flush, producer, wait_until, Broker, Cluster, Got, Recorder};
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("log_level", "3")
-        .create()
-        .expect("admin client")
-}
 
 fn opts() -> AdminOptions {
     AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))

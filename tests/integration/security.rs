@@ -1051,29 +1051,8 @@ fn a_three_node_cluster_replicates_over_sasl_ssl_with_the_authorizer_on() {
 
 /// Runs `strom ARGS` (a tool) with `stdin`; returns (success, stdout + stderr).
 fn strom_tool(args: &[&str], stdin: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run strom");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let (ok, out, err) = crate::harness::strom_cli(args, stdin);
+    (ok, format!("{out}{err}"))
 }
 
 /// strom's own tools with `--command-config`: users and ACLs managed over SASL_SSL as admin

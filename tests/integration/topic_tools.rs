@@ -3,34 +3,10 @@
 //! tools wrote is what librdkafka reads.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{consume_all, Cluster};
-
-/// Runs `strom` with `stdin`; (success, stdout, stderr).
-fn strom(args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run strom");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::harness::{consume_all, strom_cli as strom, Cluster};
 
 fn ok(args: &[&str], stdin: &str) -> String {
     let (success, out, err) = strom(args, stdin);

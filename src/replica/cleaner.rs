@@ -115,7 +115,6 @@ fn pick(shared: &Shared, failed: &HashMap<TopicPartition, Instant>) -> Option<Ar
 /// One pass over `p`, logged; false when it failed.
 fn clean_one(shared: &Shared, p: &Partition, map: &mut OffsetMap) -> bool {
     let started = Instant::now();
-    let ratio = p.dirtiness(now_ms()).map(|d| d.ratio).unwrap_or(0.0);
     let gate = |bytes: u64| {
         shared.throttle.take(bytes, &shared.token);
         !shared.token.is_cancelled()
@@ -125,7 +124,7 @@ fn clean_one(shared: &Shared, p: &Partition, map: &mut OffsetMap) -> bool {
             let secs = started.elapsed().as_secs_f64().max(1e-6);
             tracing::info!(
                 tp = %p.tp(),
-                dirty_ratio = format!("{ratio:.2}"),
+                dirty_ratio = format!("{:.2}", stats.dirty_ratio),
                 before_mb = format!("{:.1}", stats.before_bytes as f64 / MB),
                 after_mb = format!("{:.1}", stats.after_bytes as f64 / MB),
                 dirty_mb = format!("{:.1}", stats.mapped_bytes as f64 / MB),

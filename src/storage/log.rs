@@ -442,7 +442,7 @@ impl PartitionLog {
             .save(&self.dir.join("leader-epoch-checkpoint"))?;
         inner.cleaner.truncated(end);
         inner.changes += 1;
-        inner.cleaner.persist(&self.dir)?;
+        inner.cleaner.save(&self.dir)?;
         inner.producers = rebuild_producers(&self.dir, &inner.segments, inner.log_start, end)?;
         let recovery = read_checkpoint(&self.dir.join("recovery-point")).unwrap_or(0);
         if recovery > end {
@@ -470,7 +470,7 @@ impl PartitionLog {
         inner.producers = ProducerState::default();
         inner.cleaner.truncated(start);
         inner.changes += 1;
-        inner.cleaner.persist(&self.dir)?;
+        inner.cleaner.save(&self.dir)?;
         let _ = std::fs::remove_file(self.dir.join("producer-snapshot"));
         inner
             .epochs

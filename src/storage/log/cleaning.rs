@@ -80,7 +80,7 @@ impl CleanerState {
         }
     }
 
-    fn save(&self, dir: &Path) -> io::Result<()> {
+    pub(super) fn save(&self, dir: &Path) -> io::Result<()> {
         let mut text = format!(
             "{} {}\n",
             self.cleaned_to,
@@ -100,10 +100,6 @@ impl CleanerState {
             p.0 = p.0.min(end);
         }
     }
-
-    pub(super) fn persist(&self, dir: &Path) -> io::Result<()> {
-        self.save(dir)
-    }
 }
 
 /// How much of a compacted log is dirty, for choosing which log to clean.
@@ -120,6 +116,8 @@ pub struct Dirtiness {
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CleanStats {
+    /// The log's dirty ratio when the pass began.
+    pub dirty_ratio: f64,
     /// Bytes of the segments rewritten, before and after.
     pub before_bytes: u64,
     pub after_bytes: u64,
@@ -253,7 +251,10 @@ impl PartitionLog {
             return Ok(None);
         }
         map.clear();
-        let mut stats = CleanStats::default();
+        let mut stats = CleanStats {
+            dirty_ratio: plan.dirtiness.ratio,
+            ..CleanStats::default()
+        };
         let map_end = match plan.first_dirty_segment {
             Some(first) => map_keys(&plan, first, map, io, &mut stats)?,
             // Nothing dirty, but tombstones are due: a pass over the clean part alone.

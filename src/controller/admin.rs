@@ -48,6 +48,8 @@ pub enum AdminError {
     InvalidRequest(String),
     #[error("{0}")]
     PolicyViolation(String),
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
 }
 
 /// Kafka's bound on the partitions one CreateTopics (all its topics together) or one
@@ -111,6 +113,11 @@ pub enum AdminOp {
         create: Vec<crate::metadata::AclBinding>,
         delete: Vec<crate::metadata::AclBinding>,
     },
+    /// Partition reassignments (KIP-455): (topic, partition, target replicas), a `None`
+    /// target cancelling that partition's reassignment.
+    AlterPartitionReassignments {
+        changes: Vec<(String, i32, Option<Vec<NodeId>>)>,
+    },
     /// SCRAM credentials set (`Some`) or removed (`None`): (user, mechanism name, credential).
     AlterScramCredentials {
         changes: Vec<(String, String, Option<crate::metadata::ScramCredential>)>,
@@ -152,6 +159,8 @@ pub enum AdminDone {
     Topics(Vec<Result<TopicId, AdminError>>),
     /// Each partition's election: done, or why not.
     Elections(Vec<(String, i32, Result<(), ElectionError>)>),
+    /// Each partition's reassignment: started (or finished, or cancelled), or why not.
+    Reassignments(Vec<(String, i32, Result<(), AdminError>)>),
     Done,
 }
 

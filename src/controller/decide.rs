@@ -13,6 +13,7 @@ use super::admin::{
 };
 use super::configs::plan_config_change;
 use crate::config::{validate_topic_config, Config};
+use crate::metadata::reassign::{self, ReassignError, ReplicaSet};
 use crate::metadata::{
     elect_leader, fence_changes, place_replicas, unfence_changes, ApplyOutcome, BrokerRegistration,
     ElectionError, MetadataImage, MetadataRecord,
@@ -57,6 +58,8 @@ enum Conclusion {
     Topics(Vec<(String, Result<usize, AdminError>)>),
     Elections(Vec<(String, i32, Result<(), ElectionError>)>),
     Configs(ConfigTarget),
+    /// Each partition of an AlterPartitionReassignments: the index of its record, or why not.
+    Reassignments(Vec<(String, i32, Result<usize, AdminError>)>),
 }
 
 fn unexpected(other: Option<&ApplyOutcome>) -> String {
@@ -141,6 +144,18 @@ impl Planned {
                 },
                 other => Err(AdminError::InvalidConfig(unexpected(other))),
             },
+            Conclusion::Reassignments(planned) => Ok(AdminDone::Reassignments(
+                planned
+                    .into_iter()
+                    .map(|(topic, partition, p)| {
+                        let result = p.and_then(|i| match outcomes.get(i) {
+                            Some(ApplyOutcome::Applied) => Ok(()),
+                            other => Err(AdminError::Stale(unexpected(other))),
+                        });
+                        (topic, partition, result)
+                    })
+                    .collect(),
+            )),
         }
     }
 }
@@ -284,6 +299,26 @@ pub fn admin(image: &MetadataImage, config: &Config, op: AdminOp) -> Result<Plan
             Ok(Planned {
                 records,
                 conclusion: Conclusion::Answer(AdminDone::Done),
+            })
+        }
+        AdminOp::AlterPartitionReassignments { changes } => {
+            // Each planned on the image as the ones before leave it: a partition named twice
+            // gets the second target.
+            let mut image = image.clone();
+            let mut records = Vec::new();
+            let mut planned = Vec::with_capacity(changes.len());
+            for (topic, partition, target) in changes {
+                let result =
+                    plan_reassignment(&image, &topic, partition, target.as_deref()).map(|record| {
+                        image = image.apply(&record).0;
+                        records.push(record);
+                        records.len() - 1
+                    });
+                planned.push((topic, partition, result));
+            }
+            Ok(Planned {
+                records,
+                conclusion: Conclusion::Reassignments(planned),
             })
         }
         AdminOp::AlterScramCredentials { changes } => {
@@ -478,6 +513,18 @@ pub fn alter_partition(
             req.new_isr
         )));
     }
+    // The ISR that brings every target replica in finishes a reassignment.
+    if let Some(done) = image
+        .reassignment(req.topic_id, req.partition)
+        .and_then(|r| reassign::complete(p, r, &req.new_isr))
+    {
+        return Ok(replicas_change(
+            req.topic_id,
+            req.partition,
+            req.partition_epoch + 1,
+            done,
+        ));
+    }
     Ok(MetadataRecord::PartitionChange {
         topic_id: req.topic_id,
         partition: req.partition,
@@ -486,6 +533,53 @@ pub fn alter_partition(
         leader_epoch: req.leader_epoch,
         partition_epoch: req.partition_epoch + 1,
     })
+}
+
+/// The record that starts, replaces or (`target` None) cancels one partition's reassignment.
+fn plan_reassignment(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    target: Option<&[NodeId]>,
+) -> Result<MetadataRecord, AdminError> {
+    let t = image
+        .topic(topic)
+        .ok_or_else(|| AdminError::UnknownTopic(topic.to_string()))?;
+    let p = usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+        .ok_or_else(|| AdminError::UnknownTopic(format!("{topic}-{partition}")))?;
+    let registered: Vec<NodeId> = image.brokers.keys().copied().collect();
+    let next = reassign::reassign(p, image.reassignment(t.id, partition), target, &registered)
+        .map_err(|e| match e {
+            ReassignError::InvalidAssignment(m) => AdminError::InvalidReplicaAssignment(m),
+            ReassignError::NoneInProgress => AdminError::NoReassignmentInProgress(e.to_string()),
+        })?;
+    Ok(replicas_change(
+        t.id,
+        partition,
+        p.partition_epoch + 1,
+        next,
+    ))
+}
+
+fn replicas_change(
+    topic_id: TopicId,
+    partition: i32,
+    partition_epoch: i32,
+    next: ReplicaSet,
+) -> MetadataRecord {
+    MetadataRecord::ReplicasChange {
+        topic_id,
+        partition,
+        replicas: next.replicas,
+        isr: next.isr,
+        leader: next.leader,
+        leader_epoch: next.leader_epoch,
+        partition_epoch,
+        adding: next.adding,
+        removing: next.removing,
+    }
 }
 
 /// A broker's registration: its endpoints, unfenced, and the leaderless partitions it can lead

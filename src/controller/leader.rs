@@ -275,8 +275,13 @@ impl Handle {
         ask: &AlterPartition,
     ) -> Result<(i32, Vec<NodeId>), AdminError> {
         let record = decide::alter_partition(&self.image(), ask)?;
+        let isr = match &record {
+            MetadataRecord::PartitionChange { isr, .. }
+            | MetadataRecord::ReplicasChange { isr, .. } => isr.clone(),
+            _ => ask.new_isr.clone(),
+        };
         self.propose(vec![record]).await?;
-        Ok((ask.partition_epoch + 1, ask.new_isr.clone()))
+        Ok((ask.partition_epoch + 1, isr))
     }
 
     /// Adds a broker-only node as a learner (idempotent), on the leader.

@@ -28,25 +28,33 @@ struct SmState {
     image: MetadataImage,
 }
 
-/// `SmState` as snapshots held it before the image had SCRAM credentials.
+/// `SmState` as snapshots held it with an older image shape `I`.
 #[derive(Deserialize)]
-struct SmStateV2 {
+struct SmStateOld<I> {
     last_applied: Option<LogId<RaftNodeId>>,
     membership: StoredMembership<RaftNodeId, BasicNode>,
-    image: crate::metadata::MetadataImageV2,
+    image: I,
 }
 
-/// A snapshot's state, in this version's shape or the one before.
+fn decode_old<I: serde::de::DeserializeOwned + Into<MetadataImage>>(
+    bytes: &[u8],
+) -> std::io::Result<SmState> {
+    let old = codec::decode_snapshot::<SmStateOld<I>>(bytes)?;
+    Ok(SmState {
+        last_applied: old.last_applied,
+        membership: old.membership,
+        image: old.image.into(),
+    })
+}
+
+/// A snapshot's state, in this version's shape or an earlier one: before reassignments (V3),
+/// before SCRAM credentials (V2). Newest first — bincode reads an older shape's prefix of a
+/// newer snapshot without complaint, never the other way round.
 fn decode_state(bytes: &[u8]) -> std::io::Result<SmState> {
     codec::decode_snapshot::<SmState>(bytes).or_else(|e| {
-        match codec::decode_snapshot::<SmStateV2>(bytes) {
-            Ok(old) => Ok(SmState {
-                last_applied: old.last_applied,
-                membership: old.membership,
-                image: old.image.into(),
-            }),
-            Err(_) => Err(e),
-        }
+        decode_old::<crate::metadata::MetadataImageV3>(bytes)
+            .or_else(|_| decode_old::<crate::metadata::MetadataImageV2>(bytes))
+            .map_err(|_| e)
     })
 }
 
@@ -254,5 +262,47 @@ mod tests {
         assert_eq!(state.image, image);
         let now = codec::encode(&state).expect("encode");
         assert_eq!(decode_state(&now).expect("the new shape").image, image);
+    }
+
+    /// A snapshot from before reassignments (with an ACL in it) reads whole, with none.
+    #[test]
+    fn a_snapshot_from_before_reassignments_reads() {
+        use crate::metadata::{AclBinding, MetadataRecord};
+        let image = MetadataImage::default()
+            .apply(&MetadataRecord::InitCluster {
+                cluster_id: "c1".into(),
+            })
+            .0
+            .apply(&MetadataRecord::CreateAcl(AclBinding {
+                resource_type: 2,
+                resource_name: "t".into(),
+                pattern_type: 3,
+                principal: "User:a".into(),
+                host: "*".into(),
+                operation: 3,
+                permission: 3,
+            }))
+            .0;
+        assert_eq!(image.acls.len(), 1);
+        let old = (
+            None::<LogId<RaftNodeId>>,
+            StoredMembership::<RaftNodeId, BasicNode>::default(),
+            (
+                &image.cluster_id,
+                &image.brokers,
+                &image.topics,
+                &image.topic_names,
+                image.next_producer_id,
+                &image.broker_configs,
+                &image.scram,
+                &image.acls,
+            ),
+        );
+        let bytes = codec::encode(&old).expect("encode");
+        assert!(codec::decode_snapshot::<SmState>(&bytes).is_err());
+        assert_eq!(
+            decode_state(&bytes).expect("the V3 shape reads").image,
+            image
+        );
     }
 }

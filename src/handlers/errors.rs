@@ -124,6 +124,7 @@ pub fn admin(e: &AdminError) -> i16 {
         AdminError::Stale(_) => E::InvalidUpdateVersion.code(),
         AdminError::InvalidRequest(_) => E::InvalidRequest.code(),
         AdminError::PolicyViolation(_) => E::PolicyViolation.code(),
+        AdminError::NoReassignmentInProgress(_) => E::NoReassignmentInProgress.code(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! that cannot be decoded closes the connection. `dispatch` is the single registry.
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
@@ -33,6 +34,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -258,6 +260,8 @@ pub async fn dispatch(
         ApiKey::IncrementalAlterConfigs => call!(incremental_alter_configs),
         ApiKey::DeleteRecords => call!(delete_records),
         ApiKey::ElectLeaders => call!(elect_leaders),
+        ApiKey::AlterPartitionReassignments => call!(alter_partition_reassignments),
+        ApiKey::ListPartitionReassignments => call!(list_partition_reassignments),
         ApiKey::DescribeLogDirs => call!(describe_log_dirs),
         ApiKey::DescribeProducers => call!(describe_producers),
         ApiKey::DescribeTopicPartitions => call!(describe_topic_partitions),

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::types::{LeaderEpoch, NodeId, TopicId, TopicPartition};
 
 pub mod acl;
+pub mod reassign;
 pub use acl::{AclBinding, AclFilter};
+pub use reassign::Reassignment;
 
 /// One advertised endpoint of a broker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +74,10 @@ pub struct MetadataImage {
     /// Access control lists (CreateAcls), read by the authorizer on every broker.
     #[serde(default)]
     pub acls: std::collections::BTreeSet<AclBinding>,
+    /// Partition reassignments in progress (AlterPartitionReassignments), by topic id and
+    /// partition.
+    #[serde(default)]
+    pub reassignments: BTreeMap<TopicId, BTreeMap<i32, Reassignment>>,
 }
 
 /// What a broker keeps to check a SCRAM client's proof (RFC 5802): never the password.
@@ -117,6 +123,36 @@ impl From<MetadataImageV2> for MetadataImage {
             broker_configs: v.broker_configs,
             scram: BTreeMap::new(),
             acls: Default::default(),
+            reassignments: BTreeMap::new(),
+        }
+    }
+}
+
+/// The image as written before reassignments existed (the current fields but the last).
+#[derive(Deserialize)]
+pub struct MetadataImageV3 {
+    cluster_id: String,
+    brokers: BTreeMap<NodeId, BrokerRegistration>,
+    topics: BTreeMap<String, Arc<TopicImage>>,
+    topic_names: BTreeMap<TopicId, String>,
+    next_producer_id: i64,
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    acls: std::collections::BTreeSet<AclBinding>,
+}
+
+impl From<MetadataImageV3> for MetadataImage {
+    fn from(v: MetadataImageV3) -> MetadataImage {
+        MetadataImage {
+            cluster_id: v.cluster_id,
+            brokers: v.brokers,
+            topics: v.topics,
+            topic_names: v.topic_names,
+            next_producer_id: v.next_producer_id,
+            broker_configs: v.broker_configs,
+            scram: v.scram,
+            acls: v.acls,
+            reassignments: BTreeMap::new(),
         }
     }
 }
@@ -226,6 +262,20 @@ pub enum MetadataRecord {
         mechanism: String,
         credential: Option<ScramCredential>,
     },
+    /// A partition's replica set changed by a reassignment (started, completed or cancelled):
+    /// replicas, ISR and leader, and what is still being added and removed (both empty: no
+    /// reassignment remains). Applies only on top of the partition epoch it was computed from.
+    ReplicasChange {
+        topic_id: TopicId,
+        partition: i32,
+        replicas: Vec<NodeId>,
+        isr: Vec<NodeId>,
+        leader: NodeId,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+        adding: Vec<NodeId>,
+        removing: Vec<NodeId>,
+    },
 }
 
 /// What applying one record did; returned to the proposer.
@@ -282,6 +332,7 @@ impl MetadataImage {
             MetadataRecord::DeleteTopic { id } => match next.topic_names.remove(id) {
                 Some(name) => {
                     next.topics.remove(&name);
+                    next.reassignments.remove(id);
                     ApplyOutcome::Applied
                 }
                 None => ApplyOutcome::UnknownTopic,
@@ -356,32 +407,47 @@ impl MetadataImage {
                 isr,
                 leader_epoch,
                 partition_epoch,
-            } => match next.topic_names.get(topic_id).cloned() {
-                Some(name) => {
-                    let mut topic = (*next.topics[&name]).clone();
-                    match usize::try_from(*partition)
-                        .ok()
-                        .and_then(|i| topic.partitions.get_mut(i))
-                    {
-                        // Only a change computed from the current partition epoch applies.
-                        Some(p) if *partition_epoch == p.partition_epoch + 1 => {
-                            p.leader = *leader;
-                            p.isr = isr.clone();
-                            p.leader_epoch = *leader_epoch;
-                            p.partition_epoch = *partition_epoch;
-                            next.topics.insert(name, Arc::new(topic));
-                            ApplyOutcome::Applied
-                        }
-                        Some(p) => ApplyOutcome::Conflict(format!(
-                            "partition epoch is {}, the change expected {}",
-                            p.partition_epoch,
-                            partition_epoch - 1
-                        )),
-                        None => ApplyOutcome::UnknownTopic,
+            } => next.change_partition(*topic_id, *partition, *partition_epoch, |p| {
+                p.leader = *leader;
+                p.isr = isr.clone();
+                p.leader_epoch = *leader_epoch;
+            }),
+            MetadataRecord::ReplicasChange {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                adding,
+                removing,
+            } => {
+                let outcome = next.change_partition(*topic_id, *partition, *partition_epoch, |p| {
+                    p.replicas = replicas.clone();
+                    p.isr = isr.clone();
+                    p.leader = *leader;
+                    p.leader_epoch = *leader_epoch;
+                });
+                if outcome == ApplyOutcome::Applied {
+                    let of_topic = next.reassignments.entry(*topic_id).or_default();
+                    if adding.is_empty() && removing.is_empty() {
+                        of_topic.remove(partition);
+                    } else {
+                        of_topic.insert(
+                            *partition,
+                            Reassignment {
+                                adding: adding.clone(),
+                                removing: removing.clone(),
+                            },
+                        );
+                    }
+                    if of_topic.is_empty() {
+                        next.reassignments.remove(topic_id);
                     }
                 }
-                None => ApplyOutcome::UnknownTopic,
-            },
+                outcome
+            }
             MetadataRecord::CreateAcl(b) => {
                 next.acls.insert(b.clone());
                 ApplyOutcome::Applied
@@ -428,6 +494,45 @@ impl MetadataImage {
         } else {
             (self.clone(), outcome)
         }
+    }
+}
+
+impl MetadataImage {
+    /// Changes one partition with `change`, only if `partition_epoch` follows the current one
+    /// (a change computed from an older image does not apply); the epoch is then set.
+    fn change_partition(
+        &mut self,
+        topic_id: TopicId,
+        partition: i32,
+        partition_epoch: i32,
+        change: impl FnOnce(&mut PartitionImage),
+    ) -> ApplyOutcome {
+        let Some(name) = self.topic_names.get(&topic_id).cloned() else {
+            return ApplyOutcome::UnknownTopic;
+        };
+        let mut topic = (*self.topics[&name]).clone();
+        match usize::try_from(partition)
+            .ok()
+            .and_then(|i| topic.partitions.get_mut(i))
+        {
+            Some(p) if partition_epoch == p.partition_epoch + 1 => {
+                change(p);
+                p.partition_epoch = partition_epoch;
+                self.topics.insert(name, Arc::new(topic));
+                ApplyOutcome::Applied
+            }
+            Some(p) => ApplyOutcome::Conflict(format!(
+                "partition epoch is {}, the change expected {}",
+                p.partition_epoch,
+                partition_epoch - 1
+            )),
+            None => ApplyOutcome::UnknownTopic,
+        }
+    }
+
+    /// The reassignment in progress for one partition, if any.
+    pub fn reassignment(&self, topic_id: TopicId, partition: i32) -> Option<&Reassignment> {
+        self.reassignments.get(&topic_id)?.get(&partition)
     }
 }
 

@@ -57,6 +57,23 @@ struct Sweep {
 }
 
 impl Sweep {
+    /// A partition's replicas as node 1's Metadata answer lists them.
+    fn replicas(&mut self, topic: &str, partition: i32) -> Vec<i32> {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(tn(topic)))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        match self.call(1, ApiKey::Metadata, 12, "replicas", &req) {
+            ResponseKind::Metadata(r) => r.topics[0].partitions[partition as usize]
+                .replica_nodes
+                .iter()
+                .map(|b| b.0)
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Sends `req` as `key` at `version` to node `node` and returns the decoded answer. Panics,
     /// naming the case, when the answer does not decode exactly or the connection closes.
     fn call(
@@ -333,6 +350,11 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
         ApiKey::IncrementalAlterConfigs => admin::incremental_alter_configs(sw, v),
         ApiKey::DeleteRecords => admin::delete_records(sw, v),
         ApiKey::ElectLeaders => admin::elect_leaders(sw, v),
+        ApiKey::AlterPartitionReassignments => {
+            let replicas = sw.replicas(TOPIC, 0);
+            admin::alter_partition_reassignments(sw, v, replicas)
+        }
+        ApiKey::ListPartitionReassignments => admin::list_partition_reassignments(sw, v),
         ApiKey::DescribeLogDirs => {
             use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
             sw.call(

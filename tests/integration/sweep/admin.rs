@@ -256,6 +256,87 @@ pub(super) fn elect_leaders(sw: &mut Sweep, v: i16) {
     }
 }
 
+/// Reassigns a partition to the replicas it has (done at once, nothing moves), and asks for
+/// refusals: a cancel with nothing in progress, a broker named twice, an unknown topic, and
+/// (v1) a replication factor change the request does not allow.
+pub(super) fn alter_partition_reassignments(sw: &mut Sweep, v: i16, replicas: Vec<i32>) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let to = |p: i32, r: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(p)
+            .with_replicas(r.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    let mut req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(tn(TOPIC))
+                .with_partitions(vec![
+                    to(0, Some(replicas.clone())),
+                    to(1, None),
+                    to(2, Some(vec![1, 1])),
+                ]),
+            ReassignableTopic::default()
+                .with_name(tn("no-such-topic"))
+                .with_partitions(vec![to(0, Some(vec![1]))]),
+        ]);
+    if v >= 1 {
+        req = req.with_allow_replication_factor_change(true);
+    }
+    let resp = sw.call(
+        2,
+        ApiKey::AlterPartitionReassignments,
+        v,
+        "same, cancel, bad",
+        &req,
+    );
+    let ResponseKind::AlterPartitionReassignments(r) = resp else {
+        panic!("{resp:?}")
+    };
+    let codes: Vec<i16> = r
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect();
+    // none, NO_REASSIGNMENT_IN_PROGRESS, INVALID_REPLICA_ASSIGNMENT, UNKNOWN_TOPIC_OR_PARTITION
+    assert_eq!(codes, vec![0, 85, 39, 3], "{r:?}");
+    if v >= 1 {
+        let fixed = AlterPartitionReassignmentsRequest::default()
+            .with_allow_replication_factor_change(false)
+            .with_topics(vec![ReassignableTopic::default()
+                .with_name(tn(TOPIC))
+                .with_partitions(vec![to(0, Some(vec![replicas[0]]))])]);
+        let resp = sw.call(
+            3,
+            ApiKey::AlterPartitionReassignments,
+            v,
+            "fixed RF",
+            &fixed,
+        );
+        let ResponseKind::AlterPartitionReassignments(r) = resp else {
+            panic!("{resp:?}")
+        };
+        // INVALID_REPLICATION_FACTOR
+        assert_eq!(r.responses[0].partitions[0].error_code, 38, "{r:?}");
+    }
+}
+
+pub(super) fn list_partition_reassignments(sw: &mut Sweep, v: i16) {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    let all = ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000);
+    let resp = sw.call(1, ApiKey::ListPartitionReassignments, v, "all", &all);
+    let ResponseKind::ListPartitionReassignments(r) = resp else {
+        panic!("{resp:?}")
+    };
+    assert!(r.topics.is_empty(), "nothing is moving: {r:?}");
+    let some = all.with_topics(Some(vec![ListPartitionReassignmentsTopics::default()
+        .with_name(tn(TOPIC))
+        .with_partition_indexes(vec![0, 1])]));
+    sw.call(2, ApiKey::ListPartitionReassignments, v, "listed", &some);
+}
+
 /// Pages through every topic two partitions at a time, and asks for named ones.
 pub(super) fn describe_topic_partitions(sw: &mut Sweep, v: i16) {
     use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};

@@ -764,6 +764,63 @@ mod tests {
     }
 
     #[test]
+    fn a_reassignment_starts_completes_on_the_isr_that_brings_the_target_in_and_is_forgotten() {
+        let mut img = cluster()
+            .apply(&MetadataRecord::RegisterBroker(registration(4)))
+            .0;
+        let id = TopicId(uuid::Uuid::from_u128(9));
+        let mut run = |op: AdminOp, img: &mut MetadataImage| -> AdminDone {
+            let planned = admin(img, &config(), op).expect("planned");
+            let mut outcomes = Vec::new();
+            for r in &planned.records {
+                let (next, out) = img.apply(r);
+                *img = next;
+                outcomes.push(out);
+            }
+            planned.conclude(&outcomes).expect("concluded")
+        };
+        let op = AdminOp::AlterPartitionReassignments {
+            changes: vec![
+                ("t".into(), 0, Some(vec![4, 2, 3])),
+                ("t".into(), 1, None),
+                ("nope".into(), 0, Some(vec![1])),
+            ],
+        };
+        let AdminDone::Reassignments(done) = run(op, &mut img) else {
+            panic!("not reassignments")
+        };
+        assert!(done[0].2.is_ok());
+        assert!(matches!(
+            done[1].2,
+            Err(AdminError::NoReassignmentInProgress(_))
+        ));
+        assert!(matches!(done[2].2, Err(AdminError::UnknownTopic(_))));
+        let p = img.topic("t").unwrap().partitions[0].clone();
+        assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+        assert_eq!(
+            img.reassignment(id, 0).map(|r| (r.adding.clone(), r.removing.clone())),
+            Some((vec![4], vec![1]))
+        );
+        // The leader (1) asks for broker 4 in the ISR: that finishes the move, and 1 hands over.
+        let ask = AlterPartition {
+            broker: 1,
+            topic_id: id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: vec![1, 2, 3, 4],
+        };
+        let record = alter_partition(&img, &ask).expect("isr change");
+        let (img, out) = img.apply(&record);
+        assert_eq!(out, ApplyOutcome::Applied);
+        let p = &img.topic("t").unwrap().partitions[0];
+        assert_eq!(p.replicas, vec![4, 2, 3]);
+        assert_eq!(p.isr, vec![2, 3, 4]);
+        assert_eq!(p.leader, 4);
+        assert!(img.reassignment(id, 0).is_none() && img.reassignments.is_empty());
+    }
+
+    #[test]
     fn topics_are_placed_with_the_configured_defaults_and_concluded_from_outcomes() {
         let img = cluster();
         let op = AdminOp::CreateTopic {

@@ -230,6 +230,25 @@ pub fn render(s: &Sources) -> String {
         "Registered, unfenced brokers, as this broker's metadata says.",
         &[(String::new(), image.live_brokers().len() as f64)],
     );
+    let reassigning: usize = image.reassignments.values().map(|m| m.len()).sum();
+    family(
+        &mut out,
+        "strom_cluster_partitions_reassigning",
+        "gauge",
+        "Partitions with a reassignment in progress, as this broker's metadata says.",
+        &[(String::new(), reassigning as f64)],
+    );
+    let throttles = s.replicas.throttles();
+    family(
+        &mut out,
+        "strom_replication_throttled_bytes_total",
+        "counter",
+        "Bytes of throttled replicas sent to followers (role leader) or fetched from leaders (role follower).",
+        &[
+            ("role=\"leader\"".to_string(), throttles.leader.moved() as f64),
+            ("role=\"follower\"".to_string(), throttles.follower.moved() as f64),
+        ],
+    );
     family(
         &mut out,
         "strom_controller_active",

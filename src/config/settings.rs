@@ -427,6 +427,18 @@ pub const SETTINGS: &[Setting] = &[
         "How long a follower may lag before it leaves the ISR.",
     ),
     int(
+        "leader.replication.throttled.rate",
+        "9223372036854775807",
+        0,
+        "Bytes per second this broker sends, as leader, to followers of its throttled replicas (topic config leader.replication.throttled.replicas); usually set at run time, per broker, with AlterConfigs.",
+    ),
+    int(
+        "follower.replication.throttled.rate",
+        "9223372036854775807",
+        0,
+        "Bytes per second this broker fetches, as follower, for its throttled replicas (topic config follower.replication.throttled.replicas); usually set at run time, per broker, with AlterConfigs.",
+    ),
+    int(
         "broker.session.timeout.ms",
         "2000",
         100,

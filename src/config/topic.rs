@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::settings::Kind;
 use super::{kafka, setting, CleanupPolicy, Config, LogDefaults, TimestampPolicy};
+use crate::types::NodeId;
 
 /// Topic-level settings accepted by CreateTopics and reported by DescribeConfigs, each with the
 /// broker setting that supplies its default.
@@ -40,6 +41,8 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
         "log.message.timestamp.after.max.ms",
     ),
     ("compression.type", ""),
+    ("leader.replication.throttled.replicas", ""),
+    ("follower.replication.throttled.replicas", ""),
 ];
 
 /// Checks one topic config; returns a reason when it is unknown or invalid.
@@ -104,8 +107,51 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             .filter(|v| *v >= 0)
             .map(|_| ())
             .ok_or_else(|| format!("{name} must be a non-negative integer")),
+        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
+            validate_replica_list(value).map_err(|e| format!("invalid {name}: {e}"))
+        }
         _ => Err(format!("unknown topic config `{name}`")),
     }
+}
+
+/// Whether a `*.replication.throttled.replicas` value names `partition` on `broker`.
+pub fn throttled_replica(value: &str, partition: i32, broker: NodeId) -> bool {
+    let value = value.trim();
+    if value == "*" {
+        return true;
+    }
+    value.split(',').any(|entry| {
+        let mut it = entry.trim().split(':');
+        matches!(
+            (it.next().map(str::parse::<i32>), it.next().map(str::parse::<NodeId>), it.next()),
+            (Some(Ok(p)), Some(Ok(b)), None) if p == partition && b == broker
+        )
+    })
+}
+
+/// Checks a `*.replication.throttled.replicas` value: empty, `*`, or `partition:broker` pairs.
+fn validate_replica_list(value: &str) -> Result<(), String> {
+    let value = value.trim();
+    if value.is_empty() || value == "*" {
+        return Ok(());
+    }
+    for entry in value.split(',') {
+        let mut it = entry.trim().split(':');
+        let ok = matches!(
+            (
+                it.next().map(str::parse::<u32>),
+                it.next().map(str::parse::<u32>),
+                it.next()
+            ),
+            (Some(Ok(_)), Some(Ok(_)), None)
+        );
+        if !ok {
+            return Err(format!(
+                "`{entry}` is not partition:broker; the list is `*` or partition:broker pairs separated by commas"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The effective default of a topic config on this broker.
@@ -128,7 +174,9 @@ pub fn topic_config_default(config: &Config, name: &str) -> Option<String> {
 pub fn topic_config_type(name: &str) -> i8 {
     use kafka::{INT, LIST, LONG, STRING};
     match name {
-        "cleanup.policy" => LIST,
+        "cleanup.policy"
+        | "leader.replication.throttled.replicas"
+        | "follower.replication.throttled.replicas" => LIST,
         "segment.bytes"
         | "segment.index.bytes"
         | "index.interval.bytes"
@@ -161,14 +209,29 @@ pub fn broker_synonym(name: &str) -> Option<&'static str> {
         .map(|(_, b)| *b)
 }
 
+/// Broker settings that only change at run time what a broker does, not a log's settings.
+const DYNAMIC_BROKER_ONLY: &[&str] = &[
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
+
 /// Whether broker setting `name` may be changed at run time (AlterConfigs on a broker or the
-/// cluster default): the broker defaults of topic configs, as in Kafka.
+/// cluster default): the broker defaults of topic configs and the replication throttles, as
+/// in Kafka.
 pub fn is_dynamic_broker_setting(name: &str) -> bool {
-    TOPIC_CONFIGS.iter().any(|(_, b)| *b == name)
+    DYNAMIC_BROKER_ONLY.contains(&name) || TOPIC_CONFIGS.iter().any(|(_, b)| *b == name)
 }
 
 /// Checks a value for a dynamic broker setting; returns a reason when it is invalid.
 pub fn validate_dynamic_broker_setting(name: &str, value: &str) -> Result<(), String> {
+    if DYNAMIC_BROKER_ONLY.contains(&name) {
+        return value
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name} must be a non-negative integer (bytes per second)"));
+    }
     let topic = TOPIC_CONFIGS
         .iter()
         .find(|(_, b)| *b == name)
@@ -237,5 +300,31 @@ pub fn log_settings(defaults: &LogDefaults, topic: &BTreeMap<String, String>) ->
         min_compaction_lag_ms: i("min.compaction.lag.ms", defaults.min_compaction_lag_ms),
         max_compaction_lag_ms: i("max.compaction.lag.ms", defaults.max_compaction_lag_ms),
         delete_retention_ms: i("delete.retention.ms", defaults.delete_retention_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_lists_name_partitions_on_brokers() {
+        assert!(throttled_replica("*", 3, 9));
+        assert!(throttled_replica("0:1, 3:9", 3, 9));
+        assert!(!throttled_replica("0:1,3:9", 3, 1));
+        assert!(!throttled_replica("", 0, 1));
+        assert!(!throttled_replica("0:1:2", 0, 1));
+        assert!(validate_replica_list("0:1,2:3").is_ok());
+        assert!(validate_replica_list("*").is_ok());
+        assert!(validate_replica_list("").is_ok());
+        assert!(validate_replica_list("0-1").is_err());
+        assert!(validate_replica_list("a:1").is_err());
+        assert!(validate_topic_config("leader.replication.throttled.replicas", "0:x").is_err());
+        assert!(
+            validate_dynamic_broker_setting("leader.replication.throttled.rate", "-1").is_err()
+        );
+        assert!(
+            validate_dynamic_broker_setting("follower.replication.throttled.rate", "1000").is_ok()
+        );
     }
 }

@@ -798,7 +798,8 @@ mod tests {
         let p = img.topic("t").unwrap().partitions[0].clone();
         assert_eq!(p.replicas, vec![4, 2, 3, 1]);
         assert_eq!(
-            img.reassignment(id, 0).map(|r| (r.adding.clone(), r.removing.clone())),
+            img.reassignment(id, 0)
+                .map(|r| (r.adding.clone(), r.removing.clone())),
             Some((vec![4], vec![1]))
         );
         // The leader (1) asks for broker 4 in the ISR: that finishes the move, and 1 hands over.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::delayed::Watched;
+use super::throttle::Quota;
 use super::{check_leader_epoch, EpochError, Partition, PartitionError, ReplicaManager};
 use crate::metadata::MetadataImage;
 use crate::protocol::Part;
@@ -121,7 +122,7 @@ impl ReplicaManager {
         let deadline = Instant::now() + params.max_wait;
         let mut waited = false;
         loop {
-            let (reads, total) = read_all(&slots, &params);
+            let (reads, total) = read_all(&slots, &params, &self.throttles.leader);
             let failed = reads
                 .iter()
                 .any(|r| r.error.is_some() || r.diverging.is_some());
@@ -142,10 +143,16 @@ impl ReplicaManager {
                     moved_leaders,
                 };
             }
+            // Throttled replicas of a spent quota do not wake the wait: more data for them
+            // would be left out again.
+            let held_back = params.follower.is_some() && self.throttles.leader.exceeded();
             let watched = slots
                 .iter()
                 .filter_map(|s| {
                     let p = s.partition.as_ref().ok()?;
+                    if held_back && p.throttled.as_leader() {
+                        return None;
+                    }
                     Some(Watched {
                         partition: p.clone(),
                         fetch_offset: s.req.fetch_offset,
@@ -184,8 +191,9 @@ impl ReplicaManager {
     }
 }
 
-/// Reads every slot: what each returns and the bytes in total.
-fn read_all(slots: &[Slot], params: &FetchParams) -> (Vec<PartitionRead>, usize) {
+/// Reads every slot: what each returns and the bytes in total. A follower's throttled replicas
+/// get nothing while the leader's `quota` is spent, and count against it otherwise.
+fn read_all(slots: &[Slot], params: &FetchParams, quota: &Quota) -> (Vec<PartitionRead>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
@@ -221,7 +229,8 @@ fn read_all(slots: &[Slot], params: &FetchParams) -> (Vec<PartitionRead>, usize)
         }
         let remaining = params.max_bytes.saturating_sub(total);
         let limit = req.max_bytes.min(remaining);
-        if limit == 0 && total > 0 {
+        let throttled = params.follower.is_some() && p.throttled.as_leader();
+        if (limit == 0 && total > 0) || (throttled && quota.exceeded()) {
             read.records = Some(Part::Bytes(bytes::Bytes::new()));
             out.push(read);
             continue;
@@ -253,6 +262,8 @@ fn read_all(slots: &[Slot], params: &FetchParams) -> (Vec<PartitionRead>, usize)
                     p.traffic
                         .bytes_out
                         .fetch_add(part.wire_len() as u64, std::sync::atomic::Ordering::Relaxed);
+                } else if throttled {
+                    quota.record(part.wire_len());
                 }
                 read.records = Some(part);
             }

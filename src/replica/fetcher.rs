@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Connection;
 use super::partition::Partition;
+use super::throttle::Throttles;
 use crate::auth::client::ClientSecurity;
 use crate::config::Config;
 use crate::controller::Handle;
@@ -65,6 +66,7 @@ struct Fetcher {
 
 pub struct Fetchers {
     config: Arc<Config>,
+    throttles: Arc<Throttles>,
     /// TLS and SASL towards other brokers' inter-broker listener.
     security: Arc<ClientSecurity>,
     controller: Handle,
@@ -77,10 +79,12 @@ impl Fetchers {
         config: Arc<Config>,
         security: Arc<ClientSecurity>,
         controller: Handle,
+        throttles: Arc<Throttles>,
         token: CancellationToken,
     ) -> Fetchers {
         Fetchers {
             config,
+            throttles,
             security,
             controller,
             by_leader: Mutex::new(HashMap::new()),
@@ -111,6 +115,7 @@ impl Fetchers {
             let task = FetchTask {
                 leader,
                 config: self.config.clone(),
+                throttles: self.throttles.clone(),
                 security: self.security.clone(),
                 controller: self.controller.clone(),
                 slots: slots.clone(),
@@ -161,6 +166,7 @@ impl Fetchers {
 struct FetchTask {
     leader: NodeId,
     config: Arc<Config>,
+    throttles: Arc<Throttles>,
     security: Arc<ClientSecurity>,
     controller: Handle,
     slots: Arc<Mutex<HashMap<TopicPartition, Slot>>>,
@@ -274,10 +280,13 @@ impl FetchTask {
         if !to_truncate.is_empty() {
             self.truncate(c, &to_truncate).await?;
         }
+        // Throttled replicas wait while the follower quota is spent.
+        let held_back = self.throttles.follower.exceeded();
         let slots: Vec<_> = self
             .snapshot()
             .into_iter()
             .filter(|(_, s)| !s.truncate && !s.stale())
+            .filter(|(_, s)| !(held_back && s.partition.throttled.as_follower()))
             .collect();
         if slots.is_empty() {
             return Ok(false);
@@ -320,6 +329,10 @@ impl FetchTask {
             for p in &t.partitions {
                 let tp = TopicPartition::new(t.topic.0.to_string(), p.partition_index);
                 let Some(slot) = by_tp.get(&tp) else { continue };
+                if slot.partition.throttled.as_follower() {
+                    let bytes = p.records.as_ref().map_or(0, |r| r.len());
+                    self.throttles.follower.record(bytes);
+                }
                 self.handle_partition(&tp, slot, p);
             }
         }

@@ -5,6 +5,8 @@
 //! - `fetch.rs`: the leader's side of Fetch (consumers and followers); `fetcher.rs` the
 //!   follower's side (one task per leader broker).
 //! - `cleaner.rs`: the log cleaner's threads, compacting every hosted compacted log.
+//! - `throttle.rs`: the replication throttles (leader and follower quotas) that keep a
+//!   reassignment's catch-up within `*.replication.throttled.rate`.
 //! - `purgatory.rs` + `delayed.rs`: operations that wait (acks=all, long-poll fetches, group
 //!   commits, DeleteRecords), completed by partition events or their deadline.
 //! - here: `ReplicaManager` — appends (`append`, `append_batches`), waits
@@ -26,6 +28,7 @@ mod fetcher;
 mod isr;
 mod partition;
 mod purgatory;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -43,7 +46,7 @@ pub use fetch::{FetchError, FetchParams, FetchPartition, Fetched, PartitionRead,
 pub use isr::IsrChange;
 pub use partition::{AppendError, Partition, Produced};
 
-use crate::config::{broker_log_defaults, log_settings, Config};
+use crate::config::{broker_log_defaults, log_settings, throttled_replica, Config};
 use crate::controller::{AlterPartition, Handle};
 use crate::metadata::{local_changes, MetadataImage};
 use crate::storage::batch::BatchHeader;
@@ -157,6 +160,8 @@ pub struct ReplicaManager {
     waits: Arc<delayed::Waits>,
     /// Topics whose leadership changes are told, and to whom.
     leadership: Mutex<Vec<(String, LeadershipListener)>>,
+    /// The replication throttles (reassignments), shared with the fetchers.
+    throttles: Arc<throttle::Throttles>,
 }
 
 impl ReplicaManager {
@@ -166,8 +171,16 @@ impl ReplicaManager {
         controller: Handle,
         token: CancellationToken,
     ) -> ReplicaManager {
+        let throttles = Arc::new(throttle::Throttles::default());
         ReplicaManager {
-            fetchers: fetcher::Fetchers::new(config.clone(), peers, controller.clone(), token),
+            fetchers: fetcher::Fetchers::new(
+                config.clone(),
+                peers,
+                controller.clone(),
+                throttles.clone(),
+                token,
+            ),
+            throttles,
             config,
             controller,
             partitions: RwLock::new(HashMap::new()),
@@ -179,6 +192,11 @@ impl ReplicaManager {
 
     fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
         self.partitions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The replication throttles (their rates and what they let through).
+    pub fn throttles(&self) -> &throttle::Throttles {
+        &self.throttles
     }
 
     pub fn hosted(&self) -> Vec<Arc<Partition>> {
@@ -266,9 +284,29 @@ impl ReplicaManager {
             tracing::info!(%tp, epoch, "leading partition");
         }
         let mut opened = self.open_missing(image);
-        let defaults = broker_log_defaults(&self.config.log, &image.dynamic_broker_configs(me));
+        let dynamic = image.dynamic_broker_configs(me);
+        let defaults = broker_log_defaults(&self.config.log, &dynamic);
+        let rate = |name: &str| {
+            dynamic
+                .get(name)
+                .or_else(|| self.config.values.get(name))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(throttle::UNLIMITED)
+        };
+        self.throttles
+            .leader
+            .set_rate(rate("leader.replication.throttled.rate"));
+        self.throttles
+            .follower
+            .set_rate(rate("follower.replication.throttled.rate"));
         for topic in image.topics.values() {
             let settings = topic_log_settings(&defaults, &topic.name, &topic.configs);
+            let throttled = |name: &str, i: usize| {
+                topic
+                    .configs
+                    .get(name)
+                    .is_some_and(|v| throttled_replica(v, i as i32, me))
+            };
             for (i, pi) in topic.partitions.iter().enumerate() {
                 if !pi.replicas.contains(&me) {
                     continue;
@@ -305,6 +343,10 @@ impl ReplicaManager {
                         }
                     },
                 };
+                partition.throttled.set(
+                    throttled("leader.replication.throttled.replicas", i),
+                    throttled("follower.replication.throttled.replicas", i),
+                );
                 let was = partition.leader();
                 if let Err(e) = partition.apply_image(pi) {
                     tracing::error!(%tp, error = %e, "cannot record the new leader epoch");

@@ -32,6 +32,9 @@ pub struct Partition {
     /// What clients wrote and read here (`/metrics`): batch bytes and records appended as
     /// leader, and record bytes sent to consumers. Relaxed atomics, off every lock.
     pub(super) traffic: Traffic,
+    /// Whether its replication is throttled here (as leader, as follower): from the topic's
+    /// `*.replication.throttled.replicas`, set by reconciliation.
+    pub(super) throttled: super::throttle::Throttled,
 }
 
 /// A partition's client traffic counters.
@@ -82,6 +85,7 @@ impl Partition {
             hw: AtomicI64::new(hw),
             waits,
             traffic: Traffic::default(),
+            throttled: Default::default(),
         }
     }
 

@@ -326,6 +326,48 @@ enum ClusterCommand {
         #[command(flatten)]
         reach: Reach,
     },
+    /// Spread replicas and preferred leaders evenly over the live brokers (e.g. onto a broker
+    /// just added): shows the plan; --execute moves the partitions and follows them.
+    Rebalance {
+        #[command(flatten)]
+        moving: Moving,
+    },
+    /// Move every replica off broker ID so it can be stopped for good: shows the plan;
+    /// --execute moves the partitions and says when the broker is empty.
+    Decommission {
+        /// The broker to empty.
+        id: i32,
+        #[command(flatten)]
+        moving: Moving,
+    },
+}
+
+/// How a rebalance or decommission is carried out.
+#[derive(Args)]
+struct Moving {
+    /// Move the partitions (without it, only the plan is shown).
+    #[arg(long)]
+    execute: bool,
+    /// Limit the moving replicas' replication to this many bytes per second, on each broker as
+    /// leader and as follower (Kafka's leader/follower.replication.throttled.rate); lifted when
+    /// the moves end.
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    throttle: Option<u64>,
+    /// Stop following the moves after this many seconds (they carry on).
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
+    #[command(flatten)]
+    reach: Reach,
+}
+
+impl Moving {
+    fn execution(&self) -> strom::tools::reassign::Execution {
+        strom::tools::reassign::Execution {
+            execute: self.execute,
+            throttle: self.throttle,
+            timeout: std::time::Duration::from_secs(self.timeout_secs),
+        }
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -595,6 +637,14 @@ fn main() -> std::process::ExitCode {
         Some(Command::Cluster(ClusterCommand::Status { reach: r })) => {
             report(reach(&r).and_then(|b| strom::tools::cluster_status(&b)))
         }
+        Some(Command::Cluster(ClusterCommand::Rebalance { moving })) => report(
+            reach(&moving.reach)
+                .and_then(|b| strom::tools::reassign::rebalance(&b, &moving.execution())),
+        ),
+        Some(Command::Cluster(ClusterCommand::Decommission { id, moving })) => report(
+            reach(&moving.reach)
+                .and_then(|b| strom::tools::reassign::decommission(&b, id, &moving.execution())),
+        ),
         None => serve(cli.serve),
     }
 }

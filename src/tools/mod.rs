@@ -7,6 +7,7 @@
 pub mod data;
 pub mod group;
 mod member;
+pub mod reassign;
 pub mod security;
 pub mod topic;
 

@@ -150,7 +150,7 @@ impl ReplicaManager {
                 .iter()
                 .filter_map(|s| {
                     let p = s.partition.as_ref().ok()?;
-                    if held_back && p.throttled.as_leader() {
+                    if held_back && params.follower.is_some_and(|f| p.throttled_for(true, f)) {
                         return None;
                     }
                     Some(Watched {
@@ -229,7 +229,7 @@ fn read_all(slots: &[Slot], params: &FetchParams, quota: &Quota) -> (Vec<Partiti
         }
         let remaining = params.max_bytes.saturating_sub(total);
         let limit = req.max_bytes.min(remaining);
-        let throttled = params.follower.is_some() && p.throttled.as_leader();
+        let throttled = params.follower.is_some_and(|f| p.throttled_for(true, f));
         if (limit == 0 && total > 0) || (throttled && quota.exceeded()) {
             read.records = Some(Part::Bytes(bytes::Bytes::new()));
             out.push(read);

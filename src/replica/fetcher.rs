@@ -281,12 +281,13 @@ impl FetchTask {
             self.truncate(c, &to_truncate).await?;
         }
         // Throttled replicas wait while the follower quota is spent.
+        let me = self.config.node_id;
         let held_back = self.throttles.follower.exceeded();
         let slots: Vec<_> = self
             .snapshot()
             .into_iter()
             .filter(|(_, s)| !s.truncate && !s.stale())
-            .filter(|(_, s)| !(held_back && s.partition.throttled.as_follower()))
+            .filter(|(_, s)| !(held_back && s.partition.throttled_for(false, me)))
             .collect();
         if slots.is_empty() {
             return Ok(false);
@@ -329,7 +330,7 @@ impl FetchTask {
             for p in &t.partitions {
                 let tp = TopicPartition::new(t.topic.0.to_string(), p.partition_index);
                 let Some(slot) = by_tp.get(&tp) else { continue };
-                if slot.partition.throttled.as_follower() {
+                if slot.partition.throttled_for(false, self.config.node_id) {
                     let bytes = p.records.as_ref().map_or(0, |r| r.len());
                     self.throttles.follower.record(bytes);
                 }

@@ -153,6 +153,23 @@ impl Partition {
         self.state().replicas.contains(&id)
     }
 
+    /// Whether `id` is in the ISR as this node's image has it.
+    pub fn in_sync(&self, id: NodeId) -> bool {
+        self.state().isr.contains(&id)
+    }
+
+    /// Whether replication of this partition to (leader) or from (follower) `replica` goes
+    /// through the throttle: the topic throttles it here and the replica is not in sync —
+    /// as in Kafka, an in-sync replica is never held back, so acks=all never waits on it.
+    pub(super) fn throttled_for(&self, as_leader: bool, replica: NodeId) -> bool {
+        let listed = if as_leader {
+            self.throttled.as_leader()
+        } else {
+            self.throttled.as_follower()
+        };
+        listed && !self.in_sync(replica)
+    }
+
     pub fn high_watermark(&self) -> Offset {
         self.hw.load(Ordering::Acquire)
     }

@@ -5,7 +5,9 @@
 //! `leader.replication.throttled.replicas` / `follower.replication.throttled.replicas`: `*` or
 //! `partition:broker` pairs, the broker being the one that applies it — which is what
 //! `strom cluster rebalance --throttle` (and Kafka's reassignment tool) sets on the moving
-//! partitions, so a reassignment cannot crowd out clients and ordinary replication.
+//! partitions, so a reassignment cannot crowd out clients and ordinary replication. As in
+//! Kafka, only replicas outside the ISR are ever held back (`Partition::throttled_for`): an
+//! in-sync follower keeps pace, so acks=all produce never waits on a throttle.
 //!
 //! `Quota` is a leaky bucket over plain time (passed in, so tests drive it): each throttled
 //! transfer adds its bytes, the bucket drains at the rate, and while it holds any debt the

@@ -21,6 +21,7 @@ mod idempotence;
 mod limits;
 mod metrics;
 mod produce_consume;
+mod reassignment;
 mod replication;
 mod security;
 mod sweep;

@@ -13,7 +13,7 @@ use rdkafka::producer::Producer;
 use crate::harness::{consume_all, flush, producer, send, wait_until, Broker, Cluster};
 
 /// GET `path` from the broker's admin listener: (status code, body).
-fn get(b: &Broker, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(b: &Broker, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", b.admin_port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
@@ -77,7 +77,7 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
     out
 }
 
-fn metric(b: &Broker, series: &str) -> Option<f64> {
+pub(crate) fn metric(b: &Broker, series: &str) -> Option<f64> {
     let (code, body) = get(b, "/metrics")?;
     assert_eq!(code, 200);
     parse(&body).get(series).copied()

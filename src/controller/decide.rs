@@ -769,7 +769,7 @@ mod tests {
             .apply(&MetadataRecord::RegisterBroker(registration(4)))
             .0;
         let id = TopicId(uuid::Uuid::from_u128(9));
-        let mut run = |op: AdminOp, img: &mut MetadataImage| -> AdminDone {
+        let run = |op: AdminOp, img: &mut MetadataImage| -> AdminDone {
             let planned = admin(img, &config(), op).expect("planned");
             let mut outcomes = Vec::new();
             for r in &planned.records {

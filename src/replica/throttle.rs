@@ -10,9 +10,12 @@
 //! in-sync follower keeps pace, so acks=all produce never waits on a throttle.
 //!
 //! `Quota` is a leaky bucket over plain time (passed in, so tests drive it): each throttled
-//! transfer adds its bytes, the bucket drains at the rate, and while it holds any debt the
-//! throttled replicas wait — a leader leaves them out of its answer, a follower out of its
-//! request. Over any stretch the bytes moved stay within the rate plus one transfer.
+//! transfer adds its bytes, the bucket drains at the rate, and while it holds more than one
+//! second's worth the throttled replicas wait — a leader leaves them out of its answer, a
+//! follower out of its request. Over any stretch the bytes moved stay within the rate plus one
+//! second's worth and one transfer; a replica whose partition grows slower than the rate is
+//! never held back, so it can catch up to the high watermark and join the ISR (with no burst
+//! allowed, every fetch would wait and the follower would stay a wait behind for ever).
 //! One `Throttles` per broker, owned by the replica manager; rates follow the image's dynamic
 //! broker configs (then the static settings).
 
@@ -65,9 +68,11 @@ impl Quota {
         d
     }
 
-    /// Whether throttled replicas must wait at `now`: the bucket still holds debt.
+    /// Whether throttled replicas must wait at `now`: the bucket holds more than a second's
+    /// worth of bytes.
     pub fn exceeded_at(&self, now: Instant) -> bool {
-        self.rate() < UNLIMITED && self.drained(now).0 > 0.0
+        let rate = self.rate();
+        rate < UNLIMITED && self.drained(now).0 > rate as f64
     }
 
     pub fn exceeded(&self) -> bool {
@@ -129,13 +134,25 @@ mod tests {
         q.record_at(1 << 20, t0);
         assert!(!q.exceeded_at(t0), "unlimited by default");
         q.set_rate(1 << 20);
+        // A second's worth passes; more waits until the excess drained.
+        q.record_at(1 << 20, t0);
+        assert!(!q.exceeded_at(t0));
         q.record_at(1 << 20, t0);
         assert!(q.exceeded_at(t0 + Duration::from_millis(500)));
         assert!(!q.exceeded_at(t0 + Duration::from_millis(1001)));
-        // Over ten seconds of transfers, as many as the rate allows, give or take one.
-        let mut now = t0 + Duration::from_secs(2);
+        // A trickle below the rate is never held back.
+        let mut now = t0 + Duration::from_secs(3);
+        for _ in 0..100 {
+            q.record_at(100 << 10, now);
+            assert!(!q.exceeded_at(now));
+            now += Duration::from_millis(200);
+        }
+        // Over ten seconds of transfers, as many as the rate allows, give or take one second's
+        // worth and one transfer.
+        let t1 = now + Duration::from_secs(2);
+        let mut now = t1;
         let mut moved = 0usize;
-        while now < t0 + Duration::from_secs(12) {
+        while now < t1 + Duration::from_secs(10) {
             if !q.exceeded_at(now) {
                 q.record_at(256 << 10, now);
                 moved += 256 << 10;
@@ -144,9 +161,9 @@ mod tests {
         }
         let expected = 10usize << 20;
         assert!(
-            moved >= expected - (256 << 10) && moved <= expected + (512 << 10),
+            moved >= expected && moved <= expected + (1 << 20) + (512 << 10),
             "{moved} bytes in 10 s at 1 MiB/s"
         );
-        assert_eq!(q.moved(), (2 << 20) + moved as u64);
+        assert_eq!(q.moved(), (3 << 20) + (10_000 << 10) + moved as u64);
     }
 }

@@ -3,7 +3,7 @@
 //! under a replication throttle, as Kafka's `kafka-reassign-partitions --throttle` does — then
 //! follow ListPartitionReassignments until every partition has moved.
 //!
-//! The plan is pure (`plan`): replicas move only off brokers that are leaving or carry more
+//! The plan is pure (`plan`, applied to each topic on its own): replicas move only off brokers that are leaving or carry more
 //! than their share, each to the least loaded broker that lacks that partition, keeping its
 //! place in the list; then replica order is swapped within partitions so that preferred
 //! leaders (first replicas) spread evenly too — the controller's preferred-leader election
@@ -139,6 +139,15 @@ pub fn plan(current: &Assignment, brokers: &[NodeId]) -> Assignment {
         .collect()
 }
 
+/// `plan` for each topic on its own, so every topic spreads evenly (not only the totals).
+pub fn plan_each_topic(current: &Assignment, brokers: &[NodeId]) -> Assignment {
+    let mut topics: BTreeMap<&str, Assignment> = BTreeMap::new();
+    for (k, v) in current {
+        topics.entry(&k.0).or_default().insert(k.clone(), v.clone());
+    }
+    topics.values().flat_map(|one| plan(one, brokers)).collect()
+}
+
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
@@ -181,7 +190,7 @@ pub struct Execution {
 pub fn rebalance(bootstrap: &str, how: &Execution) -> anyhow::Result<String> {
     let mut c = Client::connect(bootstrap)?;
     let (now, brokers) = current(&mut c)?;
-    run(&mut c, &now, &plan(&now, &brokers), how, None)
+    run(&mut c, &now, &plan_each_topic(&now, &brokers), how, None)
 }
 
 /// `strom cluster decommission N`: every replica off broker `gone`.
@@ -195,7 +204,13 @@ pub fn decommission(bootstrap: &str, gone: NodeId, how: &Execution) -> anyhow::R
         "broker {gone} cannot leave: a partition has {most} replicas and only {} other brokers are live",
         staying.len()
     );
-    run(&mut c, &now, &plan(&now, &staying), how, Some(gone))
+    run(
+        &mut c,
+        &now,
+        &plan_each_topic(&now, &staying),
+        how,
+        Some(gone),
+    )
 }
 
 fn run(
@@ -308,7 +323,8 @@ fn throttle(
                 .map(|b| format!("{p}:{b}")),
         );
     }
-    for (t, (leaders, followers)) in by_topic {
+    // Internal topics' configs are the broker's alone: their (small) moves go unthrottled.
+    for (t, (leaders, followers)) in by_topic.into_iter().filter(|(t, _)| !t.starts_with("__")) {
         let set = |v: Vec<String>| rate.map(|_| v.join(","));
         resources.push(
             AlterConfigsResource::default()

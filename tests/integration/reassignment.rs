@@ -157,8 +157,8 @@ fn a_fourth_broker_takes_its_share_under_load_within_the_throttle_and_broker_2_e
                         seen.lock().expect("lock").extend(id);
                         quiet_since = Instant::now();
                     }
-                    Some(Err(e)) => panic!("consumer error: {e}"),
-                    None => {}
+                    // Transient (a leader moved, a connection closed): librdkafka carries on.
+                    Some(Err(_)) | None => {}
                 }
             }
         })
@@ -197,7 +197,7 @@ fn a_fourth_broker_takes_its_share_under_load_within_the_throttle_and_broker_2_e
     let throttled = follower_bytes() - before;
     // 4 × 3 replicas over 4 brokers: three each; broker 4 fetched its three partitions (2 MiB
     // each and more) through the throttle, no faster than the rate allows — give or take one
-    // fetch (1 MiB per partition) and the bucket's first second.
+    // fetch from each leader (1 MiB per partition) and the bucket's one second of burst.
     let (parts, configs) = describe(b);
     let counts = replica_counts(&parts);
     assert_eq!(
@@ -209,7 +209,7 @@ fn a_fourth_broker_takes_its_share_under_load_within_the_throttle_and_broker_2_e
         throttled >= 3 * (2 << 20),
         "broker 4 fetched {throttled} throttled bytes"
     );
-    let floor = (throttled.saturating_sub(4 << 20)) as f64 / RATE as f64;
+    let floor = (throttled.saturating_sub(5 << 20)) as f64 / RATE as f64;
     println!(
         "rebalance: {throttled} throttled bytes in {:.1} s (the throttle allows no less than {floor:.1} s)",
         took.as_secs_f64()

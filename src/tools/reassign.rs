@@ -260,10 +260,15 @@ fn run(
     result?;
     let elected = elect_preferred(c, moves)?;
     out.push_str(&format!(
-        "moved {} partitions in {:.1} s; {elected} now led by their preferred replica\n",
+        "moved {} partitions in {:.1} s\n",
         moves.len(),
         started.elapsed().as_secs_f64()
     ));
+    if elected > 0 {
+        out.push_str(&format!(
+            "leadership moved to the preferred replica of {elected} partitions\n"
+        ));
+    }
     if let Some(g) = gone {
         out.push_str(&format!(
             "broker {g} holds no replicas; it can be stopped\n"

@@ -191,7 +191,7 @@ fn a_fourth_broker_takes_its_share_under_load_within_the_throttle_and_broker_2_e
     ]);
     let took = started.elapsed();
     assert!(
-        moved.contains("partitions moved") && moved.contains("moved 4 partitions"),
+        moved.contains("3/3 partitions moved") && moved.contains("moved 3 partitions"),
         "{moved}"
     );
     let throttled = follower_bytes() - before;

@@ -85,7 +85,7 @@ pub async fn handle(
         Err(e) => {
             return answer
                 .with_error_code(errors::admin(&e))
-                .with_error_message(Some(s(&e.to_string())));
+                .with_error_message(Some(s(e.to_string())));
         }
     };
     let mut decided = decided.into_iter();
@@ -98,7 +98,7 @@ pub async fn handle(
         let result = ReassignablePartitionResponse::default()
             .with_partition_index(partition)
             .with_error_code(error.as_ref().map(errors::admin).unwrap_or(0))
-            .with_error_message(error.map(|e| s(&e.to_string())));
+            .with_error_message(error.map(|e| s(e.to_string())));
         match topics.iter_mut().find(|r| r.name.0.as_str() == topic) {
             Some(r) => r.partitions.push(result),
             None => topics.push(

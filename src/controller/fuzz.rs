@@ -1,6 +1,6 @@
 //! Fixed-seed fuzzing of the controller's decisions (`decide.rs`) and of the image they are
 //! applied to: random sequences of admin writes, registrations, heartbeats, fencing, ISR
-//! changes, elections and preferred-leader moves — valid, stale and nonsensical alike — are
+//! changes, reassignments, elections and preferred-leader moves — valid, stale and nonsensical alike — are
 //! decided on the current image and whatever records come back are applied. Nothing may panic,
 //! and after every record each partition must still make sense: replicas distinct and
 //! non-empty, ISR within the replicas, a leader (if any) in the ISR, leader and partition
@@ -71,7 +71,19 @@ fn new_topic(rng: &mut Rng) -> NewTopic {
 
 fn admin_op(rng: &mut Rng, image: &MetadataImage) -> AdminOp {
     let picked = some_topic(rng, image);
-    match rng.below(7) {
+    match rng.below(8) {
+        7 => AdminOp::AlterPartitionReassignments {
+            changes: (0..rng.below(4))
+                .map(|_| {
+                    let (name, partition) = match &picked {
+                        Some(p) => (p.1.clone(), rng.below(p.2 + 1) as i32),
+                        None => (topic_name(rng), 0),
+                    };
+                    let target = (!rng.chance(4)).then(|| nodes(rng, 4));
+                    (name, partition, target)
+                })
+                .collect(),
+        },
         0 => AdminOp::CreateTopic {
             topic: new_topic(rng),
             validate_only: rng.chance(4),
@@ -162,7 +174,11 @@ fn step(rng: &mut Rng, image: &MetadataImage, config: &Config) -> Vec<MetadataRe
                 leader_epoch: current.map(|p| p.leader_epoch).unwrap_or(0) - rng.below(2) as i32,
                 partition_epoch: current.map(|p| p.partition_epoch).unwrap_or(0)
                     - rng.below(2) as i32,
-                new_isr: nodes(rng, 4),
+                // Sometimes every replica in sync: what finishes a reassignment.
+                new_isr: match current {
+                    Some(p) if rng.chance(3) => p.replicas.clone(),
+                    _ => nodes(rng, 4),
+                },
             };
             decide::alter_partition(image, &ask).into_iter().collect()
         }
@@ -171,6 +187,21 @@ fn step(rng: &mut Rng, image: &MetadataImage, config: &Config) -> Vec<MetadataRe
 
 /// What must hold of every partition, whatever was applied.
 fn check(image: &MetadataImage, epochs: &mut HashMap<(TopicId, usize), (i32, i32)>, at: &str) {
+    // A reassignment names an existing partition, adds and removes only its replicas, and
+    // never both at once; an empty one is not kept.
+    for (id, of_topic) in &image.reassignments {
+        let t = image.topic_by_id(*id);
+        assert!(t.is_some() && !of_topic.is_empty(), "{at}: reassignment of {id:?}");
+        for (p, r) in of_topic {
+            let replicas = &t.unwrap().partitions[*p as usize].replicas;
+            assert!(
+                !(r.adding.is_empty() && r.removing.is_empty())
+                    && r.adding.iter().chain(&r.removing).all(|b| replicas.contains(b))
+                    && r.adding.iter().all(|b| !r.removing.contains(b)),
+                "{at}: partition {p} reassignment {r:?} over replicas {replicas:?}"
+            );
+        }
+    }
     for t in image.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
             let mut distinct = p.replicas.clone();
@@ -236,6 +267,7 @@ fn random_controller_decisions_keep_every_partition_consistent() {
         "unfence",
         "partition change",
         "delete",
+        "replicas change",
     ] {
         assert!(
             seen.get(k).copied().unwrap_or(0) > 0,
@@ -252,6 +284,7 @@ fn kind(r: &MetadataRecord) -> &'static str {
         MetadataRecord::UnfenceBroker { .. } => "unfence",
         MetadataRecord::PartitionChange { .. } => "partition change",
         MetadataRecord::DeleteTopic { .. } => "delete",
+        MetadataRecord::ReplicasChange { .. } => "replicas change",
         _ => "other",
     }
 }

@@ -30,6 +30,7 @@ pub struct Sources {
     pub replicas: Arc<ReplicaManager>,
     pub controller: Handle,
     pub connections: Arc<Connections>,
+    pub groups: Arc<crate::group::Coordinator>,
 }
 
 /// Binds `admin.http.listener`, if set; a failure is logged (the setting named) and None.
@@ -129,6 +130,34 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
         } else {
             let _ = writeln!(out, "{name}{{{labels}}} {value}");
         }
+    }
+}
+
+/// One histogram family: per label set, cumulative buckets (`le`), `_sum` and `_count`.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: &[(String, &crate::server::stats::Histogram)],
+) {
+    use crate::server::stats::BUCKETS;
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (labels, h) in series {
+        let (counts, sum) = h.cumulative();
+        for (i, c) in counts.iter().enumerate() {
+            let le = BUCKETS
+                .get(i)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "+Inf".into());
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(
+            out,
+            "{name}_count{{{labels}}} {}",
+            counts.last().copied().unwrap_or(0)
+        );
     }
 }
 
@@ -277,5 +306,158 @@ pub fn render(s: &Sources) -> String {
         "Open client connections over all listeners.",
         &[(String::new(), s.connections.open() as f64)],
     );
+    family(
+        &mut out,
+        "strom_listener_connections",
+        "gauge",
+        "Open client connections per listener.",
+        &s.connections
+            .open_per_listener()
+            .into_iter()
+            .map(|(l, n)| (format!("listener=\"{}\"", label(&l)), n as f64))
+            .collect::<Vec<_>>(),
+    );
+    let used: Vec<_> = s.connections.requests.used().collect();
+    let api = |k: &kafka_protocol::messages::ApiKey| format!("api=\"{k:?}\"");
+    family(
+        &mut out,
+        "strom_requests_total",
+        "counter",
+        "Requests answered (or completed without an answer, acks=0), per API.",
+        &used
+            .iter()
+            .map(|(k, st)| {
+                let n = st.handle.cumulative().0.last().copied().unwrap_or(0);
+                (api(k), n as f64)
+            })
+            .collect::<Vec<_>>(),
+    );
+    for (phase, help) in [
+        ("queue", "From a request's task being spawned to its first run, per API."),
+        ("handle", "From decoding a request to its answer being ready (purgatory waits included), per API."),
+        ("send", "From a request's answer being ready to its being written (behind the connection's earlier answers), per API."),
+    ] {
+        let series: Vec<(String, &crate::server::stats::Histogram)> = used
+            .iter()
+            .map(|(k, st)| {
+                let h = match phase {
+                    "queue" => &st.queue,
+                    "handle" => &st.handle,
+                    _ => &st.send,
+                };
+                (api(k), h)
+            })
+            .collect();
+        histogram(
+            &mut out,
+            &format!("strom_request_{phase}_seconds"),
+            help,
+            &series,
+        );
+    }
+    let (watermark_waits, fetch_waits) = s.replicas.purgatory_sizes();
+    family(
+        &mut out,
+        "strom_purgatory_size",
+        "gauge",
+        "Operations waiting: acks=all produce, group commits and DeleteRecords on a watermark; long-poll and follower fetches on data.",
+        &[
+            ("purgatory=\"watermark\"".to_string(), watermark_waits as f64),
+            ("purgatory=\"fetch\"".to_string(), fetch_waits as f64),
+        ],
+    );
+    let counters = &s.replicas.counters;
+    let load =
+        |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    family(
+        &mut out,
+        "strom_isr_shrinks_total",
+        "counter",
+        "ISR changes that removed replicas from partitions this broker leads (its own shrinks and the controller fencing a follower).",
+        &[(String::new(), load(&counters.isr_shrinks))],
+    );
+    family(
+        &mut out,
+        "strom_isr_expands_total",
+        "counter",
+        "ISR changes that added replicas to partitions this broker leads.",
+        &[(String::new(), load(&counters.isr_expands))],
+    );
+    family(
+        &mut out,
+        "strom_fetch_bytes_total",
+        "counter",
+        "Record bytes sent to consumers: left in the page cache for sendfile (zero_copy) or read into memory (copied).",
+        &[
+            ("path=\"zero_copy\"".to_string(), load(&counters.fetch_zero_copy_bytes)),
+            ("path=\"copied\"".to_string(), load(&counters.fetch_copied_bytes)),
+        ],
+    );
+    family(
+        &mut out,
+        "strom_raft_last_log_index",
+        "gauge",
+        "The last metadata log index this node holds.",
+        &[(String::new(), s.controller.last_log_index() as f64)],
+    );
+    family(
+        &mut out,
+        "strom_raft_apply_lag",
+        "gauge",
+        "Metadata log entries this node holds but has not applied to its image.",
+        &[(
+            String::new(),
+            s.controller
+                .last_log_index()
+                .saturating_sub(s.controller.applied_index()) as f64,
+        )],
+    );
+    group_families(&mut out, s, &hosted);
     out
+}
+
+/// Consumer groups this broker coordinates: how many in each state, and each committed
+/// partition's lag — its high watermark as this broker's replica knows it, less the committed
+/// offset (only for partitions hosted here; a follower's high watermark trails the leader's by
+/// at most a fetch).
+fn group_families(out: &mut String, s: &Sources, hosted: &[Arc<crate::replica::Partition>]) {
+    let groups = s.groups.committed_offsets();
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let hw: std::collections::HashMap<(String, i32), i64> = hosted
+        .iter()
+        .map(|p| ((p.tp().topic.clone(), p.tp().partition), p.high_watermark()))
+        .collect();
+    let mut lags = Vec::new();
+    for (id, state, offsets) in &groups {
+        *states.entry(format!("{state:?}")).or_default() += 1;
+        for (t, p, committed) in offsets {
+            if let Some(end) = hw.get(&(t.clone(), *p)) {
+                lags.push((
+                    format!(
+                        "group=\"{}\",topic=\"{}\",partition=\"{p}\"",
+                        label(id),
+                        label(t)
+                    ),
+                    (end - committed).max(0) as f64,
+                ));
+            }
+        }
+    }
+    family(
+        out,
+        "strom_groups",
+        "gauge",
+        "Consumer groups this broker coordinates, by state.",
+        &states
+            .into_iter()
+            .map(|(st, n)| (format!("state=\"{st}\""), n as f64))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        out,
+        "strom_group_lag_records",
+        "gauge",
+        "Records between a group's committed offset and the partition's high watermark.",
+        &lags,
+    );
 }

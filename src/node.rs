@@ -288,6 +288,7 @@ impl Node {
                 replicas: replicas.clone(),
                 controller: handle.clone(),
                 connections: open_connections.clone(),
+                groups: groups.clone(),
             });
             tasks.spawn(crate::http::serve(listener, sources, serving.child_token()));
         }

@@ -191,12 +191,18 @@ fn check(image: &MetadataImage, epochs: &mut HashMap<(TopicId, usize), (i32, i32
     // never both at once; an empty one is not kept.
     for (id, of_topic) in &image.reassignments {
         let t = image.topic_by_id(*id);
-        assert!(t.is_some() && !of_topic.is_empty(), "{at}: reassignment of {id:?}");
+        assert!(
+            t.is_some() && !of_topic.is_empty(),
+            "{at}: reassignment of {id:?}"
+        );
         for (p, r) in of_topic {
             let replicas = &t.unwrap().partitions[*p as usize].replicas;
             assert!(
                 !(r.adding.is_empty() && r.removing.is_empty())
-                    && r.adding.iter().chain(&r.removing).all(|b| replicas.contains(b))
+                    && r.adding
+                        .iter()
+                        .chain(&r.removing)
+                        .all(|b| replicas.contains(b))
                     && r.adding.iter().all(|b| !r.removing.contains(b)),
                 "{at}: partition {p} reassignment {r:?} over replicas {replicas:?}"
             );

@@ -343,6 +343,11 @@ impl Handle {
         self.raft.metrics().borrow().current_term
     }
 
+    /// The last metadata log index this node holds (applied or not).
+    pub fn last_log_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_log_index.unwrap_or(0)
+    }
+
     /// The last metadata log index applied to this node's image.
     pub fn applied_index(&self) -> u64 {
         self.raft

@@ -563,6 +563,31 @@ impl Coordinator {
         out
     }
 
+    /// Every group this broker coordinates with its state and committed offsets
+    /// ((topic, partition) → offset), for `/metrics` and the console.
+    pub fn committed_offsets(&self) -> Vec<(String, State, Vec<(String, i32, i64)>)> {
+        let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();
+        let mut out = Vec::new();
+        for shard in shards.iter().filter(|s| s.is_loaded()) {
+            let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
+            for g in groups {
+                let g = lock(&g);
+                if g.state == State::Dead {
+                    continue;
+                }
+                let mut offsets: Vec<(String, i32, i64)> = g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), c)| (t.clone(), *p, c.value.offset))
+                    .collect();
+                offsets.sort();
+                out.push((g.id.clone(), g.state, offsets));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Whether any shard is still loading (ListGroups answers COORDINATOR_LOAD_IN_PROGRESS).
     pub fn loading(&self) -> bool {
         self.shards().values().any(|s| !s.is_loaded())

@@ -188,6 +188,13 @@ pub struct Waits {
     fetches: Purgatory<TopicPartition, FetchWait>,
 }
 
+impl Waits {
+    /// (watermark waits, fetch waits) parked now.
+    pub(super) fn sizes(&self) -> (usize, usize) {
+        (self.watermarks.len(), self.fetches.len())
+    }
+}
+
 impl Default for Waits {
     fn default() -> Self {
         Waits {

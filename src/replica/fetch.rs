@@ -122,7 +122,7 @@ impl ReplicaManager {
         let deadline = Instant::now() + params.max_wait;
         let mut waited = false;
         loop {
-            let (reads, total) = read_all(&slots, &params, &self.throttles.leader);
+            let (reads, total) = read_all(&slots, &params, &self.throttles.leader, &self.counters);
             let failed = reads
                 .iter()
                 .any(|r| r.error.is_some() || r.diverging.is_some());
@@ -193,7 +193,12 @@ impl ReplicaManager {
 
 /// Reads every slot: what each returns and the bytes in total. A follower's throttled replicas
 /// get nothing while the leader's `quota` is spent, and count against it otherwise.
-fn read_all(slots: &[Slot], params: &FetchParams, quota: &Quota) -> (Vec<PartitionRead>, usize) {
+fn read_all(
+    slots: &[Slot],
+    params: &FetchParams,
+    quota: &Quota,
+    counters: &super::Counters,
+) -> (Vec<PartitionRead>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
@@ -259,9 +264,13 @@ fn read_all(slots: &[Slot], params: &FetchParams, quota: &Quota) -> (Vec<Partiti
             Ok(Some(part)) => {
                 total += part.wire_len();
                 if params.follower.is_none() {
-                    p.traffic
-                        .bytes_out
-                        .fetch_add(part.wire_len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let n = part.wire_len() as u64;
+                    p.traffic.bytes_out.fetch_add(n, Relaxed);
+                    match part {
+                        Part::File { .. } => counters.fetch_zero_copy_bytes.fetch_add(n, Relaxed),
+                        _ => counters.fetch_copied_bytes.fetch_add(n, Relaxed),
+                    };
                 } else if throttled {
                     quota.record(part.wire_len());
                 }

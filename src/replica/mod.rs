@@ -162,6 +162,19 @@ pub struct ReplicaManager {
     leadership: Mutex<Vec<(String, LeadershipListener)>>,
     /// The replication throttles (reassignments), shared with the fetchers.
     throttles: Arc<throttle::Throttles>,
+    /// Counters for `/metrics`.
+    pub counters: Arc<Counters>,
+}
+
+/// The replica manager's event counters (`/metrics`), relaxed atomics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// ISR changes that dropped or added members of partitions this broker kept leading.
+    pub isr_shrinks: std::sync::atomic::AtomicU64,
+    pub isr_expands: std::sync::atomic::AtomicU64,
+    /// Consumer fetch record bytes left in the page cache for sendfile, and read into memory.
+    pub fetch_zero_copy_bytes: std::sync::atomic::AtomicU64,
+    pub fetch_copied_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl ReplicaManager {
@@ -181,6 +194,7 @@ impl ReplicaManager {
                 token,
             ),
             throttles,
+            counters: Arc::new(Counters::default()),
             config,
             controller,
             partitions: RwLock::new(HashMap::new()),
@@ -192,6 +206,12 @@ impl ReplicaManager {
 
     fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
         self.partitions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Operations parked in the purgatories: (watermark waits — acks=all produce, group
+    /// commits, DeleteRecords — and fetch waits).
+    pub fn purgatory_sizes(&self) -> (usize, usize) {
+        self.waits.sizes()
     }
 
     /// The replication throttles (their rates and what they let through).
@@ -348,10 +368,23 @@ impl ReplicaManager {
                     throttled("follower.replication.throttled.replicas", i),
                 );
                 let was = partition.leader();
+                let isr_before = partition.isr_len();
                 if let Err(e) = partition.apply_image(pi) {
                     tracing::error!(%tp, error = %e, "cannot record the new leader epoch");
                 }
                 let now = partition.leader();
+                // An ISR that changed under a leader that stayed (its own AlterPartition, or
+                // the controller fencing a follower).
+                if now.0 == me && now == was {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    match pi.isr.len().cmp(&isr_before) {
+                        std::cmp::Ordering::Less => self.counters.isr_shrinks.fetch_add(1, Relaxed),
+                        std::cmp::Ordering::Greater => {
+                            self.counters.isr_expands.fetch_add(1, Relaxed)
+                        }
+                        std::cmp::Ordering::Equal => 0,
+                    };
+                }
                 if now.0 == me && now != was {
                     self.tell(Leadership::Elected {
                         partition: partition.clone(),

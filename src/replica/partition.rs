@@ -153,6 +153,11 @@ impl Partition {
         self.state().replicas.contains(&id)
     }
 
+    /// The ISR's size as this node's image has it.
+    pub fn isr_len(&self) -> usize {
+        self.state().isr.len()
+    }
+
     /// Whether `id` is in the ISR as this node's image has it.
     pub fn in_sync(&self, id: NodeId) -> bool {
         self.state().isr.contains(&id)

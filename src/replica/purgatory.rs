@@ -74,7 +74,6 @@ impl<K: Hash + Eq + Clone, O: Delayed> Purgatory<K, O> {
         &self.shards[self.hasher.hash_one(key) as usize % self.shards.len()]
     }
 
-    #[cfg(test)]
     /// Operations parked now.
     pub fn len(&self) -> usize {
         self.parked.load(Ordering::Relaxed)

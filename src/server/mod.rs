@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -29,6 +29,7 @@ use crate::handlers::{self, Context};
 use sasl::Verdict;
 
 mod sasl;
+pub mod stats;
 use crate::protocol::{self, FrameError, Part, Reply};
 
 /// Requests one connection may have in flight before the reader waits for the writer.
@@ -36,10 +37,12 @@ const MAX_IN_FLIGHT: usize = 64;
 
 /// A started request: its handler task, or an answer that needed none.
 enum Work {
-    /// The handler's task, and the frame's room in the request memory pool.
+    /// The handler's task (its answer and when that was ready), the frame's room in the
+    /// request memory pool, and the API (for the send time in `/metrics`).
     Task(
-        JoinHandle<Result<Option<Reply>, FrameError>>,
+        JoinHandle<(Result<Option<Reply>, FrameError>, Instant)>,
         Option<OwnedSemaphorePermit>,
+        ApiKey,
     ),
     Ready(Bytes),
 }
@@ -49,6 +52,10 @@ enum Work {
 /// (`queued.max.request.bytes`). One per node, shared by its listeners.
 pub struct Connections {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Open connections per listener name (`/metrics`).
+    per_listener: Mutex<HashMap<String, usize>>,
+    /// Every request's phases, per API (`/metrics`).
+    pub requests: stats::RequestStats,
     /// Permits are bytes; a frame's are held until its answer is written.
     request_bytes: Option<(Arc<Semaphore>, usize)>,
 }
@@ -57,12 +64,15 @@ pub struct Connections {
 struct Admitted {
     connections: Arc<Connections>,
     ip: IpAddr,
+    listener: String,
 }
 
 impl Connections {
     pub fn new(config: &crate::config::Config) -> Connections {
         Connections {
             per_ip: Mutex::new(HashMap::new()),
+            per_listener: Mutex::new(HashMap::new()),
+            requests: stats::RequestStats::default(),
             request_bytes: config
                 .queued_max_request_bytes
                 .map(|n| (Arc::new(Semaphore::new(n)), n)),
@@ -86,8 +96,27 @@ impl Connections {
         pool.clone().acquire_many_owned(want).await.ok()
     }
 
-    /// Admits a connection from `ip` if both limits allow it.
-    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, max_per_ip: usize) -> Option<Admitted> {
+    /// Open client connections per listener.
+    pub fn open_per_listener(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<(String, usize)> = self
+            .per_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Admits a connection from `ip` on `listener` if both limits allow it.
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        listener: &str,
+        max: usize,
+        max_per_ip: usize,
+    ) -> Option<Admitted> {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let total: usize = per_ip.values().sum();
         let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
@@ -95,9 +124,16 @@ impl Connections {
             return None;
         }
         *per_ip.entry(ip).or_default() += 1;
+        *self
+            .per_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(listener.to_string())
+            .or_default() += 1;
         Some(Admitted {
             connections: self.clone(),
             ip,
+            listener: listener.to_string(),
         })
     }
 }
@@ -114,6 +150,15 @@ impl Drop for Admitted {
             if *n == 0 {
                 per_ip.remove(&self.ip);
             }
+        }
+        drop(per_ip);
+        let mut per_listener = self
+            .connections
+            .per_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_listener.get_mut(&self.listener) {
+            *n = n.saturating_sub(1);
         }
     }
 }
@@ -137,7 +182,7 @@ pub async fn serve(
             _ = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(admitted) = connections.admit(peer.ip(), max, max_per_ip) else {
+                    let Some(admitted) = connections.admit(peer.ip(), &ctx.listener, max, max_per_ip) else {
                         tracing::debug!(%peer, listener = %ctx.listener, "connection refused: max.connections or max.connections.per.ip reached");
                         drop(stream);
                         continue;
@@ -297,6 +342,7 @@ async fn serve_connection<R, W>(
     } else {
         ctx
     };
+    let stats = connections.clone();
     let reader = read_requests(
         rd,
         tx,
@@ -306,7 +352,7 @@ async fn serve_connection<R, W>(
         connections,
         token.clone(),
     );
-    let writer = write_responses(wr, rx, activity, token.clone());
+    let writer = write_responses(wr, rx, activity, stats, token.clone());
     let (why, ()) = tokio::join!(reader, writer);
     if let Some(why) = why {
         tracing::info!(peer = ?peer, reason = %why, "closing connection");
@@ -429,10 +475,28 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         }
         let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
-                Ok(parsed) => match handlers::start(ctx.clone(), parsed, peer, &mut order) {
-                    Ok(rest) => Work::Task(tokio::spawn(rest), room),
-                    Err(e) => return Some(e.to_string()),
-                },
+                Ok(parsed) => {
+                    let began = Instant::now();
+                    match handlers::start(ctx.clone(), parsed, peer, &mut order) {
+                        Ok(rest) => {
+                            let started = began.elapsed();
+                            let spawned = Instant::now();
+                            let stats = connections.clone();
+                            let task = tokio::spawn(async move {
+                                let ran = Instant::now();
+                                let answer = rest.await;
+                                let ready = Instant::now();
+                                if let Some(s) = stats.requests.of(key) {
+                                    s.queue.observe(ran - spawned);
+                                    s.handle.observe(started + (ready - ran));
+                                }
+                                (answer, ready)
+                            });
+                            Work::Task(task, room, key)
+                        }
+                        Err(e) => return Some(e.to_string()),
+                    }
+                }
                 Err(e) => return Some(e.to_string()),
             },
             _ if key == ApiKey::ApiVersions => {
@@ -557,6 +621,7 @@ async fn write_responses<W: Outbound>(
     wr: W,
     mut rx: mpsc::Receiver<Work>,
     activity: Arc<Activity>,
+    stats: Arc<Connections>,
     token: CancellationToken,
 ) {
     // The write buffer is made when the first request arrives: a connection that never asks
@@ -564,10 +629,13 @@ async fn write_responses<W: Outbound>(
     let mut next = rx.recv().await;
     let mut wr = BufWriter::with_capacity(if next.is_some() { 64 * 1024 } else { 0 }, wr);
     while let Some(work) = next.take() {
-        let done = match work {
+        let (done, sent) = match work {
             // The frame's room in the pool goes once its answer is written (below).
-            Work::Task(task, _room) => task.await,
-            Work::Ready(bytes) => Ok(Ok(Some(Reply::Frame(bytes)))),
+            Work::Task(task, _room, key) => match task.await {
+                Ok((answer, ready)) => (Ok(answer), Some((key, ready))),
+                Err(e) => (Err(e), None),
+            },
+            Work::Ready(bytes) => (Ok(Ok(Some(Reply::Frame(bytes)))), None),
         };
         match done {
             Ok(Ok(Some(Reply::Frame(bytes)))) => {
@@ -595,6 +663,9 @@ async fn write_responses<W: Outbound>(
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
         if rx.is_empty() && wr.flush().await.is_err() {
             break;
+        }
+        if let Some(s) = sent.and_then(|(key, ready)| Some((stats.requests.of(key)?, ready))) {
+            s.0.send.observe(s.1.elapsed());
         }
         next = rx.recv().await;
     }

@@ -38,6 +38,7 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
             })
     };
     let mut typed = BTreeSet::new();
+    let mut histograms = BTreeSet::new();
     let mut out = BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
@@ -47,7 +48,13 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
             let mut parts = rest.split(' ');
             let (name, kind) = (parts.next().unwrap_or_default(), parts.next());
             assert!(name_ok(name), "TYPE name: {line}");
-            assert!(matches!(kind, Some("counter" | "gauge")), "{line}");
+            assert!(
+                matches!(kind, Some("counter" | "gauge" | "histogram")),
+                "{line}"
+            );
+            if kind == Some("histogram") {
+                histograms.insert(name.to_string());
+            }
             assert!(
                 !name.ends_with("_total") || kind == Some("counter"),
                 "{line}"
@@ -56,7 +63,19 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         } else {
             let (series, value) = line.rsplit_once(' ').expect("name value");
             let name = series.split('{').next().unwrap_or_default();
-            assert!(typed.contains(name), "a sample before its TYPE: {line}");
+            // A histogram's samples are its name with _bucket, _sum or _count.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|base| histograms.contains(*base))
+                })
+                .unwrap_or(name);
+            assert!(typed.contains(family), "a sample before its TYPE: {line}");
+            assert!(
+                !series.contains("_bucket{") || series.contains("le=\""),
+                "a bucket without le: {line}"
+            );
             if let Some(labels) = series.strip_prefix(name) {
                 if !labels.is_empty() {
                     let inner = labels
@@ -125,6 +144,50 @@ fn metrics_parse_and_count_what_clients_moved() {
     assert_eq!(m["strom_cluster_brokers_live"], 1.0);
     assert!(m["strom_partitions_led"] >= 1.0);
     assert!(m["strom_connections"] >= 1.0);
+    assert!(m["strom_listener_connections{listener=\"PLAINTEXT\"}"] >= 1.0);
+    // Every request is counted and timed: the handle histogram's count is the request count,
+    // its buckets never fall, and +Inf holds them all.
+    let produced = m["strom_requests_total{api=\"Produce\"}"];
+    assert!(produced >= 1.0, "{produced}");
+    for phase in ["queue", "handle", "send"] {
+        let family = format!("strom_request_{phase}_seconds");
+        assert_eq!(
+            m[&format!("{family}_count{{api=\"Produce\"}}")],
+            produced,
+            "{phase}"
+        );
+        let buckets: Vec<f64> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{family}_bucket{{api=\"Fetch\",")))
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(buckets.len(), 15, "{phase}: {buckets:?}");
+        let inf = m[&format!("{family}_bucket{{api=\"Fetch\",le=\"+Inf\"}}")];
+        assert!(buckets.iter().all(|b| *b <= inf), "{phase}: {buckets:?}");
+        assert_eq!(inf, m[&format!("{family}_count{{api=\"Fetch\"}}")]);
+    }
+    // The consumer's record bytes went one way or the other.
+    let fetched = m["strom_fetch_bytes_total{path=\"zero_copy\"}"]
+        + m["strom_fetch_bytes_total{path=\"copied\"}"];
+    assert_eq!(fetched, bytes_out);
+    assert_eq!(m["strom_purgatory_size{purgatory=\"watermark\"}"], 0.0);
+    assert_eq!(m["strom_raft_apply_lag"], 0.0);
+    assert!(m["strom_raft_last_log_index"] >= m["strom_raft_applied_index"]);
+
+    // A group that committed 600 of the 1,000 records lags by 400.
+    let c = crate::harness::consumer(&boot, &[("group.id", "lagging")]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("m", 0, rdkafka::Offset::Offset(600))
+        .expect("tpl");
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    let m = parse(&get(&b, "/metrics").expect("metrics").1);
+    assert_eq!(
+        m.get("strom_group_lag_records{group=\"lagging\",topic=\"m\",partition=\"0\"}"),
+        Some(&400.0),
+        "{m:?}"
+    );
+    assert_eq!(m.get("strom_groups{state=\"Empty\"}"), Some(&1.0));
 }
 
 #[test]
@@ -182,4 +245,8 @@ fn under_replicated_partitions_rise_when_a_follower_dies_and_fall_when_it_return
     wait_until("the ISR whole again", Duration::from_secs(30), || {
         under(&mut cluster) == Some(0.0)
     });
+    // The leader counted the follower leaving the ISR and coming back.
+    let node = cluster.node(leader);
+    assert!(metric(node, "strom_isr_shrinks_total").unwrap_or(0.0) >= 1.0);
+    assert!(metric(node, "strom_isr_expands_total").unwrap_or(0.0) >= 1.0);
 }

@@ -395,6 +395,20 @@ pub fn render(s: &Sources) -> String {
     );
     family(
         &mut out,
+        "strom_cleaner_passes_total",
+        "counter",
+        "Log cleaner passes finished on this broker's compacted logs.",
+        &[(String::new(), load(&counters.cleaner_passes))],
+    );
+    family(
+        &mut out,
+        "strom_cleaner_removed_bytes_total",
+        "counter",
+        "Bytes the log cleaner took out of this broker's compacted logs.",
+        &[(String::new(), load(&counters.cleaner_bytes_removed))],
+    );
+    family(
+        &mut out,
         "strom_raft_last_log_index",
         "gauge",
         "The last metadata log index this node holds.",

@@ -122,6 +122,12 @@ fn clean_one(shared: &Shared, p: &Partition, map: &mut OffsetMap) -> bool {
     match p.clean(now_ms(), map, &gate) {
         Ok(Some(stats)) => {
             let secs = started.elapsed().as_secs_f64().max(1e-6);
+            let counters = &shared.replicas.counters;
+            use std::sync::atomic::Ordering::Relaxed;
+            counters.cleaner_passes.fetch_add(1, Relaxed);
+            counters
+                .cleaner_bytes_removed
+                .fetch_add(stats.before_bytes.saturating_sub(stats.after_bytes), Relaxed);
             tracing::info!(
                 tp = %p.tp(),
                 dirty_ratio = format!("{:.2}", stats.dirty_ratio),

@@ -175,6 +175,9 @@ pub struct Counters {
     /// Consumer fetch record bytes left in the page cache for sendfile, and read into memory.
     pub fetch_zero_copy_bytes: std::sync::atomic::AtomicU64,
     pub fetch_copied_bytes: std::sync::atomic::AtomicU64,
+    /// Log cleaner passes finished, and the bytes they took out of the logs.
+    pub cleaner_passes: std::sync::atomic::AtomicU64,
+    pub cleaner_bytes_removed: std::sync::atomic::AtomicU64,
 }
 
 impl ReplicaManager {

@@ -1,6 +1,7 @@
-//! The HTTP admin listener (`admin.http.listener`, default `127.0.0.1:9644`): `/metrics` in
-//! Prometheus text format, `/health` (the process answers) and `/ready` (registered with the
-//! controller and not fenced). Built by `node` and served on its own task with hyper's HTTP/1;
+//! The HTTP admin listener (`admin.http.listener`, default `127.0.0.1:9644`): the web console
+//! at `/` (with `/api/cluster` and `/api/groups`, `console`), `/metrics` in Prometheus text
+//! format, `/health` (the process answers) and `/ready` (registered with the controller and not
+//! fenced). Built by `node` and served on its own task with hyper's HTTP/1;
 //! if the address cannot be bound the broker says so, naming the setting, and serves Kafka
 //! clients without it.
 //!
@@ -31,6 +32,9 @@ pub struct Sources {
     pub controller: Handle,
     pub connections: Arc<Connections>,
     pub groups: Arc<crate::group::Coordinator>,
+    /// Where the console asks as a Kafka client: this broker's first listener without TLS or
+    /// SASL, if it has one.
+    pub console_bootstrap: Option<String>,
 }
 
 /// Binds `admin.http.listener`, if set; a failure is logged (the setting named) and None.
@@ -63,7 +67,7 @@ pub async fn serve(listener: TcpListener, sources: Arc<Sources>, token: Cancella
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let sources = sources.clone();
-                async move { Ok::<_, Infallible>(respond(&sources, &req)) }
+                async move { Ok::<_, Infallible>(respond(&sources, &req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
@@ -75,8 +79,34 @@ pub async fn serve(listener: TcpListener, sources: Arc<Sources>, token: Cancella
     }
 }
 
-fn respond(s: &Sources, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn respond(s: &Arc<Sources>, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    const JSON: &str = "application/json";
     let (status, content_type, body) = match req.uri().path() {
+        "/" | "/index.html" => (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::console::INDEX.to_string(),
+        ),
+        "/api/cluster" => {
+            let doc = crate::console::cluster(
+                &s.controller.image(),
+                s.config.node_id,
+                s.controller.controller_id(),
+                &s.replicas.hosted(),
+            );
+            (StatusCode::OK, JSON, doc.to_string())
+        }
+        "/api/groups" => {
+            // A Kafka client's round trips, blocking: off the async threads.
+            let bootstrap = s.console_bootstrap.clone();
+            let doc =
+                tokio::task::spawn_blocking(move || crate::console::groups(bootstrap.as_deref()))
+                    .await
+                    .unwrap_or_else(
+                        |e| serde_json::json!({ "error": e.to_string(), "groups": [] }),
+                    );
+            (StatusCode::OK, JSON, doc.to_string())
+        }
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -102,7 +132,7 @@ fn respond(s: &Sources, req: &Request<hyper::body::Incoming>) -> Response<Full<B
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: /metrics, /health or /ready\n".to_string(),
+            "not found: / (the console), /metrics, /health or /ready\n".to_string(),
         ),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));

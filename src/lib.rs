@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod controller;
 pub mod dev;
 #[doc(hidden)]

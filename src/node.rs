@@ -289,6 +289,20 @@ impl Node {
                 controller: handle.clone(),
                 connections: open_connections.clone(),
                 groups: groups.clone(),
+                console_bootstrap: client_addrs
+                    .iter()
+                    .find(|(name, _)| {
+                        auth.get(name)
+                            .is_none_or(|a| a.tls.is_none() && a.sasl.is_none())
+                    })
+                    .map(|(_, a)| {
+                        let ip = if a.ip().is_unspecified() {
+                            std::net::IpAddr::from([127, 0, 0, 1])
+                        } else {
+                            a.ip()
+                        };
+                        std::net::SocketAddr::new(ip, a.port()).to_string()
+                    }),
             });
             tasks.spawn(crate::http::serve(listener, sources, serving.child_token()));
         }

@@ -125,9 +125,10 @@ fn clean_one(shared: &Shared, p: &Partition, map: &mut OffsetMap) -> bool {
             let counters = &shared.replicas.counters;
             use std::sync::atomic::Ordering::Relaxed;
             counters.cleaner_passes.fetch_add(1, Relaxed);
-            counters
-                .cleaner_bytes_removed
-                .fetch_add(stats.before_bytes.saturating_sub(stats.after_bytes), Relaxed);
+            counters.cleaner_bytes_removed.fetch_add(
+                stats.before_bytes.saturating_sub(stats.after_bytes),
+                Relaxed,
+            );
             tracing::info!(
                 tp = %p.tp(),
                 dirty_ratio = format!("{:.2}", stats.dirty_ratio),

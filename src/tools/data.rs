@@ -399,12 +399,17 @@ pub fn consume(bootstrap: &str, o: &ConsumeOptions, out: &mut dyn Write) -> anyh
                             break;
                         };
                         for r in set.records {
-                            let at = positions.entry(p.partition_index).or_default();
-                            if r.offset < *at {
+                            let at = positions.get(&p.partition_index).copied().unwrap_or(0);
+                            if r.offset < at {
                                 continue;
                             }
-                            *at = r.offset + 1;
-                            if r.control || done(read, &positions) && o.count.is_some() {
+                            // Past -n: the position stays at the first record not shown, so
+                            // the group's commit covers exactly what was printed.
+                            if o.count.is_some_and(|n| read >= n) {
+                                break;
+                            }
+                            positions.insert(p.partition_index, r.offset + 1);
+                            if r.control {
                                 continue;
                             }
                             print_record(out, o, p.partition_index, &r)?;

@@ -186,8 +186,8 @@ pub(super) fn committed(
     Ok(out)
 }
 
-/// `strom group list`: every group of every broker, with its state.
-pub fn list(bootstrap: &str) -> anyhow::Result<String> {
+/// Every group of every broker: group → (state, protocol type).
+pub fn all_groups(bootstrap: &str) -> anyhow::Result<BTreeMap<String, (String, String)>> {
     let mut c = Client::connect(bootstrap)?;
     let layout = layout(&mut c, Some(&[]))?;
     let mut groups = BTreeMap::new();
@@ -201,6 +201,12 @@ pub fn list(bootstrap: &str) -> anyhow::Result<String> {
             );
         }
     }
+    Ok(groups)
+}
+
+/// `strom group list`: every group of every broker, with its state.
+pub fn list(bootstrap: &str) -> anyhow::Result<String> {
+    let groups = all_groups(bootstrap)?;
     let mut out = format!("{:<40} {:<22} {}\n", "GROUP", "STATE", "PROTOCOL-TYPE");
     for (g, (state, ptype)) in groups {
         out.push_str(&format!("{g:<40} {state:<22} {ptype}\n"));
@@ -208,9 +214,32 @@ pub fn list(bootstrap: &str) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// `strom group describe`: state, members, and per partition the committed offset, the log
-/// end and the lag.
-pub fn describe(bootstrap: &str, group: &str) -> anyhow::Result<String> {
+/// One group as `describe` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupDetail {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, client id, static instance id).
+    pub members: Vec<(String, String, Option<String>)>,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// A partition a group commits to or is assigned: its committed offset, log end and lag.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub log_end: Option<i64>,
+    pub lag: Option<i64>,
+    pub member: Option<String>,
+}
+
+/// A group's state, members, and per partition the committed offset, the log end and the lag
+/// (DescribeGroups and OffsetFetch at its coordinator, ListOffsets at the leaders).
+pub fn detail(bootstrap: &str, group: &str) -> anyhow::Result<GroupDetail> {
     let mut c = Client::connect(bootstrap)?;
     let mut coord = coordinator(&mut c, group)?;
     let d: DescribeGroupsResponse = coord.call(
@@ -253,21 +282,57 @@ pub fn describe(bootstrap: &str, group: &str) -> anyhow::Result<String> {
     } else {
         offsets_at(&layout(&mut c, Some(&topics))?, &partitions, -1)?
     };
+    Ok(GroupDetail {
+        group: group.to_string(),
+        state: g.group_state.to_string(),
+        protocol_type: g.protocol_type.to_string(),
+        protocol: g.protocol_data.to_string(),
+        members: g
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.client_id.to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
+            })
+            .collect(),
+        partitions: partitions
+            .into_iter()
+            .map(|tp| {
+                let committed = offsets.get(&tp).copied();
+                let log_end = ends.get(&tp).copied();
+                PartitionLag {
+                    lag: committed.zip(log_end).map(|(c, e)| (e - c).max(0)),
+                    member: owner.get(&tp).cloned(),
+                    topic: tp.0,
+                    partition: tp.1,
+                    committed,
+                    log_end,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// `strom group describe`: state, members, and per partition the committed offset, the log
+/// end and the lag.
+pub fn describe(bootstrap: &str, group: &str) -> anyhow::Result<String> {
+    let d = detail(bootstrap, group)?;
     let mut out = format!(
         "group {group}: state {}, protocol {} {}, {} member(s)\n",
-        g.group_state.as_str(),
-        g.protocol_type.as_str(),
-        g.protocol_data.as_str(),
-        g.members.len()
+        d.state,
+        d.protocol_type,
+        d.protocol,
+        d.members.len()
     );
-    for m in &g.members {
+    for (id, client, instance) in &d.members {
         out.push_str(&format!(
-            "  member {} client {}{}\n",
-            m.member_id.as_str(),
-            m.client_id.as_str(),
-            m.group_instance_id
+            "  member {id} client {client}{}\n",
+            instance
                 .as_ref()
-                .map(|i| format!(" instance {}", i.as_str()))
+                .map(|i| format!(" instance {i}"))
                 .unwrap_or_default()
         ));
     }
@@ -275,21 +340,16 @@ pub fn describe(bootstrap: &str, group: &str) -> anyhow::Result<String> {
         "{:<30} {:>9} {:>14} {:>14} {:>8}  {}\n",
         "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "MEMBER"
     ));
-    for tp in &partitions {
-        let cur = offsets.get(tp).copied();
-        let end = ends.get(tp).copied();
-        let lag = match (cur, end) {
-            (Some(c), Some(e)) => (e - c).max(0).to_string(),
-            _ => "-".into(),
-        };
+    let dash = |v: Option<i64>| v.map_or("-".into(), |x| x.to_string());
+    for p in &d.partitions {
         out.push_str(&format!(
             "{:<30} {:>9} {:>14} {:>14} {:>8}  {}\n",
-            tp.0,
-            tp.1,
-            cur.map_or("-".into(), |c| c.to_string()),
-            end.map_or("-".into(), |e| e.to_string()),
-            lag,
-            owner.get(tp).map(String::as_str).unwrap_or("-")
+            p.topic,
+            p.partition,
+            dash(p.committed),
+            dash(p.log_end),
+            dash(p.lag),
+            p.member.as_deref().unwrap_or("-")
         ));
     }
     Ok(out)

@@ -156,6 +156,29 @@ fn topic_tools_produce_and_consume_round_trip_keys_and_headers_on_three_nodes() 
     let _ = live.kill();
     let _ = live.wait();
 
+    // -n with a group: the group resumes right after the records shown, none skipped.
+    let mut shown = Vec::new();
+    for _ in 0..2 {
+        let out = ok(
+            &[
+                "consume",
+                "tools",
+                "-g",
+                "counted",
+                "--from-beginning",
+                "-n",
+                "10",
+                "--json",
+                "--bootstrap",
+                b,
+            ],
+            "",
+        );
+        shown.extend(out.lines().map(|l| l.to_string()));
+    }
+    let distinct: std::collections::BTreeSet<&String> = shown.iter().collect();
+    assert_eq!((shown.len(), distinct.len()), (20, 20), "{shown:?}");
+
     // A format string, and -n.
     let first = ok(
         &[

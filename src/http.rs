@@ -35,6 +35,38 @@ pub struct Sources {
     /// Where the console asks as a Kafka client: this broker's first listener without TLS or
     /// SASL, if it has one.
     pub console_bootstrap: Option<String>,
+    /// This broker's byte counters (in, out) every `SAMPLE_EVERY`, the last `SAMPLES`: the
+    /// console's throughput chart has a history as soon as it opens.
+    pub throughput: std::sync::Mutex<std::collections::VecDeque<(u64, u64, u64)>>,
+}
+
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const SAMPLES: usize = 150;
+
+/// Samples this broker's byte counters for the console until `token` is cancelled.
+async fn sample_throughput(sources: Arc<Sources>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (bytes_in, bytes_out) = sources
+            .replicas
+            .hosted()
+            .iter()
+            .map(|p| p.traffic())
+            .fold((0, 0), |a, t| (a.0 + t.0, a.1 + t.2));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut samples = sources.throughput.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() == SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back((now_ms, bytes_in, bytes_out));
+    }
 }
 
 /// Binds `admin.http.listener`, if set; a failure is logged (the setting named) and None.
@@ -52,8 +84,9 @@ pub async fn bind(config: &Config) -> Option<TcpListener> {
 /// Serves until `token` is cancelled.
 pub async fn serve(listener: TcpListener, sources: Arc<Sources>, token: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin HTTP listener: /metrics, /health, /ready");
+        tracing::info!(%addr, "admin HTTP listener: the console at /, /metrics, /health, /ready");
     }
+    tokio::spawn(sample_throughput(sources.clone(), token.clone()));
     loop {
         let stream = tokio::select! {
             _ = token.cancelled() => return,
@@ -88,12 +121,20 @@ async fn respond(s: &Arc<Sources>, req: &Request<hyper::body::Incoming>) -> Resp
             crate::console::INDEX.to_string(),
         ),
         "/api/cluster" => {
-            let doc = crate::console::cluster(
+            let mut doc = crate::console::cluster(
                 &s.controller.image(),
                 s.config.node_id,
                 s.controller.controller_id(),
                 &s.replicas.hosted(),
             );
+            let history: Vec<(u64, u64, u64)> = s
+                .throughput
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect();
+            doc["history"] = serde_json::json!(history);
             (StatusCode::OK, JSON, doc.to_string())
         }
         "/api/groups" => {

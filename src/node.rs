@@ -303,6 +303,7 @@ impl Node {
                         };
                         std::net::SocketAddr::new(ip, a.port()).to_string()
                     }),
+                throughput: Default::default(),
             });
             tasks.spawn(crate::http::serve(listener, sources, serving.child_token()));
         }

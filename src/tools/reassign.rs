@@ -159,22 +159,36 @@ fn ids(v: &[NodeId]) -> String {
         .join(",")
 }
 
-/// Every partition's replicas and the live brokers, from Metadata.
-fn current(c: &mut Client) -> anyhow::Result<(Assignment, Vec<NodeId>)> {
+/// What Metadata says: every partition's replicas, the live brokers, and the partitions not
+/// led by their preferred (first) replica.
+struct Current {
+    assignment: Assignment,
+    brokers: Vec<NodeId>,
+    off_preferred: Assignment,
+}
+
+fn current(c: &mut Client) -> anyhow::Result<Current> {
     let md = super::group::fetch_metadata::<&str>(c, None)?;
-    let mut a = Assignment::new();
+    let mut assignment = Assignment::new();
+    let mut off_preferred = Assignment::new();
     for t in &md.topics {
         let Some(name) = &t.name else { continue };
         for p in &t.partitions {
-            a.insert(
-                (name.to_string(), p.partition_index),
-                p.replica_nodes.iter().map(|b| b.0).collect(),
-            );
+            let replicas: Vec<NodeId> = p.replica_nodes.iter().map(|b| b.0).collect();
+            let key = (name.to_string(), p.partition_index);
+            if replicas.first() != Some(&p.leader_id.0) {
+                off_preferred.insert(key.clone(), replicas.clone());
+            }
+            assignment.insert(key, replicas);
         }
     }
     let mut brokers: Vec<NodeId> = md.brokers.iter().map(|b| b.node_id.0).collect();
     brokers.sort_unstable();
-    Ok((a, brokers))
+    Ok(Current {
+        assignment,
+        brokers,
+        off_preferred,
+    })
 }
 
 /// What `rebalance` and `decommission` do once they have a plan.
@@ -189,40 +203,49 @@ pub struct Execution {
 /// `strom cluster rebalance`: even replicas and preferred leaders over the live brokers.
 pub fn rebalance(bootstrap: &str, how: &Execution) -> anyhow::Result<String> {
     let mut c = Client::connect(bootstrap)?;
-    let (now, brokers) = current(&mut c)?;
-    run(&mut c, &now, &plan_each_topic(&now, &brokers), how, None)
+    let now = current(&mut c)?;
+    let moves = plan_each_topic(&now.assignment, &now.brokers);
+    run(&mut c, &now, &moves, how, None)
 }
 
 /// `strom cluster decommission N`: every replica off broker `gone`.
 pub fn decommission(bootstrap: &str, gone: NodeId, how: &Execution) -> anyhow::Result<String> {
     let mut c = Client::connect(bootstrap)?;
-    let (now, brokers) = current(&mut c)?;
-    let staying: Vec<NodeId> = brokers.iter().copied().filter(|b| *b != gone).collect();
-    let most = now.values().map(Vec::len).max().unwrap_or(0);
+    let now = current(&mut c)?;
+    let staying: Vec<NodeId> = now.brokers.iter().copied().filter(|b| *b != gone).collect();
+    let most = now.assignment.values().map(Vec::len).max().unwrap_or(0);
     anyhow::ensure!(
         staying.len() >= most,
         "broker {gone} cannot leave: a partition has {most} replicas and only {} other brokers are live",
         staying.len()
     );
-    run(
-        &mut c,
-        &now,
-        &plan_each_topic(&now, &staying),
-        how,
-        Some(gone),
-    )
+    let moves = plan_each_topic(&now.assignment, &staying);
+    run(&mut c, &now, &moves, how, Some(gone))
 }
 
 fn run(
     c: &mut Client,
-    now: &Assignment,
+    current: &Current,
     moves: &Assignment,
     how: &Execution,
     gone: Option<NodeId>,
 ) -> anyhow::Result<String> {
+    let now = &current.assignment;
     let mut out = String::new();
     if moves.is_empty() {
         out.push_str("nothing to move: replicas and leaders are already spread evenly\n");
+        // Leadership may still sit off the preferred replicas (after a restart, say).
+        let off = current.off_preferred.len();
+        if off > 0 && how.execute {
+            let elected = elect_preferred(c, &current.off_preferred)?;
+            out.push_str(&format!(
+                "leadership moved to the preferred replica of {elected} partitions\n"
+            ));
+        } else if off > 0 {
+            out.push_str(&format!(
+                "{off} partitions are not led by their preferred replica; --execute elects it\n"
+            ));
+        }
         if let Some(g) = gone {
             out.push_str(&format!(
                 "broker {g} holds no replicas; it can be stopped\n"

@@ -14,6 +14,7 @@ mod cluster;
 mod compaction;
 mod compose;
 mod config_files;
+mod console;
 mod durability;
 mod fuzz;
 mod groups;

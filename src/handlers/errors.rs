@@ -147,6 +147,8 @@ pub fn partition(e: &PartitionError) -> i16 {
 pub fn log(e: &LogError) -> i16 {
     match e {
         LogError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
+        // The replica moved away (or the topic went): the client asks Metadata again.
+        LogError::Removed => E::NotLeaderOrFollower.code(),
         LogError::Io(_) | LogError::NonContiguous { .. } => E::KafkaStorageError.code(),
         LogError::Producer(ProducerError::OutOfOrder { .. }) => E::OutOfOrderSequenceNumber.code(),
         LogError::Producer(ProducerError::Fenced { .. }) => E::InvalidProducerEpoch.code(),

@@ -352,7 +352,7 @@ impl FetchTask {
             if p.log_start_offset > ours {
                 // The leader's log now starts past ours: start over from there.
                 tracing::info!(%tp, from = p.log_start_offset, "follower far behind the leader's log start; resetting");
-                if let Err(e) = slot.partition.reset_to(p.log_start_offset) {
+                if let Err(e) = slot.partition.reset_to(slot.epoch, p.log_start_offset) {
                     tracing::error!(%tp, error = %e, "cannot reset follower log");
                 }
             } else {
@@ -371,7 +371,7 @@ impl FetchTask {
         }
         let records = p.records.clone().unwrap_or_default();
         let result = if records.is_empty() {
-            slot.partition.append_replica(&[], p.high_watermark)
+            slot.partition.append_replica(slot.epoch, &[], p.high_watermark)
         } else {
             // A fetch may end in a partial batch: keep the whole ones.
             let whole = whole_batches(&records);
@@ -381,7 +381,7 @@ impl FetchTask {
                         .iter()
                         .map(|(h, r)| (*h, &records[r.clone()]))
                         .collect();
-                    slot.partition.append_replica(&input, p.high_watermark)
+                    slot.partition.append_replica(slot.epoch, &input, p.high_watermark)
                 }
                 Err(e) if whole == 0 => {
                     tracing::debug!(%tp, error = %e, "no whole batch in the fetch");
@@ -474,7 +474,7 @@ impl FetchTask {
                 };
                 if cut < log.log_end_offset() {
                     tracing::info!(%tp, cut, end = log.log_end_offset(), leader = self.leader, "truncating to the leader's log");
-                    if let Err(e) = slot.partition.truncate_to(cut) {
+                    if let Err(e) = slot.partition.truncate_to(slot.epoch, cut) {
                         tracing::error!(%tp, error = %e, "truncation failed");
                         continue;
                     }

@@ -336,35 +336,59 @@ impl Partition {
         self.hw.fetch_max(candidate, Ordering::AcqRel);
     }
 
-    /// Appends batches fetched from the leader and adopts the leader's high watermark (never
-    /// beyond what this log holds).
+    /// The state lock, if this node still follows the leader of `epoch`: a follower's log
+    /// changes (appends, truncation, reset) happen under it, so none lands after
+    /// reconciliation made this node the leader — a fetch answered by the old leader and
+    /// arriving late would otherwise append old-epoch batches behind the new epoch's start,
+    /// and every follower would then truncate and refetch them for ever.
+    fn following(&self, epoch: LeaderEpoch) -> Option<std::sync::MutexGuard<'_, Replicas>> {
+        let st = self.state();
+        (!st.is_leader() && st.leader_epoch == epoch).then_some(st)
+    }
+
+    /// Appends batches fetched from the leader of `epoch` and adopts the leader's high
+    /// watermark (never beyond what this log holds). Nothing happens if this node no longer
+    /// follows that leader.
     pub(super) fn append_replica(
         &self,
+        epoch: LeaderEpoch,
         batches: &[(BatchHeader, &[u8])],
         leader_hw: Offset,
     ) -> Result<(), LogError> {
+        let Some(_following) = self.following(epoch) else {
+            return Ok(());
+        };
         let end = if batches.is_empty() {
             self.log.log_end_offset()
         } else {
             self.log.append_replica(batches)?
         };
         self.hw.store(leader_hw.min(end), Ordering::Release);
+        drop(_following);
         self.changed();
         Ok(())
     }
 
-    /// Truncates a follower's log (to where it agrees with the leader).
-    pub(super) fn truncate_to(&self, offset: Offset) -> Result<(), LogError> {
+    /// Truncates a follower's log (to where it agrees with the leader of `epoch`).
+    pub(super) fn truncate_to(&self, epoch: LeaderEpoch, offset: Offset) -> Result<(), LogError> {
+        let Some(_following) = self.following(epoch) else {
+            return Ok(());
+        };
         let end = self.log.truncate_to(offset)?;
         self.hw.fetch_min(end, Ordering::AcqRel);
+        drop(_following);
         self.changed();
         Ok(())
     }
 
     /// Restarts a follower's log empty at the leader's log start.
-    pub(super) fn reset_to(&self, start: Offset) -> Result<(), LogError> {
+    pub(super) fn reset_to(&self, epoch: LeaderEpoch, start: Offset) -> Result<(), LogError> {
+        let Some(_following) = self.following(epoch) else {
+            return Ok(());
+        };
         self.log.reset_to(start)?;
         self.hw.store(start, Ordering::Release);
+        drop(_following);
         self.changed();
         Ok(())
     }

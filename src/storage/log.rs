@@ -48,6 +48,10 @@ pub enum LogError {
     },
     #[error("log I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The log was removed (its topic deleted, or its replica moved off this broker) while a
+    /// request still held it.
+    #[error("the partition's log was removed from this broker")]
+    Removed,
 }
 
 struct Inner {
@@ -75,12 +79,13 @@ pub struct Appended {
 }
 
 impl Inner {
-    fn active(&mut self) -> &mut Segment {
-        // There is always at least one segment: open() and retention keep the active one.
+    /// The segment appends go to. Open logs always have one (open() and retention keep it);
+    /// only a removed log has none.
+    fn active(&mut self) -> Result<&mut Segment, LogError> {
         self.segments
             .values_mut()
             .next_back()
-            .expect("a log always has an active segment")
+            .ok_or(LogError::Removed)
     }
 
     fn end(&self) -> Offset {
@@ -375,7 +380,7 @@ impl PartitionLog {
         bytes: &[u8],
         h: &BatchHeader,
     ) -> Result<(), LogError> {
-        if inner.active().should_roll(
+        if inner.active()?.should_roll(
             bytes.len(),
             h.base_offset,
             settings.segment_bytes,
@@ -383,7 +388,7 @@ impl PartitionLog {
         ) {
             self.roll(inner, h.base_offset)?;
         }
-        inner.active().append(
+        inner.active()?.append(
             prefix,
             bytes,
             h,
@@ -423,9 +428,9 @@ impl PartitionLog {
             }
         }
         let index_interval = settings.index_interval_bytes;
-        if inner.active().base >= offset {
+        if inner.active()?.base >= offset {
             // Only the active segment is left and all of it goes: start it afresh at `offset`.
-            let base = inner.active().base;
+            let base = inner.active()?.base;
             if let Some(seg) = inner.segments.remove(&base) {
                 seg.delete()?;
             }
@@ -433,7 +438,7 @@ impl PartitionLog {
                 .segments
                 .insert(offset, Segment::create(&self.dir, offset)?);
         } else {
-            inner.active().truncate_to(offset, index_interval)?;
+            inner.active()?.truncate_to(offset, index_interval)?;
         }
         let end = inner.end();
         inner.epochs.truncate_from(end);
@@ -518,7 +523,7 @@ impl PartitionLog {
     /// Starts a new active segment at `base`, flushing the old one so the recovery point can
     /// move past it.
     fn roll(&self, inner: &mut Inner, base: Offset) -> Result<(), LogError> {
-        inner.active().flush()?;
+        inner.active()?.flush()?;
         write_checkpoint(&self.dir.join("recovery-point"), &base.to_string())?;
         inner
             .producers
@@ -768,7 +773,7 @@ impl PartitionLog {
     pub fn roll_now(&self) -> Result<Offset, LogError> {
         let mut inner = self.lock();
         let end = inner.end();
-        if inner.active().size > 0 {
+        if inner.active()?.size > 0 {
             self.roll(&mut inner, end)?;
         }
         Ok(end)
@@ -875,6 +880,28 @@ pub(crate) mod tests {
 
     fn id() -> TopicId {
         TopicId(uuid::Uuid::from_u128(7))
+    }
+
+    /// A request that still holds a removed log (its replica moved away) gets an error, not
+    /// a panic.
+    #[test]
+    fn a_removed_log_refuses_writes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tp = TopicPartition::new("t", 0);
+        let (log, _) = PartitionLog::open(dir.path(), tp, id(), settings()).expect("open");
+        append(&log, 3, 1000);
+        log.remove().expect("remove");
+        let b = make_batch(2, 1000, 100);
+        let v = validate(&b, 1 << 20).expect("valid");
+        assert!(matches!(
+            log.append(&[(v[0].0, &b[..])], 0),
+            Err(LogError::Removed)
+        ));
+        assert!(matches!(log.roll_now(), Err(LogError::Removed)));
+        let _ = log.truncate_to(1);
+        let _ = log.reset_to(5);
+        let _ = log.read(0, Window::new(1 << 20, 3, true));
+        let _ = log.flush();
     }
 
     #[test]

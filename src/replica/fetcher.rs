@@ -371,7 +371,8 @@ impl FetchTask {
         }
         let records = p.records.clone().unwrap_or_default();
         let result = if records.is_empty() {
-            slot.partition.append_replica(slot.epoch, &[], p.high_watermark)
+            slot.partition
+                .append_replica(slot.epoch, &[], p.high_watermark)
         } else {
             // A fetch may end in a partial batch: keep the whole ones.
             let whole = whole_batches(&records);
@@ -381,7 +382,8 @@ impl FetchTask {
                         .iter()
                         .map(|(h, r)| (*h, &records[r.clone()]))
                         .collect();
-                    slot.partition.append_replica(slot.epoch, &input, p.high_watermark)
+                    slot.partition
+                        .append_replica(slot.epoch, &input, p.high_watermark)
                 }
                 Err(e) if whole == 0 => {
                     tracing::debug!(%tp, error = %e, "no whole batch in the fetch");

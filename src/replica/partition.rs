@@ -481,8 +481,15 @@ impl Partition {
     }
 
     /// Removes the partition's directory (the topic was deleted or moved away).
+    /// The replica leaves this broker (topic deleted, or reassigned away): it leads nothing
+    /// from now on, so its waiters — acks=all produce, long polls — answer NOT_LEADER at once
+    /// (the client asks Metadata and goes to the new leader) instead of waiting for a high
+    /// watermark that will never move; then its files go.
     pub(super) fn remove_log(&self) -> Result<(), LogError> {
-        self.log.remove()
+        self.state().leader = -1;
+        let removed = self.log.remove();
+        self.changed();
+        removed
     }
 }
 

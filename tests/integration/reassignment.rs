@@ -272,11 +272,42 @@ fn a_fourth_broker_takes_its_share_under_load_within_the_throttle_and_broker_2_e
         .iter()
         .map(|a| a.id)
         .collect();
+    // Every acknowledged record is in the log, where it was acknowledged...
+    let at: BTreeMap<u64, (i32, i64)> = p
+        .context()
+        .acks
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|a| (a.id, (a.partition, a.offset)))
+        .collect();
+    let log: BTreeMap<u64, (i32, i64)> =
+        crate::harness::consume_all(b, TOPIC, PARTITIONS, at.len(), Duration::from_secs(30))
+            .into_iter()
+            .filter_map(|g| {
+                let id = u64::from_be_bytes(g.payload?.get(..8)?.try_into().ok()?);
+                Some((id, (g.partition, g.offset)))
+            })
+            .collect();
+    let lost: Vec<_> = at
+        .iter()
+        .filter(|(id, place)| log.get(id) != Some(place))
+        .take(5)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not in the log where acknowledged: {lost:?}"
+    );
+    // ...and the consumer that read through the moves saw each of them.
     let seen = seen.lock().expect("lock");
-    let missing: Vec<&u64> = acked.difference(&seen).take(5).collect();
+    let missing: Vec<_> = acked
+        .difference(&seen)
+        .take(5)
+        .map(|id| (id, at.get(id)))
+        .collect();
     assert!(
         missing.is_empty(),
-        "{} of {} acknowledged records never read, e.g. {missing:?}",
+        "{} of {} acknowledged records never read by the live consumer, e.g. {missing:?}",
         acked.difference(&seen).count(),
         acked.len()
     );

@@ -217,6 +217,17 @@ fn read_all(
             }
         };
         let req = slot.req;
+        // Leadership may have moved (or the replica left this broker) while the fetch waited:
+        // answer NOT_LEADER, never an offset error from a log that is going away — a consumer
+        // told OFFSET_OUT_OF_RANGE resets its position and skips records.
+        let (leader, epoch) = p.leader();
+        if leader != p.me() {
+            read.error = Some(FetchError::Refused(Refused::Partition(
+                PartitionError::NotLeader { leader, epoch },
+            )));
+            out.push(read);
+            continue;
+        }
         let hw = p.high_watermark();
         read.watermarks = Some((hw, p.log_start_offset()));
         if let Err(e) = check_leader_epoch(req.current_leader_epoch, p.leader_epoch()) {

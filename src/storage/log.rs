@@ -575,6 +575,9 @@ impl PartitionLog {
     /// The segment and file position of the batch holding `offset` (or the first batch after
     /// it); `None` past the last batch. Checks the offset is within the log.
     fn start_of(inner: &Inner, offset: Offset) -> Result<Option<(&Segment, u64)>, LogError> {
+        if inner.segments.is_empty() {
+            return Err(LogError::Removed);
+        }
         let log_end = inner.end();
         if offset < inner.log_start || offset > log_end {
             return Err(LogError::OffsetOutOfRange {
@@ -900,7 +903,10 @@ pub(crate) mod tests {
         assert!(matches!(log.roll_now(), Err(LogError::Removed)));
         let _ = log.truncate_to(1);
         let _ = log.reset_to(5);
-        let _ = log.read(0, Window::new(1 << 20, 3, true));
+        assert!(matches!(
+            log.read(0, Window::new(1 << 20, 3, true)),
+            Err(LogError::Removed)
+        ));
         let _ = log.flush();
     }
 

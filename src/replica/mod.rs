@@ -250,30 +250,58 @@ impl ReplicaManager {
         let started = std::time::Instant::now();
         let queue = Mutex::new(wanted.into_iter());
         let opened = Mutex::new(HashMap::with_capacity(count));
+        // Progress for the start-up line every few seconds: logs opened, bytes re-validated.
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let revalidated = std::sync::atomic::AtomicU64::new(0);
         let work = || loop {
             let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
             let Some((tp, id, settings)) = next else {
                 return;
             };
             let result = PartitionLog::open(&self.config.log_dir, tp.clone(), id, settings);
+            if let Ok((_, rec)) = &result {
+                revalidated.fetch_add(rec.recovered_bytes, std::sync::atomic::Ordering::Relaxed);
+            }
             opened
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(tp, result);
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        if threads == 1 {
-            work();
-        } else {
+        if count > 0 {
             std::thread::scope(|s| {
+                let (finished, finishing) = std::sync::mpsc::channel();
                 for _ in 0..threads {
-                    s.spawn(work);
+                    let finished = finished.clone();
+                    let work = &work;
+                    s.spawn(move || {
+                        work();
+                        let _ = finished.send(());
+                    });
+                }
+                drop(finished);
+                let mut left = threads;
+                while left > 0 {
+                    match finishing.recv_timeout(std::time::Duration::from_secs(5)) {
+                        Ok(()) => left -= 1,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::info!(
+                            opened = done.load(std::sync::atomic::Ordering::Relaxed),
+                            of = count,
+                            revalidated_mb =
+                                revalidated.load(std::sync::atomic::Ordering::Relaxed) >> 20,
+                            elapsed_s = started.elapsed().as_secs(),
+                            "opening partition logs"
+                        ),
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             });
         }
-        if count >= 100 {
+        if count >= 100 || started.elapsed() >= std::time::Duration::from_secs(5) {
             tracing::info!(
                 logs = count,
                 threads,
+                revalidated_mb = revalidated.load(std::sync::atomic::Ordering::Relaxed) >> 20,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "partition logs opened"
             );

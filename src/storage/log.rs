@@ -146,6 +146,8 @@ pub struct PartitionLog {
 pub struct Recovery {
     pub segments: usize,
     pub recovered_segments: usize,
+    /// Bytes of the segments re-validated batch by batch (those past the recovery point).
+    pub recovered_bytes: u64,
     pub truncated: bool,
 }
 
@@ -219,6 +221,7 @@ impl PartitionLog {
                 Segment::open(&dir, base, !flushed, settings.index_interval_bytes)?;
             if !flushed {
                 report.recovered_segments += 1;
+                report.recovered_bytes += seg.size;
                 seg.unflushed = true;
             }
             segments.insert(base, seg);

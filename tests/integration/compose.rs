@@ -69,6 +69,22 @@ fn read_compose(file: &str) -> Vec<Service> {
         .collect()
 }
 
+/// A plain HTTP GET on localhost: the whole answer, status line first.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
@@ -385,6 +401,20 @@ fn topology(file: &str, variant: u32) {
         .args(access.outside.iter().flat_map(|x| ["-X", x.as_str()])));
     assert!(ok, "producing and consuming from the host failed: {out}");
     println!("host, EXTERNAL: {}", out.trim());
+
+    // The plain topology publishes each broker's admin HTTP listener: the console and /ready
+    // answer from the host.
+    if file == "docker-compose.yml" {
+        for (port, broker) in [(19644, 1), (19645, 2), (19646, 3)] {
+            let ready = http_get(port, "/ready");
+            assert!(
+                ready.starts_with("HTTP/1.1 200"),
+                "broker {broker}: {ready}"
+            );
+        }
+        let page = http_get(19644, "/");
+        assert!(page.contains("<title>strom console</title>"), "{page}");
+    }
 
     // From inside broker-2's namespace, through the INTERNAL listener by container name.
     let ns = &topo.namespaces[1];

@@ -66,6 +66,9 @@ pub struct FetchedOffset {
     pub value: Option<OffsetValue>,
 }
 
+/// A group's id, state and committed offsets as (topic, partition, offset).
+pub type GroupOffsets = (String, State, Vec<(String, i32, i64)>);
+
 /// One offset to commit.
 pub struct CommitEntry {
     pub topic: String,
@@ -563,9 +566,9 @@ impl Coordinator {
         out
     }
 
-    /// Every group this broker coordinates with its state and committed offsets
-    /// ((topic, partition) → offset), for `/metrics` and the console.
-    pub fn committed_offsets(&self) -> Vec<(String, State, Vec<(String, i32, i64)>)> {
+    /// Every group this broker coordinates with its state and committed offsets, for
+    /// `/metrics`.
+    pub fn committed_offsets(&self) -> Vec<GroupOffsets> {
         let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();
         let mut out = Vec::new();
         for shard in shards.iter().filter(|s| s.is_loaded()) {

@@ -332,6 +332,11 @@ enum ClusterCommand {
         #[command(flatten)]
         moving: Moving,
     },
+    /// Stop every partition move in progress: each goes back to its original replicas.
+    CancelMoves {
+        #[command(flatten)]
+        reach: Reach,
+    },
     /// Move every replica off broker ID so it can be stopped for good: shows the plan;
     /// --execute moves the partitions and says when the broker is empty.
     Decommission {
@@ -641,6 +646,9 @@ fn main() -> std::process::ExitCode {
             reach(&moving.reach)
                 .and_then(|b| strom::tools::reassign::rebalance(&b, &moving.execution())),
         ),
+        Some(Command::Cluster(ClusterCommand::CancelMoves { reach: r })) => {
+            report(reach(&r).and_then(|b| strom::tools::reassign::cancel(&b)))
+        }
         Some(Command::Cluster(ClusterCommand::Decommission { id, moving })) => report(
             reach(&moving.reach)
                 .and_then(|b| strom::tools::reassign::decommission(&b, id, &moving.execution())),

@@ -469,23 +469,104 @@ fn submit(c: &mut Client, moves: &Assignment) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The partitions moving now (ListPartitionReassignments): (topic, partition) → (replicas,
+/// adding, removing).
+fn moving(c: &mut Client) -> anyhow::Result<BTreeMap<(String, i32), [Vec<NodeId>; 3]>> {
+    let r: ListPartitionReassignmentsResponse = c.call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+    )?;
+    anyhow::ensure!(
+        r.error_code == 0,
+        "cannot list reassignments: {}",
+        error_name(r.error_code, r.error_message.as_ref())
+    );
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    Ok(r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    (t.name.to_string(), p.partition_index),
+                    [
+                        ids(&p.replicas),
+                        ids(&p.adding_replicas),
+                        ids(&p.removing_replicas),
+                    ],
+                )
+            })
+        })
+        .collect())
+}
+
+/// `strom cluster cancel-moves`: every reassignment in progress goes back to its original
+/// replicas (AlterPartitionReassignments with no target, as Kafka's `--cancel`); the replicas
+/// being added are dropped.
+pub fn cancel(bootstrap: &str) -> anyhow::Result<String> {
+    let mut c = Client::connect(bootstrap)?;
+    let now = moving(&mut c)?;
+    if now.is_empty() {
+        return Ok("no partition is moving\n".into());
+    }
+    let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+    for (t, p) in now.keys() {
+        by_topic.entry(t).or_default().push(
+            ReassignablePartition::default()
+                .with_partition_index(*p)
+                .with_replicas(None),
+        );
+    }
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    ReassignableTopic::default()
+                        .with_name(TopicName(s(t)))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    let r: AlterPartitionReassignmentsResponse =
+        c.call(ApiKey::AlterPartitionReassignments, 0, &req)?;
+    anyhow::ensure!(
+        r.error_code == 0,
+        "the cancellation was refused: {}",
+        error_name(r.error_code, r.error_message.as_ref())
+    );
+    let mut out = String::new();
+    for t in &r.responses {
+        for p in &t.partitions {
+            let key = (t.name.to_string(), p.partition_index);
+            let [replicas, adding, _] = now.get(&key).cloned().unwrap_or_default();
+            let back: Vec<NodeId> = replicas
+                .into_iter()
+                .filter(|b| !adding.contains(b))
+                .collect();
+            if p.error_code == 0 {
+                out.push_str(&format!("{}-{}: back to [{}]\n", key.0, key.1, ids(&back)));
+            } else {
+                out.push_str(&format!(
+                    "{}-{}: not cancelled: {}\n",
+                    key.0,
+                    key.1,
+                    error_name(p.error_code, p.error_message.as_ref())
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Follows ListPartitionReassignments until none of `total` partitions is still moving,
 /// printing progress as it changes.
 fn wait(c: &mut Client, total: usize, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut shown = usize::MAX;
     loop {
-        let r: ListPartitionReassignmentsResponse = c.call(
-            ApiKey::ListPartitionReassignments,
-            0,
-            &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
-        )?;
-        anyhow::ensure!(
-            r.error_code == 0,
-            "cannot list reassignments: {}",
-            error_name(r.error_code, r.error_message.as_ref())
-        );
-        let moving: usize = r.topics.iter().map(|t| t.partitions.len()).sum();
+        let moving = moving(c)?.len();
         let done = total.saturating_sub(moving);
         if done != shown {
             println!("{}", progress_line(done, total));
@@ -497,7 +578,7 @@ fn wait(c: &mut Client, total: usize, timeout: Duration) -> anyhow::Result<()> {
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{moving} partitions still moving after {} s; they carry on — follow them with `strom cluster rebalance` or ListPartitionReassignments",
+            "{moving} partitions still moving after {} s; they carry on (`strom cluster cancel-moves` stops them)",
             timeout.as_secs()
         );
         std::thread::sleep(Duration::from_millis(250));

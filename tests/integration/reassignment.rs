@@ -68,6 +68,33 @@ fn describe(boot: &str) -> (BTreeMap<i64, (Vec<i64>, i64)>, serde_json::Value) {
     (parts, d["configs"].clone())
 }
 
+/// AlterPartitionReassignments for partition 0 of the topic, as any Kafka admin client sends it.
+fn move_partition_0(boot: &str, target: Vec<i32>) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
+        TopicName,
+    };
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(
+                kafka_protocol::protocol::StrBytes::from_static_str(TOPIC),
+            ))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(
+                    target.into_iter().map(BrokerId).collect(),
+                ))])]);
+    let r: AlterPartitionReassignmentsResponse = strom::tools::Client::connect(boot)
+        .expect("connect")
+        .call(ApiKey::AlterPartitionReassignments, 0, &req)
+        .expect("reassign");
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+}
+
 fn replica_counts(parts: &BTreeMap<i64, (Vec<i64>, i64)>) -> BTreeMap<i64, usize> {
     let mut out = BTreeMap::new();
     for (replicas, _) in parts.values() {
@@ -254,6 +281,28 @@ fn a_fourth_broker_takes_its_share_under_load_within_the_throttle_and_broker_2_e
             && !crate::metrics::get(cluster.node(2), "/metrics")
                 .is_some_and(|(_, body)| body.contains(&format!("topic=\"{TOPIC}\",partition")))
     });
+
+    // A move that cannot finish — onto broker 2, now stopped — is cancelled: the partition goes
+    // back to its replicas and nothing is left moving.
+    cluster.node(2).kill();
+    let (before, _) = describe(b);
+    let original = before[&0].0.clone();
+    let mut target: Vec<i32> = original.iter().map(|r| *r as i32).take(2).collect();
+    target.push(2);
+    move_partition_0(b, target);
+    wait_until("the move listed", Duration::from_secs(10), || {
+        describe(b).0[&0].0.contains(&2)
+    });
+    let cancelled = ok(&["cluster", "cancel-moves", "--bootstrap", b]);
+    assert!(
+        cancelled.contains(&format!("{TOPIC}-0: back to")),
+        "{cancelled}"
+    );
+    wait_until("the replicas restored", Duration::from_secs(10), || {
+        describe(b).0[&0].0 == original
+    });
+    let again = ok(&["cluster", "cancel-moves", "--bootstrap", b]);
+    assert!(again.contains("no partition is moving"), "{again}");
 
     // Every acknowledged record was read.
     stop.store(true, Ordering::Relaxed);

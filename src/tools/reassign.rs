@@ -469,9 +469,11 @@ fn submit(c: &mut Client, moves: &Assignment) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The partitions moving now (ListPartitionReassignments): (topic, partition) → (replicas,
-/// adding, removing).
-fn moving(c: &mut Client) -> anyhow::Result<BTreeMap<(String, i32), [Vec<NodeId>; 3]>> {
+/// A partition's move as ListPartitionReassignments shows it: [replicas, adding, removing].
+type Move = [Vec<NodeId>; 3];
+
+/// The partitions moving now, by (topic, partition).
+fn moving(c: &mut Client) -> anyhow::Result<BTreeMap<(String, i32), Move>> {
     let r: ListPartitionReassignmentsResponse = c.call(
         ApiKey::ListPartitionReassignments,
         0,

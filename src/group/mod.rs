@@ -545,8 +545,8 @@ impl Coordinator {
         })
     }
 
-    /// ListGroups: the groups this broker coordinates, as (id, protocol type, state).
-    pub fn list(&self) -> Vec<(String, String, State)> {
+    /// `view` of every live (not Dead) group of the loaded shards, sorted by group id.
+    fn each_group<T>(&self, view: impl Fn(&Group) -> T) -> Vec<(String, T)> {
         let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();
         let mut out = Vec::new();
         for shard in shards.iter().filter(|s| s.is_loaded()) {
@@ -554,11 +554,7 @@ impl Coordinator {
             for g in groups {
                 let g = lock(&g);
                 if g.state != State::Dead {
-                    out.push((
-                        g.id.clone(),
-                        g.protocol_type.clone().unwrap_or_default(),
-                        g.state,
-                    ));
+                    out.push((g.id.clone(), view(&g)));
                 }
             }
         }
@@ -566,29 +562,29 @@ impl Coordinator {
         out
     }
 
+    /// ListGroups: the groups this broker coordinates, as (id, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, State)> {
+        self.each_group(|g| (g.protocol_type.clone().unwrap_or_default(), g.state))
+            .into_iter()
+            .map(|(id, (ptype, state))| (id, ptype, state))
+            .collect()
+    }
+
     /// Every group this broker coordinates with its state and committed offsets, for
     /// `/metrics`.
     pub fn committed_offsets(&self) -> Vec<GroupOffsets> {
-        let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();
-        let mut out = Vec::new();
-        for shard in shards.iter().filter(|s| s.is_loaded()) {
-            let groups: Vec<Arc<Mutex<Group>>> = shard.groups().values().cloned().collect();
-            for g in groups {
-                let g = lock(&g);
-                if g.state == State::Dead {
-                    continue;
-                }
-                let mut offsets: Vec<(String, i32, i64)> = g
-                    .offsets
-                    .iter()
-                    .map(|((t, p), c)| (t.clone(), *p, c.value.offset))
-                    .collect();
-                offsets.sort();
-                out.push((g.id.clone(), g.state, offsets));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        self.each_group(|g| {
+            let mut offsets: Vec<(String, i32, i64)> = g
+                .offsets
+                .iter()
+                .map(|((t, p), c)| (t.clone(), *p, c.value.offset))
+                .collect();
+            offsets.sort();
+            (g.state, offsets)
+        })
+        .into_iter()
+        .map(|(id, (state, offsets))| (id, state, offsets))
+        .collect()
     }
 
     /// Whether any shard is still loading (ListGroups answers COORDINATOR_LOAD_IN_PROGRESS).

@@ -416,13 +416,19 @@ fn elect_preferred(c: &mut Client, moves: &Assignment) -> anyhow::Result<usize> 
         .count())
 }
 
-fn submit(c: &mut Client, moves: &Assignment) -> anyhow::Result<()> {
-    let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
-    for ((t, p), to) in moves {
+/// One AlterPartitionReassignments for `targets` ((topic, partition) → target replicas, None
+/// cancelling); a refusal of the whole request is an error saying what was `doing`.
+fn alter(
+    c: &mut Client,
+    targets: impl IntoIterator<Item = ((String, i32), Option<Vec<NodeId>>)>,
+    doing: &str,
+) -> anyhow::Result<AlterPartitionReassignmentsResponse> {
+    let mut by_topic: BTreeMap<String, Vec<ReassignablePartition>> = BTreeMap::new();
+    for ((t, p), to) in targets {
         by_topic.entry(t).or_default().push(
             ReassignablePartition::default()
-                .with_partition_index(*p)
-                .with_replicas(Some(to.iter().map(|b| BrokerId(*b)).collect())),
+                .with_partition_index(p)
+                .with_replicas(to.map(|to| to.into_iter().map(BrokerId).collect())),
         );
     }
     let req = AlterPartitionReassignmentsRequest::default()
@@ -432,7 +438,7 @@ fn submit(c: &mut Client, moves: &Assignment) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|(t, ps)| {
                     ReassignableTopic::default()
-                        .with_name(TopicName(s(t)))
+                        .with_name(TopicName(s(&t)))
                         .with_partitions(ps)
                 })
                 .collect(),
@@ -441,9 +447,18 @@ fn submit(c: &mut Client, moves: &Assignment) -> anyhow::Result<()> {
         c.call(ApiKey::AlterPartitionReassignments, 0, &req)?;
     anyhow::ensure!(
         r.error_code == 0,
-        "the reassignment was refused: {}",
+        "the {doing} was refused: {}",
         error_name(r.error_code, r.error_message.as_ref())
     );
+    Ok(r)
+}
+
+fn submit(c: &mut Client, moves: &Assignment) -> anyhow::Result<()> {
+    let r = alter(
+        c,
+        moves.iter().map(|(k, v)| (k.clone(), Some(v.clone()))),
+        "reassignment",
+    )?;
     let refused: Vec<String> = r
         .responses
         .iter()
@@ -511,33 +526,11 @@ pub fn cancel(bootstrap: &str) -> anyhow::Result<String> {
     if now.is_empty() {
         return Ok("no partition is moving\n".into());
     }
-    let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
-    for (t, p) in now.keys() {
-        by_topic.entry(t).or_default().push(
-            ReassignablePartition::default()
-                .with_partition_index(*p)
-                .with_replicas(None),
-        );
-    }
-    let req = AlterPartitionReassignmentsRequest::default()
-        .with_timeout_ms(30_000)
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    ReassignableTopic::default()
-                        .with_name(TopicName(s(t)))
-                        .with_partitions(ps)
-                })
-                .collect(),
-        );
-    let r: AlterPartitionReassignmentsResponse =
-        c.call(ApiKey::AlterPartitionReassignments, 0, &req)?;
-    anyhow::ensure!(
-        r.error_code == 0,
-        "the cancellation was refused: {}",
-        error_name(r.error_code, r.error_message.as_ref())
-    );
+    let r = alter(
+        &mut c,
+        now.keys().map(|k| (k.clone(), None)),
+        "cancellation",
+    )?;
     let mut out = String::new();
     for t in &r.responses {
         for p in &t.partitions {

@@ -671,25 +671,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
 fn check_assignments(assignments: &[Vec<NodeId>], known: &[NodeId]) -> Result<(), AdminError> {
     let rf = assignments.first().map(Vec::len).unwrap_or(0);
     for (i, a) in assignments.iter().enumerate() {
-        if a.is_empty() || a.len() != rf {
+        if !a.is_empty() && a.len() != rf {
             return Err(AdminError::InvalidReplicaAssignment(format!(
                 "partition {i} has {} replicas; every partition needs the same non-zero count",
                 a.len()
             )));
         }
-        let mut seen = a.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        if seen.len() != a.len() {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "partition {i} lists a broker twice"
-            )));
-        }
-        if let Some(b) = a.iter().find(|b| !known.contains(b)) {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "partition {i} names broker {b}, which is not registered"
-            )));
-        }
+        reassign::check_replicas(a, known).map_err(|why| {
+            AdminError::InvalidReplicaAssignment(format!("partition {i}'s replica list {why}"))
+        })?;
     }
     Ok(())
 }

@@ -83,7 +83,8 @@ pub fn reassign(
             )
         });
     };
-    check_target(target, registered)?;
+    check_replicas(target, registered)
+        .map_err(|why| ReassignError::InvalidAssignment(format!("the target {why}")))?;
     let dropped: Vec<NodeId> = original
         .iter()
         .copied()
@@ -165,26 +166,22 @@ fn choose_leader(p: &PartitionImage, replicas: &[NodeId], isr: &[NodeId]) -> (No
     (leader, p.leader_epoch + 1)
 }
 
-fn check_target(target: &[NodeId], registered: &[NodeId]) -> Result<(), ReassignError> {
-    if target.is_empty() {
-        return Err(ReassignError::InvalidAssignment(
-            "the target replica list is empty".into(),
-        ));
+/// Why a replica list cannot stand, if it cannot: empty, a broker twice, or a broker that is
+/// not registered. Shared by topic creation and reassignment.
+pub fn check_replicas(list: &[NodeId], registered: &[NodeId]) -> Result<(), String> {
+    if list.is_empty() {
+        return Err("is empty".into());
     }
-    let mut seen = target.to_vec();
+    let mut seen = list.to_vec();
     seen.sort_unstable();
     seen.dedup();
-    if seen.len() != target.len() {
-        return Err(ReassignError::InvalidAssignment(format!(
-            "the target {target:?} lists a broker twice"
-        )));
+    if seen.len() != list.len() {
+        return Err(format!("{list:?} lists a broker twice"));
     }
-    if let Some(b) = target.iter().find(|b| !registered.contains(b)) {
-        return Err(ReassignError::InvalidAssignment(format!(
-            "the target names broker {b}, which is not registered"
-        )));
+    match list.iter().find(|b| !registered.contains(b)) {
+        Some(b) => Err(format!("names broker {b}, which is not registered")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

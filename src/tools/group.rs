@@ -63,12 +63,19 @@ pub(super) fn layout(c: &mut Client, topics: Option<&[String]>) -> anyhow::Resul
     let mut leaders = BTreeMap::new();
     for t in &md.topics {
         let Some(name) = &t.name else { continue };
-        anyhow::ensure!(
-            t.error_code == 0,
-            "topic {}: error code {}",
-            name.as_str(),
-            t.error_code
-        );
+        match t.error_code {
+            0 => {}
+            3 => anyhow::bail!(
+                "topic {} does not exist (create it with `strom topic create {}`)",
+                name.as_str(),
+                name.as_str()
+            ),
+            code => anyhow::bail!(
+                "topic {}: {}",
+                name.as_str(),
+                super::topic::error_name(code, None)
+            ),
+        }
         for p in &t.partitions {
             leaders.insert((name.to_string(), p.partition_index), p.leader_id.0);
         }

@@ -41,6 +41,12 @@ fn topic_tools_produce_and_consume_round_trip_keys_and_headers_on_three_nodes() 
     );
     let (success, _, err) = strom(&["topic", "create", "tools", "--bootstrap", b], "");
     assert!(!success && err.contains("TopicAlreadyExists"), "{err}");
+    // Producing to a topic that does not exist says so, and how to make it.
+    let (success, _, err) = strom(&["produce", "no-such-topic", "--bootstrap", b], "x\n");
+    assert!(
+        !success && err.contains("topic no-such-topic does not exist (create it with"),
+        "{err}"
+    );
     assert!(ok(&["topic", "list", "--bootstrap", b], "").contains("tools"));
     let described: serde_json::Value = serde_json::from_str(&ok(
         &["topic", "describe", "tools", "--json", "--bootstrap", b],

@@ -55,11 +55,16 @@ pub fn cluster(
             })
         })
         .collect();
+    // Byte counters per topic and in all, in one pass over the hosted partitions.
     let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+    let mut per_topic: HashMap<&str, (u64, u64)> = HashMap::new();
     for p in hosted {
         let (bin, _, bout) = p.traffic();
         bytes_in += bin;
         bytes_out += bout;
+        let t = per_topic.entry(p.tp().topic.as_str()).or_default();
+        t.0 += bin;
+        t.1 += bout;
     }
     let topics: Vec<Value> = image
         .topics
@@ -86,11 +91,7 @@ pub fn cluster(
                     })
                 })
                 .collect();
-            let (tin, tout) = hosted
-                .iter()
-                .filter(|p| p.tp().topic == t.name)
-                .map(|p| p.traffic())
-                .fold((0, 0), |a, x| (a.0 + x.0, a.1 + x.2));
+            let (tin, tout) = per_topic.get(t.name.as_str()).copied().unwrap_or((0, 0));
             json!({
                 "name": t.name,
                 "id": t.id.0.to_string(),

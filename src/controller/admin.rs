@@ -117,6 +117,9 @@ pub enum AdminOp {
     /// target cancelling that partition's reassignment.
     AlterPartitionReassignments {
         changes: Vec<(String, i32, Option<Vec<NodeId>>)>,
+        /// false: a target whose size differs from the partition's replica count is refused
+        /// (INVALID_REPLICATION_FACTOR, KIP-860).
+        allow_replication_factor_change: bool,
     },
     /// SCRAM credentials set (`Some`) or removed (`None`): (user, mechanism name, credential).
     AlterScramCredentials {

@@ -301,19 +301,28 @@ pub fn admin(image: &MetadataImage, config: &Config, op: AdminOp) -> Result<Plan
                 conclusion: Conclusion::Answer(AdminDone::Done),
             })
         }
-        AdminOp::AlterPartitionReassignments { changes } => {
+        AdminOp::AlterPartitionReassignments {
+            changes,
+            allow_replication_factor_change,
+        } => {
             // Each planned on the image as the ones before leave it: a partition named twice
             // gets the second target.
             let mut image = image.clone();
             let mut records = Vec::new();
             let mut planned = Vec::with_capacity(changes.len());
             for (topic, partition, target) in changes {
-                let result =
-                    plan_reassignment(&image, &topic, partition, target.as_deref()).map(|record| {
-                        image = image.apply(&record).0;
-                        records.push(record);
-                        records.len() - 1
-                    });
+                let result = plan_reassignment(
+                    &image,
+                    &topic,
+                    partition,
+                    target.as_deref(),
+                    allow_replication_factor_change,
+                )
+                .map(|record| {
+                    image = image.apply(&record).0;
+                    records.push(record);
+                    records.len() - 1
+                });
                 planned.push((topic, partition, result));
             }
             Ok(Planned {
@@ -541,6 +550,7 @@ fn plan_reassignment(
     topic: &str,
     partition: i32,
     target: Option<&[NodeId]>,
+    allow_rf_change: bool,
 ) -> Result<MetadataRecord, AdminError> {
     let t = image
         .topic(topic)
@@ -549,12 +559,21 @@ fn plan_reassignment(
         .ok()
         .and_then(|i| t.partitions.get(i))
         .ok_or_else(|| AdminError::UnknownTopic(format!("{topic}-{partition}")))?;
+    let ongoing = image.reassignment(t.id, partition);
+    if let Some(target) = target.filter(|_| !allow_rf_change) {
+        let current = reassign::original_replicas(p, ongoing).len();
+        if target.len() != current {
+            return Err(AdminError::InvalidReplicationFactor(format!(
+                "the target has {} replicas and the partition {current}; the request does not allow a change",
+                target.len()
+            )));
+        }
+    }
     let registered: Vec<NodeId> = image.brokers.keys().copied().collect();
-    let next = reassign::reassign(p, image.reassignment(t.id, partition), target, &registered)
-        .map_err(|e| match e {
-            ReassignError::InvalidAssignment(m) => AdminError::InvalidReplicaAssignment(m),
-            ReassignError::NoneInProgress => AdminError::NoReassignmentInProgress(e.to_string()),
-        })?;
+    let next = reassign::reassign(p, ongoing, target, &registered).map_err(|e| match e {
+        ReassignError::InvalidAssignment(m) => AdminError::InvalidReplicaAssignment(m),
+        ReassignError::NoneInProgress => AdminError::NoReassignmentInProgress(e.to_string()),
+    })?;
     Ok(replicas_change(
         t.id,
         partition,
@@ -774,7 +793,9 @@ mod tests {
                 ("t".into(), 0, Some(vec![4, 2, 3])),
                 ("t".into(), 1, None),
                 ("nope".into(), 0, Some(vec![1])),
+                ("t".into(), 1, Some(vec![4, 2])),
             ],
+            allow_replication_factor_change: false,
         };
         let AdminDone::Reassignments(done) = run(op, &mut img) else {
             panic!("not reassignments")
@@ -785,6 +806,11 @@ mod tests {
             Err(AdminError::NoReassignmentInProgress(_))
         ));
         assert!(matches!(done[2].2, Err(AdminError::UnknownTopic(_))));
+        // Two replicas for a partition of three, when the request allows no change (KIP-860).
+        assert!(matches!(
+            done[3].2,
+            Err(AdminError::InvalidReplicationFactor(_))
+        ));
         let p = img.topic("t").unwrap().partitions[0].clone();
         assert_eq!(p.replicas, vec![4, 2, 3, 1]);
         assert_eq!(

@@ -83,6 +83,7 @@ fn admin_op(rng: &mut Rng, image: &MetadataImage) -> AdminOp {
                     (name, partition, target)
                 })
                 .collect(),
+            allow_replication_factor_change: !rng.chance(4),
         },
         0 => AdminOp::CreateTopic {
             topic: new_topic(rng),

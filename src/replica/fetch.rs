@@ -230,7 +230,7 @@ fn read_all(
         }
         let hw = p.high_watermark();
         read.watermarks = Some((hw, p.log_start_offset()));
-        if let Err(e) = check_leader_epoch(req.current_leader_epoch, p.leader_epoch()) {
+        if let Err(e) = check_leader_epoch(req.current_leader_epoch, epoch) {
             read.error = Some(FetchError::Refused(Refused::Epoch(e)));
             out.push(read);
             continue;

@@ -62,32 +62,38 @@ pub struct ApiStats {
     pub send: Histogram,
 }
 
-/// Every served API's figures, in `protocol::SUPPORTED` order.
+/// Every served API's figures, indexed by API key number (a lookup per request, no search).
 #[derive(Debug)]
 pub struct RequestStats {
-    apis: Vec<(ApiKey, ApiStats)>,
+    apis: Vec<Option<(ApiKey, ApiStats)>>,
 }
 
 impl Default for RequestStats {
     fn default() -> RequestStats {
-        RequestStats {
-            apis: crate::protocol::SUPPORTED
-                .iter()
-                .map(|(k, _, _)| (*k, ApiStats::default()))
-                .collect(),
+        let served = crate::protocol::SUPPORTED;
+        let slots = served
+            .iter()
+            .map(|(k, _, _)| *k as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut apis: Vec<Option<(ApiKey, ApiStats)>> = (0..slots).map(|_| None).collect();
+        for (k, _, _) in served {
+            apis[*k as usize] = Some((*k, ApiStats::default()));
         }
+        RequestStats { apis }
     }
 }
 
 impl RequestStats {
     pub fn of(&self, key: ApiKey) -> Option<&ApiStats> {
-        self.apis.iter().find(|(k, _)| *k == key).map(|(_, s)| s)
+        self.apis.get(key as usize)?.as_ref().map(|(_, s)| s)
     }
 
-    /// The APIs that have been asked at least once.
+    /// The APIs that have been asked at least once, in key order.
     pub fn used(&self) -> impl Iterator<Item = (ApiKey, &ApiStats)> {
         self.apis
             .iter()
+            .flatten()
             .filter(|(_, s)| s.handle.cumulative().0.last().copied().unwrap_or(0) > 0)
             .map(|(k, s)| (*k, s))
     }
@@ -112,7 +118,13 @@ mod tests {
         assert_eq!(counts[BUCKETS.len()], 3, "+Inf is the count");
         assert!((sum - 60.0033).abs() < 1e-6, "{sum}");
         let stats = RequestStats::default();
-        assert!(stats.of(ApiKey::Produce).is_some());
+        for (k, _, _) in crate::protocol::SUPPORTED {
+            assert!(stats.of(*k).is_some(), "{k:?} has figures");
+        }
+        assert!(
+            stats.of(ApiKey::EndTxn).is_none(),
+            "not served, not counted"
+        );
         assert_eq!(stats.used().count(), 0);
         stats
             .of(ApiKey::Fetch)

@@ -20,4 +20,5 @@ pub mod replica;
 pub mod server;
 pub mod storage;
 pub mod tools;
+pub mod txn;
 pub mod types;

@@ -200,7 +200,7 @@ impl Node {
         let background = CancellationToken::new();
         let replicas = Arc::new(ReplicaManager::new(
             config.clone(),
-            peers,
+            peers.clone(),
             handle.clone(),
             background.child_token(),
         ));
@@ -234,6 +234,16 @@ impl Node {
             replicas.clone(),
         ));
         tasks.spawn(groups.clone().run(background.child_token()));
+        let producer_ids = Arc::new(crate::handlers::init_producer_id::ProducerIds::default());
+        let txns = Arc::new(crate::txn::Coordinator::new(
+            config.clone(),
+            handle.clone(),
+            replicas.clone(),
+            groups.clone(),
+            producer_ids.clone(),
+            peers.clone(),
+        ));
+        tasks.spawn(txns.clone().run(background.child_token()));
         tasks.spawn(
             replicas
                 .clone()
@@ -256,7 +266,6 @@ impl Node {
         {
             tracing::warn!("not registered with the controller yet (no metadata quorum); serving from the stored metadata");
         }
-        let producer_ids = Arc::new(crate::handlers::init_producer_id::ProducerIds::default());
         let open_connections = Arc::new(crate::server::Connections::new(&config));
         for (name, listener) in client {
             let ctx = Arc::new(Context {
@@ -270,6 +279,7 @@ impl Node {
                 listener: name,
                 producer_ids: producer_ids.clone(),
                 groups: groups.clone(),
+                txns: txns.clone(),
                 all_topics: Default::default(),
                 principal: crate::handlers::ANONYMOUS.into(),
                 host: "".into(),

@@ -169,6 +169,7 @@ pub struct Config {
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_ms: u64,
     pub groups: GroupSettings,
+    pub txn: TxnSettings,
     pub cleaner: CleanerSettings,
     /// `admin.http.listener`: where `/metrics`, `/health` and `/ready` are served (None: off).
     pub admin_http: Option<std::net::SocketAddr>,
@@ -222,6 +223,19 @@ pub struct GroupSettings {
     pub max_session_timeout_ms: i32,
     pub initial_rebalance_delay_ms: u64,
     pub max_size: usize,
+}
+
+/// The transaction coordinator's settings (Kafka's `transaction.*`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TxnSettings {
+    pub log_partitions: i32,
+    pub log_replication_factor: i16,
+    pub log_min_isr: i32,
+    pub log_segment_bytes: i64,
+    pub max_timeout_ms: i32,
+    pub id_expiration_ms: i64,
+    pub abort_check_interval_ms: u64,
+    pub expiry_check_interval_ms: u64,
 }
 
 /// Broker-level defaults for per-partition log behaviour; topic configs override them.
@@ -843,6 +857,26 @@ impl Config {
             initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms") as u64,
             max_size: int("group.max.size") as usize,
         };
+        let txn = TxnSettings {
+            log_partitions: i32_of("transaction.state.log.num.partitions")?,
+            log_replication_factor: i16::try_from(int("transaction.state.log.replication.factor"))
+                .map_err(|_| {
+                    invalid(
+                        "transaction.state.log.replication.factor",
+                        "too large".into(),
+                    )
+                })?,
+            log_min_isr: i32_of("transaction.state.log.min.isr")?,
+            log_segment_bytes: int("transaction.state.log.segment.bytes").min(i32::MAX as i64),
+            max_timeout_ms: i32_of("transaction.max.timeout.ms")?,
+            id_expiration_ms: int("transactional.id.expiration.ms"),
+            abort_check_interval_ms: int(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            ) as u64,
+            expiry_check_interval_ms: int(
+                "transaction.remove.expired.transaction.cleanup.interval.ms",
+            ) as u64,
+        };
         Ok(Config {
             node_id,
             roles,
@@ -876,6 +910,7 @@ impl Config {
             auto_leader_rebalance: get("auto.leader.rebalance.enable") == "true",
             leader_imbalance_check_ms: int("leader.imbalance.check.interval.seconds") as u64 * 1000,
             groups,
+            txn,
             fetch_zero_copy: get("fetch.zero.copy.enable") == "true",
             ignored: Vec::new(),
             queued_max_request_bytes: usize::try_from(int("queued.max.request.bytes"))

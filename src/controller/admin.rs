@@ -324,6 +324,55 @@ impl Handle {
         }
     }
 
+    /// Creates an internal topic (`__consumer_offsets`, `__transaction_state`) on its first use,
+    /// with `want_rf` replicas or as many as there are live brokers (with a warning). A topic
+    /// another broker created meanwhile is fine.
+    pub async fn create_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        want_rf: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let live = self.image().live_brokers().len() as i16;
+        if live == 0 {
+            return Err(AdminError::NoQuorum("no live broker".into()));
+        }
+        let rf = want_rf.min(live);
+        if rf < want_rf {
+            tracing::warn!(
+                topic = name,
+                wanted_replication_factor = want_rf,
+                live_brokers = live,
+                replication_factor = rf,
+                "the internal topic's replication factor is more than the live brokers; creating it with fewer replicas"
+            );
+        }
+        let topic = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor: rf,
+            assignments: Vec::new(),
+            configs,
+        };
+        match self.create_topic(topic).await {
+            Ok(_) => {
+                tracing::info!(
+                    topic = name,
+                    partitions,
+                    replication_factor = rf,
+                    "created internal topic"
+                );
+                Ok(())
+            }
+            Err(AdminError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "cannot create internal topic");
+                Err(e)
+            }
+        }
+    }
+
     /// Registers this broker with the leader; returns the cluster id.
     pub async fn register(
         &self,

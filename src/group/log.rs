@@ -28,11 +28,23 @@ impl Coordinator {
         shard: &Shard,
         records: &[(Bytes, Option<Bytes>)],
     ) -> Result<i64, GroupError> {
+        self.append_as(shard, records, None)
+    }
+
+    /// `append`, as a transactional batch of `producer` (id, epoch) when given
+    /// (TxnOffsetCommit): a fenced producer's epoch is refused by the partition.
+    pub(super) fn append_as(
+        &self,
+        shard: &Shard,
+        records: &[(Bytes, Option<Bytes>)],
+        producer: Option<(i64, i16)>,
+    ) -> Result<i64, GroupError> {
         let part = &shard.partition;
         if !part.is_leader() || part.leader_epoch() != shard.epoch {
             return Err(GroupError::NotCoordinator);
         }
-        let bytes = encode_batch(records).map_err(|_| GroupError::InvalidCommitOffsetSize)?;
+        let bytes =
+            encode_batch(records, producer).map_err(|_| GroupError::InvalidCommitOffsetSize)?;
         let batches =
             batch::validate(&bytes, usize::MAX).map_err(|_| GroupError::InvalidCommitOffsetSize)?;
         let input: Vec<_> = batches
@@ -40,6 +52,9 @@ impl Coordinator {
             .map(|(h, r)| (*h, &bytes[r.clone()]))
             .collect();
         let appended = self.replicas.append_batches(part, &input).map_err(|e| {
+            if let crate::storage::LogError::Producer(_) = e {
+                return GroupError::ProducerFenced;
+            }
             tracing::warn!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
             GroupError::NotCoordinator
         })?;
@@ -81,26 +96,29 @@ pub(super) fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
     .encode()
 }
 
-/// One uncompressed record batch holding `records` (key, value; no value: a tombstone).
-fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<Bytes> {
+/// One uncompressed record batch holding `records` (key, value; no value: a tombstone), of
+/// `producer` inside its transaction when given.
+fn encode_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    producer: Option<(i64, i16)>,
+) -> anyhow::Result<Bytes> {
     let ts = now_ms();
     let records: Vec<_> = records
         .iter()
         .map(|(k, v)| (Some(k.clone()), v.clone(), ts))
         .collect();
-    crate::storage::records::encode_batch(&records, Compression::None)
+    crate::storage::records::encode_producer_batch(&records, Compression::None, producer)
 }
 
-/// Replays an offsets partition from its log start into groups; also returns how many records
-/// were read.
-pub(super) fn read_groups(
+/// Every record of a coordinator's partition from its log start to its end, in order
+/// (`__consumer_offsets` and `__transaction_state` are replayed this way when a shard loads).
+/// Unreadable batches are skipped with a warning.
+pub(crate) fn replay(
     log: &Partition,
-) -> Result<(HashMap<String, Group>, usize), crate::storage::LogError> {
+    mut f: impl FnMut(kafka_protocol::records::Record),
+) -> Result<(), crate::storage::LogError> {
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
-    let mut groups: HashMap<String, Group> = HashMap::new();
-    let mut records = 0;
-    let now = Instant::now();
     while offset < end {
         let chunk = log.read(offset, Window::new(1 << 20, end, true))?;
         if chunk.is_empty() {
@@ -120,27 +138,79 @@ pub(super) fn read_groups(
             let set = match RecordBatchDecoder::decode(&mut buf) {
                 Ok(set) => set,
                 Err(e) => {
-                    tracing::warn!(error = %e, "skipping an unreadable batch in {OFFSETS_TOPIC}");
+                    tracing::warn!(tp = %log.tp(), error = %e, "skipping an unreadable batch");
                     continue;
                 }
             };
             for r in set.records {
-                records += 1;
-                if r.control || r.offset < log.log_start_offset() {
-                    continue;
+                if r.offset >= log.log_start_offset() {
+                    f(r);
                 }
-                let Some(key) = r.key.as_deref().and_then(Key::decode) else {
-                    continue;
-                };
-                apply_record(&mut groups, key, r.value.as_deref(), r.offset, now);
             }
         }
         if pos == 0 {
             break;
         }
     }
+    Ok(())
+}
+
+/// Offsets committed inside a transaction, waiting for its marker: producer id → (group,
+/// topic, partition, value, log offset).
+pub(super) type PendingTxnOffsets = HashMap<i64, Vec<(String, String, i32, OffsetValue, i64)>>;
+
+/// Replays an offsets partition from its log start into groups; also returns how many records
+/// were read and the offsets of transactions still open at the end.
+pub(super) fn read_groups(
+    log: &Partition,
+) -> Result<(HashMap<String, Group>, usize, PendingTxnOffsets), crate::storage::LogError> {
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut records = 0;
+    let mut pending: PendingTxnOffsets = HashMap::new();
+    let now = Instant::now();
+    replay(log, |r| {
+        records += 1;
+        if r.control {
+            let commit = r.key.as_deref().is_some_and(|k| {
+                k.len() >= 4
+                    && i16::from_be_bytes([k[2], k[3]]) == crate::storage::batch::MARKER_COMMIT
+            });
+            for (group, topic, partition, value, at) in
+                pending.remove(&r.producer_id).unwrap_or_default()
+            {
+                if commit {
+                    groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group, now_ms()))
+                        .apply_offset(&topic, partition, value, at);
+                }
+            }
+            return;
+        }
+        let Some(key) = r.key.as_deref().and_then(Key::decode) else {
+            return;
+        };
+        if r.transactional && r.producer_id >= 0 {
+            if let (
+                Key::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                Some(v),
+            ) = (key, r.value.as_deref().and_then(OffsetValue::decode))
+            {
+                pending
+                    .entry(r.producer_id)
+                    .or_default()
+                    .push((group, topic, partition, v, r.offset));
+            }
+            return;
+        }
+        apply_record(&mut groups, key, r.value.as_deref(), r.offset, now);
+    })?;
     groups.retain(|_, g| g.state != State::Dead);
-    Ok((groups, records))
+    Ok((groups, records, pending))
 }
 
 fn apply_record(
@@ -219,7 +289,7 @@ mod tests {
             (Bytes::from_static(b"k1"), Some(Bytes::from_static(b"v1"))),
             (Bytes::from_static(b"k2"), None),
         ];
-        let b = encode_batch(&recs).expect("encodes");
+        let b = encode_batch(&recs, None).expect("encodes");
         let batches = batch::validate(&b, usize::MAX).expect("valid");
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].0.last_offset_delta, 1);

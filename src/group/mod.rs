@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::controller::{AdminError, Handle, NewTopic};
+use crate::controller::Handle;
 use crate::replica::ReplicaManager;
 use crate::types::{now_ms, NodeId};
 
+pub(crate) use log::replay;
 use log::{group_record, offset_key};
 use records::{Key, OffsetValue};
 use shard::Shard;
@@ -148,23 +149,8 @@ impl Coordinator {
 
     async fn create_offsets_topic(&self) -> Result<(), GroupError> {
         let _one = self.creating.lock().await;
-        let image = self.controller.image();
-        if image.topic(OFFSETS_TOPIC).is_some() {
+        if self.controller.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
-        }
-        let want = self.config.groups.offsets_replication_factor;
-        let live = image.live_brokers().len() as i16;
-        if live == 0 {
-            return Err(GroupError::CoordinatorNotAvailable);
-        }
-        let rf = want.min(live);
-        if rf < want {
-            tracing::warn!(
-                offsets_topic_replication_factor = want,
-                live_brokers = live,
-                replication_factor = rf,
-                "offsets.topic.replication.factor is more than the live brokers; creating {OFFSETS_TOPIC} with fewer replicas"
-            );
         }
         let configs = [
             ("cleanup.policy", "compact".to_string()),
@@ -176,27 +162,15 @@ impl Coordinator {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let topic = NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: self.config.groups.offsets_partitions,
-            replication_factor: rf,
-            assignments: Vec::new(),
-            configs,
-        };
-        match self.controller.create_topic(topic).await {
-            Ok(_) | Err(AdminError::TopicAlreadyExists(_)) => {
-                tracing::info!(
-                    partitions = self.config.groups.offsets_partitions,
-                    replication_factor = rf,
-                    "created {OFFSETS_TOPIC}"
-                );
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
-                Err(GroupError::CoordinatorNotAvailable)
-            }
-        }
+        self.controller
+            .create_internal_topic(
+                OFFSETS_TOPIC,
+                self.config.groups.offsets_partitions,
+                self.config.groups.offsets_replication_factor,
+                configs,
+            )
+            .await
+            .map_err(|_| GroupError::CoordinatorNotAvailable)
     }
 
     /// The loaded shard holding `group`, if this node coordinates it.
@@ -377,6 +351,31 @@ impl Coordinator {
         caller: Caller<'_>,
         entries: Vec<CommitEntry>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.commit_as(group_id, caller, entries, None).await
+    }
+
+    /// TxnOffsetCommit: offsets written inside `producer`'s (id, epoch) transaction. They stay
+    /// pending — invisible to OffsetFetch — until the transaction's marker reaches this
+    /// partition (`txn_marker`). With a member id or generation given, the member must be the
+    /// group's current one (KIP-447).
+    pub async fn txn_commit(
+        &self,
+        group_id: &str,
+        caller: Caller<'_>,
+        entries: Vec<CommitEntry>,
+        producer: (i64, i16),
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.commit_as(group_id, caller, entries, Some(producer))
+            .await
+    }
+
+    async fn commit_as(
+        &self,
+        group_id: &str,
+        caller: Caller<'_>,
+        entries: Vec<CommitEntry>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let Caller {
             member_id,
             generation,
@@ -417,13 +416,17 @@ impl Coordinator {
         if records.is_empty() {
             return Ok(values.into_iter().map(|v| v.map(|_| ())).collect());
         }
+        // A transactional commit without member or generation is not checked (KIP-447).
+        let unchecked = producer.is_some() && member_id.is_empty() && generation < 0;
         let last = {
             let mut g = lock(&group);
-            if let Err(e) = g.check_commit(caller, Instant::now()) {
-                tracing::debug!(group = %group_id, member = %member_id, generation, error = ?e, "offset commit refused");
-                return Err(e);
+            if !unchecked {
+                if let Err(e) = g.check_commit(caller, Instant::now()) {
+                    tracing::debug!(group = %group_id, member = %member_id, generation, error = ?e, "offset commit refused");
+                    return Err(e);
+                }
             }
-            self.append(&shard, &records)?
+            self.append_as(&shard, &records, producer)?
         };
         let outcome = self.replicated(&shard, last).await;
         tracing::debug!(
@@ -433,9 +436,11 @@ impl Coordinator {
             commits = ?entries.iter().map(|e| (e.partition, e.offset)).collect::<Vec<_>>(),
             last,
             outcome = ?outcome,
+            transactional = producer.is_some(),
             "offsets committed"
         );
         let mut g = lock(&group);
+        let mut pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
         let mut at = last + 1 - records.len() as i64;
         let results = entries
             .into_iter()
@@ -445,11 +450,54 @@ impl Coordinator {
                 let log_offset = at;
                 at += 1;
                 outcome.clone()?;
-                g.apply_offset(&e.topic, e.partition, v, log_offset);
+                match producer {
+                    Some((id, _)) => pending.entry(id).or_default().push((
+                        group_id.to_string(),
+                        e.topic,
+                        e.partition,
+                        v,
+                        log_offset,
+                    )),
+                    None => g.apply_offset(&e.topic, e.partition, v, log_offset),
+                }
                 Ok(())
             })
             .collect();
         Ok(results)
+    }
+
+    /// A transaction marker was written (and replicated) on offsets partition `index`: the
+    /// producer's pending offsets there become the groups' committed offsets, or are dropped.
+    pub fn txn_marker(&self, index: i32, producer_id: i64, commit: bool) {
+        let Some(shard) = self.shards().get(&index).cloned() else {
+            return;
+        };
+        let offsets = shard
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&producer_id)
+            .unwrap_or_default();
+        if !commit || offsets.is_empty() {
+            return;
+        }
+        for (group_id, topic, partition, value, at) in offsets {
+            let group = shard.group_or_new(&group_id);
+            lock(&group).apply_offset(&topic, partition, value, at);
+        }
+    }
+
+    /// Whether a transaction holds uncommitted offsets for this group's partition
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
+    pub fn offset_unstable(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let Some(shard) = self.loading_shard(group_id) else {
+            return false;
+        };
+        let pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending
+            .values()
+            .flatten()
+            .any(|(g, t, p, _, _)| g == group_id && t == topic && *p == partition)
     }
 
     /// OffsetFetch for one group: the asked partitions (`None`: every committed one).

@@ -236,7 +236,7 @@ fn floor_char_boundary(s: &str, at: usize) -> usize {
     i
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     let s = &s[..floor_char_boundary(s, MAX_STR)];
     b.put_i16(s.len() as i16);
     b.put_slice(s.as_bytes());
@@ -254,15 +254,15 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-fn get_i16(b: &mut &[u8]) -> Option<i16> {
+pub(crate) fn get_i16(b: &mut &[u8]) -> Option<i16> {
     (b.remaining() >= 2).then(|| b.get_i16())
 }
 
-fn get_i32(b: &mut &[u8]) -> Option<i32> {
+pub(crate) fn get_i32(b: &mut &[u8]) -> Option<i32> {
     (b.remaining() >= 4).then(|| b.get_i32())
 }
 
-fn get_i64(b: &mut &[u8]) -> Option<i64> {
+pub(crate) fn get_i64(b: &mut &[u8]) -> Option<i64> {
     (b.remaining() >= 8).then(|| b.get_i64())
 }
 
@@ -283,7 +283,7 @@ fn get_opt_str(b: &mut &[u8]) -> Option<Option<String>> {
     String::from_utf8(take(b, n as usize)?).ok().map(Some)
 }
 
-fn get_str(b: &mut &[u8]) -> Option<String> {
+pub(crate) fn get_str(b: &mut &[u8]) -> Option<String> {
     get_opt_str(b).map(Option::unwrap_or_default)
 }
 

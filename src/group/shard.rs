@@ -30,6 +30,9 @@ pub(super) struct Shard {
     pub(super) loaded: watch::Sender<bool>,
     pub(super) partition: Arc<Partition>,
     pub(super) groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
+    /// Offsets committed inside transactions not yet decided (TxnOffsetCommit), applied to
+    /// their groups by a commit marker and dropped by an abort.
+    pub(super) pending: Mutex<super::log::PendingTxnOffsets>,
     pub(super) cancel: CancellationToken,
 }
 
@@ -106,6 +109,7 @@ impl Coordinator {
             loaded: watch::channel(false).0,
             partition: partition.clone(),
             groups: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
         });
         self.shards().insert(index, shard.clone());
@@ -134,7 +138,7 @@ impl Coordinator {
         let started = Instant::now();
         let log_part = shard.partition.clone();
         let loaded = tokio::task::spawn_blocking(move || read_groups(&log_part)).await;
-        let (groups, records) = match loaded {
+        let (groups, records, pending) = match loaded {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::error!(%tp, error = %e, "cannot load consumer groups");
@@ -149,6 +153,7 @@ impl Coordinator {
             return;
         }
         let count = groups.len();
+        *shard.pending.lock().unwrap_or_else(|p| p.into_inner()) = pending;
         *shard.groups() = groups
             .into_iter()
             .map(|(k, g)| (k, Arc::new(Mutex::new(g))))

@@ -49,6 +49,9 @@ pub enum GroupError {
     InvalidCommitOffsetSize,
     #[error("{0} is longer than the offsets topic's records can hold")]
     TooLong(&'static str),
+    /// TxnOffsetCommit from a producer whose epoch a newer one has replaced.
+    #[error("the transactional producer was fenced by a newer one")]
+    ProducerFenced,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,7 +34,7 @@ pub async fn handle(
                 partitions.push(resp.with_error_code(Refusal::TopicAuthorizationFailed.code()));
                 continue;
             }
-            if t.name.0.as_str() == crate::group::OFFSETS_TOPIC {
+            if super::is_internal(t.name.0.as_str()) {
                 partitions.push(resp.with_error_code(Refusal::InvalidTopic.code()));
                 continue;
             }

@@ -1,6 +1,6 @@
-//! DescribeProducers: the idempotent producers with state on a partition this broker leads
-//! (id, epoch, last sequence, last timestamp). No transactions yet, so no coordinator epoch and
-//! no open transaction (-1).
+//! DescribeProducers: the idempotent and transactional producers with state on a partition
+//! this broker leads (id, epoch, last sequence, last timestamp, the first offset of an open
+//! transaction). The coordinator epoch is not kept per partition (-1).
 
 use super::errors::Refusal;
 use crate::metadata::acl::{self, Operation};
@@ -48,5 +48,5 @@ fn state(p: ActiveProducer) -> ProducerState {
         .with_last_sequence(p.last_sequence)
         .with_last_timestamp(p.last_timestamp)
         .with_coordinator_epoch(-1)
-        .with_current_txn_start_offset(-1)
+        .with_current_txn_start_offset(p.txn_start)
 }

@@ -11,6 +11,7 @@ use crate::replica::{
     AppendError, BatchError, DeleteError, EpochError, FetchError, HwWait, LogError, PartitionError,
     ProduceError, ProducerError, Refused,
 };
+use crate::txn::TxnError;
 
 pub const NONE: i16 = 0;
 
@@ -44,8 +45,13 @@ pub enum Refusal {
     UnsupportedEndpointType,
     /// A fetch session: strom keeps none.
     FetchSessionIdNotFound,
-    /// A transactional id: strom has no transactions yet.
+    /// The principal may not use this transactional id.
     TransactionalIdAuthorizationFailed,
+    /// OffsetFetch with `require_stable` while a transaction holds an offset (KIP-447).
+    UnstableOffsetCommit,
+    /// A transactional request naming a partition WriteTxnMarkers cannot write, or refused
+    /// before the others were tried (Kafka's OPERATION_NOT_ATTEMPTED).
+    OperationNotAttempted,
     /// A request version this broker does not serve (ApiVersions answers with its list).
     UnsupportedVersion,
     /// The controller answered something no request can get (a bug, reported as Kafka does).
@@ -93,6 +99,8 @@ impl Refusal {
             Refusal::TransactionalIdAuthorizationFailed => {
                 E::TransactionalIdAuthorizationFailed.code()
             }
+            Refusal::UnstableOffsetCommit => E::UnstableOffsetCommit.code(),
+            Refusal::OperationNotAttempted => E::OperationNotAttempted.code(),
             Refusal::UnsupportedVersion => E::UnsupportedVersion.code(),
             Refusal::UnknownServerError => E::UnknownServerError.code(),
             Refusal::ReplicaFetchNotAllowed => E::TopicAuthorizationFailed.code(),
@@ -151,7 +159,9 @@ pub fn log(e: &LogError) -> i16 {
         LogError::Removed => E::NotLeaderOrFollower.code(),
         LogError::Io(_) | LogError::NonContiguous { .. } => E::KafkaStorageError.code(),
         LogError::Producer(ProducerError::OutOfOrder { .. }) => E::OutOfOrderSequenceNumber.code(),
-        LogError::Producer(ProducerError::Fenced { .. }) => E::InvalidProducerEpoch.code(),
+        LogError::Producer(ProducerError::Fenced { .. } | ProducerError::FencedMarker { .. }) => {
+            E::InvalidProducerEpoch.code()
+        }
         LogError::Producer(ProducerError::UnknownProducer { .. }) => E::UnknownProducerId.code(),
     }
 }
@@ -219,6 +229,23 @@ pub fn delete(e: &DeleteError) -> i16 {
     }
 }
 
+/// A transaction coordinator's refusal. PRODUCER_FENCED exists only from the request versions
+/// of KIP-588 (`fenced_code`); older ones are told INVALID_PRODUCER_EPOCH, as Kafka does.
+pub fn txn(e: &TxnError, knows_fenced: bool) -> i16 {
+    match e {
+        TxnError::NotCoordinator => E::NotCoordinator.code(),
+        TxnError::LoadInProgress => E::CoordinatorLoadInProgress.code(),
+        TxnError::CoordinatorNotAvailable => E::CoordinatorNotAvailable.code(),
+        TxnError::ConcurrentTransactions => E::ConcurrentTransactions.code(),
+        TxnError::ProducerFenced if knows_fenced => E::ProducerFenced.code(),
+        TxnError::ProducerFenced => E::InvalidProducerEpoch.code(),
+        TxnError::InvalidProducerIdMapping => E::InvalidProducerIdMapping.code(),
+        TxnError::InvalidTxnState => E::InvalidTxnState.code(),
+        TxnError::InvalidTransactionTimeout => E::InvalidTransactionTimeout.code(),
+        TxnError::UnknownTransactionalId => E::TransactionalIdNotFound.code(),
+    }
+}
+
 pub fn group(e: &GroupError) -> i16 {
     match e {
         GroupError::NotCoordinator => E::NotCoordinator.code(),
@@ -239,6 +266,7 @@ pub fn group(e: &GroupError) -> i16 {
         GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic.code(),
         GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge.code(),
         GroupError::InvalidCommitOffsetSize => E::InvalidCommitOffsetSize.code(),
+        GroupError::ProducerFenced => E::ProducerFenced.code(),
     }
 }
 

@@ -10,9 +10,10 @@ use bytes::Bytes;
 
 use super::errors::Refusal;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use super::{broker, errors, Context};
 use crate::metadata::acl::{self, Operation};
@@ -118,6 +119,7 @@ async fn answer(
             req.max_bytes as usize
         },
         zero_copy: ctx.config.fetch_zero_copy,
+        read_committed: replica < 0 && req.isolation_level == 1,
         partitions,
     };
     let fetched = ctx.replicas.fetch(&image, params).await;
@@ -131,11 +133,23 @@ async fn answer(
             records.push(Some(Part::Bytes(Bytes::new())));
             continue;
         }
-        if let Some((hw, log_start)) = read.watermarks {
+        if let Some((hw, lso, log_start)) = read.watermarks {
             data = data
                 .with_high_watermark(hw)
-                .with_last_stable_offset(hw)
+                .with_last_stable_offset(lso)
                 .with_log_start_offset(log_start);
+        }
+        if let Some(aborted) = read.aborted {
+            data = data.with_aborted_transactions(Some(
+                aborted
+                    .into_iter()
+                    .map(|(producer_id, first)| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(producer_id))
+                            .with_first_offset(first)
+                    })
+                    .collect(),
+            ));
         }
         if let Some(FetchError::Refused(Refused::Partition(PartitionError::NotLeader {
             leader,

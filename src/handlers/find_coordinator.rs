@@ -1,6 +1,6 @@
 //! FindCoordinator: the broker coordinating a consumer group (the leader of its
-//! `__consumer_offsets` partition), one key in v0–3 or a batch of keys in v4+. Transaction
-//! coordinators do not exist yet.
+//! `__consumer_offsets` partition) or a transactional id (the leader of its
+//! `__transaction_state` partition), one key in v0–3 or a batch of keys in v4+.
 
 use super::errors::Refusal;
 use crate::metadata::acl::{self, Operation};
@@ -46,10 +46,16 @@ async fn find(ctx: &Context, key: &str, key_type: i8) -> Coordinator {
     match key_type {
         0 => {}
         1 => {
-            return failed(
-                Refusal::CoordinatorNotAvailable.code(),
-                "transactions are not supported",
-            )
+            if !ctx.may(Operation::Describe, acl::TRANSACTIONAL_ID, key) {
+                return failed(
+                    Refusal::TransactionalIdAuthorizationFailed.code(),
+                    "Transactional id authorization failed.",
+                );
+            }
+            return match ctx.txns.coordinator_for(key).await {
+                Ok(leader) => endpoint(ctx, leader),
+                Err(e) => failed(errors::txn(&e, true), &e.to_string()),
+            };
         }
         _ => {
             return failed(
@@ -67,19 +73,24 @@ async fn find(ctx: &Context, key: &str, key_type: i8) -> Coordinator {
     if key.is_empty() {
         return failed(Refusal::InvalidGroupId.code(), "the group id is empty");
     }
-    let leader = match ctx.groups.coordinator_for(key).await {
-        Ok(id) => id,
-        Err(e) => return failed(errors::group(&e), &e.to_string()),
-    };
+    match ctx.groups.coordinator_for(key).await {
+        Ok(leader) => endpoint(ctx, leader),
+        Err(e) => failed(errors::group(&e), &e.to_string()),
+    }
+}
+
+/// The coordinator `leader`'s endpoint on the client's listener.
+fn endpoint(ctx: &Context, leader: crate::types::NodeId) -> Coordinator {
     let image = ctx.controller.image();
     match super::leader_endpoints(ctx, &image, &[leader]).pop() {
         Some((id, host, port, _)) => Coordinator::default()
             .with_node_id(broker(id))
             .with_host(s(host))
             .with_port(port),
-        None => failed(
-            Refusal::CoordinatorNotAvailable.code(),
-            "the coordinator has no endpoint on this listener",
-        ),
+        None => Coordinator::default()
+            .with_node_id(broker(-1))
+            .with_port(-1)
+            .with_error_code(Refusal::CoordinatorNotAvailable.code())
+            .with_error_message(Some(s("the coordinator has no endpoint on this listener"))),
     }
 }

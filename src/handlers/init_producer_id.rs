@@ -1,8 +1,9 @@
-//! InitProducerId for idempotent producers: a fresh producer id (epoch 0), or — when a producer
+//! InitProducerId. For idempotent producers: a fresh producer id (epoch 0), or — when a producer
 //! asks again with its id and epoch (KIP-360) — the same id at the next epoch. Ids come from
 //! blocks the controller allocates through the metadata quorum, so no two brokers ever hand out
-//! the same id, across controller failover and restarts. Transactions are not supported: a
-//! transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//! the same id, across controller failover and restarts. With a transactional id the
+//! transaction coordinator answers (`txn`): the id's producer at its next epoch, which fences
+//! every older producer of the id.
 
 use super::errors::Refusal;
 use crate::metadata::acl::{self, Operation};
@@ -41,13 +42,29 @@ impl ProducerIds {
 pub async fn handle(
     ctx: &Context,
     req: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return resp.with_error_code(Refusal::TransactionalIdAuthorizationFailed.code());
+    if let Some(id) = req.transactional_id.as_ref().map(|t| t.0.to_string()) {
+        if id.is_empty() {
+            return resp.with_error_code(Refusal::InvalidRequest.code());
+        }
+        if !ctx.may(Operation::Write, acl::TRANSACTIONAL_ID, &id) {
+            return resp.with_error_code(Refusal::TransactionalIdAuthorizationFailed.code());
+        }
+        let asked = (req.producer_id.0, req.producer_epoch);
+        return match ctx
+            .txns
+            .init_producer_id(&id, req.transaction_timeout_ms, asked)
+            .await
+        {
+            Ok((producer_id, epoch)) => resp
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
+            Err(e) => resp.with_error_code(errors::txn(&e, version >= 4)),
+        };
     }
     if ctx.config.authorizer.is_some() && !ctx.may_on_cluster(Operation::IdempotentWrite) {
         let image = ctx.controller.image();

@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
-//! local (-4, the same as earliest here) and by timestamp (the first record at or after it).
+//! ListOffsets: earliest (-2), latest (-1, the high watermark; for `read_committed` the last
+//! stable offset), max timestamp (-3), earliest local (-4, the same as earliest here) and by
+//! timestamp (the first record at or after it).
 
 use crate::metadata::acl::{self, Operation};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub async fn handle(ctx: &Context, req: ListOffsetsRequest, version: i16) -> Lis
         .map(|t| {
             let answers = t.partitions.iter().map(|p| {
                 let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                offset(ctx, &image, &tp, p, version)
+                offset(ctx, &image, &tp, p, version, req.isolation_level == 1)
             });
             ListOffsetsTopicResponse::default()
                 .with_name(t.name.clone())
@@ -45,6 +46,7 @@ fn offset(
     tp: &TopicPartition,
     p: &ListOffsetsPartition,
     version: i16,
+    read_committed: bool,
 ) -> ListOffsetsPartitionResponse {
     let resp = ListOffsetsPartitionResponse::default()
         .with_partition_index(p.partition_index)
@@ -63,8 +65,14 @@ fn offset(
     } else {
         resp
     };
+    // What this consumer may read up to.
+    let visible = if read_committed {
+        part.last_stable_offset()
+    } else {
+        part.high_watermark()
+    };
     let found = match p.timestamp {
-        LATEST => Ok(Some((part.high_watermark(), -1))),
+        LATEST => Ok(Some((visible, -1))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((part.log_start_offset(), -1))),
         MAX_TIMESTAMP => part.max_timestamp(),
         ts if ts >= 0 => part.offset_for_timestamp(ts),
@@ -72,9 +80,7 @@ fn offset(
     };
     match found {
         // Never point past what consumers may read.
-        Ok(Some((offset, ts))) if offset <= part.high_watermark() => {
-            resp.with_offset(offset).with_timestamp(ts)
-        }
+        Ok(Some((offset, ts))) if offset <= visible => resp.with_offset(offset).with_timestamp(ts),
         Ok(_) => resp,
         Err(e) => resp.with_error_code(errors::log(&e)),
     }

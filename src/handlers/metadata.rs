@@ -17,7 +17,6 @@ use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 use super::{broker, errors, s, topic_name, Context};
 use crate::controller::{AdminDone, AdminError, AdminOp, NewTopic, MAX_PARTITIONS_PER_REQUEST};
-use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::protocol::{self, FrameError, Part, Reply};
 use crate::types::TopicId;
@@ -152,7 +151,7 @@ async fn named(
         for (name, _) in &list {
             let Some(name) = name else { continue };
             // The offsets topic is created by the group coordinator, with its own settings.
-            if image.topic(name).is_some() || !allow_create || name == OFFSETS_TOPIC {
+            if image.topic(name).is_some() || !allow_create || super::is_internal(name) {
                 continue;
             }
             if !ctx.may_on_cluster(Operation::Create)

@@ -2,6 +2,8 @@
 //! problem; it fills in the error code the client expects (mapped in `errors`). Only a request
 //! that cannot be decoded closes the connection. `dispatch` is the single registry.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
@@ -22,8 +24,10 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -35,6 +39,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -44,6 +49,8 @@ pub mod produce;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -68,6 +75,8 @@ pub struct Context {
     pub producer_ids: Arc<init_producer_id::ProducerIds>,
     /// The consumer group coordinator (one per node, shared by listeners).
     pub groups: Arc<crate::group::Coordinator>,
+    /// The transaction coordinator (one per node, shared by listeners).
+    pub txns: Arc<crate::txn::Coordinator>,
     /// How this listener admits connections (TLS, SASL).
     pub auth: crate::auth::Shared,
     /// This listener's encoded all-topics Metadata answers.
@@ -280,6 +289,13 @@ pub async fn dispatch(
             protocol::encode_response(key, v, corr, &resp).map(|b| Some(b.into()))
         }
         ApiKey::SyncGroup => call!(sync_group),
+        ApiKey::AddPartitionsToTxn => call!(add_partitions_to_txn),
+        ApiKey::AddOffsetsToTxn => call!(add_offsets_to_txn),
+        ApiKey::EndTxn => call!(end_txn),
+        ApiKey::TxnOffsetCommit => call!(txn_offset_commit),
+        ApiKey::WriteTxnMarkers => call!(write_txn_markers),
+        ApiKey::DescribeTransactions => call!(describe_transactions),
+        ApiKey::ListTransactions => call!(list_transactions),
         ApiKey::Heartbeat => call!(heartbeat),
         ApiKey::LeaveGroup => call!(leave_group),
         ApiKey::OffsetCommit => call!(offset_commit),
@@ -302,13 +318,18 @@ pub async fn dispatch(
     }
 }
 
-/// Why a client may not change an internal topic (`__consumer_offsets`): the group
-/// coordinator alone creates it with its settings and lays groups out over its partitions, so
-/// deleting it, growing it or changing how long it keeps records would lose groups' offsets.
+/// Why a client may not change an internal topic (`__consumer_offsets`,
+/// `__transaction_state`): its coordinator alone creates it with its settings and lays groups
+/// or transactional ids out over its partitions, so deleting it, growing it or changing how
+/// long it keeps records would lose groups' offsets or transactions.
 pub(crate) fn internal_topic_refusal(topic: &str) -> Option<String> {
-    (topic == crate::group::OFFSETS_TOPIC).then(|| {
-        format!("`{topic}` is internal: only the group coordinator creates and changes it")
-    })
+    is_internal(topic)
+        .then(|| format!("`{topic}` is internal: only its coordinator creates and changes it"))
+}
+
+/// Whether only a coordinator writes this topic.
+pub(crate) fn is_internal(topic: &str) -> bool {
+    topic == crate::group::OFFSETS_TOPIC || topic == crate::txn::TXN_TOPIC
 }
 
 /// The name of a topic a request names by id (`by_id`: Produce and Fetch v13+) or by name;

@@ -51,6 +51,12 @@ fn lookup(
 }
 
 pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    // KIP-447: a consumer asking for stable offsets is told to retry while a transaction
+    // holds an uncommitted offset for the partition.
+    let require_stable = version >= 7 && req.require_stable;
+    let unstable = |group: &str, p: &FetchedOffset| {
+        require_stable && ctx.groups.offset_unstable(group, &p.topic, p.partition)
+    };
     if version >= 8 {
         let groups = req
             .groups
@@ -67,6 +73,7 @@ pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> Off
                         .with_error_code(Refusal::GroupAuthorizationFailed.code());
                 };
                 let code = errors::group_code(&r);
+                let group_id = g.group_id.to_string();
                 let topics = by_topic(r.unwrap_or_default())
                     .into_iter()
                     .map(|(t, ps)| {
@@ -81,6 +88,11 @@ pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> Off
                                             .with_committed_offset(o)
                                             .with_committed_leader_epoch(e)
                                             .with_metadata(Some(s(m)))
+                                            .with_error_code(if unstable(&group_id, p) {
+                                                Refusal::UnstableOffsetCommit.code()
+                                            } else {
+                                                errors::NONE
+                                            })
                                     })
                                     .collect(),
                             )
@@ -158,7 +170,11 @@ pub async fn handle(ctx: &Context, req: OffsetFetchRequest, version: i16) -> Off
                                 .with_committed_offset(o)
                                 .with_committed_leader_epoch(e)
                                 .with_metadata(Some(s(m)))
-                                .with_error_code(partition_code)
+                                .with_error_code(if unstable(&req.group_id, p) {
+                                    Refusal::UnstableOffsetCommit.code()
+                                } else {
+                                    partition_code
+                                })
                         })
                         .collect(),
                 )

@@ -79,8 +79,8 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 partitions.push(resp.with_error_code(Refusal::TopicAuthorizationFailed.code()));
                 continue;
             }
-            if name == crate::group::OFFSETS_TOPIC {
-                // Only the group coordinator writes its own topic.
+            if super::is_internal(name) {
+                // Only the coordinators write their own topics.
                 partitions.push(
                     resp.with_error_code(Refusal::InvalidTopic.code())
                         .with_error_message(Some(s("cannot produce to an internal topic"))),

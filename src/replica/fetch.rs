@@ -35,6 +35,9 @@ pub struct FetchParams {
     pub max_bytes: usize,
     /// Leave consumers' records in their files (sendfile) rather than reading them.
     pub zero_copy: bool,
+    /// A consumer's `isolation_level=read_committed`: records stop at the last stable offset
+    /// and the answer lists the aborted transactions among them.
+    pub read_committed: bool,
     pub partitions: Vec<FetchPartition>,
 }
 
@@ -69,8 +72,11 @@ pub enum Refused {
 /// One partition's answer, in request order.
 pub struct PartitionRead {
     pub error: Option<FetchError>,
-    /// (high watermark, log start), once the partition was found here.
-    pub watermarks: Option<(Offset, Offset)>,
+    /// (high watermark, last stable offset, log start), once the partition was found here.
+    pub watermarks: Option<(Offset, Offset, Offset)>,
+    /// For `read_committed`: the aborted transactions the records may hold, as (producer id,
+    /// first offset).
+    pub aborted: Option<Vec<(i64, Offset)>>,
     /// The follower's log diverges: (the largest epoch the leader has at or below the
     /// follower's last one, the offset where it ends).
     pub diverging: Option<(i32, Offset)>,
@@ -205,6 +211,7 @@ fn read_all(
         let mut read = PartitionRead {
             error: None,
             watermarks: None,
+            aborted: None,
             diverging: None,
             records: None,
         };
@@ -229,7 +236,10 @@ fn read_all(
             continue;
         }
         let hw = p.high_watermark();
-        read.watermarks = Some((hw, p.log_start_offset()));
+        let lso = p.last_stable_offset();
+        read.watermarks = Some((hw, lso, p.log_start_offset()));
+        // How far a consumer may read.
+        let visible = if params.read_committed { lso } else { hw };
         if let Err(e) = check_leader_epoch(req.current_leader_epoch, epoch) {
             read.error = Some(FetchError::Refused(Refused::Epoch(e)));
             out.push(read);
@@ -256,7 +266,10 @@ fn read_all(
             p.read(req.fetch_offset, Window::new(limit, i64::MAX, total == 0))
                 .map(|b| (!b.is_empty()).then_some(Part::Bytes(b)))
         } else {
-            match p.region(req.fetch_offset, Window::new(limit, hw, total == 0)) {
+            if params.read_committed {
+                read.aborted = Some(p.aborted_between(req.fetch_offset, visible));
+            }
+            match p.region(req.fetch_offset, Window::new(limit, visible, total == 0)) {
                 Ok(None) => Ok(None),
                 Ok(Some(r)) if params.zero_copy => Ok(Some(Part::File {
                     file: r.file,

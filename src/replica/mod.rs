@@ -21,7 +21,7 @@
 //! image.
 
 pub mod cleaner;
-mod client;
+pub(crate) mod client;
 mod delayed;
 mod fetch;
 mod fetcher;
@@ -518,6 +518,43 @@ impl ReplicaManager {
         let produced = partition.append_records(records, min_isr)?;
         Ok(Write {
             produced,
+            partition,
+        })
+    }
+
+    /// Writes a transaction marker (WriteTxnMarkers) to a partition this node leads in
+    /// `image`, while it holds its lease. The caller waits for `Write::replicated`, as Kafka
+    /// writes markers with acks=all.
+    pub fn append_marker(
+        &self,
+        image: &Arc<MetadataImage>,
+        tp: &TopicPartition,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<Write, ProduceError> {
+        let partition = self
+            .leader_partition(image, tp)
+            .map_err(ProduceError::Partition)?;
+        if !self.controller.lease_held() {
+            return Err(ProduceError::Partition(PartitionError::NotLeader {
+                leader: -1,
+                epoch: partition.leader_epoch(),
+            }));
+        }
+        let epoch = partition.leader_epoch();
+        let offset = partition
+            .append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
+            .map_err(|e| ProduceError::Append(AppendError::Log(e)))?;
+        Ok(Write {
+            produced: Produced {
+                first: offset,
+                last: offset,
+                epoch,
+                log_append_time: -1,
+                log_start: partition.log_start_offset(),
+            },
             partition,
         })
     }

@@ -234,6 +234,42 @@ impl Partition {
         self.log.active_producers()
     }
 
+    /// Where `read_committed` consumers stop: below every transaction not yet decided and
+    /// replicated, and never past the high watermark.
+    pub fn last_stable_offset(&self) -> Offset {
+        self.log.last_stable_offset(self.high_watermark())
+    }
+
+    /// The aborted transactions a read of `[from, to)` meets: (producer id, first offset).
+    pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<(i64, Offset)> {
+        self.log.aborted_between(from, to)
+    }
+
+    /// The first offset of the producer's open transaction here.
+    pub fn open_txn(&self, producer_id: i64) -> Option<Offset> {
+        self.log.open_txn(producer_id)
+    }
+
+    /// Writes a transaction marker as leader (WriteTxnMarkers).
+    pub(super) fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<Offset, LogError> {
+        let offset = self.log.append_marker(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            self.leader_epoch(),
+        )?;
+        self.advance_hw();
+        self.changed();
+        Ok(offset)
+    }
+
     /// Validates a client's records (one whole v2 batch within `max.message.bytes`), checks
     /// `min_isr` (acks=all) and the topic's timestamp policy — stamping the batch for
     /// LogAppendTime — and appends it as leader.

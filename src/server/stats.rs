@@ -122,7 +122,7 @@ mod tests {
             assert!(stats.of(*k).is_some(), "{k:?} has figures");
         }
         assert!(
-            stats.of(ApiKey::EndTxn).is_none(),
+            stats.of(ApiKey::ConsumerGroupHeartbeat).is_none(),
             "not served, not counted"
         );
         assert_eq!(stats.used().count(), 0);

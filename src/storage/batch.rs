@@ -109,8 +109,8 @@ pub enum BatchError {
     /// A client set the LogAppendTime bit, which only the broker sets (Kafka: INVALID_TIMESTAMP).
     #[error("a producer may not set the timestamp type to LogAppendTime")]
     ClientLogAppendTime,
-    /// A transactional batch with no transaction to belong to (Kafka: INVALID_TXN_STATE).
-    #[error("transactional batch outside a transaction (strom has no transaction coordinator)")]
+    /// A transactional batch without a producer id (Kafka: INVALID_TXN_STATE).
+    #[error("a transactional batch needs a producer id")]
     Transactional,
 }
 
@@ -124,7 +124,7 @@ pub const CONTROL: i16 = 0x20;
 /// are positive — without this a batch could claim billions of offsets and force a new segment
 /// on every later append. It may not be a control batch (markers are the broker's), an
 /// idempotent batch needs a sequence, and the LogAppendTime bit is the broker's to set. A
-/// transactional batch is refused while strom has no transactions. Replicated and coordinator
+/// transactional batch must come from a producer id. Replicated and coordinator
 /// batches are not checked here (compaction will leave gaps in them).
 pub fn check_client_batch(h: &BatchHeader) -> Result<(), BatchError> {
     let range = h.last_offset_delta as i64 + 1;
@@ -148,10 +148,65 @@ pub fn check_client_batch(h: &BatchHeader) -> Result<(), BatchError> {
     if h.is_log_append_time() {
         return Err(BatchError::ClientLogAppendTime);
     }
-    if h.attributes & TRANSACTIONAL != 0 {
+    if h.is_transactional() && h.producer_id < 0 {
         return Err(BatchError::Transactional);
     }
     Ok(())
+}
+
+impl BatchHeader {
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+}
+
+/// The key's type field of a transaction marker: abort 0, commit 1 (Kafka's ControlRecordType).
+pub const MARKER_ABORT: i16 = 0;
+pub const MARKER_COMMIT: i16 = 1;
+
+/// A transaction marker as Kafka's leaders write it on WriteTxnMarkers: a control batch of the
+/// producer (transactional, no sequence) holding one record whose key is (version 0, type) and
+/// whose value is (version 0, the coordinator's epoch). Offset and leader epoch are placed at
+/// append time.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let kind = if commit { MARKER_COMMIT } else { MARKER_ABORT };
+    // One record: attributes, timestamp delta 0, offset delta 0, key of 4 bytes, value of 6,
+    // no headers. Varints are zig-zag: 4 -> 8, 6 -> 12, a body of 16 -> 32.
+    let mut record = vec![32u8, 0, 0, 0, 8];
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&kind.to_be_bytes());
+    record.push(12);
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    record.push(0);
+    let mut b = Vec::with_capacity(HEADER_LEN + record.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + record.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]); // CRC, below
+    b.extend_from_slice(&(CONTROL | TRANSACTIONAL).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&record);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
 }
 
 /// Checks the CRC-32C of one whole batch.

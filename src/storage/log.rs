@@ -164,9 +164,9 @@ fn rebuild_producers(
         _ => (log_start, ProducerState::default()),
     };
     for seg in segments.values().filter(|s| s.next_offset > from) {
-        seg.for_each_header(from, |h| {
+        seg.for_each_batch(from, |h, marker| {
             if h.base_offset >= from {
-                state.record(h, h.base_offset);
+                state.record(h, h.base_offset, marker);
             }
         })?;
     }
@@ -398,7 +398,12 @@ impl PartitionLog {
             settings.index_interval_bytes,
             settings.writeback_bytes,
         )?;
-        inner.producers.record(h, h.base_offset);
+        let marker = if h.is_control() {
+            super::records::marker_type(bytes, h)
+        } else {
+            None
+        };
+        inner.producers.record(h, h.base_offset, marker);
         inner.unflushed_messages += h.record_count.max(1) as i64;
         inner.unflushed_since.get_or_insert_with(Instant::now);
         Ok(())
@@ -744,6 +749,7 @@ impl PartitionLog {
     fn raise_log_start(&self, inner: &mut Inner, start: Offset) -> Result<(), LogError> {
         if start > inner.log_start {
             inner.log_start = start;
+            inner.producers.log_start_moved(start);
             write_checkpoint(&self.dir.join("log-start-offset"), &start.to_string())?;
         }
         Ok(())
@@ -800,6 +806,47 @@ impl PartitionLog {
     /// Bytes of all segment files (DescribeLogDirs).
     pub fn size_bytes(&self) -> u64 {
         self.lock().segments.values().map(|s| s.size).sum()
+    }
+
+    /// Writes a transaction marker for `producer_id` at the log end as leader at
+    /// `leader_epoch` (WriteTxnMarkers). A marker of an older producer epoch than the log's is
+    /// refused. Returns the marker's offset.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+    ) -> Result<Offset, LogError> {
+        let bytes = super::batch::control_batch(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            crate::types::now_ms(),
+        );
+        let h = super::batch::parse_header(&bytes).ok_or(LogError::Removed)?;
+        self.lock()
+            .producers
+            .check_marker(producer_id, producer_epoch)?;
+        let appended = self.append(&[(h, &bytes)], leader_epoch)?;
+        Ok(appended.first)
+    }
+
+    /// The last stable offset under the high watermark `hw` (`read_committed` reads stop there).
+    pub fn last_stable_offset(&self, hw: Offset) -> Offset {
+        self.lock().producers.last_stable_offset(hw)
+    }
+
+    /// The aborted transactions a read of `[from, to)` may meet: (producer id, first offset).
+    pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<(i64, Offset)> {
+        self.lock().producers.aborted_between(from, to)
+    }
+
+    /// The first offset of each open transaction's producer here (DescribeProducers).
+    pub fn open_txn(&self, producer_id: i64) -> Option<Offset> {
+        self.lock().producers.open_txn(producer_id)
     }
 
     /// The idempotent producers with state in this log (DescribeProducers).

@@ -4,8 +4,15 @@
 //! one step; followers and recovery rebuild it from batch headers as they append or scan.
 //! A snapshot (`producer-snapshot`: the state as of an offset) is written at segment roll and at
 //! clean shutdown, so recovery only scans the log after it. Pure apart from `load` / `save`.
+//!
+//! Transactions live here too: a producer's open transaction (the offset of its first
+//! transactional batch, until a marker ends it), transactions whose marker is written but not
+//! yet below the high watermark, and the aborted transactions a `read_committed` consumer must
+//! skip (Kafka keeps those in a per-segment `.txnindex`; here they ride in the snapshot and are
+//! dropped once the log start passes them). The last stable offset is the first offset of the
+//! oldest transaction not yet decided and replicated, or the high watermark.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::Path;
 
@@ -32,6 +39,18 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchSeq>,
     /// The largest timestamp this producer wrote (for expiration).
     pub last_timestamp: i64,
+    /// The first offset of this producer's open transaction.
+    #[serde(default)]
+    pub txn_first: Option<Offset>,
+}
+
+/// A transaction that was aborted: `read_committed` consumers skip the producer's batches from
+/// `first` until the marker at `last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first: Offset,
+    pub last: Offset,
 }
 
 /// Why a batch from an idempotent producer was refused.
@@ -43,6 +62,8 @@ pub enum ProducerError {
     Fenced { current: i16, got: i16 },
     #[error("producer id is unknown to this partition (sequence {got} is not 0)")]
     UnknownProducer { got: i32 },
+    #[error("a transaction marker's producer epoch {got} is older than the current {current}")]
+    FencedMarker { current: i16, got: i16 },
 }
 
 /// What the check decided for a batch.
@@ -60,6 +81,16 @@ pub enum Check {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset -> producer id.
+    #[serde(default)]
+    ongoing: BTreeMap<Offset, i64>,
+    /// Decided transactions whose marker may still be at or above the high watermark:
+    /// (first offset, marker offset). They hold the last stable offset until replicated.
+    #[serde(default)]
+    deciding: Vec<(Offset, Offset)>,
+    /// Aborted transactions, in marker order.
+    #[serde(default)]
+    aborted: Vec<AbortedTxn>,
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -82,6 +113,8 @@ pub struct ActiveProducer {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    /// The first offset of its open transaction, or -1.
+    pub txn_start: Offset,
 }
 
 impl ProducerState {
@@ -95,6 +128,7 @@ impl ProducerState {
                 epoch: e.epoch,
                 last_sequence: e.batches.back().map(|b| b.last_seq).unwrap_or(-1),
                 last_timestamp: e.last_timestamp,
+                txn_start: e.txn_first.unwrap_or(-1),
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);
@@ -123,6 +157,17 @@ impl ProducerState {
 
     /// Checks a batch from the leader's produce path against the state. Does not change it.
     pub fn check(&self, h: &BatchHeader) -> Result<Check, ProducerError> {
+        if h.producer_id >= 0 && h.base_sequence < 0 && h.is_transactional() {
+            // The group coordinator's offsets in a transaction: no sequence, but a fenced
+            // producer's are refused.
+            return match self.producers.get(&h.producer_id) {
+                Some(e) if h.producer_epoch < e.epoch => Err(ProducerError::Fenced {
+                    current: e.epoch,
+                    got: h.producer_epoch,
+                }),
+                _ => Ok(Check::Append),
+            };
+        }
         if h.producer_id < 0 || h.base_sequence < 0 {
             return Ok(Check::Append);
         }
@@ -177,9 +222,17 @@ impl ProducerState {
         Ok(Check::Append)
     }
 
-    /// Records a batch written at `base_offset` (leader, follower and recovery alike).
-    pub fn record(&mut self, h: &BatchHeader, base_offset: Offset) {
-        if h.producer_id < 0 || h.base_sequence < 0 {
+    /// Records a batch written at `base_offset` (leader, follower and recovery alike);
+    /// `marker` is the type of the transaction marker a control batch holds.
+    pub fn record(&mut self, h: &BatchHeader, base_offset: Offset, marker: Option<i16>) {
+        if h.producer_id < 0 {
+            return;
+        }
+        if h.is_control() {
+            self.end_txn(h, base_offset, marker);
+            return;
+        }
+        if h.base_sequence < 0 && !h.is_transactional() {
             return;
         }
         let entry = self
@@ -189,27 +242,112 @@ impl ProducerState {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
                 last_timestamp: i64::MIN,
+                txn_first: None,
             });
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
-        entry.batches.push_back(BatchSeq {
-            first_seq: h.base_sequence,
-            last_seq: last_seq(h),
-            first_offset: base_offset,
-            last_offset: base_offset + h.last_offset_delta as i64,
-        });
-        while entry.batches.len() > CACHED_BATCHES {
-            entry.batches.pop_front();
+        if h.base_sequence >= 0 {
+            entry.batches.push_back(BatchSeq {
+                first_seq: h.base_sequence,
+                last_seq: last_seq(h),
+                first_offset: base_offset,
+                last_offset: base_offset + h.last_offset_delta as i64,
+            });
+            while entry.batches.len() > CACHED_BATCHES {
+                entry.batches.pop_front();
+            }
         }
         entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
+        if h.is_transactional() && entry.txn_first.is_none() {
+            entry.txn_first = Some(base_offset);
+            self.ongoing.insert(base_offset, h.producer_id);
+        }
+    }
+
+    /// A marker at `offset` ends the producer's open transaction (if it has one).
+    fn end_txn(&mut self, h: &BatchHeader, offset: Offset, marker: Option<i16>) {
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                last_timestamp: i64::MIN,
+                txn_first: None,
+            });
+        if h.producer_epoch > entry.epoch {
+            // The coordinator bumped the epoch (a fenced or timed-out producer): its sequences
+            // start again.
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
+        let Some(first) = entry.txn_first.take() else {
+            return;
+        };
+        self.ongoing.remove(&first);
+        self.deciding.push((first, offset));
+        if marker == Some(super::batch::MARKER_ABORT) {
+            self.aborted.push(AbortedTxn {
+                producer_id: h.producer_id,
+                first,
+                last: offset,
+            });
+        }
+    }
+
+    /// Checks a marker from the transaction coordinator: its epoch may not be older than the
+    /// producer's.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => Err(ProducerError::FencedMarker {
+                current: e.epoch,
+                got: epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The last stable offset under high watermark `hw`: the first offset of the oldest
+    /// transaction that is open or whose marker is not yet replicated, or `hw`.
+    pub fn last_stable_offset(&mut self, hw: Offset) -> Offset {
+        self.deciding.retain(|&(_, marker)| marker >= hw);
+        let open = self.ongoing.keys().next().copied();
+        let deciding = self.deciding.iter().map(|d| d.0).min();
+        [open, deciding, Some(hw)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(hw)
+    }
+
+    /// The first offset of the producer's open transaction.
+    pub fn open_txn(&self, producer_id: i64) -> Option<Offset> {
+        self.producers.get(&producer_id)?.txn_first
+    }
+
+    /// The aborted transactions a read of `[from, to)` may meet: (producer id, first offset).
+    pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<(i64, Offset)> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last >= from && a.first < to)
+            .map(|a| (a.producer_id, a.first))
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly before the log start.
+    pub fn log_start_moved(&mut self, log_start: Offset) {
+        self.aborted.retain(|a| a.last >= log_start);
     }
 
     /// Forgets producers silent since before `cutoff` (producer.id.expiration.ms).
     pub fn expire(&mut self, cutoff: i64) -> usize {
         let before = self.producers.len();
-        self.producers.retain(|_, e| e.last_timestamp >= cutoff);
+        // A producer with an open transaction stays: the coordinator's timeout ends it.
+        self.producers
+            .retain(|_, e| e.last_timestamp >= cutoff || e.txn_first.is_some());
         before - self.producers.len()
     }
 
@@ -252,9 +390,9 @@ mod tests {
     fn in_order_duplicate_and_out_of_order() {
         let mut s = ProducerState::default();
         assert_eq!(s.check(&h(7, 0, 0, 3)), Ok(Check::Append));
-        s.record(&h(7, 0, 0, 3), 100);
+        s.record(&h(7, 0, 0, 3), 100, None);
         assert_eq!(s.check(&h(7, 0, 3, 2)), Ok(Check::Append));
-        s.record(&h(7, 0, 3, 2), 103);
+        s.record(&h(7, 0, 3, 2), 103, None);
         assert_eq!(
             s.check(&h(7, 0, 0, 3)),
             Ok(Check::Duplicate {
@@ -283,7 +421,7 @@ mod tests {
     #[test]
     fn epochs_fence_and_restart_sequences() {
         let mut s = ProducerState::default();
-        s.record(&h(7, 2, 0, 1), 0);
+        s.record(&h(7, 2, 0, 1), 0, None);
         assert_eq!(
             s.check(&h(7, 1, 1, 1)),
             Err(ProducerError::Fenced { current: 2, got: 1 })
@@ -296,7 +434,7 @@ mod tests {
             })
         );
         assert_eq!(s.check(&h(7, 3, 0, 1)), Ok(Check::Append));
-        s.record(&h(7, 3, 0, 1), 1);
+        s.record(&h(7, 3, 0, 1), 1, None);
         assert_eq!(s.get(7).map(|e| (e.epoch, e.batches.len())), Some((3, 1)));
     }
 
@@ -304,7 +442,7 @@ mod tests {
     fn only_five_batches_are_remembered_and_sequences_wrap() {
         let mut s = ProducerState::default();
         for i in 0..7 {
-            s.record(&h(1, 0, i, 1), i as i64);
+            s.record(&h(1, 0, i, 1), i as i64, None);
         }
         assert_eq!(s.get(1).map(|e| e.batches.len()), Some(5));
         assert!(matches!(
@@ -316,7 +454,7 @@ mod tests {
             Err(ProducerError::OutOfOrder { .. })
         ));
         let mut w = ProducerState::default();
-        w.record(&h(2, 0, i32::MAX - 1, 2), 0);
+        w.record(&h(2, 0, i32::MAX - 1, 2), 0, None);
         assert_eq!(
             w.check(&h(2, 0, 0, 1)),
             Ok(Check::Append),
@@ -327,15 +465,79 @@ mod tests {
     #[test]
     fn snapshot_round_trips_and_expiry() {
         let mut s = ProducerState::default();
-        s.record(&h(1, 0, 0, 1), 0);
+        s.record(&h(1, 0, 0, 1), 0, None);
         let mut old = h(2, 0, 0, 1);
         old.max_timestamp = -5;
-        s.record(&old, 1);
+        s.record(&old, 1, None);
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("producer-snapshot");
         s.save(&path, 2).expect("save");
         assert_eq!(ProducerState::load(&path), Some((2, s.clone())));
         assert_eq!(s.expire(0), 1);
         assert_eq!(s.len(), 1);
+    }
+
+    fn txn(pid: i64, seq: i32, records: i32) -> BatchHeader {
+        let mut b = h(pid, 0, seq, records);
+        b.attributes = crate::storage::batch::TRANSACTIONAL;
+        b
+    }
+
+    fn marker(pid: i64, epoch: i16) -> BatchHeader {
+        let mut b = h(pid, epoch, -1, 1);
+        b.attributes = crate::storage::batch::TRANSACTIONAL | crate::storage::batch::CONTROL;
+        b
+    }
+
+    #[test]
+    fn open_transactions_hold_the_last_stable_offset_until_their_marker_is_replicated() {
+        use crate::storage::batch::{MARKER_ABORT, MARKER_COMMIT};
+        let mut s = ProducerState::default();
+        s.record(&h(1, 0, 0, 2), 0, None); // plain idempotent: 0..=1
+        s.record(&txn(7, 0, 3), 2, None); // txn of 7 opens at 2
+        s.record(&txn(8, 0, 1), 5, None); // txn of 8 opens at 5
+        s.record(&txn(7, 3, 1), 6, None);
+        assert_eq!(s.open_txn(7), Some(2));
+        assert_eq!(s.last_stable_offset(7), 2);
+        s.record(&marker(7, 0), 7, Some(MARKER_COMMIT));
+        assert_eq!(s.open_txn(7), None);
+        assert_eq!(
+            s.last_stable_offset(7),
+            2,
+            "marker at 7 not yet below the HW"
+        );
+        assert_eq!(s.last_stable_offset(8), 5, "8's txn is still open");
+        s.record(&marker(8, 0), 8, Some(MARKER_ABORT));
+        assert_eq!(s.last_stable_offset(9), 9);
+        assert_eq!(s.aborted_between(0, 9), vec![(8, 5)]);
+        assert_eq!(s.aborted_between(9, 20), vec![]);
+        // The abort survives a snapshot; the log start passing it forgets it.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("producer-snapshot");
+        s.save(&path, 9).expect("save");
+        let (_, mut back) = ProducerState::load(&path).expect("load");
+        assert_eq!(back.aborted_between(0, 9), vec![(8, 5)]);
+        back.log_start_moved(9);
+        assert_eq!(back.aborted_between(0, 9), vec![]);
+    }
+
+    #[test]
+    fn markers_of_an_older_epoch_are_refused_and_a_newer_one_fences() {
+        let mut s = ProducerState::default();
+        let mut b = txn(7, 0, 1);
+        b.producer_epoch = 2;
+        s.record(&b, 0, None);
+        assert_eq!(
+            s.check_marker(7, 1),
+            Err(ProducerError::FencedMarker { current: 2, got: 1 })
+        );
+        assert_eq!(s.check_marker(7, 3), Ok(()));
+        s.record(&marker(7, 3), 1, Some(crate::storage::batch::MARKER_ABORT));
+        assert_eq!(s.get(7).map(|e| e.epoch), Some(3));
+        let mut late = txn(7, 1, 1);
+        late.producer_epoch = 2;
+        assert!(matches!(s.check(&late), Err(ProducerError::Fenced { .. })));
+        assert_eq!(s.open_txn(7), None);
+        assert_eq!(s.expire(i64::MAX), 1, "no open transaction keeps it");
     }
 }

@@ -21,16 +21,28 @@ pub fn encode_batch(
     records: &[(Option<Bytes>, Option<Bytes>, i64)],
     compression: Compression,
 ) -> anyhow::Result<Bytes> {
+    encode_producer_batch(records, compression, None)
+}
+
+/// `encode_batch`, as a transactional batch of `producer` (id, epoch) when given, with no
+/// sequence (the group coordinator's offsets committed inside a transaction, as Kafka writes
+/// them).
+pub fn encode_producer_batch(
+    records: &[(Option<Bytes>, Option<Bytes>, i64)],
+    compression: Compression,
+    producer: Option<(i64, i16)>,
+) -> anyhow::Result<Bytes> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (key, value, timestamp))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder keeps records in one batch while offset - sequence is constant; this
@@ -169,6 +181,19 @@ pub fn parse_records(section: &[u8], h: &BatchHeader) -> Option<Vec<RecordInfo>>
     Some(out)
 }
 
+/// The type of the transaction marker `batch` holds (`batch::MARKER_ABORT` or
+/// `MARKER_COMMIT`); `None` when it is no control batch or its record does not parse. Control
+/// batches are never compressed.
+pub fn marker_type(batch: &[u8], h: &BatchHeader) -> Option<i16> {
+    if !h.is_control() || h.compression() != 0 {
+        return None;
+    }
+    let section = batch.get(HEADER_LEN..h.size.min(batch.len()))?;
+    let first = parse_records(section, h)?.into_iter().next()?;
+    let key = section.get(first.key?)?;
+    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
+}
+
 /// (offset, timestamp) of every record of `batch`; `None` when the records cannot be read
 /// within `limit` bytes. A LogAppendTime batch's records all carry the batch's timestamp.
 pub fn record_times(batch: &[u8], h: &BatchHeader, limit: usize) -> Option<Vec<(i64, i64)>> {
@@ -232,6 +257,30 @@ mod tests {
             assert_eq!(record_times(&b, &h, 1 << 20), None, "{c:?}");
             assert!(record_times(&b, &h, 8 << 20).is_some(), "{c:?}");
         }
+    }
+
+    #[test]
+    fn a_marker_batch_is_valid_and_says_its_type() {
+        use crate::storage::batch::{control_batch, validate, MARKER_ABORT, MARKER_COMMIT};
+        for (commit, kind) in [(true, MARKER_COMMIT), (false, MARKER_ABORT)] {
+            let b = control_batch(42, 3, commit, 7, 1_000);
+            let batches = validate(&b, usize::MAX).expect("valid batch");
+            let h = batches[0].0;
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.record_count),
+                (42, 3, 1)
+            );
+            assert_eq!(marker_type(&b, &h), Some(kind));
+            // kafka-protocol's decoder reads it as Kafka's clients would.
+            let mut buf = Bytes::from(b);
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).expect("decodes");
+            assert!(set.records[0].control);
+        }
+        let plain = batch(Compression::None, &[b"abc".to_vec()]);
+        let h = parse_header(&plain).expect("header");
+        assert_eq!(marker_type(&plain, &h), None);
     }
 
     #[test]

@@ -328,6 +328,35 @@ impl Segment {
         Ok(())
     }
 
+    /// `for_each_header`, also giving the marker type of each control batch (whose one record
+    /// is read for it).
+    pub fn for_each_batch(
+        &self,
+        from: i64,
+        mut f: impl FnMut(&BatchHeader, Option<i16>),
+    ) -> io::Result<()> {
+        let mut controls = Vec::new();
+        self.for_each_header(from, |h| {
+            if h.is_control() {
+                controls.push(*h);
+            }
+        })?;
+        if controls.is_empty() {
+            return self.for_each_header(from, |h| f(h, None));
+        }
+        let mut markers = std::collections::HashMap::new();
+        for h in controls {
+            if let Some(pos) = self.locate(h.base_offset)? {
+                if let Some((h2, bytes)) = read_batch_at(&self.log, pos, self.size)? {
+                    markers.insert(h.base_offset, super::records::marker_type(&bytes, &h2));
+                }
+            }
+        }
+        self.for_each_header(from, |h| {
+            f(h, markers.get(&h.base_offset).copied().flatten())
+        })
+    }
+
     pub fn file(&self) -> Arc<File> {
         self.log.clone()
     }

@@ -118,10 +118,21 @@ pub(super) struct Watched {
     pub epoch: LeaderEpoch,
 }
 
+/// How far a waiting fetch may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upto {
+    /// A follower: to the log end.
+    LogEnd,
+    /// A consumer: to the high watermark.
+    HighWatermark,
+    /// A `read_committed` consumer: to the last stable offset (which moves only with the high
+    /// watermark, so the same wake-ups serve it).
+    LastStable,
+}
+
 pub(super) struct FetchWait {
     watched: Vec<Watched>,
-    /// A follower's fetch (reads to the log end) rather than a consumer's (to the HW).
-    follower: bool,
+    upto: Upto,
     min_bytes: usize,
     answer: Answer<()>,
 }
@@ -135,10 +146,10 @@ impl FetchWait {
             if !p.leads_at(w.epoch) {
                 return true;
             }
-            let end = if self.follower {
-                p.log_end_offset()
-            } else {
-                p.high_watermark()
+            let end = match self.upto {
+                Upto::LogEnd => p.log_end_offset(),
+                Upto::HighWatermark => p.high_watermark(),
+                Upto::LastStable => p.last_stable_offset(),
             };
             if end <= w.fetch_offset {
                 continue;
@@ -244,7 +255,7 @@ impl Waits {
     pub(super) async fn fetch(
         &self,
         watched: Vec<Watched>,
-        follower: bool,
+        upto: Upto,
         min_bytes: usize,
         deadline: Instant,
     ) {
@@ -252,7 +263,7 @@ impl Waits {
         let keys = watched.iter().map(|w| w.partition.tp().clone()).collect();
         let op = FetchWait {
             watched,
-            follower,
+            upto,
             min_bytes,
             answer: Mutex::new(Some(tx)),
         };

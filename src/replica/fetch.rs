@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::delayed::Watched;
+use super::delayed::{Upto, Watched};
 use super::throttle::Quota;
 use super::{check_leader_epoch, EpochError, Partition, PartitionError, ReplicaManager};
 use crate::metadata::MetadataImage;
@@ -167,13 +167,15 @@ impl ReplicaManager {
                     })
                 })
                 .collect();
+            let upto = if params.follower.is_some() {
+                Upto::LogEnd
+            } else if params.read_committed {
+                Upto::LastStable
+            } else {
+                Upto::HighWatermark
+            };
             self.waits
-                .fetch(
-                    watched,
-                    params.follower.is_some(),
-                    params.min_bytes,
-                    deadline,
-                )
+                .fetch(watched, upto, params.min_bytes, deadline)
                 .await;
             // Completed (enough data, leadership moved, or the deadline): read once more.
             waited = true;

@@ -54,7 +54,7 @@ pub(crate) fn start_three(cluster: &mut Cluster) -> String {
 }
 
 /// CreateTopics through one broker; returns the error code.
-fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i16) -> Option<i16> {
+pub(crate) fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i16) -> Option<i16> {
     let mut c = Client::connect(bootstrap).ok()?;
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)

@@ -28,5 +28,6 @@ mod security;
 mod sweep;
 mod timestamps;
 mod topic_tools;
+mod transactions;
 mod wire;
 mod zero_copy;

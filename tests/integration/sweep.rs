@@ -28,6 +28,7 @@ use crate::harness::{wait_until, Cluster, Raw};
 
 mod admin;
 mod groups;
+mod txn;
 
 const TOPIC: &str = "sweep";
 const PARTITIONS: i32 = 3;
@@ -420,6 +421,13 @@ fn case(sw: &mut Sweep, key: ApiKey, v: i16) {
         | ApiKey::ListGroups
         | ApiKey::DeleteGroups
         | ApiKey::OffsetDelete => groups::group(sw, key, v),
+        ApiKey::AddPartitionsToTxn
+        | ApiKey::AddOffsetsToTxn
+        | ApiKey::EndTxn
+        | ApiKey::TxnOffsetCommit
+        | ApiKey::WriteTxnMarkers
+        | ApiKey::DescribeTransactions
+        | ApiKey::ListTransactions => txn::txn(sw, key, v),
         // On a listener without SASL both are refused as Kafka refuses them; on a SASL
         // listener the reader answers them (tests/integration/security.rs sends every version).
         ApiKey::SaslHandshake => {

@@ -270,8 +270,8 @@ fn bad_crc_unknown_topic_and_out_of_range_get_kafka_errors() {
         "INVALID_RECORD"
     );
     // Attribute bits only brokers set (CRC made valid again each time): a control batch is
-    // INVALID_RECORD, LogAppendTime INVALID_TIMESTAMP, a transactional batch (no transaction
-    // coordinator yet) INVALID_TXN_STATE.
+    // INVALID_RECORD, LogAppendTime INVALID_TIMESTAMP, a transactional batch without a
+    // producer id INVALID_TXN_STATE.
     for (bit, code, what) in [
         (0x20i16, 87, "INVALID_RECORD"),
         (0x08, 32, "INVALID_TIMESTAMP"),

@@ -80,6 +80,7 @@ pub fn decode_value(mut b: &[u8]) -> Option<TxnMeta> {
         partitions,
         start_ms,
         update_ms,
+        last_epoch: -1,
     })
 }
 
@@ -108,6 +109,7 @@ mod tests {
             .collect(),
             start_ms: 10,
             update_ms: 20,
+            last_epoch: -1,
         };
         assert_eq!(decode_value(&encode_value(&m)), Some(m.clone()));
         assert_eq!(decode_key(&encode_key("tx-1")), Some("tx-1".to_string()));

@@ -73,6 +73,10 @@ pub struct TxnMeta {
     pub partitions: BTreeSet<(String, i32)>,
     pub start_ms: i64,
     pub update_ms: i64,
+    /// The epoch before the coordinator bumped it itself to abort (a timeout, or a producer
+    /// recovering with KIP-360): that producer may still ask InitProducerId with it. Kept in
+    /// memory only (-1 after a reload).
+    pub last_epoch: i16,
 }
 
 /// Why the coordinator refused a request on a transactional id.
@@ -120,6 +124,7 @@ pub fn fresh(producer_id: i64, timeout_ms: i32, now: i64) -> TxnMeta {
         partitions: BTreeSet::new(),
         start_ms: -1,
         update_ms: now,
+        last_epoch: -1,
     }
 }
 
@@ -134,7 +139,10 @@ pub fn init(
     let Some(m) = meta else {
         return Ok(InitStep::NewProducer);
     };
-    if request.0 >= 0 && (request.0 != m.producer_id || request.1 != m.epoch) {
+    let known = request.0 < 0
+        || (request.0 == m.producer_id
+            && (request.1 == m.epoch || (m.last_epoch >= 0 && request.1 == m.last_epoch)));
+    if !known {
         return Err(TxnError::ProducerFenced);
     }
     match m.state {
@@ -145,6 +153,9 @@ pub fn init(
             epoch: next_epoch(m.epoch),
             state: TxnState::PrepareAbort,
             update_ms: now,
+            // A producer recovering itself (KIP-360) retries with the epoch it had; a new
+            // producer (no id) fences the old one for good.
+            last_epoch: if request.0 >= 0 { m.epoch } else { -1 },
             ..m.clone()
         })),
         TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Dead => {
@@ -158,6 +169,7 @@ pub fn init(
                 partitions: BTreeSet::new(),
                 start_ms: -1,
                 update_ms: now,
+                last_epoch: -1,
                 ..m.clone()
             }))
         }
@@ -253,6 +265,7 @@ pub fn timed_out(m: &TxnMeta, now: i64) -> Option<TxnMeta> {
             epoch: next_epoch(m.epoch),
             state: TxnState::PrepareAbort,
             update_ms: now,
+            last_epoch: m.epoch,
             ..m.clone()
         },
     )
@@ -386,6 +399,22 @@ mod tests {
         assert_eq!((t.state, t.epoch), (TxnState::PrepareAbort, 1));
         let done = complete(&t, 1200).unwrap();
         assert_eq!(done.state, TxnState::CompleteAbort);
+        // The timed-out producer is fenced from its transaction, but may recover (KIP-360)
+        // with the epoch it had; a stranger may not.
+        assert_eq!(end(&done, 7, 0, true, 1201), Err(TxnError::ProducerFenced));
+        let InitStep::Write(back) = init(Some(&done), (7, 0), 1000, 1202).unwrap() else {
+            panic!("expected a write");
+        };
+        assert_eq!((back.epoch, back.last_epoch), (2, -1));
+        assert_eq!(
+            init(Some(&back), (7, 0), 1000, 1203),
+            Err(TxnError::ProducerFenced)
+        );
+        // A new producer fencing an open transaction leaves no way back for the old one.
+        let InitStep::AbortFirst(f) = init(Some(&m), (-1, -1), 1000, 300).unwrap() else {
+            panic!("expected an abort first");
+        };
+        assert_eq!(f.last_epoch, -1);
         assert!(!expired(&done, 1300, 1000));
         assert!(expired(&done, 2201, 1000));
         assert!(

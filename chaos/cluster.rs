@@ -332,6 +332,20 @@ impl ChaosCluster {
             .map(|n| format!("{}:{}", n.host, n.port))
     }
 
+    /// The transaction coordinator of `transactional_id`, asked of a live node.
+    pub fn txn_coordinator(&self, transactional_id: &str) -> Option<i32> {
+        use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+        let addr = self.any_live()?;
+        let mut c = Client::connect(&addr).ok()?;
+        let req = FindCoordinatorRequest::default()
+            .with_key(kafka_protocol::protocol::StrBytes::from_string(
+                transactional_id.to_string(),
+            ))
+            .with_key_type(1);
+        let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &req).ok()?;
+        (r.error_code == 0 && r.node_id.0 > 0).then_some(r.node_id.0)
+    }
+
     /// The active controller, asked of a live node.
     pub fn controller(&self) -> Option<i32> {
         let addr = self.any_live()?;

@@ -1,6 +1,6 @@
 //! `chaos/run` entry point: `cargo run --release --example chaos -- --duration 60s --seed 7 --out DIR
 //! [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader] [--netns]
-//! [--acks 1]`.
+//! [--acks 1] [--txn]`.
 
 #[path = "mod.rs"]
 mod chaos;
@@ -29,7 +29,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader] [--netns] [--acks 1] [--bin PATH]\n  --netns puts each node in its own network namespace (root, iproute2); cut-leader and isolate-leader need it and are in the default faults only then\n  --acks 1 runs plain acks=1 producers: lost records are then reported, not failures, and zombie_acks (acknowledged by a replaced leader) must be 0");
+        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader] [--netns] [--acks 1] [--txn] [--bin PATH]\n  --netns puts each node in its own network namespace (root, iproute2); cut-leader and isolate-leader need it and are in the default faults only then\n  --acks 1 runs plain acks=1 producers: lost records are then reported, not failures, and zombie_acks (acknowledged by a replaced leader) must be 0\n  --txn adds a transactional consume-transform-produce processor (read_committed, offsets in the transaction, every fifth transaction aborted) and its checkers; the fault kill-txn-coordinator joins the defaults");
         return std::process::ExitCode::SUCCESS;
     }
     let duration = arg(&args, "--duration")
@@ -45,8 +45,14 @@ fn main() -> std::process::ExitCode {
     } else {
         "kill-leader,kill-controller,kill-two,pause-leader"
     };
+    let txn = args.iter().any(|a| a == "--txn");
+    let default_faults = if txn {
+        format!("{default_faults},kill-txn-coordinator")
+    } else {
+        default_faults.to_string()
+    };
     let faults = arg(&args, "--faults")
-        .unwrap_or_else(|| default_faults.into())
+        .unwrap_or(default_faults)
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
@@ -67,6 +73,7 @@ fn main() -> std::process::ExitCode {
         bin,
         netns,
         acks,
+        txn,
         tamper: None,
     };
     match chaos::scenario::run(&opts) {

@@ -11,4 +11,5 @@ pub mod elections;
 pub mod nemesis;
 pub mod report;
 pub mod scenario;
+pub mod txn;
 pub mod workload;

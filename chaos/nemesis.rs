@@ -26,6 +26,9 @@ pub enum Fault {
     /// reach it (netns clusters), then heal: without its lease it would keep acknowledging
     /// writes after another leader is elected.
     IsolateLeader,
+    /// SIGKILL the transaction coordinator of the transactional workload's id, restart it
+    /// later.
+    KillTxnCoordinator,
 }
 
 impl Fault {
@@ -37,6 +40,7 @@ impl Fault {
             "pause-leader" => Some(Fault::PauseLeader),
             "cut-leader" => Some(Fault::CutLeader),
             "isolate-leader" => Some(Fault::IsolateLeader),
+            "kill-txn-coordinator" => Some(Fault::KillTxnCoordinator),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl Fault {
             Fault::PauseLeader => "pause-leader",
             Fault::CutLeader => "cut-leader",
             Fault::IsolateLeader => "isolate-leader",
+            Fault::KillTxnCoordinator => "kill-txn-coordinator",
         }
     }
 }
@@ -165,6 +170,10 @@ pub fn run(
                 vec![live[(rng.next() % live.len() as u64) as usize]]
             }
             Fault::KillController => match c.controller() {
+                Some(id) => vec![id],
+                None => continue,
+            },
+            Fault::KillTxnCoordinator => match c.txn_coordinator(super::txn::TRANSACTIONAL_ID) {
                 Some(id) => vec![id],
                 None => continue,
             },

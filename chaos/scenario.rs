@@ -18,7 +18,7 @@ use super::cluster::ChaosCluster;
 use super::elections;
 use super::nemesis::{self, Fault};
 use super::report::Report;
-use super::workload;
+use super::{txn, workload};
 
 pub struct Options {
     pub duration: Duration,
@@ -31,6 +31,9 @@ pub struct Options {
     pub netns: bool,
     /// The producers' acks: -1 (all, idempotent) or 1.
     pub acks: i16,
+    /// Also run the transactional consume-transform-produce workload (`txn.rs`) and its
+    /// checkers.
+    pub txn: bool,
     /// Runs on the healed cluster after the workload, before the final read: a test's way to
     /// damage the log on purpose and show the checkers notice.
     pub tamper: Option<fn(&mut ChaosCluster) -> anyhow::Result<()>>,
@@ -89,7 +92,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         .map(|f| {
             Fault::parse(f).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader, cut-leader, isolate-leader)"
+                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader, cut-leader, isolate-leader, kill-txn-coordinator)"
                 )
             })
         })
@@ -115,18 +118,25 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let addr = cluster
         .any_live()
         .ok_or_else(|| anyhow::anyhow!("no node"))?;
-    let created = ChaosCluster::wait(Duration::from_secs(30), || {
-        let Ok(mut c) = Client::connect(&addr) else {
-            return false;
-        };
-        let req = CreateTopicsRequest::default()
-            .with_timeout_ms(5000)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                .with_num_partitions(PARTITIONS)
-                .with_replication_factor(3)]);
-        c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req)
-            .is_ok_and(|r| r.topics[0].error_code == 0 || r.topics[0].error_code == 36)
+    let topics: &[&str] = if opts.txn {
+        &[TOPIC, txn::OUT_TOPIC]
+    } else {
+        &[TOPIC]
+    };
+    let created = topics.iter().all(|name| {
+        ChaosCluster::wait(Duration::from_secs(30), || {
+            let Ok(mut c) = Client::connect(&addr) else {
+                return false;
+            };
+            let req = CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                    .with_num_partitions(PARTITIONS)
+                    .with_replication_factor(3)]);
+            c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req)
+                .is_ok_and(|r| r.topics[0].error_code == 0 || r.topics[0].error_code == 36)
+        })
     });
     anyhow::ensure!(created, "the cluster did not form or refused the topic");
     anyhow::ensure!(
@@ -166,6 +176,11 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         let acks = opts.acks;
         std::thread::spawn(move || workload::run(&bootstrap, TOPIC, acks, 2, 500, start, load_stop))
     };
+    let txn_stop = Arc::new(AtomicBool::new(false));
+    let txn_thread = opts.txn.then(|| {
+        let (bootstrap, txn_stop) = (bootstrap.clone(), txn_stop.clone());
+        std::thread::spawn(move || txn::run(&bootstrap, TOPIC, PARTITIONS, txn_stop))
+    });
     let watch_stop = Arc::new(AtomicBool::new(false));
     let watcher = elections::watch(cluster.clone(), TOPIC, start, watch_stop.clone());
     while start.elapsed() < opts.duration {
@@ -180,6 +195,15 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let outcome = workload_thread
         .join()
         .map_err(|_| anyhow::anyhow!("workload panicked"))?;
+    // The processor stops once the producers have finished and it has caught up.
+    txn_stop.store(true, Ordering::Relaxed);
+    let txn_outcome = match txn_thread {
+        Some(t) => Some(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("transactional workload panicked"))?,
+        ),
+        None => None,
+    };
     watch_stop.store(true, Ordering::Relaxed);
     let elections = watcher
         .join()
@@ -194,6 +218,37 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         ChaosCluster::wait(Duration::from_secs(30), || full_isr(&c))
     };
     let log = workload::final_read(&bootstrap, TOPIC, PARTITIONS, Duration::from_secs(120))?;
+    let txn_observed = txn_outcome.map(|outcome| {
+        let committed = txn::read_all(&bootstrap, txn::OUT_TOPIC, PARTITIONS, "read_committed");
+        let aborted: std::collections::HashSet<u64> = outcome
+            .txns
+            .iter()
+            .filter(|t| t.fate == txn::Fate::Aborted)
+            .map(|t| t.id)
+            .collect();
+        let aborted_in_log = txn::read_all(&bootstrap, txn::OUT_TOPIC, PARTITIONS, "read_uncommitted")
+            .iter()
+            .filter(|s| txn::parse_output(&s.payload).is_some_and(|o| aborted.contains(&o.0)))
+            .count();
+        for e in outcome.errors.iter().rev().take(20) {
+            eprintln!("chaos txn: {e}");
+        }
+        let of = |f| outcome.txns.iter().filter(|t| t.fate == f).count();
+        eprintln!(
+            "chaos txn: {} transactions: {} committed, {} aborted, {} of unknown fate; {} outputs visible to read_committed, {} of aborted transactions in the log",
+            outcome.txns.len(),
+            of(txn::Fate::Committed),
+            of(txn::Fate::Aborted),
+            of(txn::Fate::Unknown),
+            committed.len(),
+            aborted_in_log
+        );
+        checkers::txn::TxnObserved {
+            outcome,
+            committed,
+            aborted_in_log,
+        }
+    });
     let dirs: Vec<PathBuf> = cluster
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -220,6 +275,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         faults: events.clone(),
         elections,
         acks_setting: opts.acks,
+        txn: txn_observed,
     };
     let checks = checkers::all(&observed);
     let report = Report::build(

@@ -8,6 +8,7 @@ pub mod lost;
 pub mod reordered;
 pub mod replicas;
 pub mod served;
+pub mod txn;
 pub mod zombie;
 
 use super::elections::Election;
@@ -31,6 +32,8 @@ pub struct Observed {
     /// The producers' acks setting: with 1, a leader's death may lose acknowledged records
     /// (Kafka's semantics), so the checks that assume acks=all only inform.
     pub acks_setting: i16,
+    /// The transactional workload's outcome (`--txn`).
+    pub txn: Option<txn::TxnObserved>,
 }
 
 impl Observed {
@@ -81,6 +84,7 @@ pub fn all(o: &Observed) -> Vec<Check> {
         full_isr::check(o),
         zombie::check(o),
     ];
+    checks.extend(txn::check(o));
     if o.acks_setting != -1 {
         // Without acks=all (and so without idempotence) records may be lost with a dead
         // leader, and retried into duplicates or out of order; zombie acks still may not.

@@ -468,10 +468,16 @@ impl Coordinator {
 
     /// A transaction marker was written (and replicated) on offsets partition `index`: the
     /// producer's pending offsets there become the groups' committed offsets, or are dropped.
-    pub fn txn_marker(&self, index: i32, producer_id: i64, commit: bool) {
+    /// A shard still loading is waited for: its replay either saw the marker (and settled the
+    /// offsets itself) or holds them pending for this call — settled either way.
+    pub async fn txn_marker(&self, index: i32, producer_id: i64, commit: bool) {
         let Some(shard) = self.shards().get(&index).cloned() else {
             return;
         };
+        if !shard.is_loaded() {
+            let mut loaded = shard.loaded.subscribe();
+            let _ = tokio::time::timeout(LOAD_WAIT * 15, loaded.wait_for(|l| *l)).await;
+        }
         let offsets = shard
             .pending
             .lock()

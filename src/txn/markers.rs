@@ -161,7 +161,9 @@ impl Coordinator {
             _ => return Err(MarkerError::Wait(HwWait::TimedOut)),
         }
         if tp.topic == OFFSETS_TOPIC {
-            self.groups.txn_marker(tp.partition, producer_id, commit);
+            self.groups
+                .txn_marker(tp.partition, producer_id, commit)
+                .await;
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ fn chaos_pause_cut_and_kill_lose_nothing() {
         bin: env!("CARGO_BIN_EXE_strom").into(),
         netns: true,
         acks: -1,
+        txn: false,
         tamper: None,
     };
     let report = run(&opts).expect("chaos run");
@@ -60,6 +61,55 @@ fn chaos_pause_cut_and_kill_lose_nothing() {
     );
 }
 
+/// The transactional workload (consume-transform-produce, read_committed, offsets in the
+/// transaction, every fifth transaction aborted) while the transaction coordinator and a
+/// partition leader are killed: no aborted output visible, committed transactions whole, every
+/// source record processed exactly once.
+#[test]
+fn chaos_transactions_stay_exactly_once_when_their_coordinator_dies() {
+    let _quiet = crate::harness::timing_sensitive();
+    let out = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        duration: Duration::from_secs(40),
+        seed: 21,
+        out: out.path().to_path_buf(),
+        faults: vec!["kill-txn-coordinator".into(), "kill-leader".into()],
+        bin: env!("CARGO_BIN_EXE_strom").into(),
+        netns: false,
+        acks: -1,
+        txn: true,
+        tamper: None,
+    };
+    let report = run(&opts).expect("chaos run");
+    println!("{}", report.summary());
+    let checks: Vec<(&str, usize)> = report
+        .checks
+        .iter()
+        .map(|c| (c.name, c.violations))
+        .collect();
+    for name in [
+        "txn-aborted-visible",
+        "txn-committed-whole",
+        "txn-exactly-once",
+    ] {
+        assert!(
+            checks.iter().any(|(n, v)| *n == name && *v == 0),
+            "{name}: {checks:?}\n{}",
+            report.summary()
+        );
+    }
+    let in_log = checks
+        .iter()
+        .find(|(n, _)| *n == "txn-aborted-in-log")
+        .map(|c| c.1)
+        .unwrap_or(0);
+    assert!(
+        in_log > 0,
+        "aborted transactions left records in the log: {checks:?}"
+    );
+    assert!(report.passed(), "{}", report.summary());
+}
+
 /// A leader cut off from its peers and the quorum while clients still reach it, under plain
 /// acks=1 producers: it must stop acknowledging before another leader is elected. Records it
 /// acknowledged before then may be lost (acks=1); none acknowledged after may be.
@@ -75,6 +125,7 @@ fn chaos_an_isolated_leader_acknowledges_nothing_after_its_successor_is_elected(
         bin: env!("CARGO_BIN_EXE_strom").into(),
         netns: true,
         acks: 1,
+        txn: false,
         tamper: None,
     };
     let report = run(&opts).expect("chaos run");
@@ -134,6 +185,7 @@ fn chaos_checker_catches_a_deleted_acknowledged_record() {
         bin: env!("CARGO_BIN_EXE_strom").into(),
         netns: false,
         acks: -1,
+        txn: false,
         tamper: Some(drop_last_batch_everywhere),
     };
     let report = run(&opts).expect("chaos run");

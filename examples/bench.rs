@@ -6,7 +6,7 @@
 //!  --consumers 1 --fetch-wait-ms 500 --partition-fetch-bytes 1048576 [--duration 30s]
 //!  [--rate 100000] [--no-consume] [--latency-by-second] [--broker-pid 1234,1235]
 //!  [--json out.json] [--admin-bootstrap 127.0.0.1:9092] [-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 ...]
-//!  [--keys 100000] [--topic-config cleanup.policy=compact ...]`
+//!  [--keys 100000] [--topic-config cleanup.policy=compact ...] [--transaction-ms 100]`
 //!  or, for idle topics: `bench --bootstrap .. --idle-topics 1000 [--broker-pid ..]`
 //!  or, for memory over topic churn: `bench --bootstrap .. --churn 20 --records 200000
 //!  --record-size 1024 --partitions 8 --broker-pid ..`
@@ -14,6 +14,8 @@
 //! `-X name=value` (as kcat's) is given to every client: security settings, for instance.
 //! `--keys N` gives record n the key `k<n % N>` (a compacted topic takes only keyed records);
 //! `--topic-config name=value` (repeated) configures the topic the bench creates.
+//! `--transaction-ms N` makes each producer transactional (its own transactional id), committing
+//! a transaction every N ms.
 //!
 //! Producers write for `--records` records or `--duration` (at most `--rate` records/s in all),
 //! with a live progress line, then consumers read every partition back from the start. It prints
@@ -497,6 +499,8 @@ fn main() -> std::process::ExitCode {
     let churn_rounds: Option<usize> = arg(&args, "--churn", "").parse().ok();
     // Keyed records (`k<n % keys>`), e.g. for a compacted topic; 0: no key.
     let keys: u64 = arg(&args, "--keys", "0").parse().unwrap_or(0);
+    // Transactional producers committing every this many ms (0: not transactional).
+    let txn_ms: u64 = arg(&args, "--transaction-ms", "0").parse().unwrap_or(0);
     // `--topic-config name=value`, repeated: configs of the topic the bench creates.
     let topic_configs: Vec<(String, String)> = args
         .windows(2)
@@ -544,7 +548,7 @@ fn main() -> std::process::ExitCode {
     let ready = Arc::new(std::sync::Barrier::new(producers as usize + 1));
     let per_producer = records / producers.max(1);
     let mut handles = Vec::new();
-    for _ in 0..producers {
+    for producer in 0..producers {
         let (bootstrap, topic, acks, compression, linger, batch) = (
             bootstrap.clone(),
             topic.clone(),
@@ -555,7 +559,14 @@ fn main() -> std::process::ExitCode {
         );
         let (sent, stop, ready) = (sent.clone(), stop.clone(), ready.clone());
         handles.push(std::thread::spawn(move || {
-            let p: BaseProducer<Latencies> = config()
+            let mut conf = config();
+            if txn_ms > 0 {
+                conf.set(
+                    "transactional.id",
+                    format!("bench-{}-{producer}", std::process::id()),
+                );
+            }
+            let p: BaseProducer<Latencies> = conf
                 .set("bootstrap.servers", &bootstrap)
                 .set("acks", &acks)
                 .set("compression.codec", &compression)
@@ -565,6 +576,12 @@ fn main() -> std::process::ExitCode {
                 .set("log_level", "3")
                 .create_with_context(Latencies::new())
                 .expect("producer");
+            let txn = Duration::from_millis(txn_ms);
+            if txn_ms > 0 {
+                p.init_transactions(Duration::from_secs(30))
+                    .expect("init_transactions");
+                p.begin_transaction().expect("begin_transaction");
+            }
             let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
             // Warm-up, not timed: one record to every partition, acknowledged, so connecting,
             // the client's first metadata and a new topic's first replication round are not
@@ -579,6 +596,11 @@ fn main() -> std::process::ExitCode {
                     eprintln!("warm-up record: {e}");
                 }
             }
+            if txn_ms > 0 {
+                p.commit_transaction(Duration::from_secs(60))
+                    .expect("commit the warm-up");
+                p.begin_transaction().expect("begin_transaction");
+            }
             let _ = p.flush(Duration::from_secs(60));
             let ctx = p.context();
             ctx.micros.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -588,6 +610,7 @@ fn main() -> std::process::ExitCode {
             }
             ready.wait();
             let start = Instant::now();
+            let mut committed_at = Instant::now();
             let mut n = 0u64;
             let per_second = rate / producers.max(1) as f64;
             while !stop.load(Ordering::Relaxed) && (duration.is_some() || n < per_producer) {
@@ -617,6 +640,16 @@ fn main() -> std::process::ExitCode {
                 if n.is_multiple_of(1000) {
                     p.poll(Duration::ZERO);
                 }
+                if txn_ms > 0 && committed_at.elapsed() >= txn {
+                    p.commit_transaction(Duration::from_secs(60))
+                        .expect("commit_transaction");
+                    p.begin_transaction().expect("begin_transaction");
+                    committed_at = Instant::now();
+                }
+            }
+            if txn_ms > 0 {
+                p.commit_transaction(Duration::from_secs(120))
+                    .expect("commit_transaction");
             }
             let _ = p.flush(Duration::from_secs(120));
             let ctx = p.context();

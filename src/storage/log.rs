@@ -522,6 +522,9 @@ impl PartitionLog {
     }
 
     pub fn write_high_watermark(&self, hw: Offset) -> Result<(), LogError> {
+        // Decided transactions whose markers are now replicated no longer hold the last stable
+        // offset: forget them here too, for partitions no `read_committed` reader asks about.
+        self.lock().producers.last_stable_offset(hw);
         Ok(write_checkpoint(
             &self.dir.join("high-watermark"),
             &hw.to_string(),

@@ -3,7 +3,8 @@
 //! record, writes `out:<txn>:<producer>:<seq>` to the same partition of `chaos-out` inside a
 //! transaction that also commits the consumed positions (send_offsets_to_transaction). Every
 //! fifth transaction is aborted on purpose; a transaction the client fails is aborted (or, on a
-//! fatal error, the producer is made again, which fences the old one). After an abort it
+//! fatal error or a client call that does not return in 90 s, the producer is made again,
+//! which fences the old one). After an abort it
 //! rewinds to the group's committed positions. Each transaction's outputs and fate are
 //! recorded for the `txn-*` checkers.
 
@@ -16,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::workload::Seen;
@@ -92,11 +94,15 @@ fn producer(bootstrap: &str) -> Option<TxnProducer> {
 
 /// Prints librdkafka's log lines (with `CHAOS_TXN_DEBUG=fetch,topic,...`: its own account of
 /// the processor's consuming, for a run that gets stuck).
-struct Logger;
+struct Logger {
+    on: bool,
+}
 
 impl rdkafka::client::ClientContext for Logger {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
-        eprintln!("rdkafka {level:?} {fac}: {line}");
+        if self.on {
+            eprintln!("rdkafka {level:?} {fac}: {line}");
+        }
     }
 }
 
@@ -117,7 +123,9 @@ fn consumer(bootstrap: &str) -> TxnConsumer {
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("check.crcs", "true")
-        .create_with_context(Logger)
+        .create_with_context(Logger {
+            on: std::env::var_os("CHAOS_TXN_DEBUG").is_some(),
+        })
         .expect("consumer")
 }
 
@@ -175,7 +183,7 @@ pub fn run(bootstrap: &str, topic: &str, partitions: i32, stop: Arc<AtomicBool>)
         caught_up: false,
         errors: Vec::new(),
     };
-    let Some(mut p) = producer(bootstrap) else {
+    let Some(mut p) = producer(bootstrap).map(Arc::new) else {
         out.errors
             .push("the transactional producer never initialized".into());
         return out;
@@ -189,7 +197,7 @@ pub fn run(bootstrap: &str, topic: &str, partitions: i32, stop: Arc<AtomicBool>)
             None => std::thread::sleep(Duration::from_millis(500)),
         }
     };
-    let meta = c.group_metadata().expect("group metadata");
+    let meta = Arc::new(c.group_metadata().expect("group metadata"));
     let mut txn = 0u64;
     let mut stopped_at: Option<Instant> = None;
     loop {
@@ -214,10 +222,10 @@ pub fn run(bootstrap: &str, topic: &str, partitions: i32, stop: Arc<AtomicBool>)
                 break;
             }
         }
-        // Up to 100 records, or what 100 ms brings.
+        // Up to 2,000 records, or what 300 ms brings (the source writes ~1,000 a second).
         let mut batch: Vec<Seen> = Vec::new();
         let began = Instant::now();
-        while batch.len() < 100 && began.elapsed() < Duration::from_millis(100) {
+        while batch.len() < 2_000 && began.elapsed() < Duration::from_millis(300) {
             match c.poll(Duration::from_millis(20)) {
                 Some(Ok(m)) => batch.push(Seen {
                     partition: m.partition(),
@@ -235,65 +243,43 @@ pub fn run(bootstrap: &str, topic: &str, partitions: i32, stop: Arc<AtomicBool>)
             continue;
         }
         txn += 1;
+        let mut positions = next.clone();
+        for s in &batch {
+            positions[s.partition as usize] = s.offset + 1;
+        }
         let mut run = TxnRun {
             id: txn,
             fate: Fate::Unknown,
-            outputs: Vec::new(),
+            outputs: batch
+                .iter()
+                .map(|s| (s.partition, output(txn, &s.payload)))
+                .collect(),
         };
-        let mut positions = next.clone();
-        let fate = (|| -> Result<Fate, KafkaError> {
-            p.begin_transaction()?;
-            for s in &batch {
-                let body = output(txn, &s.payload);
-                let mut rec = BaseRecord::<(), _>::to(OUT_TOPIC)
-                    .payload(&body)
-                    .partition(s.partition);
-                loop {
-                    match p.send(rec) {
-                        Ok(()) => break,
-                        Err((e, r)) => {
-                            if !matches!(
-                                e,
-                                KafkaError::MessageProduction(
-                                    rdkafka::types::RDKafkaErrorCode::QueueFull
-                                )
-                            ) {
-                                return Err(e);
-                            }
-                            rec = r;
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
-                }
-                run.outputs.push((s.partition, body));
-                positions[s.partition as usize] = s.offset + 1;
+        // On its own thread with a deadline: a client call that never returns (seen once in
+        // send_offsets_to_transaction after two brokers were killed) must not stall the run;
+        // its producer is then abandoned like a crashed process's and replaced.
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let (p, meta, topic, outputs, positions) = (
+                p.clone(),
+                meta.clone(),
+                topic.to_string(),
+                run.outputs.clone(),
+                positions.clone(),
+            );
+            std::thread::spawn(move || {
+                let _ = tx.send(transact(&p, &meta, &topic, txn, &outputs, &positions));
+            });
+        }
+        run.fate = match rx.recv_timeout(CALL_DEADLINE) {
+            Ok((fate, errors)) => {
+                out.errors.extend(errors);
+                fate
             }
-            let mut offsets = TopicPartitionList::new();
-            for (i, at) in positions.iter().enumerate() {
-                let _ = offsets.add_partition_offset(topic, i as i32, Offset::Offset(*at));
-            }
-            p.send_offsets_to_transaction(&offsets, &meta, T)?;
-            if txn.is_multiple_of(5) {
-                p.abort_transaction(T)?;
-                return Ok(Fate::Aborted);
-            }
-            p.commit_transaction(T)?;
-            Ok(Fate::Committed)
-        })();
-        run.fate = match fate {
-            Ok(f) => f,
-            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-                out.errors.push(format!("txn {txn}: {e} (aborting)"));
-                match p.abort_transaction(T) {
-                    Ok(()) => Fate::Aborted,
-                    Err(e) => {
-                        out.errors.push(format!("txn {txn}: abort failed: {e}"));
-                        Fate::Unknown
-                    }
-                }
-            }
-            Err(e) => {
-                out.errors.push(format!("txn {txn}: {e}"));
+            Err(_) => {
+                out.errors.push(format!(
+                    "txn {txn}: the client did not return within {CALL_DEADLINE:?}; replacing the producer"
+                ));
                 Fate::Unknown
             }
         };
@@ -305,7 +291,7 @@ pub fn run(bootstrap: &str, topic: &str, partitions: i32, stop: Arc<AtomicBool>)
                 // open transaction; the group's committed positions then say how it ended.
                 drop(p);
                 match producer(bootstrap) {
-                    Some(np) => p = np,
+                    Some(np) => p = Arc::new(np),
                     None => {
                         out.errors
                             .push("the producer could not be made again".into());
@@ -324,6 +310,69 @@ pub fn run(bootstrap: &str, topic: &str, partitions: i32, stop: Arc<AtomicBool>)
         out.txns.push(run);
     }
     out
+}
+
+/// How long one transaction's client calls may take before the producer is given up.
+const CALL_DEADLINE: Duration = Duration::from_secs(90);
+
+/// One transaction: `outputs` to `chaos-out`, the consumed `positions` sent with it; every
+/// fifth aborted on purpose. Returns its fate and the errors met.
+fn transact(
+    p: &TxnProducer,
+    meta: &rdkafka::consumer::ConsumerGroupMetadata,
+    topic: &str,
+    txn: u64,
+    outputs: &[(i32, String)],
+    positions: &[i64],
+) -> (Fate, Vec<String>) {
+    let mut errors = Vec::new();
+    let attempt = || -> Result<Fate, KafkaError> {
+        p.begin_transaction()?;
+        for (partition, body) in outputs {
+            let mut rec = BaseRecord::<(), _>::to(OUT_TOPIC)
+                .payload(body)
+                .partition(*partition);
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        rec = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (i, at) in positions.iter().enumerate() {
+            let _ = offsets.add_partition_offset(topic, i as i32, Offset::Offset(*at));
+        }
+        p.send_offsets_to_transaction(&offsets, meta, T)?;
+        if txn.is_multiple_of(5) {
+            p.abort_transaction(T)?;
+            return Ok(Fate::Aborted);
+        }
+        p.commit_transaction(T)?;
+        Ok(Fate::Committed)
+    };
+    let fate = match attempt() {
+        Ok(f) => f,
+        Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+            errors.push(format!("txn {txn}: {e} (aborting)"));
+            match p.abort_transaction(T) {
+                Ok(()) => Fate::Aborted,
+                Err(e) => {
+                    errors.push(format!("txn {txn}: abort failed: {e}"));
+                    Fate::Unknown
+                }
+            }
+        }
+        Err(e) => {
+            errors.push(format!("txn {txn}: {e}"));
+            Fate::Unknown
+        }
+    };
+    (fate, errors)
 }
 
 /// Every record of `topic` a consumer at `isolation` reads from the start, until it has been

@@ -426,7 +426,27 @@ impl Coordinator {
                     return Err(e);
                 }
             }
-            self.append_as(&shard, &records, producer)?
+            let last = self.append_as(&shard, &records, producer)?;
+            if let Some((id, _)) = producer {
+                // Pending from the append on, in log order: the transaction's marker, always
+                // later in the log, finds them even if it is applied before this commit's
+                // replication wait ends.
+                let mut pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
+                let mut at = last + 1 - records.len() as i64;
+                for (e, v) in entries.iter().zip(&values) {
+                    if let Ok(v) = v {
+                        pending.entry(id).or_default().push((
+                            group_id.to_string(),
+                            e.topic.clone(),
+                            e.partition,
+                            v.clone(),
+                            at,
+                        ));
+                        at += 1;
+                    }
+                }
+            }
+            last
         };
         let outcome = self.replicated(&shard, last).await;
         tracing::debug!(
@@ -440,7 +460,6 @@ impl Coordinator {
             "offsets committed"
         );
         let mut g = lock(&group);
-        let mut pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
         let mut at = last + 1 - records.len() as i64;
         let results = entries
             .into_iter()
@@ -450,15 +469,8 @@ impl Coordinator {
                 let log_offset = at;
                 at += 1;
                 outcome.clone()?;
-                match producer {
-                    Some((id, _)) => pending.entry(id).or_default().push((
-                        group_id.to_string(),
-                        e.topic,
-                        e.partition,
-                        v,
-                        log_offset,
-                    )),
-                    None => g.apply_offset(&e.topic, e.partition, v, log_offset),
+                if producer.is_none() {
+                    g.apply_offset(&e.topic, e.partition, v, log_offset);
                 }
                 Ok(())
             })

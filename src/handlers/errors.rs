@@ -162,6 +162,9 @@ pub fn log(e: &LogError) -> i16 {
         LogError::Producer(ProducerError::Fenced { .. } | ProducerError::FencedMarker { .. }) => {
             E::InvalidProducerEpoch.code()
         }
+        LogError::Producer(ProducerError::CoordinatorFenced { .. }) => {
+            E::TransactionCoordinatorFenced.code()
+        }
         LogError::Producer(ProducerError::UnknownProducer { .. }) => E::UnknownProducerId.code(),
     }
 }

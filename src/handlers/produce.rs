@@ -49,6 +49,11 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
     let mut leaders_moved = Vec::new();
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    // A transactional producer needs WRITE on its transactional id, as in Kafka.
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !ctx.may(Operation::Write, acl::TRANSACTIONAL_ID, id));
     for (ti, topic) in req.topic_data.iter().enumerate() {
         let name = super::topic_named(&image, version >= 13, topic.topic_id, &topic.name);
         // The topic's own, else the brokers' dynamic default, else this broker's static one.
@@ -75,6 +80,11 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 partitions.push(resp.with_error_code(code));
                 continue;
             };
+            if txn_denied {
+                partitions
+                    .push(resp.with_error_code(Refusal::TransactionalIdAuthorizationFailed.code()));
+                continue;
+            }
             if !ctx.may(Operation::Write, acl::TOPIC, name) {
                 partitions.push(resp.with_error_code(Refusal::TopicAuthorizationFailed.code()));
                 continue;

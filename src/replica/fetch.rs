@@ -238,7 +238,7 @@ fn read_all(
             continue;
         }
         let hw = p.high_watermark();
-        let lso = p.last_stable_offset();
+        let lso = p.last_stable_offset().min(hw);
         read.watermarks = Some((hw, lso, p.log_start_offset()));
         // How far a consumer may read.
         let visible = if params.read_committed { lso } else { hw };

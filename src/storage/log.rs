@@ -399,7 +399,7 @@ impl PartitionLog {
             settings.writeback_bytes,
         )?;
         let marker = if h.is_control() {
-            super::records::marker_type(bytes, h)
+            super::records::control_record(bytes, h)
         } else {
             None
         };
@@ -457,6 +457,11 @@ impl PartitionLog {
         inner.changes += 1;
         inner.cleaner.save(&self.dir)?;
         inner.producers = rebuild_producers(&self.dir, &inner.segments, inner.log_start, end)?;
+        // A snapshot past the new end describes records that are gone: replace it, or a later
+        // rebuild (once the log grows past its offset again) would load them.
+        inner
+            .producers
+            .save(&self.dir.join("producer-snapshot"), end)?;
         let recovery = read_checkpoint(&self.dir.join("recovery-point")).unwrap_or(0);
         if recovery > end {
             write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;
@@ -832,7 +837,7 @@ impl PartitionLog {
         let h = super::batch::parse_header(&bytes).ok_or(LogError::Removed)?;
         self.lock()
             .producers
-            .check_marker(producer_id, producer_epoch)?;
+            .check_marker(producer_id, producer_epoch, coordinator_epoch)?;
         let appended = self.append(&[(h, &bytes)], leader_epoch)?;
         Ok(appended.first)
     }

@@ -19,6 +19,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::batch::BatchHeader;
+use super::records::ControlRecord;
 use crate::types::Offset;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka's five
@@ -42,6 +43,14 @@ pub struct ProducerEntry {
     /// The first offset of this producer's open transaction.
     #[serde(default)]
     pub txn_first: Option<Offset>,
+    /// The epoch of the transaction coordinator whose marker came last: an older coordinator's
+    /// markers are refused (a deposed coordinator still retrying).
+    #[serde(default = "no_epoch")]
+    pub coordinator_epoch: i32,
+}
+
+fn no_epoch() -> i32 {
+    -1
 }
 
 /// A transaction that was aborted: `read_committed` consumers skip the producer's batches from
@@ -64,6 +73,10 @@ pub enum ProducerError {
     UnknownProducer { got: i32 },
     #[error("a transaction marker's producer epoch {got} is older than the current {current}")]
     FencedMarker { current: i16, got: i16 },
+    #[error(
+        "a transaction marker from coordinator epoch {got}, older than the last one's ({current})"
+    )]
+    CoordinatorFenced { current: i32, got: i32 },
 }
 
 /// What the check decided for a batch.
@@ -224,7 +237,7 @@ impl ProducerState {
 
     /// Records a batch written at `base_offset` (leader, follower and recovery alike);
     /// `marker` is the type of the transaction marker a control batch holds.
-    pub fn record(&mut self, h: &BatchHeader, base_offset: Offset, marker: Option<i16>) {
+    pub fn record(&mut self, h: &BatchHeader, base_offset: Offset, marker: Option<ControlRecord>) {
         if h.producer_id < 0 {
             return;
         }
@@ -243,6 +256,7 @@ impl ProducerState {
                 batches: VecDeque::new(),
                 last_timestamp: i64::MIN,
                 txn_first: None,
+                coordinator_epoch: -1,
             });
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
@@ -267,7 +281,7 @@ impl ProducerState {
     }
 
     /// A marker at `offset` ends the producer's open transaction (if it has one).
-    fn end_txn(&mut self, h: &BatchHeader, offset: Offset, marker: Option<i16>) {
+    fn end_txn(&mut self, h: &BatchHeader, offset: Offset, marker: Option<ControlRecord>) {
         let entry = self
             .producers
             .entry(h.producer_id)
@@ -276,6 +290,7 @@ impl ProducerState {
                 batches: VecDeque::new(),
                 last_timestamp: i64::MIN,
                 txn_first: None,
+                coordinator_epoch: -1,
             });
         if h.producer_epoch > entry.epoch {
             // The coordinator bumped the epoch (a fenced or timed-out producer): its sequences
@@ -284,12 +299,15 @@ impl ProducerState {
             entry.batches.clear();
         }
         entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
+        if let Some(m) = marker {
+            entry.coordinator_epoch = entry.coordinator_epoch.max(m.coordinator_epoch);
+        }
         let Some(first) = entry.txn_first.take() else {
             return;
         };
         self.ongoing.remove(&first);
         self.deciding.push((first, offset));
-        if marker == Some(super::batch::MARKER_ABORT) {
+        if marker.is_some_and(|m| m.kind == super::batch::MARKER_ABORT) {
             self.aborted.push(AbortedTxn {
                 producer_id: h.producer_id,
                 first,
@@ -298,14 +316,25 @@ impl ProducerState {
         }
     }
 
-    /// Checks a marker from the transaction coordinator: its epoch may not be older than the
-    /// producer's.
-    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+    /// Checks a marker from the transaction coordinator: its producer epoch may not be older
+    /// than the producer's, nor its coordinator epoch older than the last marker's.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
         match self.producers.get(&producer_id) {
             Some(e) if epoch < e.epoch => Err(ProducerError::FencedMarker {
                 current: e.epoch,
                 got: epoch,
             }),
+            Some(e) if coordinator_epoch < e.coordinator_epoch => {
+                Err(ProducerError::CoordinatorFenced {
+                    current: e.coordinator_epoch,
+                    got: coordinator_epoch,
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -334,6 +363,14 @@ impl ProducerState {
             .iter()
             .filter(|a| a.last >= from && a.first < to)
             .map(|a| (a.producer_id, a.first))
+            .collect()
+    }
+
+    /// Every aborted transaction: (producer id, first offset, marker offset).
+    pub fn aborted_ranges(&self) -> Vec<(i64, Offset, Offset)> {
+        self.aborted
+            .iter()
+            .map(|a| (a.producer_id, a.first, a.last))
             .collect()
     }
 
@@ -483,6 +520,13 @@ mod tests {
         b
     }
 
+    fn ctl(kind: i16, coordinator_epoch: i32) -> ControlRecord {
+        ControlRecord {
+            kind,
+            coordinator_epoch,
+        }
+    }
+
     fn marker(pid: i64, epoch: i16) -> BatchHeader {
         let mut b = h(pid, epoch, -1, 1);
         b.attributes = crate::storage::batch::TRANSACTIONAL | crate::storage::batch::CONTROL;
@@ -499,7 +543,7 @@ mod tests {
         s.record(&txn(7, 3, 1), 6, None);
         assert_eq!(s.open_txn(7), Some(2));
         assert_eq!(s.last_stable_offset(7), 2);
-        s.record(&marker(7, 0), 7, Some(MARKER_COMMIT));
+        s.record(&marker(7, 0), 7, Some(ctl(MARKER_COMMIT, 1)));
         assert_eq!(s.open_txn(7), None);
         assert_eq!(
             s.last_stable_offset(7),
@@ -507,7 +551,7 @@ mod tests {
             "marker at 7 not yet below the HW"
         );
         assert_eq!(s.last_stable_offset(8), 5, "8's txn is still open");
-        s.record(&marker(8, 0), 8, Some(MARKER_ABORT));
+        s.record(&marker(8, 0), 8, Some(ctl(MARKER_ABORT, 1)));
         assert_eq!(s.last_stable_offset(9), 9);
         assert_eq!(s.aborted_between(0, 9), vec![(8, 5)]);
         assert_eq!(s.aborted_between(9, 20), vec![]);
@@ -528,11 +572,21 @@ mod tests {
         b.producer_epoch = 2;
         s.record(&b, 0, None);
         assert_eq!(
-            s.check_marker(7, 1),
+            s.check_marker(7, 1, 0),
             Err(ProducerError::FencedMarker { current: 2, got: 1 })
         );
-        assert_eq!(s.check_marker(7, 3), Ok(()));
-        s.record(&marker(7, 3), 1, Some(crate::storage::batch::MARKER_ABORT));
+        assert_eq!(s.check_marker(7, 3, 0), Ok(()));
+        s.record(
+            &marker(7, 3),
+            1,
+            Some(ctl(crate::storage::batch::MARKER_ABORT, 5)),
+        );
+        assert_eq!(
+            s.check_marker(7, 3, 4),
+            Err(ProducerError::CoordinatorFenced { current: 5, got: 4 }),
+            "a deposed coordinator's marker"
+        );
+        assert_eq!(s.check_marker(7, 3, 5), Ok(()));
         assert_eq!(s.get(7).map(|e| e.epoch), Some(3));
         let mut late = txn(7, 1, 1);
         late.producer_epoch = 2;

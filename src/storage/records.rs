@@ -181,17 +181,37 @@ pub fn parse_records(section: &[u8], h: &BatchHeader) -> Option<Vec<RecordInfo>>
     Some(out)
 }
 
-/// The type of the transaction marker `batch` holds (`batch::MARKER_ABORT` or
-/// `MARKER_COMMIT`); `None` when it is no control batch or its record does not parse. Control
-/// batches are never compressed.
-pub fn marker_type(batch: &[u8], h: &BatchHeader) -> Option<i16> {
+/// A transaction marker's record: its type (`batch::MARKER_ABORT` or `MARKER_COMMIT`, from the
+/// key) and the epoch of the coordinator that wrote it (from the value; -1 if absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlRecord {
+    pub kind: i16,
+    pub coordinator_epoch: i32,
+}
+
+/// The transaction marker `batch` holds; `None` when it is no control batch or its record does
+/// not parse. Control batches are never compressed.
+pub fn control_record(batch: &[u8], h: &BatchHeader) -> Option<ControlRecord> {
     if !h.is_control() || h.compression() != 0 {
         return None;
     }
     let section = batch.get(HEADER_LEN..h.size.min(batch.len()))?;
     let first = parse_records(section, h)?.into_iter().next()?;
-    let key = section.get(first.key?)?;
-    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
+    let key = section.get(first.key.clone()?)?;
+    if key.len() < 4 {
+        return None;
+    }
+    // The value follows the key: a varint length, then version i16 and coordinator epoch i32.
+    let mut at = first.key?.end;
+    let len = varint(section, &mut at)?;
+    let value = section.get(at..at + usize::try_from(len).ok()?)?;
+    let coordinator_epoch = value
+        .get(2..6)
+        .map_or(-1, |e| i32::from_be_bytes([e[0], e[1], e[2], e[3]]));
+    Some(ControlRecord {
+        kind: i16::from_be_bytes([key[2], key[3]]),
+        coordinator_epoch,
+    })
 }
 
 /// (offset, timestamp) of every record of `batch`; `None` when the records cannot be read
@@ -271,7 +291,13 @@ mod tests {
                 (h.producer_id, h.producer_epoch, h.record_count),
                 (42, 3, 1)
             );
-            assert_eq!(marker_type(&b, &h), Some(kind));
+            assert_eq!(
+                control_record(&b, &h),
+                Some(ControlRecord {
+                    kind,
+                    coordinator_epoch: 7
+                })
+            );
             // kafka-protocol's decoder reads it as Kafka's clients would.
             let mut buf = Bytes::from(b);
             let set =
@@ -280,7 +306,7 @@ mod tests {
         }
         let plain = batch(Compression::None, &[b"abc".to_vec()]);
         let h = parse_header(&plain).expect("header");
-        assert_eq!(marker_type(&plain, &h), None);
+        assert_eq!(control_record(&plain, &h), None);
     }
 
     #[test]

@@ -333,7 +333,7 @@ impl Segment {
     pub fn for_each_batch(
         &self,
         from: i64,
-        mut f: impl FnMut(&BatchHeader, Option<i16>),
+        mut f: impl FnMut(&BatchHeader, Option<super::records::ControlRecord>),
     ) -> io::Result<()> {
         let mut controls = Vec::new();
         self.for_each_header(from, |h| {
@@ -348,7 +348,7 @@ impl Segment {
         for h in controls {
             if let Some(pos) = self.locate(h.base_offset)? {
                 if let Some((h2, bytes)) = read_batch_at(&self.log, pos, self.size)? {
-                    markers.insert(h.base_offset, super::records::marker_type(&bytes, &h2));
+                    markers.insert(h.base_offset, super::records::control_record(&bytes, &h2));
                 }
             }
         }

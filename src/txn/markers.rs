@@ -22,8 +22,11 @@ use super::shard::Shard;
 use super::state::{self, TxnState};
 use super::Coordinator;
 use crate::group::OFFSETS_TOPIC;
-use crate::replica::{HwWait, ProduceError};
+use crate::replica::{HwWait, ProduceError, ProducerError};
 use crate::types::{now_ms, NodeId, TopicPartition};
+
+/// Kafka's TRANSACTION_COORDINATOR_FENCED.
+const COORDINATOR_FENCED: i16 = 52;
 
 /// The first wait before a partition's marker is tried again; it doubles up to a second.
 const RETRY: Duration = Duration::from_millis(50);
@@ -61,20 +64,33 @@ impl Coordinator {
         {
             return;
         }
-        let mut guard = cell.lock().await;
-        if guard.as_ref() != Some(&decided) {
-            return;
-        }
-        let Some(done) = state::complete(&decided, now_ms()) else {
-            return;
-        };
-        match self.write(&shard, &id, Some(&done)).await {
-            Ok(()) => {
-                tracing::debug!(transactional_id = %id, commit, elapsed_ms = started.elapsed().as_millis() as u64, "transaction completed");
-                *guard = Some(done);
+        // The Complete state, tried until written or this node stops coordinating the id
+        // (the next coordinator completes it from the Prepare state it loads).
+        let mut delay = RETRY;
+        loop {
+            let mut guard = cell.lock().await;
+            if guard.as_ref() != Some(&decided) {
+                return;
             }
-            Err(e) => {
-                tracing::info!(transactional_id = %id, error = %e, "cannot write a completed transaction; the next coordinator completes it")
+            let Some(done) = state::complete(&decided, now_ms()) else {
+                return;
+            };
+            match self.write(&shard, &id, Some(&done)).await {
+                Ok(()) => {
+                    tracing::debug!(transactional_id = %id, commit, elapsed_ms = started.elapsed().as_millis() as u64, "transaction completed");
+                    *guard = Some(done);
+                    return;
+                }
+                Err(e) => {
+                    drop(guard);
+                    if shard.cancel.is_cancelled() || !shard.partition.leads_at(shard.epoch) {
+                        tracing::info!(transactional_id = %id, error = %e, "cannot write a completed transaction; the next coordinator completes it");
+                        return;
+                    }
+                    tracing::debug!(transactional_id = %id, error = %e, "completed state not written yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
             }
         }
     }
@@ -109,17 +125,28 @@ impl Coordinator {
             }
             for (leader, tps) in by_leader {
                 let failed = if leader == self.config.node_id {
-                    let mut failed = Vec::new();
-                    for tp in tps {
-                        if let Err(e) = self
-                            .write_marker_here(&tp, producer_id, epoch, commit, shard.epoch)
-                            .await
-                        {
+                    let markers: Vec<Marker> = tps
+                        .iter()
+                        .map(|tp| Marker {
+                            tp: tp.clone(),
+                            producer_id,
+                            epoch,
+                            commit,
+                            coordinator_epoch: shard.epoch,
+                        })
+                        .collect();
+                    let outcomes = self.write_markers_here(&markers).await;
+                    tps.into_iter()
+                        .zip(outcomes)
+                        .filter_map(|(tp, r)| {
+                            let e = r.err()?;
+                            if e.coordinator_fenced() {
+                                return None;
+                            }
                             tracing::debug!(%tp, error = %e, "marker not written yet");
-                            failed.push(tp);
-                        }
-                    }
-                    failed
+                            Some(tp)
+                        })
+                        .collect()
                 } else {
                     self.send_markers(leader, tps, producer_id, epoch, commit, shard.epoch)
                         .await
@@ -135,37 +162,51 @@ impl Coordinator {
         true
     }
 
-    /// Writes one marker to a partition this node leads and waits until it is replicated
-    /// (WriteTxnMarkers' work, for the coordinator and for the handler). A marker on an offsets
-    /// partition then settles the transaction's pending offsets there.
-    pub async fn write_marker_here(
-        &self,
-        tp: &TopicPartition,
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-        coordinator_epoch: i32,
-    ) -> Result<(), MarkerError> {
+    /// Writes markers to partitions this node leads, then waits once until all of them are
+    /// replicated (WriteTxnMarkers' work, for the coordinator and for the handler): one outcome
+    /// per marker. A marker on an offsets partition then settles the transaction's pending
+    /// offsets there.
+    pub async fn write_markers_here(&self, markers: &[Marker]) -> Vec<Result<(), MarkerError>> {
         let image = self.controller.image();
-        let write = self
-            .replicas
-            .append_marker(&image, tp, producer_id, epoch, commit, coordinator_epoch)
-            .map_err(MarkerError::Append)?;
-        match self
-            .replicas
-            .wait_for(vec![write.replicated()], MARKER_TIMEOUT)
-            .await[..]
-        {
-            [HwWait::Reached] => {}
-            [other] => return Err(MarkerError::Wait(other)),
-            _ => return Err(MarkerError::Wait(HwWait::TimedOut)),
+        let mut outcomes: Vec<Result<(), MarkerError>> = Vec::with_capacity(markers.len());
+        let mut targets = Vec::new();
+        for m in markers {
+            match self.replicas.append_marker(
+                &image,
+                &m.tp,
+                m.producer_id,
+                m.epoch,
+                m.commit,
+                m.coordinator_epoch,
+            ) {
+                Ok(write) => {
+                    targets.push(write.replicated());
+                    outcomes.push(Ok(()));
+                }
+                Err(e) => outcomes.push(Err(MarkerError::Append(e))),
+            }
         }
-        if tp.topic == OFFSETS_TOPIC {
-            self.groups
-                .txn_marker(tp.partition, producer_id, commit)
-                .await;
+        let mut waited = self
+            .replicas
+            .wait_for(targets, MARKER_TIMEOUT)
+            .await
+            .into_iter();
+        for (m, outcome) in markers.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_err() {
+                continue;
+            }
+            match waited.next().unwrap_or(HwWait::TimedOut) {
+                HwWait::Reached => {
+                    if m.tp.topic == OFFSETS_TOPIC {
+                        self.groups
+                            .txn_marker(m.tp.partition, m.producer_id, m.commit)
+                            .await;
+                    }
+                }
+                other => *outcome = Err(MarkerError::Wait(other)),
+            }
         }
-        Ok(())
+        outcomes
     }
 
     /// WriteTxnMarkers to another broker; returns the partitions it did not take.
@@ -209,7 +250,9 @@ impl Coordinator {
         for m in &resp.markers {
             for t in &m.topics {
                 for p in &t.partitions {
-                    if p.error_code == 0 {
+                    // Taken, or refused because a newer coordinator wrote a marker there
+                    // (TRANSACTION_COORDINATOR_FENCED): either way not this one's to retry.
+                    if p.error_code == 0 || p.error_code == COORDINATOR_FENCED {
                         done.push((t.name.0.to_string(), p.partition_index));
                     }
                 }
@@ -274,6 +317,27 @@ impl Coordinator {
             .insert(broker, conn);
         Ok(resp)
     }
+}
+
+impl MarkerError {
+    /// A newer coordinator already wrote a marker for the producer there.
+    fn coordinator_fenced(&self) -> bool {
+        matches!(
+            self,
+            MarkerError::Append(ProduceError::Append(crate::replica::AppendError::Log(
+                crate::storage::LogError::Producer(ProducerError::CoordinatorFenced { .. })
+            )))
+        )
+    }
+}
+
+/// One transaction marker for a partition (WriteTxnMarkers' unit).
+pub struct Marker {
+    pub tp: TopicPartition,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
 }
 
 /// Why a marker was not written here.

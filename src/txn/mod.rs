@@ -36,7 +36,7 @@ use crate::replica::{HwWait, Mark, ReplicaManager, Target};
 use crate::storage::{batch, records::encode_batch};
 use crate::types::{now_ms, NodeId};
 
-pub use markers::MarkerError;
+pub use markers::{Marker, MarkerError};
 use shard::Shard;
 use state::{EndStep, InitStep};
 pub use state::{TxnError, TxnMeta, TxnState};
@@ -277,7 +277,9 @@ impl Coordinator {
         partitions: &[(String, i32)],
     ) -> Result<(), TxnError> {
         let shard = self.shard_for(transactional_id).await?;
-        let cell = shard.txn(transactional_id);
+        let cell = shard
+            .existing(transactional_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
         let mut guard = cell.lock().await;
         let Some(meta) = guard.as_ref() else {
             return Err(TxnError::InvalidProducerIdMapping);
@@ -321,7 +323,9 @@ impl Coordinator {
         commit: bool,
     ) -> Result<(), TxnError> {
         let shard = self.shard_for(transactional_id).await?;
-        let cell = shard.txn(transactional_id);
+        let cell = shard
+            .existing(transactional_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
         let mut guard = cell.lock().await;
         let Some(meta) = guard.as_ref() else {
             return Err(TxnError::InvalidProducerIdMapping);
@@ -347,7 +351,9 @@ impl Coordinator {
     /// DescribeTransactions: the id's state.
     pub async fn describe(&self, transactional_id: &str) -> Result<TxnMeta, TxnError> {
         let shard = self.shard_for(transactional_id).await?;
-        let cell = shard.txn(transactional_id);
+        let cell = shard
+            .existing(transactional_id)
+            .ok_or(TxnError::UnknownTransactionalId)?;
         let guard = cell.lock().await;
         guard.clone().ok_or(TxnError::UnknownTransactionalId)
     }

@@ -45,6 +45,11 @@ impl Shard {
         self.txns().entry(id.to_string()).or_default().clone()
     }
 
+    /// The id's cell if the id was ever initialized here (requests on unknown ids make none).
+    pub(super) fn existing(&self, id: &str) -> Option<Cell> {
+        self.txns().get(id).cloned()
+    }
+
     pub(super) fn all(&self) -> Vec<(String, Cell)> {
         self.txns()
             .iter()

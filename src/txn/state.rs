@@ -176,8 +176,10 @@ pub fn init(
     }
 }
 
+/// The epoch a fence or a coordinator's abort moves to: up to `i16::MAX`, which no producer
+/// can still hold (the next InitProducerId then gives a new producer id).
 fn next_epoch(epoch: i16) -> i16 {
-    epoch.saturating_add(1).min(i16::MAX - 1)
+    epoch.saturating_add(1)
 }
 
 /// The producer's id and epoch must be the transactional id's current ones.

@@ -139,6 +139,9 @@ struct Plan {
     first_dirty_segment: Option<usize>,
     /// Each producer's last batch (its last offset): kept even if emptied.
     producers_last: HashMap<i64, Offset>,
+    /// Aborted transactions (producer id, first offset, marker offset): their records never
+    /// enter the key map, so they cannot remove a committed record of the same key.
+    aborted: Vec<(i64, Offset, Offset)>,
     tombstone_horizon: Offset,
     settings: LogDefaults,
     dirtiness: Dirtiness,
@@ -167,7 +170,9 @@ impl PartitionLog {
         if !settings.cleanup.compact {
             return None;
         }
-        let inner = self.lock();
+        let mut inner = self.lock();
+        // Only what is decided: an open transaction's records may still be aborted.
+        let hw = inner.producers.last_stable_offset(hw);
         let active = *inner.segments.keys().next_back()?;
         let first_dirty = inner.cleaner.cleaned_to.max(inner.log_start);
         let lag_cutoff = now_ms.saturating_sub(settings.min_compaction_lag_ms);
@@ -227,6 +232,7 @@ impl PartitionLog {
             first_dirty,
             first_dirty_segment,
             producers_last: inner.producers.last_offsets(),
+            aborted: inner.producers.aborted_ranges(),
             tombstone_horizon,
             settings,
             dirtiness,
@@ -413,6 +419,16 @@ fn map_keys(
                 return Err(stopped());
             }
             if h.next_offset() <= plan.first_dirty {
+                continue;
+            }
+            // Markers' keys are not record keys (a marker's could equal an integer key), and
+            // an aborted transaction's records are as if never written.
+            let aborted = h.is_transactional()
+                && plan.aborted.iter().any(|&(producer, first, last)| {
+                    producer == h.producer_id && first <= h.base_offset && h.base_offset <= last
+                });
+            if h.is_control() || aborted {
+                map_end = h.next_offset();
                 continue;
             }
             let records = records_section(&bytes, &h, RECORDS_LIMIT)

@@ -379,3 +379,99 @@ fn a_small_map_cleans_in_several_passes() {
     assert!(passes > 1);
     assert_eq!(latest(&read_all(&log)), latest(&before));
 }
+
+/// Appends one transactional batch of (key, value) records from producer `pid`.
+fn put_txn(log: &PartitionLog, pid: i64, seq: i32, records: &[(Vec<u8>, &str)]) {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: 1_000,
+            key: Some(Bytes::from(k.clone())),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut b = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut b, recs.iter(), &options).expect("encode");
+    let v = validate(&b, usize::MAX).expect("valid");
+    log.append(&[(v[0].0, &b[..])], 0).expect("append");
+}
+
+#[test]
+fn markers_aborted_records_and_open_transactions_never_remove_a_committed_record() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path());
+    // An integer key 1 (its bytes equal a commit marker's key) and a key aborted later.
+    let one = vec![0u8, 0, 0, 1];
+    let keyed = |k: &[u8], v: &str| {
+        (
+            Some(Bytes::copy_from_slice(k)),
+            Some(Bytes::from(v.to_string())),
+            1_000,
+        )
+    };
+    for recs in [
+        vec![keyed(&one, "int-one")],
+        vec![keyed(b"kept", "committed")],
+    ] {
+        let b = encode_batch(&recs, Compression::None).expect("encode");
+        let v = validate(&b, usize::MAX).expect("valid");
+        log.append(&[(v[0].0, &b[..])], 0).expect("append");
+    }
+    // Producer 7 overwrites `kept` in a transaction that aborts; producer 8 commits one.
+    put_txn(&log, 7, 0, &[(b"kept".to_vec(), "aborted")]);
+    log.append_marker(7, 0, false, 3, 0).expect("abort marker");
+    put_txn(&log, 8, 0, &[(b"other".to_vec(), "v")]);
+    log.append_marker(8, 0, true, 3, 0).expect("commit marker");
+    // Producer 9's transaction is still open: nothing from it on may be cleaned.
+    put_txn(&log, 9, 0, &[(b"kept".to_vec(), "undecided")]);
+    log.roll_now().expect("roll");
+    let end = log.log_end_offset();
+    let mut map = OffsetMap::with_memory(1 << 20);
+    let _ = log.clean(end, 10_000, &mut map, &no_stop).expect("clean");
+    let after = read_all(&log);
+    let values: Vec<(&str, Option<&str>)> = after
+        .iter()
+        .map(|(_, k, v)| (k.as_str(), v.as_deref()))
+        .collect();
+    assert!(
+        after
+            .iter()
+            .any(|(o, _, v)| *o == 0 && v.as_deref() == Some("int-one")),
+        "a marker's key removed the record with key 1: {values:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(o, _, v)| *o == 1 && v.as_deref() == Some("committed")),
+        "an aborted or undecided record removed the committed one: {values:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(_, _, v)| v.as_deref() == Some("undecided")),
+        "the open transaction's record is past the last stable offset and stays"
+    );
+    // The deposed coordinator (epoch 2 < 3) may not write producer 8's markers any more.
+    assert!(matches!(
+        log.append_marker(8, 0, true, 2, 0),
+        Err(LogError::Producer(
+            crate::storage::producers::ProducerError::CoordinatorFenced { current: 3, got: 2 }
+        ))
+    ));
+}

@@ -32,6 +32,7 @@ pub struct Sources {
     pub controller: Handle,
     pub connections: Arc<Connections>,
     pub groups: Arc<crate::group::Coordinator>,
+    pub txns: Arc<crate::txn::Coordinator>,
     /// Where the console asks as a Kafka client: this broker's first listener without TLS or
     /// SASL, if it has one.
     pub console_bootstrap: Option<String>,
@@ -498,7 +499,48 @@ pub fn render(s: &Sources) -> String {
         )],
     );
     group_families(&mut out, s, &hosted);
+    txn_families(&mut out, s);
     out
+}
+
+/// The transaction coordinator's figures.
+fn txn_families(out: &mut String, s: &Sources) {
+    use std::sync::atomic::Ordering::Relaxed;
+    family(
+        out,
+        "strom_transactions",
+        "gauge",
+        "Transactional ids this broker coordinates, by state.",
+        &s.txns
+            .states()
+            .into_iter()
+            .map(|(st, n)| (format!("state=\"{st}\""), n as f64))
+            .collect::<Vec<_>>(),
+    );
+    let c = &s.txns.counters;
+    family(
+        out,
+        "strom_transactions_completed_total",
+        "counter",
+        "Transactions this broker's coordinator completed (every marker written), by outcome.",
+        &[
+            (
+                "result=\"commit\"".to_string(),
+                c.committed.load(Relaxed) as f64,
+            ),
+            (
+                "result=\"abort\"".to_string(),
+                c.aborted.load(Relaxed) as f64,
+            ),
+        ],
+    );
+    family(
+        out,
+        "strom_transactions_timed_out_total",
+        "counter",
+        "Transactions the coordinator aborted because they were open past transaction.timeout.ms.",
+        &[(String::new(), c.timed_out.load(Relaxed) as f64)],
+    );
 }
 
 /// Consumer groups this broker coordinates: how many in each state, and each committed

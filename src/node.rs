@@ -299,6 +299,7 @@ impl Node {
                 controller: handle.clone(),
                 connections: open_connections.clone(),
                 groups: groups.clone(),
+                txns: txns.clone(),
                 console_bootstrap: client_addrs
                     .iter()
                     .find(|(name, _)| {

@@ -78,6 +78,12 @@ impl Coordinator {
             match self.write(&shard, &id, Some(&done)).await {
                 Ok(()) => {
                     tracing::debug!(transactional_id = %id, commit, elapsed_ms = started.elapsed().as_millis() as u64, "transaction completed");
+                    let counter = if commit {
+                        &self.counters.committed
+                    } else {
+                        &self.counters.aborted
+                    };
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     *guard = Some(done);
                     return;
                 }

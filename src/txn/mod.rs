@@ -55,7 +55,17 @@ pub struct Listed {
     pub start_ms: i64,
 }
 
+/// What the coordinator has done since start (`/metrics`).
+#[derive(Default, Debug)]
+pub struct TxnCounters {
+    pub committed: std::sync::atomic::AtomicU64,
+    pub aborted: std::sync::atomic::AtomicU64,
+    /// Aborted by the coordinator: open past their `transaction.timeout.ms`.
+    pub timed_out: std::sync::atomic::AtomicU64,
+}
+
 pub struct Coordinator {
+    pub counters: TxnCounters,
     config: Arc<Config>,
     controller: Handle,
     replicas: Arc<ReplicaManager>,
@@ -80,6 +90,7 @@ impl Coordinator {
         peers: Arc<ClientSecurity>,
     ) -> Self {
         Coordinator {
+            counters: TxnCounters::default(),
             config,
             controller,
             replicas,
@@ -375,6 +386,21 @@ impl Coordinator {
             }
         }
         out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        out
+    }
+
+    /// How many transactional ids this broker coordinates, by state (`/metrics`; an id whose
+    /// lock is held at that moment is left out).
+    pub fn states(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();
+        let mut out = std::collections::BTreeMap::new();
+        for (_, cell) in shards.iter().flat_map(|s| s.all()) {
+            if let Ok(guard) = cell.try_lock() {
+                if let Some(m) = guard.as_ref() {
+                    *out.entry(m.state.name()).or_insert(0) += 1;
+                }
+            }
+        }
         out
     }
 

@@ -208,6 +208,9 @@ impl Coordinator {
                     continue;
                 }
                 tracing::info!(transactional_id = %id, producer_id = abort.producer_id, epoch = abort.epoch, timeout_ms = abort.timeout_ms, "aborting a transaction open past its timeout");
+                self.counters
+                    .timed_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 *guard = Some(abort);
                 drop(guard);
                 self.spawn_completion(&shard, &id);

@@ -495,4 +495,18 @@ print(json.dumps({"seen": seen}))
         12,
         "10 records, 2 markers"
     );
+    // The coordinator counts what it completed.
+    let completed = |result: &str| {
+        crate::metrics::metric(
+            &broker,
+            &format!("strom_transactions_completed_total{{result=\"{result}\"}}"),
+        )
+    };
+    wait_until("both transactions counted", T, || {
+        completed("commit") == Some(1.0) && completed("abort") == Some(1.0)
+    });
+    assert_eq!(
+        crate::metrics::metric(&broker, "strom_transactions{state=\"CompleteAbort\"}"),
+        Some(1.0)
+    );
 }

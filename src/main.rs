@@ -63,6 +63,10 @@ enum Command {
     /// Consumer groups: list, describe (members, offsets, lag), reset offsets.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Transactions: list every transactional id, describe one (ListTransactions,
+    /// DescribeTransactions).
+    #[command(subcommand)]
+    Txn(TxnCommand),
     /// ACLs: add, list, remove (CreateAcls, DescribeAcls, DeleteAcls).
     #[command(subcommand)]
     Acl(AclCommand),
@@ -320,6 +324,23 @@ enum GroupCommand {
 }
 
 #[derive(Subcommand)]
+enum TxnCommand {
+    /// Every transactional id in the cluster: its coordinator, producer id and state.
+    List {
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// One transactional id: producer and epoch, state, timeout, the open transaction's
+    /// partitions and start time.
+    Describe {
+        /// The transactional id.
+        id: String,
+        #[command(flatten)]
+        reach: Reach,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClusterCommand {
     /// The metadata quorum (leader, term, voters and their lag) and every broker's state.
     Status {
@@ -454,6 +475,16 @@ fn main() -> std::process::ExitCode {
                     std::process::ExitCode::FAILURE
                 }
             }
+        }
+        Some(Command::Txn(cmd)) => {
+            use strom::tools::txn;
+            let r = match cmd {
+                TxnCommand::List { reach: r } => reach(&r).and_then(|b| txn::list(&b)),
+                TxnCommand::Describe { id, reach: r } => {
+                    reach(&r).and_then(|b| txn::describe(&b, &id))
+                }
+            };
+            report(r)
         }
         Some(Command::Group(cmd)) => {
             use strom::tools::group;

@@ -10,6 +10,7 @@ mod member;
 pub mod reassign;
 pub mod security;
 pub mod topic;
+pub mod txn;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -217,6 +217,29 @@ fn read_committed_consumers_see_committed_transactions_whole_and_aborted_ones_ne
         want.len(),
         "nothing of the open transaction is read"
     );
+    // `strom txn` shows the open transaction, its partitions, and every id.
+    let cli = |args: &[&str]| {
+        let mut all = vec!["txn"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--bootstrap", &bs]);
+        crate::harness::strom_cli(&all, "")
+    };
+    let (ok, out, err) = cli(&["describe", "tx-main"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("state:            Ongoing"), "{out}");
+    assert!(
+        out.contains("ta-0") && out.contains("ta-1") && out.contains("tb-0"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&["list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("tx-main") && l.ends_with("Ongoing")),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&["describe", "nobody"]);
+    assert!(!ok && err.contains("not known"), "{err}");
     p.commit_transaction(T).expect("commit");
     for (t, part) in parts {
         wait_until("the LSO passes the commit", T, || {

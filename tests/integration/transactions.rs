@@ -129,6 +129,8 @@ fn committed(bootstrap: &str, group: &str, topic: &str, partition: i32) -> i64 {
 
 #[test]
 fn read_committed_consumers_see_committed_transactions_whole_and_aborted_ones_never() {
+    // Three nodes: kept apart from the chaos scenarios' failover timings.
+    let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &[]);
     let bs = start_three(&mut cluster);
     assert_eq!(create_topic(&bs, "ta", 2, 3), Some(0));
@@ -250,6 +252,8 @@ fn read_committed_consumers_see_committed_transactions_whole_and_aborted_ones_ne
 
 #[test]
 fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
+    // Three nodes: kept apart from the chaos scenarios' failover timings.
+    let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &[]);
     let bs = start_three(&mut cluster);
     assert_eq!(create_topic(&bs, "tf", 1, 3), Some(0));
@@ -406,6 +410,8 @@ fn a_transaction_left_open_by_a_dead_producer_is_aborted_after_its_timeout() {
 
 #[test]
 fn a_commit_survives_the_sigkill_of_the_transaction_coordinator() {
+    // Three nodes: kept apart from the chaos scenarios' failover timings.
+    let _quiet = crate::harness::timing_sensitive();
     let mut cluster = Cluster::new(3, &[]);
     let bs = start_three(&mut cluster);
     assert_eq!(create_topic(&bs, "tk", 3, 3), Some(0));

@@ -504,6 +504,21 @@ impl ReplicaManager {
         records: &[u8],
         min_isr: Option<usize>,
     ) -> Result<Write, ProduceError> {
+        let partition = self.writable(image, tp)?;
+        let produced = partition.append_records(records, min_isr)?;
+        Ok(Write {
+            produced,
+            partition,
+        })
+    }
+
+    /// The partition this node leads in `image`, if it may take writes: only while it holds its
+    /// lease from the quorum.
+    fn writable(
+        &self,
+        image: &Arc<MetadataImage>,
+        tp: &TopicPartition,
+    ) -> Result<Arc<Partition>, ProduceError> {
         let partition = self
             .leader_partition(image, tp)
             .map_err(ProduceError::Partition)?;
@@ -515,11 +530,7 @@ impl ReplicaManager {
                 epoch: partition.leader_epoch(),
             }));
         }
-        let produced = partition.append_records(records, min_isr)?;
-        Ok(Write {
-            produced,
-            partition,
-        })
+        Ok(partition)
     }
 
     /// Writes a transaction marker (WriteTxnMarkers) to a partition this node leads in
@@ -534,15 +545,7 @@ impl ReplicaManager {
         commit: bool,
         coordinator_epoch: i32,
     ) -> Result<Write, ProduceError> {
-        let partition = self
-            .leader_partition(image, tp)
-            .map_err(ProduceError::Partition)?;
-        if !self.controller.lease_held() {
-            return Err(ProduceError::Partition(PartitionError::NotLeader {
-                leader: -1,
-                epoch: partition.leader_epoch(),
-            }));
-        }
+        let partition = self.writable(image, tp)?;
         let epoch = partition.leader_epoch();
         let offset = partition
             .append_marker(producer_id, producer_epoch, commit, coordinator_epoch)

@@ -248,16 +248,7 @@ impl ProducerState {
         if h.base_sequence < 0 && !h.is_transactional() {
             return;
         }
-        let entry = self
-            .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                batches: VecDeque::new(),
-                last_timestamp: i64::MIN,
-                txn_first: None,
-                coordinator_epoch: -1,
-            });
+        let entry = self.entry(h);
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -280,10 +271,9 @@ impl ProducerState {
         }
     }
 
-    /// A marker at `offset` ends the producer's open transaction (if it has one).
-    fn end_txn(&mut self, h: &BatchHeader, offset: Offset, marker: Option<ControlRecord>) {
-        let entry = self
-            .producers
+    /// The batch's producer's entry, new at the batch's epoch if it had none.
+    fn entry(&mut self, h: &BatchHeader) -> &mut ProducerEntry {
+        self.producers
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
@@ -291,7 +281,12 @@ impl ProducerState {
                 last_timestamp: i64::MIN,
                 txn_first: None,
                 coordinator_epoch: -1,
-            });
+            })
+    }
+
+    /// A marker at `offset` ends the producer's open transaction (if it has one).
+    fn end_txn(&mut self, h: &BatchHeader, offset: Offset, marker: Option<ControlRecord>) {
+        let entry = self.entry(h);
         if h.producer_epoch > entry.epoch {
             // The coordinator bumped the epoch (a fenced or timed-out producer): its sequences
             // start again.

@@ -190,6 +190,17 @@ impl Coordinator {
         Ok(shard)
     }
 
+    /// The shard and cell of an id that was initialized here; `missing` when it was not.
+    async fn existing(
+        &self,
+        transactional_id: &str,
+        missing: TxnError,
+    ) -> Result<(Arc<Shard>, shard::Cell), TxnError> {
+        let shard = self.shard_for(transactional_id).await?;
+        let cell = shard.existing(transactional_id).ok_or(missing)?;
+        Ok((shard, cell))
+    }
+
     /// Writes `meta` (None: a tombstone) for `transactional_id` to the shard's partition and
     /// waits until it is replicated. The caller holds the id's lock.
     async fn write(
@@ -287,10 +298,9 @@ impl Coordinator {
         producer: (i64, i16),
         partitions: &[(String, i32)],
     ) -> Result<(), TxnError> {
-        let shard = self.shard_for(transactional_id).await?;
-        let cell = shard
-            .existing(transactional_id)
-            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        let (shard, cell) = self
+            .existing(transactional_id, TxnError::InvalidProducerIdMapping)
+            .await?;
         let mut guard = cell.lock().await;
         let Some(meta) = guard.as_ref() else {
             return Err(TxnError::InvalidProducerIdMapping);
@@ -333,10 +343,9 @@ impl Coordinator {
         producer: (i64, i16),
         commit: bool,
     ) -> Result<(), TxnError> {
-        let shard = self.shard_for(transactional_id).await?;
-        let cell = shard
-            .existing(transactional_id)
-            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        let (shard, cell) = self
+            .existing(transactional_id, TxnError::InvalidProducerIdMapping)
+            .await?;
         let mut guard = cell.lock().await;
         let Some(meta) = guard.as_ref() else {
             return Err(TxnError::InvalidProducerIdMapping);
@@ -361,10 +370,9 @@ impl Coordinator {
 
     /// DescribeTransactions: the id's state.
     pub async fn describe(&self, transactional_id: &str) -> Result<TxnMeta, TxnError> {
-        let shard = self.shard_for(transactional_id).await?;
-        let cell = shard
-            .existing(transactional_id)
-            .ok_or(TxnError::UnknownTransactionalId)?;
+        let (_, cell) = self
+            .existing(transactional_id, TxnError::UnknownTransactionalId)
+            .await?;
         let guard = cell.lock().await;
         guard.clone().ok_or(TxnError::UnknownTransactionalId)
     }

@@ -460,7 +460,6 @@ fn a_static_member_restarting_within_its_session_causes_no_rebalance() {
 /// commit is visible to librdkafka.
 #[test]
 fn kafka_python_joins_a_group_and_commits() {
-    let deps = crate::harness::python_deps();
     let b = Broker::start(GROUP_SETS);
     let boot = b.bootstrap();
     produce(&boot, "py", "p", 120);
@@ -479,20 +478,7 @@ c.commit()
 print(json.dumps({"seen": seen, "assigned": sorted(tp.partition for tp in c.assignment())}))
 c.close()
 "#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&boot)
-        .env("PYTHONPATH", &deps)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kafka-python failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json from python");
+    let v = crate::harness::python_json(script, &boot);
     assert_eq!(v["seen"], 120);
     assert_eq!(v["assigned"], serde_json::json!([0, 1, 2, 3, 4, 5]));
 

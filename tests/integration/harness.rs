@@ -504,6 +504,25 @@ pub fn python_deps() -> PathBuf {
     deps
 }
 
+/// Runs a Python `script` (with the pinned clients on its path) given `bootstrap` as its
+/// argument; it must succeed and print one JSON value, which is returned.
+pub fn python_json(script: &str, bootstrap: &str) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(bootstrap)
+        .env("PYTHONPATH", python_deps())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Python client failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("json from python")
+}
+
 /// One record batch (v2, not idempotent) holding one record: `value` under `key`, stamped `ts`,
 /// compressed with `compression` — the hand-made batch the wire-level tests send.
 pub fn one_record_batch(

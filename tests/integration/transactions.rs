@@ -467,7 +467,6 @@ fn a_commit_survives_the_sigkill_of_the_transaction_coordinator() {
 
 #[test]
 fn kafka_pythons_transactional_producer_commits_and_aborts() {
-    let deps = crate::harness::python_deps();
     let broker = Broker::start(&[]);
     let bs = broker.bootstrap();
     assert_eq!(create_topic(&bs, "pyt", 1, 1), Some(0));
@@ -495,20 +494,7 @@ seen = [m.value.decode() for m in c]
 c.close()
 print(json.dumps({"seen": seen}))
 "#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&bs)
-        .env("PYTHONPATH", &deps)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kafka-python failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json from python");
+    let v = crate::harness::python_json(script, &bs);
     let kept: Vec<String> = (0..5).map(|i| format!("kept-{i}")).collect();
     assert_eq!(
         v["seen"],

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
@@ -133,7 +133,12 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                 .with_topics(vec![CreatableTopic::default()
                     .with_name(TopicName(StrBytes::from_string(name.to_string())))
                     .with_num_partitions(PARTITIONS)
-                    .with_replication_factor(3)]);
+                    .with_replication_factor(3)
+                    // Each acknowledgement then says when its leader appended it: the
+                    // zombie-acks check compares that with elections.
+                    .with_configs(vec![CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str("message.timestamp.type"))
+                        .with_value(Some(StrBytes::from_static_str("LogAppendTime")))])]);
             c.call::<_, CreateTopicsResponse>(ApiKey::CreateTopics, 7, &req)
                 .is_ok_and(|r| r.topics[0].error_code == 0 || r.topics[0].error_code == 36)
         })

@@ -25,6 +25,9 @@ pub struct Ack {
     pub offset: i64,
     pub sent: Duration,
     pub acked: Duration,
+    /// When the leader appended it, into the run: the topic stamps batches with the broker's
+    /// clock (LogAppendTime), which the acknowledgement carries back.
+    pub appended: Option<Duration>,
 }
 
 /// One record read from the log (live or in the final read).
@@ -48,6 +51,8 @@ pub fn parse(payload: &[u8]) -> Option<(u32, u64)> {
 struct Recorder {
     producer: u32,
     start: Instant,
+    /// `start` on the wall clock, in Unix milliseconds (what LogAppendTime is measured in).
+    start_unix_ms: i64,
     acks: Mutex<Vec<Ack>>,
     failures: Mutex<Vec<String>>,
 }
@@ -59,18 +64,27 @@ impl ProducerContext for Recorder {
     fn delivery(&self, r: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
         let (seq, sent) = *opaque;
         match r {
-            Ok(m) => self
-                .acks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Ack {
-                    producer: self.producer,
-                    seq,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    sent,
-                    acked: self.start.elapsed(),
-                }),
+            Ok(m) => {
+                let acked = self.start.elapsed();
+                let appended = match m.timestamp() {
+                    rdkafka::Timestamp::LogAppendTime(ms) => Some(Duration::from_millis(
+                        (ms - self.start_unix_ms).max(0) as u64,
+                    )),
+                    _ => None,
+                };
+                self.acks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Ack {
+                        producer: self.producer,
+                        seq,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        sent,
+                        acked,
+                        appended,
+                    })
+            }
             Err((e, _)) => self
                 .failures
                 .lock()
@@ -105,6 +119,7 @@ pub fn run(
             let ctx = Recorder {
                 producer: id,
                 start,
+                start_unix_ms: unix_ms_at(start),
                 acks: Mutex::new(Vec::new()),
                 failures: Mutex::new(Vec::new()),
             };
@@ -199,6 +214,14 @@ pub fn run(
         out.live.extend(r.join().unwrap_or_default());
     }
     out
+}
+
+/// `at` on the wall clock, in Unix milliseconds.
+pub fn unix_ms_at(at: Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(at.elapsed()).as_millis() as i64
 }
 
 /// A member of the workload's consumer group.

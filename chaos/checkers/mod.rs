@@ -82,14 +82,14 @@ pub fn all(o: &Observed) -> Vec<Check> {
         group::check(o),
         replicas::check(o),
         full_isr::check(o),
-        zombie::check(o),
     ];
+    checks.extend(zombie::check(o));
     checks.extend(txn::check(o));
     if o.acks_setting != -1 {
         // Without acks=all (and so without idempotence) records may be lost with a dead
         // leader, and retried into duplicates or out of order; zombie acks still may not.
         for c in &mut checks {
-            c.informational = matches!(
+            c.informational |= matches!(
                 c.name,
                 "lost" | "duplicated" | "reordered" | "group-skipped"
             );

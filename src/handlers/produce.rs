@@ -36,6 +36,7 @@ pub struct Staged {
     leaders_moved: Vec<i32>,
     timeout: Duration,
     image: Arc<MetadataImage>,
+    acks: i16,
 }
 
 pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> ProduceResponse {
@@ -153,6 +154,7 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
         leaders_moved,
         timeout,
         image,
+        acks: req.acks,
     }
 }
 
@@ -178,6 +180,21 @@ pub async fn complete(ctx: &Context, mut done: Staged) -> ProduceResponse {
             );
         }
         *resp = failed;
+    }
+    if done.acks == 1 && !ctx.controller.lease_held() {
+        // The lease ran out between the append and this answer (a stalled task, a long
+        // queue): another leader may be elected by now, so these appends are not acknowledged.
+        for resp in done
+            .responses
+            .iter_mut()
+            .flat_map(|t| t.partition_responses.iter_mut())
+            .filter(|r| r.error_code == 0)
+        {
+            *resp = PartitionProduceResponse::default()
+                .with_index(resp.index)
+                .with_error_code(Refusal::NotLeaderOrFollower.code())
+                .with_current_leader(LeaderIdAndEpoch::default().with_leader_id(broker(-1)));
+        }
     }
     let endpoints = super::leader_endpoints(ctx, &done.image, &done.leaders_moved)
         .into_iter()

@@ -25,6 +25,8 @@ pub struct Node {
     pub cut: bool,
     /// Cut off from the other nodes only: clients still reach it (netns clusters only).
     pub isolated: bool,
+    /// Sent SIGTERM (a controlled shutdown); `heal` reaps it and starts it again.
+    pub stopping: bool,
 }
 
 /// The namespaces and bridge of a netns cluster.
@@ -113,6 +115,7 @@ impl ChaosCluster {
                 paused: false,
                 cut: false,
                 isolated: false,
+                stopping: false,
             });
         }
         let layout = Layout {
@@ -270,6 +273,16 @@ impl ChaosCluster {
         node.paused = false;
     }
 
+    /// SIGTERM: the node moves its leadership away and exits on its own (a controlled
+    /// shutdown); `heal` reaps it — killing it if it has not finished — and starts it again.
+    pub fn terminate(&mut self, id: i32) {
+        let node = self.node(id);
+        if let Some(c) = &node.child {
+            signal(c.id(), libc::SIGTERM);
+            node.stopping = true;
+        }
+    }
+
     pub fn pause(&mut self, id: i32) {
         let node = self.node(id);
         if let Some(c) = &node.child {
@@ -303,6 +316,18 @@ impl ChaosCluster {
             if self.nodes[id as usize - 1].paused {
                 self.resume(id);
             }
+            if self.nodes[id as usize - 1].stopping {
+                let node = self.node(id);
+                node.stopping = false;
+                if let Some(c) = node.child.as_mut() {
+                    if !matches!(c.try_wait(), Ok(Some(_))) {
+                        eprintln!(
+                            "chaos: node {id} had not finished its controlled shutdown; killing it"
+                        );
+                    }
+                }
+                self.kill(id);
+            }
             if !self.is_running(id) {
                 self.start(id)?;
             }
@@ -328,7 +353,7 @@ impl ChaosCluster {
     pub fn any_live(&self) -> Option<String> {
         self.nodes
             .iter()
-            .find(|n| n.child.is_some() && !n.paused && !n.cut && !n.isolated)
+            .find(|n| n.child.is_some() && !n.paused && !n.cut && !n.isolated && !n.stopping)
             .map(|n| format!("{}:{}", n.host, n.port))
     }
 

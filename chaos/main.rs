@@ -1,5 +1,5 @@
 //! `chaos/run` entry point: `cargo run --release --example chaos -- --duration 60s --seed 7 --out DIR
-//! [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader] [--netns]
+//! [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader,stop-leader] [--netns]
 //! [--acks 1] [--txn]`.
 
 #[path = "mod.rs"]
@@ -29,7 +29,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader] [--netns] [--acks 1] [--txn] [--bin PATH]\n  --netns puts each node in its own network namespace (root, iproute2); cut-leader and isolate-leader need it and are in the default faults only then\n  --acks 1 runs plain acks=1 producers: lost records are then reported, not failures, and zombie_acks (acknowledged by a replaced leader) must be 0\n  --txn adds a transactional consume-transform-produce processor (read_committed, offsets in the transaction, every fifth transaction aborted) and its checkers; the fault kill-txn-coordinator joins the defaults");
+        println!("chaos/run --duration 60s --seed N --out DIR [--faults kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader,stop-leader] [--netns] [--acks 1] [--txn] [--bin PATH]\n  --netns puts each node in its own network namespace (root, iproute2); cut-leader and isolate-leader need it and are in the default faults only then\n  --acks 1 runs plain acks=1 producers: lost records are then reported, not failures, and zombie_acks (acknowledged by a replaced leader) must be 0\n  --txn adds a transactional consume-transform-produce processor (read_committed, offsets in the transaction, every fifth transaction aborted) and its checkers; the fault kill-txn-coordinator joins the defaults");
         return std::process::ExitCode::SUCCESS;
     }
     let duration = arg(&args, "--duration")
@@ -41,9 +41,9 @@ fn main() -> std::process::ExitCode {
     let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "chaos-out".into()));
     let netns = args.iter().any(|a| a == "--netns");
     let default_faults = if netns {
-        "kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader"
+        "kill-leader,kill-controller,kill-two,pause-leader,cut-leader,isolate-leader,stop-leader"
     } else {
-        "kill-leader,kill-controller,kill-two,pause-leader"
+        "kill-leader,kill-controller,kill-two,pause-leader,stop-leader"
     };
     let txn = args.iter().any(|a| a == "--txn");
     let default_faults = if txn {

@@ -26,6 +26,9 @@ pub enum Fault {
     /// reach it (netns clusters), then heal: without its lease it would keep acknowledging
     /// writes after another leader is elected.
     IsolateLeader,
+    /// SIGTERM the leader of a chosen partition (a controlled shutdown: it hands its
+    /// leadership over before it exits), restart it later.
+    StopLeader,
     /// SIGKILL the transaction coordinator of the transactional workload's id, restart it
     /// later.
     KillTxnCoordinator,
@@ -41,6 +44,7 @@ impl Fault {
             "cut-leader" => Some(Fault::CutLeader),
             "isolate-leader" => Some(Fault::IsolateLeader),
             "kill-txn-coordinator" => Some(Fault::KillTxnCoordinator),
+            "stop-leader" => Some(Fault::StopLeader),
             _ => None,
         }
     }
@@ -54,6 +58,7 @@ impl Fault {
             Fault::CutLeader => "cut-leader",
             Fault::IsolateLeader => "isolate-leader",
             Fault::KillTxnCoordinator => "kill-txn-coordinator",
+            Fault::StopLeader => "stop-leader",
         }
     }
 }
@@ -162,7 +167,11 @@ pub fn run(
         let led = leaders(&c, topic);
         let n = c.nodes.len() as u64;
         let victims: Vec<i32> = match fault {
-            Fault::KillLeader | Fault::PauseLeader | Fault::CutLeader | Fault::IsolateLeader => {
+            Fault::KillLeader
+            | Fault::PauseLeader
+            | Fault::CutLeader
+            | Fault::IsolateLeader
+            | Fault::StopLeader => {
                 let live: Vec<i32> = led.iter().map(|l| l.1).filter(|l| *l > 0).collect();
                 if live.is_empty() {
                     continue;
@@ -191,6 +200,7 @@ pub fn run(
         for v in &victims {
             match fault {
                 Fault::PauseLeader => c.pause(*v),
+                Fault::StopLeader => c.terminate(*v),
                 Fault::CutLeader => {
                     if let Err(e) = c.cut(*v) {
                         eprintln!("chaos: cannot cut node {v}: {e}");

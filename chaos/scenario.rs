@@ -92,7 +92,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         .map(|f| {
             Fault::parse(f).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader, cut-leader, isolate-leader, kill-txn-coordinator)"
+                    "unknown fault `{f}` (kill-leader, kill-controller, kill-two, pause-leader, cut-leader, isolate-leader, stop-leader, kill-txn-coordinator)"
                 )
             })
         })

@@ -19,6 +19,20 @@ pub struct FaultReport {
     /// From the fault to the first acknowledgement of a record sent after it, on the partitions hit.
     pub window_ms: Option<u64>,
     pub latency_ms: Percentiles,
+    /// The longest any write to the partitions hit waited for its acknowledgement, of those
+    /// sent from 1 s before the fault until it was undone: how long producers stalled.
+    pub stall_ms: u64,
+}
+
+/// The longest acknowledgement wait of a record to one of `partitions` (all when empty) sent
+/// from 1 s before `at` until `until`.
+pub fn stall(acks: &[Ack], partitions: &[i32], at: Duration, until: Duration) -> u64 {
+    acks.iter()
+        .filter(|a| partitions.is_empty() || partitions.contains(&a.partition))
+        .filter(|a| a.sent + Duration::from_secs(1) >= at && a.sent < until)
+        .map(|a| a.acked.saturating_sub(a.sent).as_millis() as u64)
+        .max()
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -143,6 +157,7 @@ impl Report {
                     partitions: e.partitions.clone(),
                     window_ms: window,
                     latency_ms: percentiles(around),
+                    stall_ms: stall(acks, &e.partitions, e.at, e.healed_at),
                 }
             })
             .collect();
@@ -193,6 +208,7 @@ impl Report {
                 "nodes": f.nodes,
                 "partitions": f.partitions,
                 "unavailable_ms": f.window_ms,
+                "stall_ms": f.stall_ms,
                 "latency_ms": {"p50": f.latency_ms.p50, "p99": f.latency_ms.p99, "p999": f.latency_ms.p999, "max": f.latency_ms.max},
             })).collect::<Vec<_>>(),
             "checks": self.checks.iter().map(|c| serde_json::json!({
@@ -246,11 +262,12 @@ impl Report {
                 .unwrap_or_else(|| "no write after it".into());
             let _ = writeln!(
                 s,
-                "  {:>7.1}s {:<16} nodes {:?} partitions {:?}: unavailable {window}; latency p50 {} p99 {} max {} ms",
+                "  {:>7.1}s {:<16} nodes {:?} partitions {:?}: unavailable {window}, stalled {} ms; latency p50 {} p99 {} max {} ms",
                 f.at_ms as f64 / 1000.0,
                 f.fault,
                 f.nodes,
                 f.partitions,
+                f.stall_ms,
                 f.latency_ms.p50,
                 f.latency_ms.p99,
                 f.latency_ms.max
@@ -394,7 +411,32 @@ mod tests {
             partitions: Vec::new(),
             window_ms: window,
             latency_ms: Percentiles::default(),
+            stall_ms: 0,
         }
+    }
+
+    #[test]
+    fn a_stall_is_the_longest_wait_on_the_partitions_hit_while_the_fault_lasts() {
+        let ack = |partition, sent_ms, acked_ms| Ack {
+            producer: 0,
+            seq: 0,
+            partition,
+            offset: 0,
+            sent: Duration::from_millis(sent_ms),
+            acked: Duration::from_millis(acked_ms),
+            appended: None,
+        };
+        let acks = [
+            ack(0, 9_500, 9_900),   // sent just before the fault, waited through it: 400
+            ack(0, 10_100, 10_350), // 250
+            ack(1, 10_000, 12_000), // another partition: not counted
+            ack(0, 8_000, 9_000),   // long before the fault: not counted
+            ack(0, 13_000, 14_000), // after it was undone: not counted
+        ];
+        let (at, until) = (Duration::from_secs(10), Duration::from_secs(13));
+        assert_eq!(stall(&acks, &[0], at, until), 400);
+        assert_eq!(stall(&acks, &[], at, until), 2_000);
+        assert_eq!(stall(&acks, &[2], at, until), 0);
     }
 
     #[test]

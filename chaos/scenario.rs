@@ -311,5 +311,22 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         })
         .collect();
     std::fs::write(opts.out.join("elections.txt"), elections)?;
+    if std::env::var_os("CHAOS_ACKS_CSV").is_some() {
+        // Every acknowledgement (ms into the run), for looking at one stall closely.
+        let mut csv = String::from("producer,seq,partition,offset,sent_ms,acked_ms,appended_ms\n");
+        for a in &observed.acks {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                a.producer,
+                a.seq,
+                a.partition,
+                a.offset,
+                a.sent.as_millis(),
+                a.acked.as_millis(),
+                a.appended.map(|d| d.as_millis() as i64).unwrap_or(-1)
+            ));
+        }
+        std::fs::write(opts.out.join("acks.csv"), csv)?;
+    }
     Ok(report)
 }

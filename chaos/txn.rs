@@ -113,7 +113,8 @@ type TxnConsumer = BaseConsumer<Logger>;
 fn consumer(bootstrap: &str) -> TxnConsumer {
     let mut conf = ClientConfig::new();
     if let Ok(debug) = std::env::var("CHAOS_TXN_DEBUG") {
-        conf.set("debug", debug).set("log_level", "7");
+        conf.set("debug", debug)
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     } else {
         conf.set("log_level", "2");
     }

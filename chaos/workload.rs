@@ -57,7 +57,23 @@ struct Recorder {
     failures: Mutex<Vec<String>>,
 }
 
-impl ClientContext for Recorder {}
+/// With `CHAOS_PRODUCER_DEBUG=broker,topic,msg,...` the producers print librdkafka's own account
+/// of what they did (with the wall-clock time, to line it up with the nodes' logs).
+impl ClientContext for Recorder {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        if std::env::var_os("CHAOS_PRODUCER_DEBUG").is_some() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            eprintln!(
+                "rdkafka {}.{:03} p{} {level:?} {fac}: {line}",
+                now.as_secs(),
+                now.subsec_millis(),
+                self.producer
+            );
+        }
+    }
+}
 
 impl ProducerContext for Recorder {
     type DeliveryOpaque = Box<(u64, Duration)>;
@@ -124,6 +140,12 @@ pub fn run(
                 failures: Mutex::new(Vec::new()),
             };
             let mut config = ClientConfig::new();
+            if let Ok(debug) = std::env::var("CHAOS_PRODUCER_DEBUG") {
+                // The crate sets the client's level after creating it, from `set_log_level`.
+                config
+                    .set("debug", debug)
+                    .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+            }
             if acks == -1 {
                 config.set("enable.idempotence", "true").set("acks", "all");
             } else {
@@ -136,7 +158,14 @@ pub fn run(
                 .set("bootstrap.servers", &bootstrap)
                 .set("linger.ms", "2")
                 .set("message.timeout.ms", "120000")
-                .set("log_level", "3")
+                .set(
+                    "log_level",
+                    if std::env::var_os("CHAOS_PRODUCER_DEBUG").is_some() {
+                        "7"
+                    } else {
+                        "3"
+                    },
+                )
                 .create_with_context(ctx)
                 .expect("producer");
             let begun = Instant::now();

@@ -344,19 +344,39 @@ impl Node {
         &self.client_addrs
     }
 
-    /// Stops accepting, drains connections, stops background work, flushes every log and
-    /// writes its recovery point, then stops Raft. Bounded by `shutdown.timeout.ms`.
+    /// Moves this broker's leadership away (a controlled shutdown) and leaves the metadata
+    /// quorum, answers clients a little longer (`controlled.shutdown.linger.ms`), then stops
+    /// accepting, drains connections, stops background work, and flushes every log and writes
+    /// its recovery point. Bounded by `shutdown.timeout.ms`.
     pub async fn shutdown(self) {
         let limit = Duration::from_millis(self.config.shutdown_timeout_ms);
         // Controlled shutdown: stop heartbeating, then have the controller move our partitions'
         // leadership away while we still serve, so clients re-route before we go.
         self.liveness.cancel();
         let handle = self.controller.handle();
+        let mut quorum_left = false;
         match handle
             .controlled_shutdown(self.config.node_id, self.incarnation, limit / 4)
             .await
         {
-            Ok(()) => tracing::info!("leadership moved off this broker"),
+            Ok(()) => {
+                tracing::info!("leadership moved off this broker");
+                // Leave the metadata quorum now: were this node its leader, the others elect a
+                // new one only after it goes quiet, and until then no broker's lease is renewed
+                // (every leader would stop taking writes when the leases run out). A leader
+                // first runs one round of Raft heartbeats, which carries the commit of the
+                // leadership move: the followers learn it now, not from the next leader.
+                if handle.is_leader() {
+                    let _ = handle.confirm_leadership(limit / 8).await;
+                }
+                let _ = tokio::time::timeout(limit / 4, self.controller.shutdown()).await;
+                quorum_left = true;
+                // Clients learn the new leaders from their next answer here (KIP-951) rather
+                // than from a closed connection: librdkafka, losing the connection, forgets a
+                // partition's leader it had just learned and asks again a second later.
+                let linger = Duration::from_millis(self.config.shutdown_linger_ms).min(limit / 4);
+                tokio::time::sleep(linger).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "controlled shutdown not acknowledged; stopping anyway")
             }
@@ -374,7 +394,9 @@ impl Node {
         let _ = tokio::time::timeout(limit / 4, self.tasks.wait()).await;
         let replicas = self.replicas.clone();
         let _ = tokio::task::spawn_blocking(move || replicas.flush_all()).await;
-        let _ = tokio::time::timeout(limit / 4, self.controller.shutdown()).await;
+        if !quorum_left {
+            let _ = tokio::time::timeout(limit / 4, self.controller.shutdown()).await;
+        }
         tracing::info!("shutdown complete");
     }
 }

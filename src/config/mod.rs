@@ -157,6 +157,8 @@ pub struct Config {
     pub flush_check_interval_ms: u64,
     pub quorum_request_timeout_ms: u64,
     pub shutdown_timeout_ms: u64,
+    /// `controlled.shutdown.linger.ms`.
+    pub shutdown_linger_ms: u64,
     pub session_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     /// `broker.lease.ms`: 0 = no lease.
@@ -900,6 +902,7 @@ impl Config {
             flush_check_interval_ms: int("log.flush.scheduler.interval.ms") as u64,
             quorum_request_timeout_ms: int("controller.quorum.request.timeout.ms") as u64,
             shutdown_timeout_ms: int("shutdown.timeout.ms") as u64,
+            shutdown_linger_ms: int("controlled.shutdown.linger.ms") as u64,
             session_timeout_ms: int("broker.session.timeout.ms") as u64,
             heartbeat_interval_ms: int("broker.heartbeat.interval.ms") as u64,
             broker_lease_ms: int("broker.lease.ms") as u64,

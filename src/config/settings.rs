@@ -618,4 +618,10 @@ pub const SETTINGS: &[Setting] = &[
         1,
         "How long a clean shutdown may take before it is abandoned.",
     ),
+    int(
+        "controlled.shutdown.linger.ms",
+        "250",
+        0,
+        "Once a controlled shutdown has moved this broker's leadership away, keep answering clients this long (NOT_LEADER_OR_FOLLOWER naming the new leaders) before closing their connections, so they move on the answer rather than on a reconnect.",
+    ),
 ];

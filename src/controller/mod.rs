@@ -283,13 +283,15 @@ impl Controller {
     }
 
     /// Stops the quorum's tasks and the Raft node; its log is already durable.
+    /// Stops Raft first — the other voters' election clock starts at once, not after the gRPC
+    /// server has waited out its long-lived liveness streams — then the tasks.
     pub async fn shutdown(&self) {
         self.token.cancel();
-        self.tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
         if let Err(e) = self.handle.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
     }
 }
 

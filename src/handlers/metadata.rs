@@ -19,7 +19,7 @@ use super::{broker, errors, s, topic_name, Context};
 use crate::controller::{AdminDone, AdminError, AdminOp, NewTopic, MAX_PARTITIONS_PER_REQUEST};
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::protocol::{self, FrameError, Part, Reply};
-use crate::types::TopicId;
+use crate::types::{NodeId, TopicId};
 
 /// `i32::MIN`: authorized operations were not requested.
 const OPS_OMITTED: i32 = i32::MIN;
@@ -87,8 +87,10 @@ pub async fn reply(
     let Some(wanted) = wanted(&req, version) else {
         let image = ctx.controller.image();
         let controller = ctx.controller.controller_id().unwrap_or(-1);
-        // With ACLs the answer depends on who asks: not shared.
-        let shared = ctx.config.authorizer.is_none();
+        // With ACLs the answer depends on who asks, and with a leader found gone on what this
+        // node saw: not shared.
+        let shared =
+            ctx.config.authorizer.is_none() && ctx.replicas.unreachable_leaders().is_empty();
         if let Some(frame) = ctx
             .all_topics
             .get(&image, controller, version)
@@ -224,6 +226,7 @@ fn answer(
     wanted: Option<&[(Option<String>, TopicId)]>,
     errors_by_name: &BTreeMap<String, i16>,
 ) -> MetadataResponse {
+    let gone = ctx.replicas.unreachable_leaders();
     let topics: Vec<MetadataResponseTopic> = match wanted {
         // Topics the principal may not DESCRIBE are left out, or answered
         // TOPIC_AUTHORIZATION_FAILED when named (whether they exist or not).
@@ -231,7 +234,7 @@ fn answer(
             .topics
             .values()
             .filter(|t| ctx.may(Operation::Describe, acl::TOPIC, &t.name))
-            .map(|t| topic_entry(image, t))
+            .map(|t| topic_entry(image, t, &gone))
             .collect(),
         Some(list) => list
             .iter()
@@ -253,7 +256,7 @@ fn answer(
                         .with_topic_authorized_operations(OPS_OMITTED);
                 }
                 match found {
-                    Some(t) => topic_entry(image, t),
+                    Some(t) => topic_entry(image, t, &gone),
                     None => {
                         let code = name
                             .as_ref()
@@ -301,7 +304,14 @@ fn brokers(ctx: &Context, image: &MetadataImage) -> Vec<MetadataResponseBroker> 
         .collect()
 }
 
-fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
+/// One topic's entry. A partition whose leader is in `gone` (this node's fetchers found it gone;
+/// the controller has not moved its partitions yet) is answered without a leader, so clients
+/// ask again shortly rather than retry a dead broker.
+fn topic_entry(
+    image: &MetadataImage,
+    t: &TopicImage,
+    gone: &std::collections::HashSet<NodeId>,
+) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -313,7 +323,12 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
                 .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
                 .map(|r| broker(*r))
                 .collect();
-            let code = if p.leader < 0 {
+            let leader = if gone.contains(&p.leader) {
+                -1
+            } else {
+                p.leader
+            };
+            let code = if leader < 0 {
                 Refusal::LeaderNotAvailable.code()
             } else {
                 errors::NONE
@@ -321,7 +336,7 @@ fn topic_entry(image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(i as i32)
-                .with_leader_id(broker(p.leader))
+                .with_leader_id(broker(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().map(|r| broker(*r)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| broker(*r)).collect())

@@ -64,7 +64,60 @@ struct Fetcher {
     token: CancellationToken,
 }
 
+/// Leaders this node's fetchers found gone: the fetch connection broke (end of file, reset) or
+/// a new one was refused — what a dead process looks like — and no connection to them has
+/// succeeded since. A broker answering Metadata names no leader for their partitions (clients
+/// then ask again soon, instead of retrying the dead one until the controller has moved its
+/// partitions, which is what they learn from the next answer).
+#[derive(Default)]
+pub struct Unreachable {
+    since: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Unreachable {
+    fn mark(&self, leader: NodeId) {
+        self.lock().entry(leader).or_insert_with(Instant::now);
+    }
+
+    fn clear(&self, leader: NodeId) {
+        self.lock().remove(&leader);
+    }
+
+    /// The leaders found gone within the last `within` (after that the controller has fenced
+    /// them, or judged them alive: the suspicion ends).
+    pub fn leaders(&self, within: Duration) -> std::collections::HashSet<NodeId> {
+        self.lock()
+            .iter()
+            .filter(|(_, at)| at.elapsed() < within)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Instant>> {
+        self.since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether `e` is a connection that ended or was refused (not a slow or confused peer).
+fn gone(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::*;
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.kind(),
+                UnexpectedEof
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | BrokenPipe
+                    | ConnectionRefused
+            )
+        })
+}
+
 pub struct Fetchers {
+    /// Leaders found gone (see `Unreachable`), shared with the Metadata answers.
+    pub unreachable: Arc<Unreachable>,
     config: Arc<Config>,
     throttles: Arc<Throttles>,
     /// TLS and SASL towards other brokers' inter-broker listener.
@@ -83,6 +136,7 @@ impl Fetchers {
         token: CancellationToken,
     ) -> Fetchers {
         Fetchers {
+            unreachable: Arc::new(Unreachable::default()),
             config,
             throttles,
             security,
@@ -119,6 +173,7 @@ impl Fetchers {
                 security: self.security.clone(),
                 controller: self.controller.clone(),
                 slots: slots.clone(),
+                unreachable: self.unreachable.clone(),
             };
             tokio::spawn(task.run(token.clone()));
             Fetcher { slots, token }
@@ -170,6 +225,7 @@ struct FetchTask {
     security: Arc<ClientSecurity>,
     controller: Handle,
     slots: Arc<Mutex<HashMap<TopicPartition, Slot>>>,
+    unreachable: Arc<Unreachable>,
 }
 
 fn name(s: &str) -> TopicName {
@@ -226,8 +282,14 @@ impl FetchTask {
                     )
                     .await
                     {
-                        Ok(c) => conn = Some(c),
+                        Ok(c) => {
+                            self.unreachable.clear(self.leader);
+                            conn = Some(c)
+                        }
                         Err(e) => {
+                            if gone(&e) {
+                                self.unreachable.mark(self.leader);
+                            }
                             tracing::debug!(leader = self.leader, error = %e, "fetcher cannot connect")
                         }
                     },
@@ -261,9 +323,15 @@ impl FetchTask {
                 Err(e) => {
                     tracing::debug!(leader = self.leader, error = %e, "fetch round failed; reconnecting");
                     conn = None;
+                    // A connection that ended may be a process that died: say so at once (a
+                    // client asking for metadata now must not be sent back to it), and look
+                    // again soon — a connection made clears it.
+                    if gone(&e) {
+                        self.unreachable.mark(self.leader);
+                    }
                     tokio::select! {
                         _ = token.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                     }
                 }
             }

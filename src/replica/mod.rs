@@ -217,6 +217,14 @@ impl ReplicaManager {
         self.waits.sizes()
     }
 
+    /// Leaders this node's fetchers found gone within the session timeout (connection ended or
+    /// refused, none made since): Metadata names no leader for their partitions.
+    pub fn unreachable_leaders(&self) -> std::collections::HashSet<NodeId> {
+        self.fetchers
+            .unreachable
+            .leaders(Duration::from_millis(self.config.session_timeout_ms))
+    }
+
     /// The replication throttles (their rates and what they let through).
     pub fn throttles(&self) -> &throttle::Throttles {
         &self.throttles

@@ -1051,3 +1051,74 @@ fn wait_until_quietly(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// (partition, leader, ISR size) of `topic` as the broker at `addr` answers Metadata.
+fn leaders_seen_by(c: &mut Client, topic: &str) -> Option<Vec<(i32, i32, usize)>> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]));
+    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).ok()?;
+    Some(
+        md.topics
+            .first()?
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0, p.isr_nodes.len()))
+            .collect(),
+    )
+}
+
+/// A follower whose fetch connection to its leader ends with the leader's process answers
+/// Metadata naming no leader for that leader's partitions at once, not the dead broker until
+/// the controller has moved them (which takes at least its 100 ms confirmation): a client that
+/// lost its connection and asks then retries soon instead of waiting on the dead one.
+#[test]
+fn a_follower_names_no_leader_for_a_dead_leaders_partitions_before_the_controller_moves_them() {
+    let _quiet = crate::harness::timing_sensitive();
+    let mut cluster = Cluster::new(3, &[]);
+    let bs1 = start_three(&mut cluster);
+    assert_eq!(create_topic(&bs1, "gone", 3, 3), Some(0));
+    let (controller, _) = describe(&bs1).expect("describe");
+    // The controller's node follows the victim's partition: it answers.
+    let mut watcher = Client::connect(&cluster.bootstrap(controller)).expect("connect");
+    wait_until("every replica in sync", Duration::from_secs(20), || {
+        leaders_seen_by(&mut watcher, "gone")
+            .is_some_and(|ps| ps.len() == 3 && ps.iter().all(|p| p.1 > 0 && p.2 == 3))
+    });
+    let (partition, victim) = leaders_seen_by(&mut watcher, "gone")
+        .expect("metadata")
+        .into_iter()
+        .find(|p| p.1 != controller)
+        .map(|p| (p.0, p.1))
+        .expect("a partition led by a broker that is not the controller");
+    // Followers fetch continuously once in sync; give them a round.
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.node(victim).kill();
+    let killed = Instant::now();
+    let mut answers = Vec::new();
+    let replaced = loop {
+        let seen = leaders_seen_by(&mut watcher, "gone")
+            .and_then(|ps| ps.into_iter().find(|p| p.0 == partition))
+            .map(|p| p.1);
+        let at = killed.elapsed();
+        answers.push((at.as_millis(), seen));
+        if seen.is_some_and(|l| l > 0 && l != victim) {
+            break true;
+        }
+        if at > Duration::from_secs(10) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!("partition {partition}, leader {victim} killed; answers (ms, leader): {answers:?}");
+    assert!(replaced, "no new leader within 10 s: {answers:?}");
+    let late: Vec<_> = answers
+        .iter()
+        .filter(|(ms, leader)| *ms >= 80 && *leader == Some(victim))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the dead broker was still named leader 80 ms after its death: {late:?}"
+    );
+}

@@ -282,9 +282,9 @@ impl Controller {
         self.handle.clone()
     }
 
-    /// Stops the quorum's tasks and the Raft node; its log is already durable.
-    /// Stops Raft first — the other voters' election clock starts at once, not after the gRPC
-    /// server has waited out its long-lived liveness streams — then the tasks.
+    /// Stops the Raft node (its log is already durable), then the quorum's tasks: Raft first, so
+    /// the other voters' election clock starts at once, not after the gRPC server has waited
+    /// out its long-lived liveness streams.
     pub async fn shutdown(&self) {
         self.token.cancel();
         if let Err(e) = self.handle.raft.shutdown().await {

@@ -267,6 +267,14 @@ impl FetchTask {
     }
 
     async fn run(self, token: CancellationToken) {
+        let (unreachable, leader) = (self.unreachable.clone(), self.leader);
+        self.follow(token).await;
+        // Nothing here follows that leader any more: what was seen of it stops counting (a
+        // later death must be seen afresh, not hidden by an old mark's age).
+        unreachable.clear(leader);
+    }
+
+    async fn follow(self, token: CancellationToken) {
         let mut conn: Option<Connection> = None;
         loop {
             if token.is_cancelled() {

@@ -218,9 +218,7 @@ pub fn run(
         // record sent just before it is not counted as written after it.
         let happened = start.elapsed();
         // Wall-clock time, to line the fault up with the nodes' logs.
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let wall = super::workload::wall_clock();
         eprintln!(
             "chaos: {} nodes {victims:?} at {:.1}s (unix {}.{:03})",
             fault.name(),

@@ -62,9 +62,7 @@ struct Recorder {
 impl ClientContext for Recorder {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
         if std::env::var_os("CHAOS_PRODUCER_DEBUG").is_some() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
+            let now = wall_clock();
             eprintln!(
                 "rdkafka {}.{:03} p{} {level:?} {fac}: {line}",
                 now.as_secs(),
@@ -245,12 +243,16 @@ pub fn run(
     out
 }
 
+/// The wall clock, since the Unix epoch (to line chaos output up with the nodes' logs).
+pub fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// `at` on the wall clock, in Unix milliseconds.
 pub fn unix_ms_at(at: Instant) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    now.saturating_sub(at.elapsed()).as_millis() as i64
+    wall_clock().saturating_sub(at.elapsed()).as_millis() as i64
 }
 
 /// A member of the workload's consumer group.

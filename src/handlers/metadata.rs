@@ -3,7 +3,7 @@
 //! `auto.create.topics.enable` and the request both allow it. An all-topics answer is kept
 //! encoded per listener ([`AllTopics`]) until the image or the controller changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -89,8 +89,8 @@ pub async fn reply(
         let controller = ctx.controller.controller_id().unwrap_or(-1);
         // With ACLs the answer depends on who asks, and with a leader found gone on what this
         // node saw: not shared.
-        let shared =
-            ctx.config.authorizer.is_none() && ctx.replicas.unreachable_leaders().is_empty();
+        let gone = ctx.replicas.unreachable_leaders();
+        let shared = ctx.config.authorizer.is_none() && gone.is_empty();
         if let Some(frame) = ctx
             .all_topics
             .get(&image, controller, version)
@@ -98,7 +98,7 @@ pub async fn reply(
         {
             return Ok(with_correlation(frame, corr));
         }
-        let resp = answer(ctx, &image, controller, None, &BTreeMap::new());
+        let resp = answer(ctx, &image, controller, None, &BTreeMap::new(), &gone);
         let frame = protocol::encode_response(key, version, corr, &resp)?;
         if shared {
             ctx.all_topics
@@ -205,7 +205,8 @@ async fn named(
         }
     }
     let controller = ctx.controller.controller_id().unwrap_or(-1);
-    let mut resp = answer(ctx, &image, controller, Some(&list), &errors_by_name);
+    let gone = ctx.replicas.unreachable_leaders();
+    let mut resp = answer(ctx, &image, controller, Some(&list), &errors_by_name, &gone);
     if version < 12 {
         // Topic names are not nullable in answers before v12, and Kafka refuses lookups by id
         // there (v10-11 requests may carry them) with INVALID_REQUEST.
@@ -225,8 +226,8 @@ fn answer(
     controller: i32,
     wanted: Option<&[(Option<String>, TopicId)]>,
     errors_by_name: &BTreeMap<String, i16>,
+    gone: &HashSet<NodeId>,
 ) -> MetadataResponse {
-    let gone = ctx.replicas.unreachable_leaders();
     let topics: Vec<MetadataResponseTopic> = match wanted {
         // Topics the principal may not DESCRIBE are left out, or answered
         // TOPIC_AUTHORIZATION_FAILED when named (whether they exist or not).
@@ -234,7 +235,7 @@ fn answer(
             .topics
             .values()
             .filter(|t| ctx.may(Operation::Describe, acl::TOPIC, &t.name))
-            .map(|t| topic_entry(image, t, &gone))
+            .map(|t| topic_entry(image, t, gone))
             .collect(),
         Some(list) => list
             .iter()
@@ -256,7 +257,7 @@ fn answer(
                         .with_topic_authorized_operations(OPS_OMITTED);
                 }
                 match found {
-                    Some(t) => topic_entry(image, t, &gone),
+                    Some(t) => topic_entry(image, t, gone),
                     None => {
                         let code = name
                             .as_ref()
@@ -310,7 +311,7 @@ fn brokers(ctx: &Context, image: &MetadataImage) -> Vec<MetadataResponseBroker> 
 fn topic_entry(
     image: &MetadataImage,
     t: &TopicImage,
-    gone: &std::collections::HashSet<NodeId>,
+    gone: &HashSet<NodeId>,
 ) -> MetadataResponseTopic {
     let partitions = t
         .partitions

@@ -1122,3 +1122,51 @@ fn a_follower_names_no_leader_for_a_dead_leaders_partitions_before_the_controlle
         "the dead broker was still named leader 80 ms after its death: {late:?}"
     );
 }
+
+/// A leader sent SIGTERM moves its leadership away and then keeps answering for
+/// `controlled.shutdown.linger.ms` (250 ms) before it closes its connections: a client writing
+/// to it hears NOT_LEADER_OR_FOLLOWER for a while — librdkafka moves on that answer — instead of
+/// losing the connection as soon as the leadership has moved.
+#[test]
+fn a_stopping_leader_answers_not_leader_for_a_while_before_it_closes_connections() {
+    let _quiet = crate::harness::timing_sensitive();
+    let mut cluster = Cluster::new(3, &[]);
+    let bs1 = start_three(&mut cluster);
+    assert_eq!(create_topic(&bs1, "linger", 1, 3), Some(0));
+    let mut watcher = Client::connect(&bs1).expect("connect");
+    wait_until("every replica in sync", Duration::from_secs(20), || {
+        leaders_seen_by(&mut watcher, "linger")
+            .is_some_and(|ps| ps.len() == 1 && ps[0].1 > 0 && ps[0].2 == 3)
+    });
+    let victim = leaders_seen_by(&mut watcher, "linger").expect("metadata")[0].1;
+    let mut c = Client::connect(&cluster.bootstrap(victim)).expect("connect to the leader");
+    assert_eq!(
+        produce_acks_1(&mut c, "linger", 0),
+        Some(0),
+        "the leader takes writes"
+    );
+    let pid = cluster.node(victim).pid().expect("running") as i32;
+    crate::harness::signal(pid, libc::SIGTERM);
+    let stopped = Instant::now();
+    let mut answers = Vec::new();
+    loop {
+        let code = produce_acks_1(&mut c, "linger", 0);
+        answers.push((stopped.elapsed().as_millis(), code));
+        if code.is_none() || stopped.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.node(victim).terminate();
+    let refused: Vec<u128> = answers
+        .iter()
+        .filter(|(_, code)| *code == Some(6))
+        .map(|(ms, _)| *ms)
+        .collect();
+    let span = refused.last().zip(refused.first()).map(|(l, f)| l - f);
+    println!("SIGTERM to leader {victim}; answers (ms, error): {answers:?}");
+    assert!(
+        span.is_some_and(|s| s >= 150),
+        "NOT_LEADER_OR_FOLLOWER answered for {span:?} ms before the connection closed: {answers:?}"
+    );
+}

@@ -192,6 +192,9 @@ pub struct Config {
     pub socket_send_buffer: Option<u32>,
     pub socket_receive_buffer: Option<u32>,
     pub recovery_threads: usize,
+    /// Segment log files kept open at once (`log.max.open.files`; 0 resolved from the
+    /// process's open-file limit).
+    pub max_open_log_files: usize,
     /// Each client listener's security protocol and its TLS and SASL settings, by name.
     pub security: BTreeMap<String, ListenerSecurity>,
     /// SCRAM credentials the first controller writes when it forms the cluster.
@@ -927,6 +930,10 @@ impl Config {
             socket_send_buffer: u32::try_from(int("socket.send.buffer.bytes")).ok(),
             socket_receive_buffer: u32::try_from(int("socket.receive.buffer.bytes")).ok(),
             recovery_threads: int("num.recovery.threads.per.data.dir").max(1) as usize,
+            max_open_log_files: match int("log.max.open.files") {
+                n if n > 0 => n as usize,
+                _ => (open_file_limit() / 4).clamp(64, crate::storage::files::DEFAULT_LIMIT),
+            },
             security,
             scram_bootstrap,
             authorizer,
@@ -938,6 +945,22 @@ impl Config {
     /// Whether `name` was left at its built-in default (for DescribeConfigs' config source).
     pub fn is_default(&self, name: &str) -> bool {
         setting(name).is_some_and(|s| self.values.get(name).map(String::as_str) == Some(s.default))
+    }
+}
+
+/// The process's soft open-file limit (RLIMIT_NOFILE), or 1024 if it cannot be read.
+#[allow(unsafe_code)]
+fn open_file_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given, which lives on this stack.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if r == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
     }
 }
 

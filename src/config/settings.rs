@@ -415,6 +415,12 @@ pub const SETTINGS: &[Setting] = &[
         "SO_RCVBUF of client and replication connections; -1 keeps the kernel's autotuning (Kafka's default is 102400).",
     ),
     int(
+        "log.max.open.files",
+        "0",
+        0,
+        "strom: segment .log files kept open at once; past it the least recently used are closed and reopened on demand (idle partitions hold no descriptor). 0 picks a quarter of the process's open-file limit, between 64 and 4096.",
+    ),
+    int(
         "num.recovery.threads.per.data.dir",
         "1",
         1,

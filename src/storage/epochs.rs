@@ -29,14 +29,20 @@ impl EpochCache {
         cache
     }
 
+    /// Writes the checkpoint durably: a leader answers OffsetForLeaderEpoch from it, and
+    /// followers truncate by it.
     pub fn save(&self, path: &Path) -> io::Result<()> {
+        self.save_with(path, true)
+    }
+
+    /// Writes the checkpoint whole (temporary file, rename); fsynced only when `durable`.
+    pub fn save_with(&self, path: &Path, durable: bool) -> io::Result<()> {
         let text: String = self
             .entries
             .iter()
             .map(|(e, o)| format!("{e} {o}\n"))
             .collect();
-        // Durable: a leader answers OffsetForLeaderEpoch from it, and followers truncate by it.
-        super::replace_file(path, text.as_bytes(), true)
+        super::replace_file(path, text.as_bytes(), durable)
     }
 
     pub fn latest(&self) -> Option<(LeaderEpoch, Offset)> {

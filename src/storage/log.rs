@@ -61,6 +61,8 @@ struct Inner {
     /// When the oldest append not yet fsynced was written (`flush.ms` counts from it).
     unflushed_since: Option<Instant>,
     epochs: EpochCache,
+    /// The epoch checkpoint was written but not fsynced (`begin_epoch`); the next flush does.
+    epochs_unsynced: bool,
     producers: ProducerState,
     cleaner: cleaning::CleanerState,
     /// Counts truncations, resets and removal: a cleaning pass that saw it move records
@@ -149,6 +151,9 @@ pub struct Recovery {
     /// Bytes of the segments re-validated batch by batch (those past the recovery point).
     pub recovered_bytes: u64,
     pub truncated: bool,
+    /// The log was created just now. Its directory and files are not fsynced yet: the caller
+    /// makes a batch of new logs durable at once (`storage::sync_filesystem`).
+    pub created: bool,
 }
 
 /// The producer state at `end`: the snapshot (if it is within the log) plus every batch header
@@ -197,12 +202,14 @@ impl PartitionLog {
             tracing::info!(%tp, old_topic_id = %old, "removing a log directory left by an older topic of the same name");
             std::fs::remove_dir_all(&dir)?;
         }
+        let mut report = Recovery::default();
         if !dir.exists() {
             std::fs::create_dir_all(&dir)?;
-            super::sync_dir(root)?;
+            report.created = true;
         }
         if found != Owner::Ours {
-            super::replace_file(&meta_path, topic_id.to_string().as_bytes(), true)?;
+            // A new log's file is made durable with its directory, by the caller's batch sync.
+            super::replace_file(&meta_path, topic_id.to_string().as_bytes(), !report.created)?;
         }
 
         if cleaning::recover(&dir, settings.index_interval_bytes)? {
@@ -212,7 +219,6 @@ impl PartitionLog {
         let recovery_point = read_checkpoint(&dir.join("recovery-point")).unwrap_or(0);
         let mut log_start = read_checkpoint(&dir.join("log-start-offset")).unwrap_or(0);
 
-        let mut report = Recovery::default();
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let next = bases.get(i + 1).copied();
@@ -262,6 +268,7 @@ impl PartitionLog {
                 unflushed_messages: 0,
                 unflushed_since: None,
                 epochs,
+                epochs_unsynced: false,
                 producers,
                 cleaner,
                 changes: 0,
@@ -503,14 +510,17 @@ impl PartitionLog {
         self.lock().epochs.latest()
     }
 
-    /// Records that `epoch` starts at the current log end (on becoming leader).
+    /// Records that `epoch` starts at the current log end (on becoming leader). Written at
+    /// once but fsynced with the log's next flush, as Kafka does since KAFKA-15046: a broker
+    /// taking the lead of thousands of partitions would otherwise wait on two fsyncs each.
     pub fn begin_epoch(&self, epoch: i32) -> Result<(), LogError> {
         let mut inner = self.lock();
         let end = inner.end();
         if inner.epochs.assign(epoch, end) {
             inner
                 .epochs
-                .save(&self.dir.join("leader-epoch-checkpoint"))?;
+                .save_with(&self.dir.join("leader-epoch-checkpoint"), false)?;
+            inner.epochs_unsynced = true;
         }
         Ok(())
     }
@@ -554,6 +564,12 @@ impl PartitionLog {
     fn flush_locked(&self, inner: &mut Inner) -> Result<(), LogError> {
         for s in inner.segments.values_mut() {
             s.flush()?;
+        }
+        if inner.epochs_unsynced {
+            inner
+                .epochs
+                .save(&self.dir.join("leader-epoch-checkpoint"))?;
+            inner.epochs_unsynced = false;
         }
         let end = inner.end();
         write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;
@@ -632,7 +648,7 @@ impl PartitionLog {
         let (file, pos, end) = {
             let inner = self.lock();
             match Self::start_of(&inner, offset)? {
-                Some((seg, pos)) => (seg.file(), pos, seg.size),
+                Some((seg, pos)) => (seg.file()?, pos, seg.size),
                 None => return Ok(Bytes::new()),
             }
         };
@@ -664,7 +680,7 @@ impl PartitionLog {
             } else {
                 seg.locate(max_offset)?.unwrap_or(seg.size)
             };
-            (seg.file(), pos, end)
+            (seg.file()?, pos, end)
         };
         if end <= pos {
             return Ok(None);
@@ -1017,6 +1033,73 @@ pub(crate) mod tests {
         assert_eq!(
             log.offset_for_timestamp(1030).expect("ts"),
             Some((90, 1030))
+        );
+    }
+
+    /// Index entries live in memory until the segment is flushed (no descriptor held for
+    /// them); a log reopened after a flush reads them back, one reopened after a crash
+    /// rebuilds what its files lack.
+    #[test]
+    fn indexes_reach_their_files_at_flush_and_serve_after_reopen_or_crash() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tp = TopicPartition::new("t", 0);
+        let one_segment = LogDefaults {
+            segment_bytes: 1 << 20,
+            ..settings()
+        };
+        let open = || PartitionLog::open(dir.path(), tp.clone(), id(), one_segment.clone());
+        let len = |ext: &str| {
+            std::fs::metadata(
+                dir.path()
+                    .join("t-0")
+                    .join(super::super::segment::file_name(0, ext)),
+            )
+            .map(|m| m.len())
+            .expect("index file")
+        };
+        let check = |log: &PartitionLog, batches: i64| {
+            let end = log.log_end_offset();
+            assert_eq!(end, batches * 3);
+            for off in (0..end).step_by(7) {
+                let data = log.read(off, Window::new(1, end, true)).expect("read");
+                let h = crate::storage::batch::parse_header(&data).expect("header");
+                assert!(
+                    h.base_offset <= off && off <= h.last_offset(),
+                    "{off}: {h:?}"
+                );
+            }
+            for i in (0..batches).step_by(5) {
+                assert_eq!(
+                    log.offset_for_timestamp(1000 + i).expect("ts"),
+                    Some((i * 3, 1000 + i))
+                );
+            }
+        };
+        let (log, _) = open().expect("open");
+        for i in 0..40 {
+            append(&log, 3, 1000 + i);
+        }
+        assert_eq!(len("index"), 0, "index entries wait for the flush");
+        log.flush().expect("flush");
+        let entries = len("index") / 8;
+        assert!(entries > 3, "{entries} index entries written at flush");
+        assert_eq!(len("timeindex"), entries * 12);
+        drop(log);
+
+        let (log, _) = open().expect("reopen");
+        check(&log, 40);
+        for i in 40..70 {
+            append(&log, 3, 1000 + i);
+        }
+        // A crash: the entries added since the flush never reach the files.
+        drop(log);
+        assert!(len("index") / 8 <= entries);
+        let (log, _) = open().expect("reopen after a crash");
+        check(&log, 70);
+        log.flush().expect("flush");
+        assert!(
+            len("index") / 8 > entries,
+            "the rebuilt entries are written"
         );
     }
 

@@ -7,6 +7,7 @@ pub mod batch;
 mod checkpoint;
 pub mod compact;
 pub mod epochs;
+pub mod files;
 #[cfg(test)]
 mod fuzz;
 pub mod log;
@@ -41,6 +42,20 @@ pub(crate) fn replace_file(
         }
     }
     Ok(())
+}
+
+/// Flushes everything written to the filesystem holding `dir` (syncfs(2)): one call makes a
+/// whole batch of new partition directories, files and checkpoints durable.
+#[allow(unsafe_code)]
+pub fn sync_filesystem(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = std::fs::File::open(dir)?;
+    // SAFETY: syncfs only reads the descriptor, which `d` owns for the length of the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// fsyncs a directory, so the entries just created or renamed in it are durable.

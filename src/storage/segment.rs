@@ -3,7 +3,9 @@
 //! relative offset u32), written together every `index.interval.bytes`.
 //!
 //! A `Segment` is owned by its `PartitionLog` and only touched under the log's lock; readers
-//! take an `Arc<File>` and a byte range out of it and read without the lock.
+//! take an `Arc<File>` and a byte range out of it and read without the lock. The `.log` file is
+//! opened on demand (`files::LogFile`); the indexes live in memory and reach their files only
+//! when the segment is flushed, so an idle segment holds no descriptor at all.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -15,6 +17,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::files::LogFile;
 
 const INDEX_ENTRY: usize = 8;
 /// How far a batch is decompressed to look at its records' timestamps (64 MiB).
@@ -28,11 +31,11 @@ pub fn file_name(base: i64, ext: &str) -> String {
 pub struct Segment {
     pub base: i64,
     dir: PathBuf,
-    log: Arc<File>,
-    index_file: File,
-    time_file: File,
+    log: LogFile,
     /// (offset - base, position) of some batch starts, ascending.
     index: Vec<(u32, u32)>,
+    /// How many entries of `index` (and of `time_index`) the index files hold.
+    indexed_on_disk: usize,
     /// (largest timestamp before that batch, offset - base), aligned with `index`.
     time_index: Vec<(i64, u32)>,
     /// Bytes of complete batches.
@@ -47,19 +50,14 @@ pub struct Segment {
     pub unflushed: bool,
 }
 
-fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
+/// Cuts an index file to `len` bytes (creating it, empty, if missing).
+fn cut_file(path: &Path, len: u64) -> io::Result<()> {
     OpenOptions::new()
-        .read(true)
-        .append(true)
+        .write(true)
         .create(true)
         .truncate(false)
-        .open(path)
-        .and_then(|f| {
-            if truncate {
-                f.set_len(0)?;
-            }
-            Ok(f)
-        })
+        .open(path)?
+        .set_len(len)
 }
 
 /// Reads up to HEADER_LEN bytes at `pos`; `None` when fewer than a whole header remain.
@@ -78,18 +76,20 @@ impl Segment {
         Segment::files(dir, base, true)
     }
 
-    /// The segment's three files (created when `create`), not yet read: an empty segment.
+    /// The segment's files (created empty when `create`), not yet read: an empty segment.
     fn files(dir: &Path, base: i64, create: bool) -> io::Result<Segment> {
-        let log = open_rw(&dir.join(file_name(base, "log")), create)?;
-        let index_file = open_rw(&dir.join(file_name(base, "index")), create)?;
-        let time_file = open_rw(&dir.join(file_name(base, "timeindex")), create)?;
+        let log = LogFile::open(dir.join(file_name(base, "log")), create)?;
+        if create {
+            log.get()?.set_len(0)?;
+            cut_file(&dir.join(file_name(base, "index")), 0)?;
+            cut_file(&dir.join(file_name(base, "timeindex")), 0)?;
+        }
         Ok(Segment {
             base,
             dir: dir.to_path_buf(),
-            log: Arc::new(log),
-            index_file,
-            time_file,
+            log,
             index: Vec::new(),
+            indexed_on_disk: 0,
             time_index: Vec::new(),
             size: 0,
             next_offset: base,
@@ -111,7 +111,7 @@ impl Segment {
         index_interval: u64,
     ) -> io::Result<(Segment, bool)> {
         let mut seg = Segment::files(dir, base, false)?;
-        let file_len = seg.log.metadata()?.len();
+        let file_len = seg.log.get()?.metadata()?.len();
         seg.size = file_len;
         if !recover && seg.load_indexes(file_len)? {
             let from = seg.index.last().map(|e| e.1 as u64).unwrap_or(0);
@@ -127,12 +127,12 @@ impl Segment {
         seg.max_timestamp = -1;
         seg.next_offset = base;
         seg.bytes_since_index = 0;
-        seg.index_file.set_len(0)?;
-        seg.time_file.set_len(0)?;
+        seg.indexed_on_disk = 0;
+        seg.cut_indexes()?;
         let end = seg.scan(0, file_len, true, index_interval, true)?;
         let truncated = end < file_len;
         if truncated {
-            seg.log.set_len(end)?;
+            seg.log.get()?.set_len(end)?;
         }
         seg.size = end;
         Ok((seg, truncated))
@@ -166,7 +166,50 @@ impl Segment {
             let rel = u32::from_be_bytes([c[8], c[9], c[10], c[11]]);
             self.time_index.push((i64::from_be_bytes(ts), rel));
         }
+        self.indexed_on_disk = self.index.len();
         Ok(true)
+    }
+
+    /// Cuts both index files to the entries in `indexed_on_disk`.
+    fn cut_indexes(&self) -> io::Result<()> {
+        let n = self.indexed_on_disk as u64;
+        cut_file(
+            &self.dir.join(file_name(self.base, "index")),
+            n * INDEX_ENTRY as u64,
+        )?;
+        cut_file(
+            &self.dir.join(file_name(self.base, "timeindex")),
+            n * TIME_ENTRY as u64,
+        )
+    }
+
+    /// Appends the index entries not yet in the index files, and fsyncs them.
+    fn write_indexes(&mut self) -> io::Result<()> {
+        let from = self.indexed_on_disk;
+        if from >= self.index.len() {
+            return Ok(());
+        }
+        let mut idx = Vec::with_capacity((self.index.len() - from) * INDEX_ENTRY);
+        let mut tix = Vec::with_capacity((self.index.len() - from) * TIME_ENTRY);
+        for (&(rel, pos), &(ts, trel)) in self.index[from..].iter().zip(&self.time_index[from..]) {
+            idx.extend_from_slice(&rel.to_be_bytes());
+            idx.extend_from_slice(&pos.to_be_bytes());
+            tix.extend_from_slice(&ts.to_be_bytes());
+            tix.extend_from_slice(&trel.to_be_bytes());
+        }
+        for (ext, bytes, entry) in [("index", idx, INDEX_ENTRY), ("timeindex", tix, TIME_ENTRY)] {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(self.dir.join(file_name(self.base, ext)))?;
+            // Written where the entries belong, whatever an earlier failure left past them.
+            f.write_all_at(&bytes, (from * entry) as u64)?;
+            f.set_len(((from * entry) + bytes.len()) as u64)?;
+            f.sync_data()?;
+        }
+        self.indexed_on_disk = self.index.len();
+        Ok(())
     }
 
     /// Walks batch headers from `from` to `end`, updating next offset, max timestamp and (with
@@ -180,8 +223,9 @@ impl Segment {
         index_interval: u64,
         build_index: bool,
     ) -> io::Result<u64> {
+        let log = self.log.get()?;
         let mut pos = from;
-        while let Some(h) = header_at(&self.log, pos, end)? {
+        while let Some(h) = header_at(&log, pos, end)? {
             if h.magic != 2
                 || h.last_offset_delta < 0
                 || pos + h.size as u64 > end
@@ -191,13 +235,13 @@ impl Segment {
             }
             if check_crc {
                 let mut whole = vec![0u8; h.size];
-                self.log.read_exact_at(&mut whole, pos)?;
+                log.read_exact_at(&mut whole, pos)?;
                 if !batch::crc_ok(&whole, &h) {
                     break;
                 }
             }
             if build_index {
-                self.maybe_index(&h, pos, index_interval)?;
+                self.maybe_index(&h, pos, index_interval);
             }
             self.note_batch(&h);
             pos += h.size as u64;
@@ -211,23 +255,16 @@ impl Segment {
         self.bytes_since_index += h.size as u64;
     }
 
-    fn maybe_index(&mut self, h: &BatchHeader, pos: u64, interval: u64) -> io::Result<()> {
+    /// Adds an index entry for the batch at `pos` when `interval` bytes were appended since
+    /// the last one (written to the index files at the next flush).
+    fn maybe_index(&mut self, h: &BatchHeader, pos: u64, interval: u64) {
         if self.bytes_since_index < interval || pos == 0 {
-            return Ok(());
+            return;
         }
         let rel = (h.base_offset - self.base) as u32;
-        let mut e = [0u8; INDEX_ENTRY];
-        e[..4].copy_from_slice(&rel.to_be_bytes());
-        e[4..].copy_from_slice(&(pos as u32).to_be_bytes());
-        (&self.index_file).write_all(&e)?;
-        let mut t = [0u8; TIME_ENTRY];
-        t[..8].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        t[8..].copy_from_slice(&rel.to_be_bytes());
-        (&self.time_file).write_all(&t)?;
         self.index.push((rel, pos as u32));
         self.time_index.push((self.max_timestamp, rel));
         self.bytes_since_index = 0;
-        Ok(())
     }
 
     /// Whether a batch of `size` bytes at `offset` belongs in a new segment.
@@ -249,12 +286,13 @@ impl Segment {
         writeback_bytes: u64,
     ) -> io::Result<()> {
         let pos = self.size;
-        self.maybe_index(h, pos, index_interval)?;
-        if let Err(e) = write_both(&self.log, prefix, &batch_bytes[16..]) {
+        let log = self.log.get()?;
+        if let Err(e) = write_both(&log, prefix, &batch_bytes[16..]) {
             // Never leave part of a batch behind: later appends and reads rely on `size`.
-            let _ = self.log.set_len(self.size);
+            let _ = log.set_len(self.size);
             return Err(e);
         }
+        self.maybe_index(h, pos, index_interval);
         self.note_batch(h);
         self.size += batch_bytes.len() as u64;
         self.unflushed = true;
@@ -265,7 +303,7 @@ impl Segment {
             // written out in steady small steps instead of one large burst at the dirty
             // threshold that stalls appends for a second or more. Only a hint: errors
             // surface on the next fsync.
-            let _ = start_writeback(&self.log, self.written_back, self.size - self.written_back);
+            let _ = start_writeback(&log, self.written_back, self.size - self.written_back);
             self.written_back = self.size;
         }
         Ok(())
@@ -283,7 +321,8 @@ impl Segment {
         } else {
             self.index[i - 1].1 as u64
         };
-        while let Some(h) = header_at(&self.log, pos, self.size)? {
+        let log = self.log.get()?;
+        while let Some(h) = header_at(&log, pos, self.size)? {
             if h.next_offset() > offset {
                 return Ok(Some(pos));
             }
@@ -297,13 +336,15 @@ impl Segment {
         let Some(pos) = self.locate(offset)? else {
             return Ok(());
         };
-        self.log.set_len(pos)?;
+        self.log.get()?.set_len(pos)?;
         self.size = pos;
         let keep = self.index.partition_point(|e| (e.1 as u64) < pos);
         self.index.truncate(keep);
         self.time_index.truncate(keep);
-        self.index_file.set_len((keep * INDEX_ENTRY) as u64)?;
-        self.time_file.set_len((keep * TIME_ENTRY) as u64)?;
+        if self.indexed_on_disk > keep {
+            self.indexed_on_disk = keep;
+            self.cut_indexes()?;
+        }
         self.next_offset = self.base;
         self.max_timestamp = self.time_index.last().map(|e| e.0).unwrap_or(-1);
         self.bytes_since_index = 0;
@@ -321,7 +362,8 @@ impl Segment {
             self.locate(from)?
         };
         let Some(mut pos) = start else { return Ok(()) };
-        while let Some(h) = header_at(&self.log, pos, self.size)? {
+        let log = self.log.get()?;
+        while let Some(h) = header_at(&log, pos, self.size)? {
             f(&h);
             pos += h.size as u64;
         }
@@ -347,7 +389,7 @@ impl Segment {
         let mut markers = std::collections::HashMap::new();
         for h in controls {
             if let Some(pos) = self.locate(h.base_offset)? {
-                if let Some((h2, bytes)) = read_batch_at(&self.log, pos, self.size)? {
+                if let Some((h2, bytes)) = read_batch_at(&*self.log.get()?, pos, self.size)? {
                     markers.insert(h.base_offset, super::records::control_record(&bytes, &h2));
                 }
             }
@@ -357,8 +399,9 @@ impl Segment {
         })
     }
 
-    pub fn file(&self) -> Arc<File> {
-        self.log.clone()
+    /// The open `.log` file (opened again if it was closed).
+    pub fn file(&self) -> io::Result<Arc<File>> {
+        self.log.get()
     }
 
     /// The first record at or after `target` timestamp in this segment: (offset, timestamp).
@@ -372,7 +415,8 @@ impl Segment {
         } else {
             self.index[i - 1].1 as u64
         };
-        while let Some(h) = header_at(&self.log, pos, self.size)? {
+        let log = self.log.get()?;
+        while let Some(h) = header_at(&log, pos, self.size)? {
             if h.max_timestamp >= target {
                 return self.record_at_timestamp(pos, &h, |ts| ts >= target);
             }
@@ -386,7 +430,8 @@ impl Segment {
     pub fn max_timestamp_record(&self) -> io::Result<Option<(i64, i64)>> {
         let mut best: Option<(u64, BatchHeader)> = None;
         let mut pos = 0;
-        while let Some(h) = header_at(&self.log, pos, self.size)? {
+        let log = self.log.get()?;
+        while let Some(h) = header_at(&log, pos, self.size)? {
             if best.is_none_or(|(_, b)| h.max_timestamp > b.max_timestamp) {
                 best = Some((pos, h));
             }
@@ -412,7 +457,7 @@ impl Segment {
             return Ok(hit(h.max_timestamp).then_some((h.base_offset, h.max_timestamp)));
         }
         let mut whole = vec![0u8; h.size];
-        self.log.read_exact_at(&mut whole, pos)?;
+        self.log.get()?.read_exact_at(&mut whole, pos)?;
         match super::records::record_times(&whole, h, RECORDS_LIMIT) {
             Some(times) => Ok(times.into_iter().find(|(_, ts)| hit(*ts))),
             None => Ok(Some((h.base_offset, h.max_timestamp))),
@@ -421,9 +466,8 @@ impl Segment {
 
     pub fn flush(&mut self) -> io::Result<()> {
         if self.unflushed {
-            self.log.sync_data()?;
-            self.index_file.sync_data()?;
-            self.time_file.sync_data()?;
+            self.log.get()?.sync_data()?;
+            self.write_indexes()?;
             self.unflushed = false;
         }
         Ok(())
@@ -440,7 +484,7 @@ impl Segment {
 
     /// The first batch's base timestamp (its first record's time), -1 when empty.
     pub fn first_timestamp(&self) -> io::Result<i64> {
-        Ok(header_at(&self.log, 0, self.size)?
+        Ok(header_at(&*self.log.get()?, 0, self.size)?
             .map(|h| h.base_timestamp)
             .unwrap_or(-1))
     }

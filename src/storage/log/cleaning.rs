@@ -202,7 +202,14 @@ impl PartitionLog {
                 size: seg.size,
                 next_offset: seg.next_offset,
             };
-            segments.push((span, seg.file()));
+            let file = match seg.file() {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(tp = %self.tp, error = %e, "cannot open a segment to clean it");
+                    return None;
+                }
+            };
+            segments.push((span, file));
         }
         let tombstone_horizon =
             tombstone_horizon(&inner.cleaner.passes, now_ms, settings.delete_retention_ms);
@@ -369,7 +376,8 @@ impl PartitionLog {
     /// under the pass (then the work is dropped and false returned). Under the log lock: the
     /// check, the commit (`cleaning/` → `swap/`), the file moves, and the new segment opened
     /// before the old ones leave the map — an I/O error leaves the map as it was (the old
-    /// segments' open files still read) and the next start finishes the swap.
+    /// segments read on while their files stay open; one closed since cannot be read again)
+    /// and the next start finishes the swap.
     fn swap_in(&self, group: &[SegmentSpan], index_interval: u64) -> Result<bool, LogError> {
         let mut inner = self.lock();
         let unchanged = group.iter().all(|g| {

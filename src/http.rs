@@ -457,6 +457,20 @@ pub fn render(s: &Sources) -> String {
     );
     family(
         &mut out,
+        "strom_partitions_removed_total",
+        "counter",
+        "Hosted partition logs removed from this broker (their topic deleted or their replica moved away).",
+        &[(String::new(), load(&counters.partitions_removed))],
+    );
+    family(
+        &mut out,
+        "strom_log_open_files",
+        "gauge",
+        "Segment .log files open now (at most log.max.open.files; the least recently used are closed past it).",
+        &[(String::new(), crate::storage::files::open_count() as f64)],
+    );
+    family(
+        &mut out,
         "strom_fetch_bytes_total",
         "counter",
         "Record bytes sent to consumers: left in the page cache for sendfile (zero_copy) or read into memory (copied).",

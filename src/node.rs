@@ -198,6 +198,7 @@ impl Node {
         };
 
         let background = CancellationToken::new();
+        crate::storage::files::set_limit(config.max_open_log_files);
         let replicas = Arc::new(ReplicaManager::new(
             config.clone(),
             peers.clone(),
@@ -207,8 +208,7 @@ impl Node {
         {
             // Open (and recover) every hosted log before serving anyone.
             let r = replicas.clone();
-            let image = handle.image();
-            let _ = tokio::task::spawn_blocking(move || r.reconcile(&image)).await;
+            let _ = tokio::task::spawn_blocking(move || r.reconcile()).await;
         }
 
         let serving = CancellationToken::new();

@@ -178,6 +178,8 @@ pub struct Counters {
     /// Log cleaner passes finished, and the bytes they took out of the logs.
     pub cleaner_passes: std::sync::atomic::AtomicU64,
     pub cleaner_bytes_removed: std::sync::atomic::AtomicU64,
+    /// Hosted partitions whose log was removed (topic deleted, replica moved away).
+    pub partitions_removed: std::sync::atomic::AtomicU64,
 }
 
 impl ReplicaManager {
@@ -317,11 +319,21 @@ impl ReplicaManager {
         opened.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes the hosted partitions match `image`. Idempotent and keyed by leader epoch.
-    pub fn reconcile(&self, image: &Arc<MetadataImage>) {
+    /// Makes the hosted partitions match the newest metadata image. Idempotent and keyed by
+    /// leader epoch. The image is read under the reconcile lock, so a pass never goes back to
+    /// an older image than the last one (which would remove the partitions created since).
+    pub fn reconcile(&self) {
+        /// Up to this many partitions changing in one pass are logged one by one; more, as a count.
+        const FEW: usize = 10;
         let me = self.config.node_id;
         let mut prev = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+        let image = &self.controller.image();
+        if Arc::ptr_eq(image, &prev) {
+            return;
+        }
         let changes = local_changes(&prev, image, me);
+        let few = changes.remove.len() <= FEW;
+        let mut removed_count = 0usize;
         for (tp, topic_id) in changes.remove {
             self.fetchers.remove(&tp);
             let removed = self
@@ -336,13 +348,36 @@ impl ReplicaManager {
                 if let Err(e) = p.remove_log() {
                     tracing::warn!(%tp, error = %e, "cannot remove partition directory");
                 }
-                tracing::info!(%tp, %topic_id, "partition removed");
+                if few {
+                    tracing::info!(%tp, %topic_id, "partition removed");
+                }
+                removed_count += 1;
+                self.counters
+                    .partitions_removed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        for (tp, _, epoch) in &changes.lead {
-            tracing::info!(%tp, epoch, "leading partition");
+        if !few && removed_count > 0 {
+            tracing::info!(partitions = removed_count, "partitions removed");
+        }
+        if changes.lead.len() <= FEW {
+            for (tp, _, epoch) in &changes.lead {
+                tracing::info!(%tp, epoch, "leading partition");
+            }
+        } else {
+            tracing::info!(
+                partitions = changes.lead.len(),
+                first = %changes.lead[0].0,
+                "leading partitions"
+            );
         }
         let mut opened = self.open_missing(image);
+        // New logs and new leader epochs are written without fsyncs of their own; one sync
+        // of the filesystem below makes the whole batch durable.
+        let must_sync = !changes.lead.is_empty()
+            || opened
+                .values()
+                .any(|r| matches!(r, Ok((_, rec)) if rec.created));
         let dynamic = image.dynamic_broker_configs(me);
         let defaults = broker_log_defaults(&self.config.log, &dynamic);
         let rate = |name: &str| {
@@ -439,6 +474,11 @@ impl ReplicaManager {
                 }
             }
         }
+        if must_sync {
+            if let Err(e) = crate::storage::sync_filesystem(&self.config.log_dir) {
+                tracing::error!(error = %e, dir = %self.config.log_dir.display(), "cannot sync new partition logs to disk");
+            }
+        }
         *prev = image.clone();
     }
 
@@ -465,7 +505,7 @@ impl ReplicaManager {
         {
             return Ok(found.clone());
         }
-        self.reconcile(image);
+        self.reconcile();
         self.map()
             .get(tp)
             .filter(|f| f.is_leader())
@@ -663,9 +703,9 @@ impl ReplicaManager {
         token: CancellationToken,
     ) {
         loop {
-            let image = images.borrow_and_update().clone();
+            images.borrow_and_update();
             let me = self.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || me.reconcile(&image)).await {
+            if let Err(e) = tokio::task::spawn_blocking(move || me.reconcile()).await {
                 tracing::error!(error = %e, "reconcile task failed");
             }
             tokio::select! {

@@ -86,7 +86,7 @@ impl WatermarkWait {
     }
 }
 
-impl Delayed for WatermarkWait {
+impl Delayed<TopicPartition> for WatermarkWait {
     fn try_complete(&self) -> bool {
         let mut outcomes = lock(&self.outcomes);
         if lock(&self.answer).is_none() {
@@ -132,58 +132,119 @@ pub(super) enum Upto {
 
 pub(super) struct FetchWait {
     watched: Vec<Watched>,
+    /// Where each watched partition is in `watched`: an event on one partition looks at that
+    /// one only (a follower's fetch may watch thousands).
+    positions: std::collections::HashMap<TopicPartition, usize>,
     upto: Upto,
     min_bytes: usize,
+    /// Bytes readable per watched partition as last looked at, and their sum (`min_bytes` > 1).
+    seen: Mutex<(Vec<usize>, usize)>,
     answer: Answer<()>,
 }
 
-impl FetchWait {
-    /// Whether enough has arrived (or leadership moved) for the fetch to read again.
-    fn ready(&self) -> bool {
-        let mut bytes = 0usize;
-        for w in &self.watched {
-            let p = &w.partition;
-            if !p.leads_at(w.epoch) {
-                return true;
-            }
-            let end = match self.upto {
-                Upto::LogEnd => p.log_end_offset(),
-                Upto::HighWatermark => p.high_watermark(),
-                Upto::LastStable => p.last_stable_offset(),
-            };
-            if end <= w.fetch_offset {
-                continue;
-            }
-            if self.min_bytes <= 1 {
-                return true;
-            }
-            // A read error is for the fetch itself to report.
-            match p.region(w.fetch_offset, Window::new(w.max_bytes, end, true)) {
-                Ok(Some(r)) => bytes += r.len,
-                Ok(None) => {}
-                Err(_) => return true,
-            }
-            if bytes >= self.min_bytes {
-                return true;
-            }
-        }
-        false
-    }
+/// What one watched partition offers a waiting fetch.
+enum Offer {
+    /// Enough by itself: data with `min_bytes` ≤ 1, a leadership change, or a read error (for
+    /// the fetch itself to report).
+    Ready,
+    Bytes(usize),
 }
 
-impl Delayed for FetchWait {
-    fn try_complete(&self) -> bool {
+impl FetchWait {
+    fn new(
+        watched: Vec<Watched>,
+        upto: Upto,
+        min_bytes: usize,
+        answer: oneshot::Sender<()>,
+    ) -> Self {
+        let positions = watched
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.partition.tp().clone(), i))
+            .collect();
+        let n = watched.len();
+        FetchWait {
+            watched,
+            positions,
+            upto,
+            min_bytes,
+            seen: Mutex::new((vec![0; n], 0)),
+            answer: Mutex::new(Some(answer)),
+        }
+    }
+
+    fn offer(&self, w: &Watched) -> Offer {
+        let p = &w.partition;
+        if !p.leads_at(w.epoch) {
+            return Offer::Ready;
+        }
+        let end = match self.upto {
+            Upto::LogEnd => p.log_end_offset(),
+            Upto::HighWatermark => p.high_watermark(),
+            Upto::LastStable => p.last_stable_offset(),
+        };
+        if end <= w.fetch_offset {
+            return Offer::Bytes(0);
+        }
+        if self.min_bytes <= 1 {
+            return Offer::Ready;
+        }
+        match p.region(w.fetch_offset, Window::new(w.max_bytes, end, true)) {
+            Ok(Some(r)) => Offer::Bytes(r.len),
+            Ok(None) => Offer::Bytes(0),
+            Err(_) => Offer::Ready,
+        }
+    }
+
+    /// Notes what partition `i` offers now; whether the fetch may read again.
+    fn note(&self, seen: &mut (Vec<usize>, usize), i: usize) -> bool {
+        match self.offer(&self.watched[i]) {
+            Offer::Ready => true,
+            Offer::Bytes(n) => {
+                seen.1 = seen.1 - seen.0[i] + n;
+                seen.0[i] = n;
+                self.min_bytes > 1 && seen.1 >= self.min_bytes
+            }
+        }
+    }
+
+    /// Whether enough has arrived (or leadership moved) for the fetch to read again, looking
+    /// at every watched partition.
+    fn ready(&self) -> bool {
+        let mut seen = lock(&self.seen);
+        (0..self.watched.len()).any(|i| self.note(&mut seen, i))
+    }
+
+    /// `ready`, after an event on `tp` only.
+    fn ready_after(&self, tp: &TopicPartition) -> bool {
+        match self.positions.get(tp) {
+            Some(&i) => self.note(&mut lock(&self.seen), i),
+            None => self.ready(),
+        }
+    }
+
+    fn complete_if(&self, ready: impl FnOnce() -> bool) -> bool {
         let mut answer = lock(&self.answer);
         if answer.is_none() {
             return true;
         }
-        if self.ready() {
+        if ready() {
             if let Some(tx) = answer.take() {
                 let _ = tx.send(());
             }
             return true;
         }
         false
+    }
+}
+
+impl Delayed<TopicPartition> for FetchWait {
+    fn try_complete(&self) -> bool {
+        self.complete_if(|| self.ready())
+    }
+
+    fn try_complete_after(&self, key: &TopicPartition) -> bool {
+        self.complete_if(|| self.ready_after(key))
     }
 
     fn expire(&self) {
@@ -261,12 +322,7 @@ impl Waits {
     ) {
         let (tx, rx) = oneshot::channel();
         let keys = watched.iter().map(|w| w.partition.tp().clone()).collect();
-        let op = FetchWait {
-            watched,
-            upto,
-            min_bytes,
-            answer: Mutex::new(Some(tx)),
-        };
+        let op = FetchWait::new(watched, upto, min_bytes, tx);
         if let Err(Full(op)) = self.fetches.watch(op, keys, deadline) {
             op.expire();
         }

@@ -21,11 +21,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// An operation that waits in a purgatory.
-pub trait Delayed: Send + Sync {
+/// An operation that waits in a purgatory, under keys of type `K`.
+pub trait Delayed<K>: Send + Sync {
     /// Completes the operation if its condition now holds; returns whether it is complete
     /// (by this call or an earlier one). Called with no purgatory state locked but the key's.
     fn try_complete(&self) -> bool;
+    /// `try_complete` after an event on `key` alone: an operation watching many keys may look
+    /// at that one only (what it saw of the others has not changed).
+    fn try_complete_after(&self, _key: &K) -> bool {
+        self.try_complete()
+    }
     /// The deadline passed: completes the operation with what it has (if nothing else did).
     fn expire(&self);
 }
@@ -58,7 +63,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<K: Hash + Eq + Clone, O: Delayed> Purgatory<K, O> {
+impl<K: Hash + Eq + Clone, O: Delayed<K>> Purgatory<K, O> {
     pub fn new(capacity: usize) -> Self {
         Purgatory {
             shards: (0..32).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -132,7 +137,7 @@ impl<K: Hash + Eq + Clone, O: Delayed> Purgatory<K, O> {
             };
             let mut done = Vec::new();
             list.retain(|e| {
-                let complete = e.op.try_complete();
+                let complete = e.op.try_complete_after(key);
                 if complete {
                     done.push(e.clone());
                 }
@@ -202,7 +207,7 @@ mod tests {
         outcome: Arc<Mutex<Option<&'static str>>>,
     }
 
-    impl Delayed for Until {
+    impl<K> Delayed<K> for Until {
         fn try_complete(&self) -> bool {
             let mut out = lock(&self.outcome);
             if out.is_none() {

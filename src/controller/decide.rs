@@ -224,7 +224,7 @@ pub fn admin(image: &MetadataImage, config: &Config, op: AdminOp) -> Result<Plan
             for t in topics {
                 match plan_topic(&image, config, &t) {
                     Ok(record) => {
-                        image = image.apply(&record).0;
+                        image.apply_mut(&record);
                         planned.push((t.name, Ok(records.len())));
                         records.push(record);
                     }
@@ -319,7 +319,7 @@ pub fn admin(image: &MetadataImage, config: &Config, op: AdminOp) -> Result<Plan
                     allow_replication_factor_change,
                 )
                 .map(|record| {
-                    image = image.apply(&record).0;
+                    image.apply_mut(&record);
                     records.push(record);
                     records.len() - 1
                 });

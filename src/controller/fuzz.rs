@@ -14,7 +14,7 @@ use super::decide::{self, AlterPartition, Heartbeat};
 use crate::config::Config;
 use crate::fuzz::{rounds, Rng};
 use crate::metadata::{
-    preferred_leader_changes, BrokerRegistration, MetadataImage, MetadataRecord,
+    preferred_leader_changes, ApplyOutcome, BrokerRegistration, MetadataImage, MetadataRecord,
 };
 use crate::types::{NodeId, TopicId};
 
@@ -313,7 +313,15 @@ fn damaged_records_are_refused_or_applied_never_panicked_on() {
         };
         let json = serde_json::to_vec(seed).expect("encode");
         if let Ok(damaged) = serde_json::from_slice::<MetadataRecord>(&rng.mutate(json)) {
-            let _ = image.apply(&damaged);
+            // Applied in place: one that does not apply must leave the image as it was.
+            let mut after = image.clone();
+            let outcome = after.apply_mut(&damaged);
+            if !matches!(
+                outcome,
+                ApplyOutcome::Applied | ApplyOutcome::ProducerIds { .. }
+            ) {
+                assert!(after == image, "{damaged:?} changed the image: {outcome:?}");
+            }
         }
     }
 }

@@ -170,9 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(cmd) => {
                         let mut outcomes = Vec::with_capacity(cmd.records.len());
                         for record in &cmd.records {
-                            let (next, outcome) = s.image.apply(record);
-                            s.image = next;
-                            outcomes.push(outcome);
+                            outcomes.push(s.image.apply_mut(record));
                         }
                         replies.push(outcomes);
                     }

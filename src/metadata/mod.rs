@@ -296,7 +296,17 @@ impl MetadataImage {
     /// Applies one committed record, returning the next image. Deterministic.
     pub fn apply(&self, record: &MetadataRecord) -> (MetadataImage, ApplyOutcome) {
         let mut next = self.clone();
-        let outcome = match record {
+        let outcome = next.apply_mut(record);
+        (next, outcome)
+    }
+
+    /// Applies one committed record in place, at a cost in proportion to what it changes (a
+    /// topic shared with an earlier image is copied once, when first changed). Deterministic;
+    /// a record that does not apply (any outcome but `Applied` or `ProducerIds`) changes
+    /// nothing.
+    pub fn apply_mut(&mut self, record: &MetadataRecord) -> ApplyOutcome {
+        let next = self;
+        match record {
             MetadataRecord::InitCluster { cluster_id } => {
                 if next.cluster_id.is_empty() {
                     next.cluster_id = cluster_id.clone();
@@ -340,11 +350,10 @@ impl MetadataImage {
             MetadataRecord::CreatePartitions { id, assignments } => {
                 match next.topic_names.get(id).cloned() {
                     Some(name) => {
-                        let mut topic = (*next.topics[&name]).clone();
+                        let topic = next.topic_mut(&name);
                         topic
                             .partitions
                             .extend(assignments.iter().map(|r| new_partition(r)));
-                        next.topics.insert(name, Arc::new(topic));
                         ApplyOutcome::Applied
                     }
                     None => ApplyOutcome::UnknownTopic,
@@ -368,9 +377,7 @@ impl MetadataImage {
                 match resource {
                     ConfigResource::Topic(id) => match next.topic_names.get(id).cloned() {
                         Some(name) => {
-                            let mut topic = (*next.topics[&name]).clone();
-                            change(&mut topic.configs);
-                            next.topics.insert(name, Arc::new(topic));
+                            change(&mut next.topic_mut(&name).configs);
                             ApplyOutcome::Applied
                         }
                         None => ApplyOutcome::UnknownTopic,
@@ -485,14 +492,6 @@ impl MetadataImage {
                     }
                 }
             },
-        };
-        if matches!(
-            outcome,
-            ApplyOutcome::Applied | ApplyOutcome::ProducerIds { .. }
-        ) {
-            (next, outcome)
-        } else {
-            (self.clone(), outcome)
         }
     }
 }
@@ -510,15 +509,12 @@ impl MetadataImage {
         let Some(name) = self.topic_names.get(&topic_id).cloned() else {
             return ApplyOutcome::UnknownTopic;
         };
-        let mut topic = (*self.topics[&name]).clone();
-        match usize::try_from(partition)
-            .ok()
-            .and_then(|i| topic.partitions.get_mut(i))
-        {
+        let index = usize::try_from(partition).ok();
+        match index.and_then(|i| self.topics[&name].partitions.get(i)) {
             Some(p) if partition_epoch == p.partition_epoch + 1 => {
+                let p = &mut self.topic_mut(&name).partitions[index.unwrap_or_default()];
                 change(p);
                 p.partition_epoch = partition_epoch;
-                self.topics.insert(name, Arc::new(topic));
                 ApplyOutcome::Applied
             }
             Some(p) => ApplyOutcome::Conflict(format!(
@@ -528,6 +524,16 @@ impl MetadataImage {
             )),
             None => ApplyOutcome::UnknownTopic,
         }
+    }
+
+    /// A topic to change in place (copied first if an earlier image still shares it). The
+    /// caller knows it exists.
+    fn topic_mut(&mut self, name: &str) -> &mut TopicImage {
+        let topic = self
+            .topics
+            .get_mut(name)
+            .expect("a topic named in topic_names exists");
+        Arc::make_mut(topic)
     }
 
     /// The reassignment in progress for one partition, if any.

@@ -24,6 +24,7 @@ mod metrics;
 mod produce_consume;
 mod reassignment;
 mod replication;
+mod scale;
 mod security;
 mod sweep;
 mod timestamps;

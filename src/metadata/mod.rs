@@ -724,32 +724,87 @@ pub struct LocalChanges {
     pub remove: Vec<(TopicPartition, TopicId)>,
 }
 
-/// Compares two images from `node`'s point of view. Pure and idempotent: applying the result
-/// twice is the same as once.
-pub fn local_changes(prev: &MetadataImage, next: &MetadataImage, node: NodeId) -> LocalChanges {
-    let mut changes = LocalChanges::default();
-    for topic in next.topics.values() {
-        let before = prev.topic_by_id(topic.id);
-        for (i, p) in topic.partitions.iter().enumerate() {
-            let old = before.and_then(|t| t.partitions.get(i));
-            if p.leader == node
-                && old.is_none_or(|o| o.leader != node || o.leader_epoch != p.leader_epoch)
-            {
-                changes.lead.push((
-                    TopicPartition::new(topic.name.clone(), i as i32),
-                    topic.id,
-                    p.leader_epoch,
-                ));
+/// One topic's (before, after) between two images.
+pub type TopicChange<'a> = (Option<&'a Arc<TopicImage>>, Option<&'a Arc<TopicImage>>);
+
+/// The topics that differ between two images, by name: (before, after), `None` where the
+/// image has no topic of that name. Topics the images share (the same allocation: records
+/// copy a topic before changing it) are passed over by a pointer comparison, so two images
+/// that differ in a few topics compare in time linear in the count of topics, with no name
+/// compared but around the changes.
+pub fn changed_topics<'a>(
+    prev: &'a MetadataImage,
+    next: &'a MetadataImage,
+) -> Vec<TopicChange<'a>> {
+    let mut out = Vec::new();
+    let mut before = prev.topics.iter().peekable();
+    let mut after = next.topics.iter().peekable();
+    loop {
+        match (before.peek(), after.peek()) {
+            (None, None) => return out,
+            (Some(&(_, b)), None) => {
+                out.push((Some(b), None));
+                before.next();
+            }
+            (None, Some(&(_, a))) => {
+                out.push((None, Some(a)));
+                after.next();
+            }
+            (Some(&(bn, b)), Some(&(an, a))) => {
+                if Arc::ptr_eq(b, a) {
+                    before.next();
+                    after.next();
+                    continue;
+                }
+                match bn.cmp(an) {
+                    std::cmp::Ordering::Equal => {
+                        out.push((Some(b), Some(a)));
+                        before.next();
+                        after.next();
+                    }
+                    std::cmp::Ordering::Less => {
+                        out.push((Some(b), None));
+                        before.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        out.push((None, Some(a)));
+                        after.next();
+                    }
+                }
             }
         }
     }
-    for topic in prev.topics.values() {
-        let after = next.topic_by_id(topic.id);
+}
+
+/// Compares two images from `node`'s point of view. Pure and idempotent: applying the result
+/// twice is the same as once. Topics the two images share are passed over unread.
+pub fn local_changes(prev: &MetadataImage, next: &MetadataImage, node: NodeId) -> LocalChanges {
+    let mut changes = LocalChanges::default();
+    for (before, after) in changed_topics(prev, next) {
+        // A topic deleted and created again under its name is another topic.
+        let same = |a: &&Arc<TopicImage>, b: &&Arc<TopicImage>| a.id == b.id;
+        if let Some(topic) = after {
+            let old = before.filter(|b| same(b, &topic));
+            for (i, p) in topic.partitions.iter().enumerate() {
+                let was = old.and_then(|t| t.partitions.get(i));
+                if p.leader == node
+                    && was.is_none_or(|o| o.leader != node || o.leader_epoch != p.leader_epoch)
+                {
+                    changes.lead.push((
+                        TopicPartition::new(topic.name.clone(), i as i32),
+                        topic.id,
+                        p.leader_epoch,
+                    ));
+                }
+            }
+        }
+        let Some(topic) = before else { continue };
+        let now = after.filter(|a| same(a, &topic));
         for (i, p) in topic.partitions.iter().enumerate() {
             if !p.replicas.contains(&node) {
                 continue;
             }
-            let still = after
+            let still = now
                 .and_then(|t| t.partitions.get(i))
                 .is_some_and(|n| n.replicas.contains(&node));
             if !still {
@@ -865,6 +920,55 @@ mod tests {
         let ch = local_changes(&img, &gone, 1);
         assert_eq!(ch.remove.len(), 2);
         assert!(gone.topic("a").is_none());
+    }
+
+    /// A record copies only the topic it changes; the topics both images share are the same
+    /// allocation, and local changes are found in the copied ones alone.
+    #[test]
+    fn applying_in_place_shares_untouched_topics_and_local_changes_see_the_changed_one() {
+        let mut img = MetadataImage::default();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            assert_eq!(
+                img.apply_mut(&create(name, i as u128 + 1, 2)),
+                ApplyOutcome::Applied
+            );
+        }
+        let before = img.clone();
+        let change = MetadataRecord::PartitionChange {
+            topic_id: TopicId(uuid::Uuid::from_u128(2)),
+            partition: 1,
+            leader: 1,
+            isr: vec![1],
+            leader_epoch: 1,
+            partition_epoch: 1,
+        };
+        assert_eq!(img.apply_mut(&change), ApplyOutcome::Applied);
+        let changed: Vec<_> = changed_topics(&before, &img)
+            .into_iter()
+            .map(|(b, a)| (b.map(|t| t.name.clone()), a.map(|t| t.name.clone())))
+            .collect();
+        assert_eq!(
+            changed,
+            vec![(Some("b".into()), Some("b".into()))],
+            "b alone was copied"
+        );
+        assert_eq!(
+            before.topics["b"].partitions[1].leader_epoch, 0,
+            "the old image kept"
+        );
+        let ch = local_changes(&before, &img, 1);
+        assert_eq!(
+            ch.lead,
+            vec![(
+                TopicPartition::new("b", 1),
+                TopicId(uuid::Uuid::from_u128(2)),
+                1
+            )]
+        );
+        // A stale change (the same partition epoch again) changes nothing in place.
+        let kept = img.clone();
+        assert!(matches!(img.apply_mut(&change), ApplyOutcome::Conflict(_)));
+        assert!(img == kept);
     }
 
     #[test]

@@ -156,6 +156,8 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The image the hosted set was last reconciled to; the mutex also serializes reconciles.
     reconciled: Mutex<Arc<MetadataImage>>,
+    /// A log failed to open in the last reconcile: the next visits every topic again.
+    retry_opens: std::sync::atomic::AtomicBool,
     fetchers: fetcher::Fetchers,
     waits: Arc<delayed::Waits>,
     /// Topics whose leadership changes are told, and to whom.
@@ -204,6 +206,7 @@ impl ReplicaManager {
             controller,
             partitions: RwLock::new(HashMap::new()),
             reconciled: Mutex::new(Arc::new(MetadataImage::default())),
+            retry_opens: std::sync::atomic::AtomicBool::new(false),
             waits: Arc::new(delayed::Waits::default()),
             leadership: Mutex::new(Vec::new()),
         }
@@ -236,15 +239,20 @@ impl ReplicaManager {
         self.map().values().cloned().collect()
     }
 
-    /// Opens (and recovers) the logs of every partition `image` places here that is not hosted
-    /// yet, on `num.recovery.threads.per.data.dir` threads: at start that is every log.
-    fn open_missing(&self, image: &MetadataImage) -> HashMap<TopicPartition, OpenResult> {
+    /// Opens (and recovers) the logs of every partition of `topics` that `image` places here
+    /// and is not hosted yet, on `num.recovery.threads.per.data.dir` threads: at start that is
+    /// every log.
+    fn open_missing(
+        &self,
+        image: &MetadataImage,
+        topics: &[&Arc<crate::metadata::TopicImage>],
+    ) -> HashMap<TopicPartition, OpenResult> {
         let me = self.config.node_id;
         let mut wanted = Vec::new();
         let defaults = broker_log_defaults(&self.config.log, &image.dynamic_broker_configs(me));
         {
             let hosted = self.map();
-            for topic in image.topics.values() {
+            for topic in topics {
                 let settings = topic_log_settings(&defaults, &topic.name, &topic.configs);
                 for (i, pi) in topic.partitions.iter().enumerate() {
                     let tp = TopicPartition::new(topic.name.clone(), i as i32);
@@ -371,7 +379,21 @@ impl ReplicaManager {
                 "leading partitions"
             );
         }
-        let mut opened = self.open_missing(image);
+        // Only the topics changed since the last pass are visited, unless broker-wide settings
+        // changed or a log could not be opened last time (it is tried again).
+        let retry = self
+            .retry_opens
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let visit: Vec<&Arc<crate::metadata::TopicImage>> =
+            if retry || prev.broker_configs != image.broker_configs {
+                image.topics.values().collect()
+            } else {
+                crate::metadata::changed_topics(&prev, image)
+                    .into_iter()
+                    .filter_map(|(_, after)| after)
+                    .collect()
+            };
+        let mut opened = self.open_missing(image, &visit);
         // New logs and new leader epochs are written without fsyncs of their own; one sync
         // of the filesystem below makes the whole batch durable.
         let must_sync = !changes.lead.is_empty()
@@ -393,7 +415,7 @@ impl ReplicaManager {
         self.throttles
             .follower
             .set_rate(rate("follower.replication.throttled.rate"));
-        for topic in image.topics.values() {
+        for topic in visit {
             let settings = topic_log_settings(&defaults, &topic.name, &topic.configs);
             let throttled = |name: &str, i: usize| {
                 topic
@@ -432,6 +454,8 @@ impl ReplicaManager {
                             p
                         }
                         Some(Err(e)) => {
+                            self.retry_opens
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
                             tracing::error!(%tp, error = %e, "cannot open partition log");
                             continue;
                         }

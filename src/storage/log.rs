@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -141,6 +142,40 @@ pub struct PartitionLog {
     dir: PathBuf,
     settings: RwLock<LogDefaults>,
     inner: Mutex<Inner>,
+    /// The log end offset as the last holder of `inner` left it: read without the lock, as
+    /// every fetch round asks it of every partition it covers.
+    end: AtomicI64,
+    /// The high watermark last read from or written to its checkpoint file (`UNKNOWN` before
+    /// either): the checkpoint pass every few seconds compares against it, not the file.
+    stored_hw: AtomicI64,
+}
+
+/// `stored_hw` before the checkpoint file was first read or written.
+const UNKNOWN: i64 = i64::MIN;
+
+/// The log's lock; publishes the log end offset when let go.
+struct Locked<'a> {
+    inner: MutexGuard<'a, Inner>,
+    end: &'a AtomicI64,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.end.store(self.inner.end(), Ordering::Release);
+    }
 }
 
 /// What `open` found, for the log line that reports recovery.
@@ -273,12 +308,18 @@ impl PartitionLog {
                 cleaner,
                 changes: 0,
             }),
+            end: AtomicI64::new(0),
+            stored_hw: AtomicI64::new(UNKNOWN),
         };
+        drop(log.lock());
         Ok((log, report))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            inner: self.inner.lock().unwrap_or_else(|p| p.into_inner()),
+            end: &self.end,
+        }
     }
 
     pub fn settings(&self) -> LogDefaults {
@@ -297,7 +338,7 @@ impl PartitionLog {
     }
 
     pub fn log_end_offset(&self) -> Offset {
-        self.lock().end()
+        self.end.load(Ordering::Acquire)
     }
 
     /// Appends validated batches as received, assigning offsets from the log end and stamping
@@ -533,17 +574,28 @@ impl PartitionLog {
 
     /// The high watermark last written by `write_high_watermark`, if any.
     pub fn stored_high_watermark(&self) -> Option<Offset> {
-        read_checkpoint(&self.dir.join("high-watermark"))
+        match self.stored_hw.load(Ordering::Acquire) {
+            UNKNOWN => {
+                let stored = read_checkpoint(&self.dir.join("high-watermark"))?;
+                let _ = self.stored_hw.compare_exchange(
+                    UNKNOWN,
+                    stored,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                Some(stored)
+            }
+            known => Some(known),
+        }
     }
 
     pub fn write_high_watermark(&self, hw: Offset) -> Result<(), LogError> {
         // Decided transactions whose markers are now replicated no longer hold the last stable
         // offset: forget them here too, for partitions no `read_committed` reader asks about.
         self.lock().producers.last_stable_offset(hw);
-        Ok(write_checkpoint(
-            &self.dir.join("high-watermark"),
-            &hw.to_string(),
-        )?)
+        write_checkpoint(&self.dir.join("high-watermark"), &hw.to_string())?;
+        self.stored_hw.store(hw, Ordering::Release);
+        Ok(())
     }
 
     /// Starts a new active segment at `base`, flushing the old one so the recovery point can

@@ -8,6 +8,9 @@
 //!  --broker-pid P1,P2,P3 [--target 100000] [--partitions 10] [--replication-factor 3]
 //!  [--per-request 50] [--milestones 1000,10000,30000,100000] [--prefix scale] [--json out.json]`
 //!
+//! `scale --apply` measures instead the cost of applying one metadata record, in process, on
+//! images of 1 k to 100 k partitions.
+//!
 //! `--bootstrap` lists every broker: CreateTopics goes to the first, the per-broker checks to
 //! each. Start the cluster with `strom dev` (its node pids: `pgrep -f 'strom serve'`).
 
@@ -178,6 +181,73 @@ struct Milestone {
     fds: Vec<usize>,
 }
 
+/// `--apply`: the cost of applying metadata records, in process, on images of 1 k to 100 k
+/// partitions (10-partition topics, RF 3): per record in place (the state machine's way), per
+/// record with a copy of the image (the way before it), and one copy of the image (what the
+/// state machine still does once per batch of entries, to publish it).
+fn apply_bench() {
+    use strom::metadata::{MetadataImage, MetadataRecord};
+    use strom::types::TopicId;
+    let id = |t: usize| TopicId(uuid::Uuid::from_u128(t as u128 + 1));
+    let topic = |t: usize| MetadataRecord::CreateTopic {
+        name: format!("topic-{t}"),
+        id: id(t),
+        assignments: (0..10)
+            .map(|p| vec![1 + (t + p) as i32 % 3, 2, 3])
+            .collect(),
+        configs: Default::default(),
+    };
+    let per = |took: Duration, n: usize| took.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "partitions  create in place µs  change in place µs  create with copy µs  image copy ms"
+    );
+    for partitions in [1_000usize, 10_000, 30_000, 100_000] {
+        let topics = partitions / 10;
+        let mut image = MetadataImage::default();
+        for t in 0..topics {
+            image.apply_mut(&topic(t));
+        }
+        // Records on a copy that shares every topic with `image`, as the state machine's image
+        // shares them with the one it last published.
+        let mut work = image.clone();
+        let n = 2_000;
+        let started = Instant::now();
+        for t in topics..topics + n {
+            work.apply_mut(&topic(t));
+        }
+        let create = per(started.elapsed(), n);
+        let started = Instant::now();
+        for k in 0..n {
+            let t = (k * 7919) % topics;
+            let p = k % 10;
+            let epoch = work.topics[&format!("topic-{t}")].partitions[p].partition_epoch;
+            work.apply_mut(&MetadataRecord::PartitionChange {
+                topic_id: id(t),
+                partition: p as i32,
+                leader: 2,
+                isr: vec![2, 3],
+                leader_epoch: epoch + 1,
+                partition_epoch: epoch + 1,
+            });
+        }
+        let change = per(started.elapsed(), n);
+        let copies = if partitions >= 30_000 { 20 } else { 200 };
+        let started = Instant::now();
+        for t in 0..copies {
+            work = work.apply(&topic(topics + n + t)).0;
+        }
+        let with_copy = per(started.elapsed(), copies);
+        let started = Instant::now();
+        for _ in 0..copies {
+            std::hint::black_box(work.clone());
+        }
+        let copy_ms = per(started.elapsed(), copies) / 1e3;
+        println!(
+            "{partitions:>10}  {create:>18.2}  {change:>18.2}  {with_copy:>19.1}  {copy_ms:>13.2}"
+        );
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -190,6 +260,10 @@ fn main() -> std::process::ExitCode {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
+        return std::process::ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--apply") {
+        apply_bench();
         return std::process::ExitCode::SUCCESS;
     }
     let bootstrap = arg(&args, "--bootstrap", "127.0.0.1:9092");

@@ -263,8 +263,11 @@ fn read_all(
             out.push(read);
             continue;
         }
-        // What the partition returns: nothing, a file range (zero-copy) or records read.
-        let got = if params.follower.is_some() {
+        // What the partition returns: nothing, a file range (zero-copy) or records read. A
+        // follower at the log end (most of them, most of the time) needs no look at the log.
+        let got = if params.follower.is_some() && req.fetch_offset == p.log_end_offset() {
+            Ok(None)
+        } else if params.follower.is_some() {
             p.read(req.fetch_offset, Window::new(limit, i64::MAX, total == 0))
                 .map(|b| (!b.is_empty()).then_some(Part::Bytes(b)))
         } else {

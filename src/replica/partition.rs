@@ -399,9 +399,13 @@ impl Partition {
         } else {
             self.log.append_replica(batches)?
         };
-        self.hw.store(leader_hw.min(end), Ordering::Release);
+        let hw = leader_hw.min(end);
+        let before = self.hw.swap(hw, Ordering::AcqRel);
         drop(_following);
-        self.changed();
+        // An empty answer that moved nothing (an idle partition's every round) wakes no one.
+        if !batches.is_empty() || before != hw {
+            self.changed();
+        }
         Ok(())
     }
 

@@ -153,10 +153,12 @@ pub struct PartitionLog {
 /// `stored_hw` before the checkpoint file was first read or written.
 const UNKNOWN: i64 = i64::MIN;
 
-/// The log's lock; publishes the log end offset when let go.
+/// The log's lock; publishes the log end offset when let go after a change (anything that
+/// changes the log reaches it mutably).
 struct Locked<'a> {
     inner: MutexGuard<'a, Inner>,
     end: &'a AtomicI64,
+    changed: bool,
 }
 
 impl std::ops::Deref for Locked<'_> {
@@ -168,13 +170,16 @@ impl std::ops::Deref for Locked<'_> {
 
 impl std::ops::DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut Inner {
+        self.changed = true;
         &mut self.inner
     }
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.end.store(self.inner.end(), Ordering::Release);
+        if self.changed {
+            self.end.store(self.inner.end(), Ordering::Release);
+        }
     }
 }
 
@@ -311,7 +316,7 @@ impl PartitionLog {
             end: AtomicI64::new(0),
             stored_hw: AtomicI64::new(UNKNOWN),
         };
-        drop(log.lock());
+        log.end.store(log.lock().end(), Ordering::Release);
         Ok((log, report))
     }
 
@@ -319,6 +324,7 @@ impl PartitionLog {
         Locked {
             inner: self.inner.lock().unwrap_or_else(|p| p.into_inner()),
             end: &self.end,
+            changed: false,
         }
     }
 

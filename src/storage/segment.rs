@@ -464,13 +464,14 @@ impl Segment {
         }
     }
 
+    /// fsyncs what was appended, and writes the index entries the files lack (appended ones,
+    /// and those rebuilt when the segment was recovered or its index files were short).
     pub fn flush(&mut self) -> io::Result<()> {
         if self.unflushed {
             self.log.get()?.sync_data()?;
-            self.write_indexes()?;
             self.unflushed = false;
         }
-        Ok(())
+        self.write_indexes()
     }
 
     /// Removes this segment's files.

@@ -219,6 +219,18 @@ pub fn run(opts: DevOptions) -> anyhow::Result<()> {
             })
             .collect(),
     };
+    // Nodes that cannot bind exit at once; a cluster already on these ports would then answer
+    // for them and look ready. Say so before starting anything.
+    for (i, (host, port, controller)) in layout.nodes.iter().enumerate() {
+        for (what, p) in [("client", *port), ("controller", *controller)] {
+            if let Err(e) = std::net::TcpListener::bind((host.as_str(), p)) {
+                anyhow::bail!(
+                    "node {}'s {what} port {host}:{p} is taken ({e}): is another `strom dev` running? Stop it, or pick other ports with --base-port",
+                    i + 1
+                );
+            }
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

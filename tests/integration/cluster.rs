@@ -511,6 +511,58 @@ fn a_broker_only_node_joins_as_a_learner_and_serves() {
     assert_eq!(ids, vec!["1", "2", "3"], "{status}");
 }
 
+/// A port of the layout already taken (another `strom dev` still running) stops `strom dev`
+/// before it starts a node: otherwise the nodes exit on their bind errors while the old
+/// cluster answers for them and looks ready.
+#[test]
+fn strom_dev_refuses_to_start_on_a_port_that_is_taken() {
+    // Node 1's controller port (client port + 1) is taken; its client port is free.
+    let (_taken, port) = (0..100)
+        .find_map(|_| {
+            let l = std::net::TcpListener::bind(("127.0.0.1", 0)).ok()?;
+            let port = l.local_addr().ok()?.port();
+            let client_free = std::net::TcpListener::bind(("127.0.0.1", port - 1)).is_ok();
+            client_free.then_some((l, port))
+        })
+        .expect("a port with a free one below it");
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args([
+            "dev",
+            "--nodes",
+            "1",
+            "--base-port",
+            &(port - 1).to_string(),
+        ])
+        .args(["--data", &data.path().display().to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strom dev");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            crate::harness::signal(child.id() as i32, libc::SIGTERM);
+            let _ = child.wait();
+            panic!("strom dev kept running with a port of its layout taken");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(!status.success(), "strom dev started: {stderr}");
+    assert!(
+        stderr.contains(&format!("controller port 127.0.0.1:{port} is taken")),
+        "{stderr}"
+    );
+    assert!(!data.path().join("node-1").exists(), "a node was started");
+}
+
 #[test]
 fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};

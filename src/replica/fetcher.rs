@@ -7,7 +7,7 @@
 //! `Fetchers` is owned by `ReplicaManager`; `assign` / `remove` are called by reconciliation
 //! and are idempotent, keyed by leader and leader epoch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,7 @@ fn stale_for_a_while(s: &mut Slot) {
 }
 
 struct Fetcher {
-    slots: Arc<Mutex<HashMap<TopicPartition, Slot>>>,
+    slots: Arc<Mutex<BTreeMap<TopicPartition, Slot>>>,
     token: CancellationToken,
 }
 
@@ -164,7 +164,7 @@ impl Fetchers {
             }
         }
         let fetcher = map.entry(leader).or_insert_with(|| {
-            let slots = Arc::new(Mutex::new(HashMap::new()));
+            let slots = Arc::new(Mutex::new(BTreeMap::new()));
             let token = self.token.child_token();
             let task = FetchTask {
                 leader,
@@ -224,7 +224,7 @@ struct FetchTask {
     throttles: Arc<Throttles>,
     security: Arc<ClientSecurity>,
     controller: Handle,
-    slots: Arc<Mutex<HashMap<TopicPartition, Slot>>>,
+    slots: Arc<Mutex<BTreeMap<TopicPartition, Slot>>>,
     unreachable: Arc<Unreachable>,
 }
 
@@ -347,39 +347,45 @@ impl FetchTask {
     }
 
     /// One truncation pass (where needed) and one fetch. Returns whether anything was fetchable.
+    /// The slots come sorted by topic and partition: the request groups them by topic as they
+    /// come, and each answer finds its slot by binary search (no map built per round — a
+    /// round covers every partition followed on this leader).
     async fn round(&self, c: &mut Connection) -> anyhow::Result<bool> {
-        let slots = self.snapshot();
+        let mut slots = self.snapshot();
         let to_truncate: Vec<_> = slots
             .iter()
             .filter(|(_, s)| s.truncate && !s.stale())
             .collect();
         if !to_truncate.is_empty() {
             self.truncate(c, &to_truncate).await?;
+            slots = self.snapshot();
         }
         // Throttled replicas wait while the follower quota is spent.
         let me = self.config.node_id;
         let held_back = self.throttles.follower.exceeded();
-        let slots: Vec<_> = self
-            .snapshot()
-            .into_iter()
-            .filter(|(_, s)| !s.truncate && !s.stale())
-            .filter(|(_, s)| !(held_back && s.partition.throttled_for(false, me)))
-            .collect();
+        slots.retain(|(_, s)| {
+            !s.truncate && !s.stale() && !(held_back && s.partition.throttled_for(false, me))
+        });
         if slots.is_empty() {
             return Ok(false);
         }
-        let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
+        let mut topics: Vec<FetchTopic> = Vec::new();
         for (tp, s) in &slots {
+            if topics.last().is_none_or(|t| *t.topic.0 != *tp.topic) {
+                topics.push(FetchTopic::default().with_topic(name(&tp.topic)));
+            }
             let log = &s.partition;
-            topics.entry(tp.topic.clone()).or_default().push(
-                FetchPartition::default()
-                    .with_partition(tp.partition)
-                    .with_current_leader_epoch(s.epoch)
-                    .with_fetch_offset(log.log_end_offset())
-                    .with_last_fetched_epoch(log.latest_epoch().map(|e| e.0).unwrap_or(-1))
-                    .with_log_start_offset(log.log_start_offset())
-                    .with_partition_max_bytes(1 << 20),
-            );
+            if let Some(t) = topics.last_mut() {
+                t.partitions.push(
+                    FetchPartition::default()
+                        .with_partition(tp.partition)
+                        .with_current_leader_epoch(s.epoch)
+                        .with_fetch_offset(log.log_end_offset())
+                        .with_last_fetched_epoch(log.latest_epoch().map(|e| e.0).unwrap_or(-1))
+                        .with_log_start_offset(log.log_start_offset())
+                        .with_partition_max_bytes(1 << 20),
+                );
+            }
         }
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(self.config.node_id))
@@ -387,30 +393,23 @@ impl FetchTask {
             .with_min_bytes(1)
             .with_max_bytes(16 << 20)
             .with_session_epoch(-1)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(t, parts)| {
-                        FetchTopic::default()
-                            .with_topic(name(&t))
-                            .with_partitions(parts)
-                    })
-                    .collect(),
-            );
+            .with_topics(topics);
         let resp: FetchResponse = c
             .call(ApiKey::Fetch, FETCH_VERSION, &req, Duration::from_secs(10))
             .await?;
-        let by_tp: HashMap<TopicPartition, &Slot> =
-            slots.iter().map(|(k, v)| (k.clone(), v)).collect();
         for t in &resp.responses {
+            let topic: &str = &t.topic.0;
             for p in &t.partitions {
-                let tp = TopicPartition::new(t.topic.0.to_string(), p.partition_index);
-                let Some(slot) = by_tp.get(&tp) else { continue };
+                let at = slots.binary_search_by(|(k, _)| {
+                    (k.topic.as_str(), k.partition).cmp(&(topic, p.partition_index))
+                });
+                let Ok(i) = at else { continue };
+                let (tp, slot) = &slots[i];
                 if slot.partition.throttled_for(false, self.config.node_id) {
                     let bytes = p.records.as_ref().map_or(0, |r| r.len());
                     self.throttles.follower.record(bytes);
                 }
-                self.handle_partition(&tp, slot, p);
+                self.handle_partition(tp, slot, p);
             }
         }
         Ok(true)

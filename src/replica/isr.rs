@@ -118,8 +118,8 @@ impl Replicas {
     }
 
     /// Records a follower's fetch: it holds every offset below `fetch_offset` and its log starts
-    /// at `log_start`; it has caught up if it asked from the leader's `log_end`. False if this
-    /// node does not lead.
+    /// at `log_start`; it has caught up if it asked from the leader's `log_end`. Whether its log
+    /// end or start moved (only then can a watermark move); `None` if this node does not lead.
     pub fn follower_fetched(
         &mut self,
         follower: NodeId,
@@ -127,20 +127,21 @@ impl Replicas {
         log_start: Offset,
         log_end: Offset,
         now: Instant,
-    ) -> bool {
+    ) -> Option<bool> {
         if !self.is_leader() {
-            return false;
+            return None;
         }
         let p = self
             .followers
             .entry(follower)
             .or_insert(Progress::fresh(now));
+        let moved = p.leo != fetch_offset || p.log_start != log_start;
         p.leo = fetch_offset;
         p.log_start = log_start;
         if fetch_offset >= log_end {
             p.caught_up = now;
         }
-        true
+        Some(moved)
     }
 
     /// An ISR expansion to ask for: `follower`, a replica outside the ISR, has reached the high
@@ -310,7 +311,7 @@ mod tests {
         let t = Instant::now();
         let mut r = Replicas::new(2);
         assert!(!r.apply(&image(1, 5, &[1, 2, 3], &[1, 2, 3]), t));
-        assert!(!r.follower_fetched(3, 10, 0, 10, t));
+        assert_eq!(r.follower_fetched(3, 10, 0, 10, t), None);
         assert_eq!(r.shrink(t + Duration::from_secs(100), Duration::ZERO), None);
         assert_eq!(r.expansion(3, 10, 0, 0), None);
     }

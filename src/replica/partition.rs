@@ -445,14 +445,15 @@ impl Partition {
         let end = self.log.log_end_offset();
         let epoch_start = self.log.latest_epoch().map(|e| e.1).unwrap_or(0);
         let now = Instant::now();
-        if !self
+        let moved = self
             .state()
-            .follower_fetched(follower, fetch_offset, log_start, end, now)
-        {
-            return None;
+            .follower_fetched(follower, fetch_offset, log_start, end, now)?;
+        // A follower that stayed where it was (every round of an idle partition) moves no
+        // watermark and wakes no one.
+        if moved {
+            self.advance_hw();
+            self.changed();
         }
-        self.advance_hw();
-        self.changed();
         let hw = self.high_watermark();
         self.state()
             .expansion(follower, fetch_offset, hw, epoch_start)

@@ -363,9 +363,10 @@ impl FetchTask {
         // Throttled replicas wait while the follower quota is spent.
         let me = self.config.node_id;
         let held_back = self.throttles.follower.exceeded();
-        slots.retain(|(_, s)| {
-            !s.truncate && !s.stale() && !(held_back && s.partition.throttled_for(false, me))
-        });
+        let waits = |s: &Slot| {
+            s.truncate || s.stale() || (held_back && s.partition.throttled_for(false, me))
+        };
+        slots.retain(|(_, s)| !waits(s));
         if slots.is_empty() {
             return Ok(false);
         }

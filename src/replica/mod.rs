@@ -336,7 +336,10 @@ impl ReplicaManager {
         let me = self.config.node_id;
         let mut prev = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
         let image = &self.controller.image();
-        if Arc::ptr_eq(image, &prev) {
+        let retry = self
+            .retry_opens
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if Arc::ptr_eq(image, &prev) && !retry {
             return;
         }
         let changes = local_changes(&prev, image, me);
@@ -381,9 +384,6 @@ impl ReplicaManager {
         }
         // Only the topics changed since the last pass are visited, unless broker-wide settings
         // changed or a log could not be opened last time (it is tried again).
-        let retry = self
-            .retry_opens
-            .swap(false, std::sync::atomic::Ordering::Relaxed);
         let visit: Vec<&Arc<crate::metadata::TopicImage>> =
             if retry || prev.broker_configs != image.broker_configs {
                 image.topics.values().collect()
@@ -394,12 +394,13 @@ impl ReplicaManager {
                     .collect()
             };
         let mut opened = self.open_missing(image, &visit);
-        // New logs and new leader epochs are written without fsyncs of their own; one sync
-        // of the filesystem below makes the whole batch durable.
-        let must_sync = !changes.lead.is_empty()
-            || opened
-                .values()
-                .any(|r| matches!(r, Ok((_, rec)) if rec.created));
+        // New logs are written without fsyncs of their own: `make_created_durable` below
+        // makes the whole batch durable.
+        let created: Vec<TopicPartition> = opened
+            .iter()
+            .filter(|(_, r)| matches!(r, Ok((_, rec)) if rec.created))
+            .map(|(tp, _)| tp.clone())
+            .collect();
         let dynamic = image.dynamic_broker_configs(me);
         let defaults = broker_log_defaults(&self.config.log, &dynamic);
         let rate = |name: &str| {
@@ -498,12 +499,39 @@ impl ReplicaManager {
                 }
             }
         }
-        if must_sync {
-            if let Err(e) = crate::storage::sync_filesystem(&self.config.log_dir) {
-                tracing::error!(error = %e, dir = %self.config.log_dir.display(), "cannot sync new partition logs to disk");
-            }
-        }
+        self.make_created_durable(&created);
         *prev = image.clone();
+    }
+
+    /// Makes the logs created by a reconcile durable (files, their directories and the log
+    /// directory): a few by fsyncs of their own, many by one sync of the filesystem — creating
+    /// 500 partitions is one sync, not 1,500 fsyncs, while a pass that creates a handful does
+    /// not write back every dirty page of the disk. (New leader epochs are fsynced with their
+    /// log's next flush, as Kafka does since KAFKA-15046.)
+    fn make_created_durable(&self, created: &[TopicPartition]) {
+        /// Up to this many new logs are fsynced one by one.
+        const ONE_BY_ONE: usize = 16;
+        if created.is_empty() {
+            return;
+        }
+        let dir = &self.config.log_dir;
+        let result = if created.len() > ONE_BY_ONE {
+            crate::storage::sync_filesystem(dir).map_err(LogError::from)
+        } else {
+            let logs: Vec<_> = {
+                let map = self.map();
+                created
+                    .iter()
+                    .filter_map(|tp| map.get(tp).cloned())
+                    .collect()
+            };
+            logs.iter()
+                .try_for_each(|p| p.make_log_durable())
+                .and_then(|()| crate::storage::sync_dir(dir).map_err(LogError::from))
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, dir = %dir.display(), logs = created.len(), "cannot make new partition logs durable");
+        }
     }
 
     /// The partition if this node leads it in `image`, reconciling first if the image is newer

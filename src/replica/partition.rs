@@ -479,6 +479,11 @@ impl Partition {
     }
 
     /// Writes the high watermark checkpoint if it moved since the last one.
+    /// fsyncs a just-created log's files and directory (`PartitionLog::make_durable`).
+    pub(super) fn make_log_durable(&self) -> Result<(), LogError> {
+        self.log.make_durable()
+    }
+
     pub(super) fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
         let hw = self.high_watermark();
         if self.log.stored_high_watermark() != Some(hw) {

@@ -57,11 +57,16 @@ impl Drop for Slot {
 
 impl Cache {
     fn opened(&self, slot: &Arc<Slot>) {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        self.ring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(Arc::downgrade(slot));
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+            ring.push_back(Arc::downgrade(slot));
+            // Slots dropped while open (segments deleted, logs removed) leave dead entries,
+            // which only a sweep would clear: clear them when they outnumber the live ones.
+            if ring.len() > 2 * open.max(64) {
+                ring.retain(|w| w.strong_count() > 0);
+            }
+        }
         self.evict();
     }
 

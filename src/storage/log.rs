@@ -607,6 +607,7 @@ impl PartitionLog {
     /// Starts a new active segment at `base`, flushing the old one so the recovery point can
     /// move past it.
     fn roll(&self, inner: &mut Inner, base: Offset) -> Result<(), LogError> {
+        self.sync_epochs(inner)?;
         inner.active()?.flush()?;
         write_checkpoint(&self.dir.join("recovery-point"), &base.to_string())?;
         inner
@@ -619,15 +620,36 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn flush_locked(&self, inner: &mut Inner) -> Result<(), LogError> {
-        for s in inner.segments.values_mut() {
-            s.flush()?;
-        }
+    /// Makes a leader epoch written by `begin_epoch` durable; before any segment data, so no
+    /// durable batch carries an epoch the durable checkpoint lacks.
+    fn sync_epochs(&self, inner: &mut Inner) -> Result<(), LogError> {
         if inner.epochs_unsynced {
             inner
                 .epochs
                 .save(&self.dir.join("leader-epoch-checkpoint"))?;
             inner.epochs_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// fsyncs what a new log was created with (its files and its directory) — for a caller
+    /// that made only a few logs; many are cheaper made durable at once
+    /// (`storage::sync_filesystem`). The parent directory is the caller's to sync.
+    pub fn make_durable(&self) -> Result<(), LogError> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.is_file() {
+                File::open(&path)?.sync_all()?;
+            }
+        }
+        super::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    fn flush_locked(&self, inner: &mut Inner) -> Result<(), LogError> {
+        self.sync_epochs(inner)?;
+        for s in inner.segments.values_mut() {
+            s.flush()?;
         }
         let end = inner.end();
         write_checkpoint(&self.dir.join("recovery-point"), &end.to_string())?;

@@ -135,6 +135,9 @@ impl Segment {
             seg.log.get()?.set_len(end)?;
         }
         seg.size = end;
+        // The rebuilt entries reach the files now: a segment recovered below the recovery
+        // point (or finishing a cleaner's swap) may never be flushed again.
+        seg.write_indexes()?;
         Ok((seg, truncated))
     }
 

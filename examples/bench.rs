@@ -47,13 +47,9 @@ fn config() -> ClientConfig {
     c
 }
 
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::arg;
 
 struct Latencies {
     /// (when the record was sent, produce latency in µs) per acknowledged record.
@@ -449,15 +445,7 @@ fn main() -> std::process::ExitCode {
         .collect();
     let _ = EXTRA.set(extra);
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "{}",
-            include_str!("bench.rs")
-                .lines()
-                .take_while(|l| l.starts_with("//!"))
-                .map(|l| l.trim_start_matches("//!"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        common::print_help(include_str!("bench.rs"));
         return std::process::ExitCode::SUCCESS;
     }
     let bootstrap = arg(&args, "--bootstrap", "127.0.0.1:9092");

@@ -24,13 +24,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strom::tools::Client;
 
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::arg;
 
 fn status_kb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -251,15 +247,7 @@ fn apply_bench() {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "{}",
-            include_str!("scale.rs")
-                .lines()
-                .take_while(|l| l.starts_with("//!"))
-                .map(|l| l.trim_start_matches("//!"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        common::print_help(include_str!("scale.rs"));
         return std::process::ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--apply") {

@@ -34,7 +34,7 @@ use crate::replica::ReplicaManager;
 use crate::types::{now_ms, NodeId};
 
 pub(crate) use log::replay;
-use log::{group_record, offset_key};
+use log::{group_record, offset_key, PendingTxnOffsets};
 use records::{Key, OffsetValue};
 use shard::Shard;
 pub use state::{Caller, GroupError, JoinArgs, JoinReply, Joined, State, SyncReply};
@@ -490,19 +490,11 @@ impl Coordinator {
             let mut loaded = shard.loaded.subscribe();
             let _ = tokio::time::timeout(LOAD_WAIT * 15, loaded.wait_for(|l| *l)).await;
         }
-        let offsets = shard
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&producer_id)
-            .unwrap_or_default();
-        if !commit || offsets.is_empty() {
-            return;
-        }
-        for (group_id, topic, partition, value, at) in offsets {
+        settle_pending(&shard.pending, producer_id, commit, |group_id, offset| {
+            let (topic, partition, value, at) = offset;
             let group = shard.group_or_new(&group_id);
             lock(&group).apply_offset(&topic, partition, value, at);
-        }
+        });
     }
 
     /// Whether a transaction holds uncommitted offsets for this group's partition
@@ -511,11 +503,7 @@ impl Coordinator {
         let Some(shard) = self.loading_shard(group_id) else {
             return false;
         };
-        let pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending
-            .values()
-            .flatten()
-            .any(|(g, t, p, _, _)| g == group_id && t == topic && *p == partition)
+        is_pending(&shard.pending, group_id, topic, partition)
     }
 
     /// OffsetFetch for one group: the asked partitions (`None`: every committed one).
@@ -734,6 +722,41 @@ impl Coordinator {
     }
 }
 
+/// Whether a transaction holds an undecided offset for this group's partition.
+fn is_pending(
+    pending: &Mutex<PendingTxnOffsets>,
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+) -> bool {
+    let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+    pending
+        .values()
+        .flatten()
+        .any(|(g, t, p, _, _)| g == group_id && t == topic && *p == partition)
+}
+
+/// Settles a producer's pending offsets at its transaction's marker: on commit each is given
+/// to `apply` while still marked pending, and only then forgotten — an OffsetFetch in between
+/// sees either the mark (UNSTABLE_OFFSET_COMMIT, which clients retry) or the committed
+/// offset, never neither. The pending lock is not held while `apply` runs: the commit path
+/// locks a group first and the pending map second.
+fn settle_pending(
+    pending: &Mutex<PendingTxnOffsets>,
+    producer_id: i64,
+    commit: bool,
+    mut apply: impl FnMut(String, (String, i32, OffsetValue, i64)),
+) {
+    let held = || pending.lock().unwrap_or_else(|p| p.into_inner());
+    if commit {
+        let offsets = held().get(&producer_id).cloned().unwrap_or_default();
+        for (group_id, topic, partition, value, at) in offsets {
+            apply(group_id, (topic, partition, value, at));
+        }
+    }
+    held().remove(&producer_id);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,5 +772,47 @@ mod tests {
             assert!((0..50).contains(&partition_for(g, 50)));
         }
         assert_eq!(partition_for("anything", 1), 0);
+    }
+
+    #[test]
+    fn transactional_offsets_stay_pending_until_their_group_holds_them() {
+        let value = |offset| OffsetValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: 0,
+        };
+        let pending: Mutex<PendingTxnOffsets> = Mutex::new(HashMap::from([
+            (
+                7,
+                vec![
+                    ("g".into(), "t".into(), 0, value(5), 10),
+                    ("g".into(), "t".into(), 1, value(6), 11),
+                ],
+            ),
+            (8, vec![("h".into(), "t".into(), 0, value(9), 12)]),
+        ]));
+        let mut applied = Vec::new();
+        settle_pending(&pending, 7, true, |g, (t, p, v, at)| {
+            // Until the group holds it, a fetch must still see it as pending.
+            assert!(
+                is_pending(&pending, &g, &t, p),
+                "{g} {t}/{p} neither pending nor applied"
+            );
+            applied.push((g, t, p, v.offset, at));
+        });
+        assert_eq!(
+            applied,
+            [
+                ("g".to_string(), "t".to_string(), 0, 5, 10),
+                ("g".to_string(), "t".to_string(), 1, 6, 11)
+            ]
+        );
+        assert!(!is_pending(&pending, "g", "t", 0) && !is_pending(&pending, "g", "t", 1));
+        assert!(is_pending(&pending, "h", "t", 0), "another producer's stay");
+        settle_pending(&pending, 8, false, |_, _| {
+            panic!("an abort applies nothing")
+        });
+        assert!(pending.lock().unwrap().is_empty());
     }
 }

@@ -654,11 +654,35 @@ pub fn heartbeat(
     Heartbeat::Alive(records)
 }
 
-/// Fencing broker `id` (silent, or shutting down) with the partition changes that follow.
-pub fn fence(image: &MetadataImage, id: NodeId, unclean: bool) -> Vec<MetadataRecord> {
-    let mut records = vec![MetadataRecord::FenceBroker { id }];
-    records.extend(fence_changes(image, id, unclean));
-    records
+/// The most records the controller writes in one Raft entry for work that may be split
+/// (fencing a broker, moving leaders back to preferred replicas). A follower must store an
+/// entry well inside openraft's AppendEntries timeout (its heartbeat interval, 100 ms): one
+/// entry moving 30,000 partitions (~1.5 MB) stalled the quorum; 1,000 changes are ~50 KB.
+pub const RECORDS_PER_ENTRY: usize = 1_000;
+
+/// The next entry of fencing broker `id` (silent, or shutting down): up to `max` of the
+/// partition changes that fencing requires (new leaders, ISRs without it), and once none is
+/// left the FenceBroker record itself — Kafka's order, so a controller that fails midway leaves
+/// the broker unfenced and its successor fences it again from what is left. Each entry is
+/// planned from the image the previous one left (a change made stale meanwhile is refused by
+/// its partition epoch and planned again). Empty once `id` is fenced with nothing left to move.
+pub fn fence(image: &MetadataImage, id: NodeId, unclean: bool, max: usize) -> Vec<MetadataRecord> {
+    let mut changes = fence_changes(image, id, unclean);
+    if !changes.is_empty() {
+        changes.truncate(max.max(1));
+        return changes;
+    }
+    match image.brokers.get(&id) {
+        Some(reg) if !reg.fenced => vec![MetadataRecord::FenceBroker { id }],
+        _ => Vec::new(),
+    }
+}
+
+/// The next entry of moving leaders back to their preferred replicas: at most `max` changes.
+pub fn preferred_leaders(image: &MetadataImage, max: usize) -> Vec<MetadataRecord> {
+    let mut changes = crate::metadata::preferred_leader_changes(image);
+    changes.truncate(max.max(1));
+    changes
 }
 
 /// Kafka's topic name rules.
@@ -770,6 +794,76 @@ mod tests {
             outcomes.push(out);
         }
         (img, outcomes)
+    }
+
+    /// Fences `id` entry by entry as the controller does; also returns each entry's length.
+    fn fenced_in_steps(img: &MetadataImage, id: NodeId, max: usize) -> (MetadataImage, Vec<usize>) {
+        let mut img = img.clone();
+        let mut sizes = Vec::new();
+        loop {
+            let entry = fence(&img, id, false, max);
+            if entry.is_empty() {
+                return (img, sizes);
+            }
+            sizes.push(entry.len());
+            let (next, outcomes) = apply(&img, &entry);
+            assert!(
+                outcomes.iter().all(|o| *o == ApplyOutcome::Applied),
+                "{outcomes:?}"
+            );
+            img = next;
+            assert!(sizes.len() < 1_000, "fencing does not converge");
+        }
+    }
+
+    #[test]
+    fn fencing_a_broker_is_written_in_bounded_entries_with_the_fence_last() {
+        let mut img = cluster();
+        for i in 0..10u128 {
+            img = img
+                .apply(&MetadataRecord::CreateTopic {
+                    name: format!("many-{i}"),
+                    id: TopicId(uuid::Uuid::from_u128(100 + i)),
+                    assignments: (0..7)
+                        .map(|p| [vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]][p % 3].clone())
+                        .collect(),
+                    configs: BTreeMap::new(),
+                })
+                .0;
+        }
+        // All at once (as before): the reference.
+        let mut all = fence_changes(&img, 2, false);
+        let touched = all.len();
+        assert!(touched > 40, "broker 2 is in every ISR: {touched}");
+        all.push(MetadataRecord::FenceBroker { id: 2 });
+        let (whole, _) = apply(&img, &all);
+
+        let (stepped, sizes) = fenced_in_steps(&img, 2, 8);
+        assert!(sizes.iter().all(|n| *n <= 8), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), touched + 1);
+        assert_eq!(*sizes.last().unwrap(), 1, "the fence comes alone, last");
+        assert_eq!(stepped, whole);
+
+        // A controller that stops after two entries leaves broker 2 unfenced, so its
+        // successor fences it again and finishes from what is left.
+        let mut partly = img.clone();
+        for _ in 0..2 {
+            partly = apply(&partly, &fence(&partly, 2, false, 8)).0;
+        }
+        assert!(!partly.brokers[&2].fenced);
+        assert_eq!(fence_changes(&partly, 2, false).len(), touched - 16);
+        assert_eq!(fenced_in_steps(&partly, 2, 8).0, whole);
+
+        // A change made stale by another write in between is refused, then planned again.
+        let planned = fence(&img, 2, false, 8);
+        let (bumped, _) = apply(&img, &planned[..1]);
+        let (after, outcomes) = apply(&bumped, &planned);
+        assert!(matches!(outcomes[0], ApplyOutcome::Conflict(_)));
+        assert_eq!(fenced_in_steps(&after, 2, 8).0, whole);
+        assert!(
+            fence(&whole, 2, false, 8).is_empty(),
+            "nothing left once fenced"
+        );
     }
 
     #[test]
@@ -1024,7 +1118,7 @@ mod tests {
         );
         assert_eq!(heartbeat(&img, 7, me, false), Heartbeat::Unknown);
         assert_eq!(heartbeat(&img, 2, me, true), Heartbeat::Stopping);
-        let fenced = apply(&img, &fence(&img, 2, false)).0;
+        let fenced = fenced_in_steps(&img, 2, usize::MAX).0;
         let Heartbeat::Alive(records) = heartbeat(&fenced, 2, me, false) else {
             panic!()
         };

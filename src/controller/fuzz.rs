@@ -13,9 +13,7 @@ use super::admin::{AdminOp, ConfigOp, ConfigTarget, NewTopic};
 use super::decide::{self, AlterPartition, Heartbeat};
 use crate::config::Config;
 use crate::fuzz::{rounds, Rng};
-use crate::metadata::{
-    preferred_leader_changes, ApplyOutcome, BrokerRegistration, MetadataImage, MetadataRecord,
-};
+use crate::metadata::{ApplyOutcome, BrokerRegistration, MetadataImage, MetadataRecord};
 use crate::types::{NodeId, TopicId};
 
 const BROKERS: i32 = 5;
@@ -155,8 +153,8 @@ fn step(rng: &mut Rng, image: &MetadataImage, config: &Config) -> Vec<MetadataRe
             Heartbeat::Alive(records) => records,
             Heartbeat::Unknown | Heartbeat::Stopping => Vec::new(),
         },
-        3 => decide::fence(image, broker, rng.chance(3)),
-        4 => preferred_leader_changes(image),
+        3 => decide::fence(image, broker, rng.chance(3), 1 + rng.below(4)),
+        4 => decide::preferred_leaders(image, 1 + rng.below(4)),
         _ => {
             let Some((id, name, count)) = some_topic(rng, image) else {
                 return Vec::new();

@@ -65,10 +65,11 @@ impl Handle {
             if b == self.config.node_id || !self.process_gone(reg).await {
                 continue;
             }
-            let records = decide::fence(&image, b, self.config.unclean_leader_election);
-            let moved = records.len() - 1;
-            match self.propose(records).await {
-                Ok(_) => tracing::warn!(
+            match self
+                .fence_broker(b, self.config.unclean_leader_election)
+                .await
+            {
+                Ok(moved) => tracing::warn!(
                     broker = b,
                     partitions = moved,
                     "fenced a broker whose connection to the controller closed"
@@ -165,10 +166,11 @@ impl Handle {
                 if silent < session {
                     continue;
                 }
-                let records = decide::fence(&image, b.id, self.config.unclean_leader_election);
-                let moved = records.len() - 1;
-                match self.propose(records).await {
-                    Ok(_) => tracing::warn!(
+                match self
+                    .fence_broker(b.id, self.config.unclean_leader_election)
+                    .await
+                {
+                    Ok(moved) => tracing::warn!(
                         broker = b.id,
                         silent_ms = silent.as_millis() as u64,
                         partitions = moved,
@@ -239,9 +241,7 @@ impl Handle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(incarnation);
-        let records = decide::fence(&image, id, false);
-        let moved = records.len() - 1;
-        self.propose(records).await?;
+        let moved = self.fence_broker(id, false).await?;
         tracing::info!(
             broker = id,
             partitions = moved,
@@ -250,21 +250,62 @@ impl Handle {
         Ok(())
     }
 
-    /// Moves leadership back to each partition's preferred (first) replica where it is alive
-    /// and in the ISR. Pure planning over the image; one command.
-    async fn rebalance_leaders(&self) {
-        let image = self.image();
-        let records = crate::metadata::preferred_leader_changes(&image);
-        if records.is_empty() {
-            return;
+    /// Fences broker `id` in bounded entries (`decide::fence`), each planned from the image
+    /// the one before left: partitions move off it first, the fence comes last. Returns how
+    /// many partition changes were written.
+    async fn fence_broker(&self, id: NodeId, unclean: bool) -> Result<usize, AdminError> {
+        let mut moved = 0;
+        for _ in 0..self.entry_rounds() {
+            let records = decide::fence(&self.image(), id, unclean, decide::RECORDS_PER_ENTRY);
+            let fenced = matches!(records.last(), Some(MetadataRecord::FenceBroker { .. }));
+            if records.is_empty() {
+                return Ok(moved);
+            }
+            let n = records.len();
+            self.propose(records).await?;
+            if fenced {
+                return Ok(moved);
+            }
+            moved += n;
         }
-        let n = records.len();
-        match self.propose(records).await {
-            Ok(_) => tracing::info!(
+        Err(AdminError::NoQuorum(format!(
+            "fencing broker {id}: its partition changes kept being refused as stale"
+        )))
+    }
+
+    /// How many bounded entries a split operation may take before it gives up: enough for
+    /// every partition once, with room for changes refused as stale and planned again.
+    fn entry_rounds(&self) -> usize {
+        let partitions: usize = self
+            .image()
+            .topics
+            .values()
+            .map(|t| t.partitions.len())
+            .sum();
+        partitions / decide::RECORDS_PER_ENTRY + 8
+    }
+
+    /// Moves leadership back to each partition's preferred (first) replica where it is alive
+    /// and in the ISR. Pure planning over the image, written in bounded entries.
+    async fn rebalance_leaders(&self) {
+        let mut n = 0;
+        for _ in 0..self.entry_rounds() {
+            let records = decide::preferred_leaders(&self.image(), decide::RECORDS_PER_ENTRY);
+            if records.is_empty() {
+                break;
+            }
+            let len = records.len();
+            if let Err(e) = self.propose(records).await {
+                tracing::debug!(error = %e, "preferred leader election failed");
+                break;
+            }
+            n += len;
+        }
+        if n > 0 {
+            tracing::info!(
                 partitions = n,
                 "moved leadership back to preferred replicas"
-            ),
-            Err(e) => tracing::debug!(error = %e, "preferred leader election failed"),
+            );
         }
     }
 

@@ -185,6 +185,11 @@ impl Controller {
             election_timeout_min: 300,
             election_timeout_max: 600,
             install_snapshot_timeout: 2000,
+            // openraft cancels an AppendEntries after `heartbeat_interval`; a follower catching
+            // up must store what one carries well inside that, so entries are few (each at
+            // most `decide::RECORDS_PER_ENTRY` records where work is split) — 300 (the
+            // default) entries of creations and fences took longer, and were sent again and again.
+            max_payload_entries: 32,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
                 config.metadata_snapshot_interval,
             ),

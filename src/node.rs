@@ -252,10 +252,13 @@ impl Node {
         let (registered_tx, mut registered) = tokio::sync::watch::channel(false);
         let liveness = CancellationToken::new();
         let incarnation = registration.incarnation;
-        tasks.spawn(
+        // Registration and heartbeats on the quorum's runtime: busy partition work must not
+        // make a live broker look silent to the controller.
+        tasks.spawn_on(
             handle
                 .clone()
                 .run_broker(registration, registered_tx, liveness.clone()),
+            handle.quorum_runtime(),
         );
         // A lone or already-formed quorum registers us at once; a forming one may take a while,
         // and clients can be served from the stored image meanwhile.

@@ -101,13 +101,36 @@ pub struct Handle {
     cluster_id: Arc<Mutex<String>>,
     liveness: Arc<liveness::Liveness>,
     lease: Arc<liveness::Lease>,
+    /// The quorum's own runtime (`QUORUM_THREADS`).
+    quorum: tokio::runtime::Handle,
 }
 
-/// Owns the Raft node and the quorum's tasks; `node` keeps it to shut it down last.
+/// Owns the Raft node, the quorum's tasks and their runtime; `node` keeps it to shut it down
+/// last.
 pub struct Controller {
     handle: Handle,
     token: CancellationToken,
     tasks: TaskTracker,
+    _runtime: QuorumRuntime,
+}
+
+/// Worker threads of the quorum's own runtime. Raft, the metadata store and state machine,
+/// the controller's RPC server, the channels to peers and this broker's registration and
+/// heartbeats run there, apart from partition work (file creation, recovery, reconciling
+/// thousands of partition changes, fetch I/O), which on the main runtime delayed Raft's
+/// 100 ms AppendEntries and heartbeats until the quorum held elections instead of committing.
+const QUORUM_THREADS: usize = 2;
+
+/// The quorum's runtime, shut down without waiting when dropped (a runtime may not be dropped
+/// where blocking is not allowed, and `Controller::shutdown` has stopped its work by then).
+struct QuorumRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QuorumRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn voter_nodes(config: &Config) -> BTreeMap<RaftNodeId, BasicNode> {
@@ -166,6 +189,38 @@ impl Controller {
         config: Arc<Config>,
         listener: TcpListener,
     ) -> Result<Controller, StartError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(QUORUM_THREADS)
+            .thread_name("strom-quorum")
+            .enable_all()
+            .build()
+            .map_err(|e| StartError::Raft(format!("cannot start the quorum's threads: {e}")))?;
+        let quorum = runtime.handle().clone();
+        let runtime = QuorumRuntime(Some(runtime));
+        // The listener moves to the quorum's reactor, so its accepts do not wait on the main one.
+        let listener = listener
+            .into_std()
+            .map_err(|e| StartError::Raft(format!("controller listener: {e}")))?;
+        let (handle, token, tasks) = quorum
+            .spawn(Self::start_on_quorum(config, listener, quorum.clone()))
+            .await
+            .map_err(|e| StartError::Raft(format!("the quorum's start failed: {e}")))??;
+        Ok(Controller {
+            handle,
+            token,
+            tasks,
+            _runtime: runtime,
+        })
+    }
+
+    /// `start`, on the quorum's runtime: everything it spawns stays there.
+    async fn start_on_quorum(
+        config: Arc<Config>,
+        listener: std::net::TcpListener,
+        quorum: tokio::runtime::Handle,
+    ) -> Result<(Handle, CancellationToken, TaskTracker), StartError> {
+        let listener = TcpListener::from_std(listener)
+            .map_err(|e| StartError::Raft(format!("controller listener: {e}")))?;
         let stored_cluster = check_meta_properties(&config)?;
         let path = config.log_dir.join("__metadata");
         let store_err = |err: String| StartError::Store {
@@ -206,7 +261,8 @@ impl Controller {
             Some(t) => Some(network::PeerTls::load(t)?),
             None => None,
         };
-        let channels = network::Channels::new(peer_tls.as_ref().map(|t| t.client.clone()));
+        let channels =
+            network::Channels::new(peer_tls.as_ref().map(|t| t.client.clone()), quorum.clone());
         let net = network::Network {
             channels: channels.clone(),
             cluster_id: cluster_id.clone(),
@@ -261,6 +317,7 @@ impl Controller {
             cluster_id,
             liveness: Arc::new(liveness::Liveness::default()),
             lease: Arc::new(liveness::Lease::new(config.broker_lease_ms)),
+            quorum,
         };
         handle
             .check_peers_cluster(stored_cluster.as_deref())
@@ -276,11 +333,7 @@ impl Controller {
         ));
         tasks.spawn(handle.clone().run_leader_duties(token.child_token()));
         tasks.spawn(handle.clone().track_cluster_id(token.child_token()));
-        Ok(Controller {
-            handle,
-            token,
-            tasks,
-        })
+        Ok((handle, token, tasks))
     }
 
     pub fn handle(&self) -> Handle {
@@ -301,6 +354,12 @@ impl Controller {
 }
 
 impl Handle {
+    /// The quorum's runtime: work that must not wait behind partition work (this broker's
+    /// heartbeats) is spawned there.
+    pub fn quorum_runtime(&self) -> &tokio::runtime::Handle {
+        &self.quorum
+    }
+
     /// The newest committed metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.images.borrow().clone()

@@ -27,11 +27,13 @@ use super::pb;
 use super::{RaftNodeId, TypeConfig};
 
 /// One channel per peer address, created lazily and reused; tonic reconnects by itself.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
     /// Mutual TLS to peers (the controller listener is SSL).
     tls: Option<ClientTlsConfig>,
+    /// Where each channel's connection task runs (the quorum's runtime), whoever asks first.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The controller listener's TLS, both ways: what it serves with and how it calls peers.
@@ -69,10 +71,11 @@ impl PeerTls {
 }
 
 impl Channels {
-    pub fn new(tls: Option<ClientTlsConfig>) -> Channels {
+    pub fn new(tls: Option<ClientTlsConfig>, runtime: tokio::runtime::Handle) -> Channels {
         Channels {
             inner: Arc::default(),
             tls,
+            runtime,
         }
     }
 
@@ -94,7 +97,10 @@ impl Channels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect_lazy();
+        let channel = {
+            let _on = self.runtime.enter();
+            endpoint.connect_lazy()
+        };
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{self, AlterPartition};
+use super::decide;
 use super::liveness::{StreamGuard, VoterStatus};
 use super::{AdminDone, AdminError, AdminOp, Handle, QuorumStatus, RaftNodeId};
 use crate::metadata::{BrokerRegistration, MetadataRecord};
@@ -307,22 +307,6 @@ impl Handle {
                 "moved leadership back to preferred replicas"
             );
         }
-    }
-
-    /// An ISR change asked for by a partition's leader, on the controller: decided
-    /// (`decide::alter_partition`) and proposed. Returns the new partition epoch and ISR.
-    pub(super) async fn alter_partition_local(
-        &self,
-        ask: &AlterPartition,
-    ) -> Result<(i32, Vec<NodeId>), AdminError> {
-        let record = decide::alter_partition(&self.image(), ask)?;
-        let isr = match &record {
-            MetadataRecord::PartitionChange { isr, .. }
-            | MetadataRecord::ReplicasChange { isr, .. } => isr.clone(),
-            _ => ask.new_isr.clone(),
-        };
-        self.propose(vec![record]).await?;
-        Ok((ask.partition_epoch + 1, isr))
     }
 
     /// Adds a broker-only node as a learner (idempotent), on the leader.

@@ -18,6 +18,7 @@ mod configs;
 mod decide;
 #[cfg(test)]
 mod fuzz;
+mod isr;
 mod leader;
 mod liveness;
 mod network;
@@ -101,6 +102,8 @@ pub struct Handle {
     cluster_id: Arc<Mutex<String>>,
     liveness: Arc<liveness::Liveness>,
     lease: Arc<liveness::Lease>,
+    /// ISR changes waiting to be written together (`isr.rs`).
+    isr: Arc<isr::IsrQueue>,
     /// The quorum's own runtime (`QUORUM_THREADS`).
     quorum: tokio::runtime::Handle,
 }
@@ -317,6 +320,7 @@ impl Controller {
             cluster_id,
             liveness: Arc::new(liveness::Liveness::default()),
             lease: Arc::new(liveness::Lease::new(config.broker_lease_ms)),
+            isr: Arc::default(),
             quorum,
         };
         handle
@@ -333,6 +337,7 @@ impl Controller {
         ));
         tasks.spawn(handle.clone().run_leader_duties(token.child_token()));
         tasks.spawn(handle.clone().track_cluster_id(token.child_token()));
+        tasks.spawn(handle.clone().run_isr_changes(token.child_token()));
         Ok((handle, token, tasks))
     }
 

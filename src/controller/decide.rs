@@ -665,8 +665,23 @@ pub const RECORDS_PER_ENTRY: usize = 1_000;
 /// left the FenceBroker record itself — Kafka's order, so a controller that fails midway leaves
 /// the broker unfenced and its successor fences it again from what is left. Each entry is
 /// planned from the image the previous one left (a change made stale meanwhile is refused by
-/// its partition epoch and planned again). Empty once `id` is fenced with nothing left to move.
-pub fn fence(image: &MetadataImage, id: NodeId, unclean: bool, max: usize) -> Vec<MetadataRecord> {
+/// its partition epoch and planned again). Empty once `id` is fenced with nothing left to move,
+/// or once it is registered again under another incarnation (it came back).
+pub fn fence(
+    image: &MetadataImage,
+    id: NodeId,
+    incarnation: uuid::Uuid,
+    unclean: bool,
+    max: usize,
+) -> Vec<MetadataRecord> {
+    // A broker that registered again meanwhile (restarted) is not the one being fenced.
+    if image
+        .brokers
+        .get(&id)
+        .is_none_or(|r| r.incarnation != incarnation)
+    {
+        return Vec::new();
+    }
     let mut changes = fence_changes(image, id, unclean);
     if !changes.is_empty() {
         changes.truncate(max.max(1));
@@ -733,10 +748,14 @@ mod tests {
 
     use super::*;
 
+    fn incarnation(id: NodeId) -> uuid::Uuid {
+        uuid::Uuid::from_u128(id as u128)
+    }
+
     fn registration(id: NodeId) -> BrokerRegistration {
         BrokerRegistration {
             id,
-            incarnation: uuid::Uuid::from_u128(id as u128),
+            incarnation: incarnation(id),
             endpoints: Vec::new(),
             rack: None,
             fenced: false,
@@ -801,7 +820,7 @@ mod tests {
         let mut img = img.clone();
         let mut sizes = Vec::new();
         loop {
-            let entry = fence(&img, id, false, max);
+            let entry = fence(&img, id, incarnation(id), false, max);
             if entry.is_empty() {
                 return (img, sizes);
             }
@@ -848,22 +867,29 @@ mod tests {
         // successor fences it again and finishes from what is left.
         let mut partly = img.clone();
         for _ in 0..2 {
-            partly = apply(&partly, &fence(&partly, 2, false, 8)).0;
+            partly = apply(&partly, &fence(&partly, 2, incarnation(2), false, 8)).0;
         }
         assert!(!partly.brokers[&2].fenced);
         assert_eq!(fence_changes(&partly, 2, false).len(), touched - 16);
         assert_eq!(fenced_in_steps(&partly, 2, 8).0, whole);
 
         // A change made stale by another write in between is refused, then planned again.
-        let planned = fence(&img, 2, false, 8);
+        let planned = fence(&img, 2, incarnation(2), false, 8);
         let (bumped, _) = apply(&img, &planned[..1]);
         let (after, outcomes) = apply(&bumped, &planned);
         assert!(matches!(outcomes[0], ApplyOutcome::Conflict(_)));
         assert_eq!(fenced_in_steps(&after, 2, 8).0, whole);
         assert!(
-            fence(&whole, 2, false, 8).is_empty(),
+            fence(&whole, 2, incarnation(2), false, 8).is_empty(),
             "nothing left once fenced"
         );
+
+        // A broker that registered again (restarted) midway is not fenced further.
+        let mut back = registration(2);
+        back.incarnation = uuid::Uuid::from_u128(77);
+        let returned = apply(&partly, &[MetadataRecord::RegisterBroker(back)]).0;
+        assert!(fence(&returned, 2, incarnation(2), false, 8).is_empty());
+        assert!(!fence(&returned, 2, uuid::Uuid::from_u128(77), false, 8).is_empty());
     }
 
     #[test]

@@ -153,7 +153,17 @@ fn step(rng: &mut Rng, image: &MetadataImage, config: &Config) -> Vec<MetadataRe
             Heartbeat::Alive(records) => records,
             Heartbeat::Unknown | Heartbeat::Stopping => Vec::new(),
         },
-        3 => decide::fence(image, broker, rng.chance(3), 1 + rng.below(4)),
+        3 => decide::fence(
+            image,
+            broker,
+            image
+                .brokers
+                .get(&broker)
+                .map(|r| r.incarnation)
+                .unwrap_or_default(),
+            rng.chance(3),
+            1 + rng.below(4),
+        ),
         4 => decide::preferred_leaders(image, 1 + rng.below(4)),
         _ => {
             let Some((id, name, count)) = some_topic(rng, image) else {

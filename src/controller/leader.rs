@@ -66,7 +66,7 @@ impl Handle {
                 continue;
             }
             match self
-                .fence_broker(b, self.config.unclean_leader_election)
+                .fence_broker(b, reg.incarnation, self.config.unclean_leader_election)
                 .await
             {
                 Ok(moved) => tracing::warn!(
@@ -167,7 +167,7 @@ impl Handle {
                     continue;
                 }
                 match self
-                    .fence_broker(b.id, self.config.unclean_leader_election)
+                    .fence_broker(b.id, b.incarnation, self.config.unclean_leader_election)
                     .await
                 {
                     Ok(moved) => tracing::warn!(
@@ -241,7 +241,7 @@ impl Handle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(incarnation);
-        let moved = self.fence_broker(id, false).await?;
+        let moved = self.fence_broker(id, incarnation, false).await?;
         tracing::info!(
             broker = id,
             partitions = moved,
@@ -253,10 +253,23 @@ impl Handle {
     /// Fences broker `id` in bounded entries (`decide::fence`), each planned from the image
     /// the one before left: partitions move off it first, the fence comes last. Returns how
     /// many partition changes were written.
-    async fn fence_broker(&self, id: NodeId, unclean: bool) -> Result<usize, AdminError> {
+    /// Stops early, with nothing more written, if `id` registers again under another
+    /// incarnation meanwhile (it restarted and is alive).
+    async fn fence_broker(
+        &self,
+        id: NodeId,
+        incarnation: uuid::Uuid,
+        unclean: bool,
+    ) -> Result<usize, AdminError> {
         let mut moved = 0;
         for _ in 0..self.entry_rounds() {
-            let records = decide::fence(&self.image(), id, unclean, decide::RECORDS_PER_ENTRY);
+            let records = decide::fence(
+                &self.image(),
+                id,
+                incarnation,
+                unclean,
+                decide::RECORDS_PER_ENTRY,
+            );
             let fenced = matches!(records.last(), Some(MetadataRecord::FenceBroker { .. }));
             if records.is_empty() {
                 return Ok(moved);

@@ -14,6 +14,10 @@ use super::pb;
 use super::{Handle, TypeConfig};
 use crate::metadata::{BrokerRegistration, Endpoint};
 
+/// Streams a peer may reset before this server accepts them, on one connection (h2 closes the
+/// connection beyond it).
+const MAX_PENDING_RESETS: usize = 1024;
+
 /// The gRPC status a non-leader answers with; callers retry at the leader named in it.
 pub const NOT_LEADER: &str = "not the metadata leader";
 
@@ -321,7 +325,11 @@ pub async fn serve(
     };
     let controller_service = ControllerService { handle };
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
+    // Raft cancels an AppendEntries or heartbeat it has waited 100 ms for, which resets its
+    // stream; h2's default (20 such streams still waiting to be accepted) then closes the whole
+    // connection, and every call on it fails — a loaded follower was cut off for seconds.
+    let mut builder = tonic::transport::Server::builder()
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS));
     if let Some(tls) = tls {
         builder = match builder.tls_config(tls) {
             Ok(b) => b,

@@ -208,7 +208,12 @@ impl Handle {
     }
 
     /// Calls the current leader, retrying while there is none or it moved, until `within` passes.
-    async fn call_leader<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, AdminError>
+    async fn call_leader<T, F, Fut>(
+        &self,
+        channels: &super::network::Channels,
+        within: Duration,
+        f: F,
+    ) -> Result<T, AdminError>
     where
         F: Fn(ControllerClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -225,7 +230,7 @@ impl Handle {
             });
             attempt += 1;
             if let Some(addr) = leader.and_then(|l| self.voter_addr(l)) {
-                match self.channels.get(&addr) {
+                match channels.get(&addr) {
                     Ok(channel) => {
                         match tokio::time::timeout_at(
                             deadline,
@@ -270,10 +275,27 @@ impl Handle {
         F: Fn(ControllerClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
     {
+        self.send_via(&self.channels, within, req, f).await
+    }
+
+    /// `send` over `channels`: the bulk ones (`Handle::bulk`) keep thousands of ISR changes
+    /// from queueing ahead of heartbeats on one connection.
+    async fn send_via<Req, Rep, F, Fut>(
+        &self,
+        channels: &super::network::Channels,
+        within: Duration,
+        req: Req,
+        f: F,
+    ) -> Result<Rep, AdminError>
+    where
+        Req: Clone,
+        F: Fn(ControllerClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
+    {
         // Every call names this node's cluster (empty until its image has the id).
         let cluster_id = tonic::metadata::MetadataValue::try_from(self.cluster_id())
             .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static(""));
-        self.call_leader(within, |c| {
+        self.call_leader(channels, within, |c| {
             let mut request = tonic::Request::new(req.clone());
             request
                 .metadata_mut()
@@ -455,9 +477,12 @@ impl Handle {
     ) -> Result<(i32, Vec<NodeId>), AdminError> {
         let req = pb::AlterPartitionRequest::from(&ask);
         let reply = self
-            .send(self.request_timeout(), req, |mut c, r| async move {
-                c.alter_partition(r).await
-            })
+            .send_via(
+                &self.bulk,
+                self.request_timeout(),
+                req,
+                |mut c, r| async move { c.alter_partition(r).await },
+            )
             .await?;
         Ok((reply.partition_epoch, reply.isr))
     }

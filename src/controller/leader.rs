@@ -252,8 +252,8 @@ impl Handle {
 
     /// Fences broker `id` in bounded entries (`decide::fence`), each planned from the image
     /// the one before left: partitions move off it first, the fence comes last. Returns how
-    /// many partition changes were written.
-    /// Stops early, with nothing more written, if `id` registers again under another
+    /// many partition changes were written (some may have been refused as stale and written
+    /// again). Stops early, with nothing more written, if `id` registers again under another
     /// incarnation meanwhile (it restarted and is alive).
     async fn fence_broker(
         &self,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::decide;
 use super::liveness::{StreamGuard, VoterStatus};
 use super::{AdminDone, AdminError, AdminOp, Handle, QuorumStatus, RaftNodeId};
-use crate::metadata::{BrokerRegistration, MetadataRecord};
+use crate::metadata::{BrokerRegistration, MetadataImage, MetadataRecord};
 use crate::types::NodeId;
 
 /// How often the controller pings down a broker's liveness stream.
@@ -69,9 +69,9 @@ impl Handle {
                 .fence_broker(b, reg.incarnation, self.config.unclean_leader_election)
                 .await
             {
-                Ok(moved) => tracing::warn!(
+                Ok(records) => tracing::warn!(
                     broker = b,
-                    partitions = moved,
+                    records,
                     "fenced a broker whose connection to the controller closed"
                 ),
                 Err(e) => tracing::warn!(broker = b, error = %e, "cannot fence broker"),
@@ -170,10 +170,10 @@ impl Handle {
                     .fence_broker(b.id, b.incarnation, self.config.unclean_leader_election)
                     .await
                 {
-                    Ok(moved) => tracing::warn!(
+                    Ok(records) => tracing::warn!(
                         broker = b.id,
                         silent_ms = silent.as_millis() as u64,
-                        partitions = moved,
+                        records,
                         "fenced a broker whose heartbeats stopped"
                     ),
                     Err(e) => tracing::warn!(broker = b.id, error = %e, "cannot fence broker"),
@@ -241,85 +241,76 @@ impl Handle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(incarnation);
-        let moved = self.fence_broker(id, incarnation, false).await?;
+        let records = self.fence_broker(id, incarnation, false).await?;
         tracing::info!(
             broker = id,
-            partitions = moved,
+            records,
             "controlled shutdown: broker fenced, leadership moved"
         );
         Ok(())
     }
 
-    /// Fences broker `id` in bounded entries (`decide::fence`), each planned from the image
-    /// the one before left: partitions move off it first, the fence comes last. Returns how
-    /// many partition changes were written (some may have been refused as stale and written
-    /// again). Stops early, with nothing more written, if `id` registers again under another
-    /// incarnation meanwhile (it restarted and is alive).
+    /// Fences broker `id` in bounded entries (`decide::fence`): partitions move off it first,
+    /// the fence comes last. Returns how many records were written. Stops early, with nothing
+    /// more written, if `id` registers again under another incarnation meanwhile (it
+    /// restarted and is alive).
     async fn fence_broker(
         &self,
         id: NodeId,
         incarnation: uuid::Uuid,
         unclean: bool,
     ) -> Result<usize, AdminError> {
-        let mut moved = 0;
-        for _ in 0..self.entry_rounds() {
-            let records = decide::fence(
-                &self.image(),
-                id,
-                incarnation,
-                unclean,
-                decide::RECORDS_PER_ENTRY,
-            );
-            let fenced = matches!(records.last(), Some(MetadataRecord::FenceBroker { .. }));
-            if records.is_empty() {
-                return Ok(moved);
-            }
-            let n = records.len();
-            self.propose(records).await?;
-            if fenced {
-                return Ok(moved);
-            }
-            moved += n;
-        }
-        Err(AdminError::NoQuorum(format!(
-            "fencing broker {id}: its partition changes kept being refused as stale"
-        )))
+        self.write_in_entries(&format!("fencing broker {id}"), |image| {
+            decide::fence(image, id, incarnation, unclean, decide::RECORDS_PER_ENTRY)
+        })
+        .await
     }
 
-    /// How many bounded entries a split operation may take before it gives up: enough for
-    /// every partition once, with room for changes refused as stale and planned again.
-    fn entry_rounds(&self) -> usize {
+    /// Moves leadership back to each partition's preferred (first) replica where it is alive
+    /// and in the ISR. Pure planning over the image, written in bounded entries.
+    async fn rebalance_leaders(&self) {
+        let moved = self
+            .write_in_entries("moving leaders back", |image| {
+                decide::preferred_leaders(image, decide::RECORDS_PER_ENTRY)
+            })
+            .await;
+        match moved {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                partitions = n,
+                "moved leadership back to preferred replicas"
+            ),
+            Err(e) => tracing::debug!(error = %e, "preferred leader election failed"),
+        }
+    }
+
+    /// Work split into bounded entries: `plan` gives the next entry from the image the one
+    /// before left (a change refused as stale meanwhile is planned again), until it has nothing
+    /// more. Returns how many records were written. Gives up after enough entries for every
+    /// partition once, with room for changes planned again.
+    async fn write_in_entries(
+        &self,
+        what: &str,
+        plan: impl Fn(&MetadataImage) -> Vec<MetadataRecord>,
+    ) -> Result<usize, AdminError> {
         let partitions: usize = self
             .image()
             .topics
             .values()
             .map(|t| t.partitions.len())
             .sum();
-        partitions / decide::RECORDS_PER_ENTRY + 8
-    }
-
-    /// Moves leadership back to each partition's preferred (first) replica where it is alive
-    /// and in the ISR. Pure planning over the image, written in bounded entries.
-    async fn rebalance_leaders(&self) {
-        let mut n = 0;
-        for _ in 0..self.entry_rounds() {
-            let records = decide::preferred_leaders(&self.image(), decide::RECORDS_PER_ENTRY);
+        let mut written = 0;
+        for _ in 0..partitions / decide::RECORDS_PER_ENTRY + 8 {
+            let records = plan(&self.image());
             if records.is_empty() {
-                break;
+                return Ok(written);
             }
-            let len = records.len();
-            if let Err(e) = self.propose(records).await {
-                tracing::debug!(error = %e, "preferred leader election failed");
-                break;
-            }
-            n += len;
+            written += records.len();
+            self.propose(records).await?;
         }
-        if n > 0 {
-            tracing::info!(
-                partitions = n,
-                "moved leadership back to preferred replicas"
-            );
-        }
+        Err(AdminError::NoQuorum(format!(
+            "{what}: its changes kept being refused as stale"
+        )))
     }
 
     /// Adds a broker-only node as a learner (idempotent), on the leader.

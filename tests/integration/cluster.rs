@@ -526,15 +526,7 @@ fn strom_dev_refuses_to_start_on_a_port_that_is_taken() {
         })
         .expect("a port with a free one below it");
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args([
-            "dev",
-            "--nodes",
-            "1",
-            "--base-port",
-            &(port - 1).to_string(),
-        ])
-        .args(["--data", &data.path().display().to_string()])
+    let mut child = strom_dev(1, port - 1, data.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -563,6 +555,16 @@ fn strom_dev_refuses_to_start_on_a_port_that_is_taken() {
     assert!(!data.path().join("node-1").exists(), "a node was started");
 }
 
+/// `strom dev` with `nodes` nodes from client port `base`, its data under `data`.
+fn strom_dev(nodes: u16, base: u16, data: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_strom"));
+    command
+        .args(["dev", "--nodes", &nodes.to_string()])
+        .args(["--base-port", &base.to_string()])
+        .args(["--data", &data.display().to_string()]);
+    command
+}
+
 #[test]
 fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
@@ -576,16 +578,8 @@ fn strom_dev_runs_a_three_node_cluster_and_stops_on_sigterm() {
         })
         .expect("a free port range");
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args([
-            "dev",
-            "--nodes",
-            "3",
-            "--clean",
-            "--base-port",
-            &base.to_string(),
-        ])
-        .args(["--data", &data.path().display().to_string()])
+    let mut child = strom_dev(3, base, data.path())
+        .arg("--clean")
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -166,6 +166,8 @@ pub fn log(e: &LogError) -> i16 {
             E::TransactionCoordinatorFenced.code()
         }
         LogError::Producer(ProducerError::UnknownProducer { .. }) => E::UnknownProducerId.code(),
+        // Kafka: "Partition was not added to the transaction".
+        LogError::Producer(ProducerError::NotVerified) => E::InvalidTxnState.code(),
     }
 }
 

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use super::batch::{rewritten_prefix, BatchHeader};
 use super::checkpoint::{owner, read_checkpoint, write_checkpoint, Owner};
 use super::epochs::EpochCache;
-use super::producers::{Check, ProducerError, ProducerState};
+use super::producers::{Check, ProducerError, ProducerState, TxnVerification};
 use super::segment::{delete_files, read_at, read_batches, Segment};
 use crate::config::LogDefaults;
 use crate::types::{Offset, TopicId, TopicPartition};
@@ -197,10 +197,11 @@ pub struct Recovery {
 }
 
 /// The producer state at `end`: the snapshot (if it is within the log) plus every batch header
-/// after it.
+/// after it. The segments' aborted-transaction indexes are rebuilt from the same replay: their
+/// entries from the replay's start on are dropped and found again.
 fn rebuild_producers(
     dir: &Path,
-    segments: &BTreeMap<Offset, Segment>,
+    segments: &mut BTreeMap<Offset, Segment>,
     log_start: Offset,
     end: Offset,
 ) -> Result<ProducerState, LogError> {
@@ -208,12 +209,26 @@ fn rebuild_producers(
         Some((at, state)) if at >= log_start && at <= end => (at, state),
         _ => (log_start, ProducerState::default()),
     };
-    for seg in segments.values().filter(|s| s.next_offset > from) {
+    for seg in segments.values_mut().filter(|s| s.next_offset > from) {
+        seg.forget_aborted_from(from)?;
+        let mut aborted = Vec::new();
         seg.for_each_batch(from, |h, marker| {
             if h.base_offset >= from {
-                state.record(h, h.base_offset, marker);
+                aborted.extend(state.record(h, h.base_offset, marker));
             }
         })?;
+        for a in aborted {
+            seg.add_aborted(a)?;
+        }
+    }
+    // Snapshots of older versions carried the aborted transactions themselves.
+    for a in state.take_legacy_aborted() {
+        if a.last < log_start || a.last >= from {
+            continue;
+        }
+        if let Some((_, seg)) = segments.range_mut(..=a.last).next_back() {
+            seg.insert_aborted(a)?;
+        }
     }
     Ok(state)
 }
@@ -294,7 +309,7 @@ impl PartitionLog {
             .unwrap_or(log_start);
         let mut epochs = EpochCache::load(&dir.join("leader-epoch-checkpoint"));
         epochs.truncate_from(end);
-        let producers = rebuild_producers(&dir, &segments, log_start, end)?;
+        let producers = rebuild_producers(&dir, &mut segments, log_start, end)?;
         let mut cleaner = cleaning::CleanerState::load(&dir);
         cleaner.truncated(end);
         let log = PartitionLog {
@@ -355,13 +370,24 @@ impl PartitionLog {
         batches: &[(BatchHeader, &[u8])],
         leader_epoch: i32,
     ) -> Result<Appended, LogError> {
+        self.append_verified(batches, leader_epoch, TxnVerification::Off)
+    }
+
+    /// `append` of a client's batch, which may open a transaction only under `verification`'s
+    /// guard (KIP-890: see `start_verification`).
+    pub fn append_verified(
+        &self,
+        batches: &[(BatchHeader, &[u8])],
+        leader_epoch: i32,
+        verification: TxnVerification,
+    ) -> Result<Appended, LogError> {
         let settings = self.settings();
         let mut inner = self.lock();
         if let [(h, _)] = batches {
             if let Check::Duplicate {
                 first_offset,
                 last_offset,
-            } = inner.producers.check(h)?
+            } = inner.producers.check_verified(h, verification)?
             {
                 return Ok(Appended {
                     first: first_offset,
@@ -371,7 +397,7 @@ impl PartitionLog {
             }
         } else {
             for (h, _) in batches {
-                inner.producers.check(h)?;
+                inner.producers.check_verified(h, verification)?;
             }
         }
         let first = inner.end();
@@ -457,7 +483,9 @@ impl PartitionLog {
         } else {
             None
         };
-        inner.producers.record(h, h.base_offset, marker);
+        if let Some(aborted) = inner.producers.record(h, h.base_offset, marker) {
+            inner.active()?.add_aborted(aborted)?;
+        }
         inner.unflushed_messages += h.record_count.max(1) as i64;
         inner.unflushed_since.get_or_insert_with(Instant::now);
         Ok(())
@@ -510,7 +538,8 @@ impl PartitionLog {
         inner.cleaner.truncated(end);
         inner.changes += 1;
         inner.cleaner.save(&self.dir)?;
-        inner.producers = rebuild_producers(&self.dir, &inner.segments, inner.log_start, end)?;
+        let log_start = inner.log_start;
+        inner.producers = rebuild_producers(&self.dir, &mut inner.segments, log_start, end)?;
         // A snapshot past the new end describes records that are gone: replace it, or a later
         // rebuild (once the log grows past its offset again) would load them.
         inner
@@ -853,7 +882,6 @@ impl PartitionLog {
     fn raise_log_start(&self, inner: &mut Inner, start: Offset) -> Result<(), LogError> {
         if start > inner.log_start {
             inner.log_start = start;
-            inner.producers.log_start_moved(start);
             write_checkpoint(&self.dir.join("log-start-offset"), &start.to_string())?;
         }
         Ok(())
@@ -944,8 +972,43 @@ impl PartitionLog {
     }
 
     /// The aborted transactions a read of `[from, to)` may meet: (producer id, first offset).
+    /// Their markers are at or after `from`: the walk over the segments' indexes starts with
+    /// the one holding `from` and stops at an entry no later transaction can precede.
     pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<(i64, Offset)> {
-        self.lock().producers.aborted_between(from, to)
+        let inner = self.lock();
+        let first = inner
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(Offset::MIN, |(b, _)| *b);
+        let mut found = Vec::new();
+        for seg in inner.segments.range(first..).map(|(_, s)| s) {
+            if seg.aborted().collect(from, to, &mut found) {
+                break;
+            }
+        }
+        found
+            .into_iter()
+            .map(|a| (a.producer_id, a.first))
+            .collect()
+    }
+
+    /// Every aborted transaction whose marker is still in the log, in marker order.
+    fn aborted_txns(inner: &Inner) -> Vec<super::txnindex::AbortedTxn> {
+        inner
+            .segments
+            .values()
+            .flat_map(|s| s.aborted().entries())
+            .copied()
+            .collect()
+    }
+
+    /// Starts a KIP-890 verification of the producer's next transaction here: the guard its
+    /// first batch must be appended under, or `None` when it has a transaction open here.
+    pub fn start_verification(&self, producer_id: i64) -> Option<u64> {
+        self.lock()
+            .producers
+            .start_verification(producer_id, crate::types::now_ms())
     }
 
     /// The first offset of each open transaction's producer here (DescribeProducers).
@@ -1037,6 +1100,130 @@ pub(crate) mod tests {
 
     fn id() -> TopicId {
         TopicId(uuid::Uuid::from_u128(7))
+    }
+
+    /// A transactional batch of `n` records from producer `pid` (epoch 0) at sequence `seq`.
+    fn txn_batch(pid: i64, seq: i32, n: i32) -> Vec<u8> {
+        let mut b = make_batch(n, 1000, 100);
+        b[21..23].copy_from_slice(&crate::storage::batch::TRANSACTIONAL.to_be_bytes());
+        b[43..51].copy_from_slice(&pid.to_be_bytes());
+        b[51..53].copy_from_slice(&0i16.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn append_txn(log: &PartitionLog, pid: i64, seq: i32, n: i32) -> Offset {
+        let b = txn_batch(pid, seq, n);
+        let v = validate(&b, 1 << 20).expect("valid");
+        log.append(&[(v[0].0, &b[..])], 0).expect("append").first
+    }
+
+    /// Aborts land in the `.txnindex` of the segment holding their marker, and a
+    /// `read_committed` read finds them there after a restart (with or without the producer
+    /// snapshot), a truncation and retention.
+    #[test]
+    fn aborted_transactions_live_in_their_marker_segments_index() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tp = TopicPartition::new("t", 0);
+        let mut s = settings();
+        s.retention_bytes = 0;
+        let open = || PartitionLog::open(dir.path(), tp.clone(), id(), s.clone()).expect("open");
+        let (log, _) = open();
+        // Producer 7 aborts, 8 commits, 9 aborts; each across several segments.
+        let mut aborted = Vec::new();
+        for (round, pid) in [7i64, 8, 9].into_iter().enumerate() {
+            let first = append_txn(&log, pid, 0, 3);
+            for i in 1..20 {
+                append_txn(&log, pid, i * 3, 3);
+            }
+            let commit = pid == 8;
+            let marker = log.append_marker(pid, 0, commit, 0, 0).expect("marker");
+            if !commit {
+                aborted.push((pid, first, marker));
+            }
+            append(&log, 2, 2000 + round as i64);
+        }
+        assert!(log.segment_count() > 4, "the transactions span segments");
+        let end = log.log_end_offset();
+        let expect_all: Vec<(i64, Offset)> = aborted.iter().map(|a| (a.0, a.1)).collect();
+        assert_eq!(log.aborted_between(0, end), expect_all);
+        let (_, first9, marker9) = aborted[1];
+        assert_eq!(
+            log.aborted_between(first9 + 1, first9 + 2),
+            vec![(9, first9)],
+            "a read inside 9's transaction, its marker segments later"
+        );
+        assert_eq!(log.aborted_between(marker9 + 1, end), vec![]);
+        let index_files = || {
+            std::fs::read_dir(dir.path().join("t-0"))
+                .expect("dir")
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".txnindex"))
+                .count()
+        };
+        assert_eq!(index_files(), 2, "one index per marker segment");
+
+        // A clean restart, then one without the snapshot (everything replayed).
+        log.flush().expect("flush");
+        drop(log);
+        let (log, _) = open();
+        assert_eq!(log.aborted_between(0, end), expect_all);
+        drop(log);
+        std::fs::remove_file(dir.path().join("t-0/producer-snapshot")).expect("rm snapshot");
+        let (log, _) = open();
+        assert_eq!(log.aborted_between(0, end), expect_all);
+
+        // A follower cut back before 9's marker loses 9's entry.
+        log.truncate_to(marker9).expect("truncate");
+        assert_eq!(log.aborted_between(0, marker9), vec![expect_all[0]]);
+        assert_eq!(index_files(), 1);
+
+        // Retention takes 7's marker segment with it.
+        let (_, _, marker7) = aborted[0];
+        log.apply_retention(i64::MAX).expect("retention");
+        assert!(log.log_start_offset() > marker7);
+        assert_eq!(log.aborted_between(log.log_start_offset(), marker9), vec![]);
+        assert_eq!(index_files(), 0);
+    }
+
+    /// Snapshots written before `.txnindex` held the aborted transactions; opening such a log
+    /// moves them into the indexes.
+    #[test]
+    fn aborted_transactions_of_an_older_snapshot_move_into_the_indexes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tp = TopicPartition::new("t", 0);
+        let open = || PartitionLog::open(dir.path(), tp.clone(), id(), settings()).expect("open");
+        let (log, _) = open();
+        let first = append_txn(&log, 7, 0, 3);
+        let marker = log.append_marker(7, 0, false, 0, 0).expect("marker");
+        append(&log, 3, 1000);
+        log.flush().expect("flush");
+        let end = log.log_end_offset();
+        drop(log);
+        let dirp = dir.path().join("t-0");
+        for e in std::fs::read_dir(&dirp)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+        {
+            if e.file_name().to_string_lossy().ends_with(".txnindex") {
+                std::fs::remove_file(e.path()).expect("rm");
+            }
+        }
+        let old = format!(
+            r#"[{end},{{"producers":{{}},"ongoing":{{}},"deciding":[],"aborted":[{{"producer_id":7,"first":{first},"last":{marker}}}]}}]"#
+        );
+        std::fs::write(dirp.join("producer-snapshot"), old).expect("write");
+        let (log, _) = open();
+        assert_eq!(log.aborted_between(0, end), vec![(7, first)]);
+        drop(log);
+        let (log, _) = open();
+        assert_eq!(
+            log.aborted_between(0, end),
+            vec![(7, first)],
+            "kept in the index once the snapshot no longer has it"
+        );
     }
 
     /// A request that still holds a removed log (its replica moved away) gets an error, not

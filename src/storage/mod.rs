@@ -14,6 +14,7 @@ pub mod log;
 pub mod producers;
 pub mod records;
 pub mod segment;
+pub mod txnindex;
 
 pub use log::{
     Appended, CleanStats, Dirtiness, FileRegion, IoGate, LogError, PartitionLog, Recovery, Window,

@@ -6,20 +6,25 @@
 //! clean shutdown, so recovery only scans the log after it. Pure apart from `load` / `save`.
 //!
 //! Transactions live here too: a producer's open transaction (the offset of its first
-//! transactional batch, until a marker ends it), transactions whose marker is written but not
-//! yet below the high watermark, and the aborted transactions a `read_committed` consumer must
-//! skip (Kafka keeps those in a per-segment `.txnindex`; here they ride in the snapshot and are
-//! dropped once the log start passes them). The last stable offset is the first offset of the
-//! oldest transaction not yet decided and replicated, or the high watermark.
+//! transactional batch, until a marker ends it) and transactions whose marker is written but not
+//! yet below the high watermark. The last stable offset is the first offset of the oldest
+//! transaction not yet decided and replicated, or the high watermark. An abort marker's
+//! transaction is handed back to the log, which keeps it in the marker segment's `.txnindex`
+//! (`txnindex.rs`). Leaders also keep, in memory only, the KIP-890 verifications in progress:
+//! a transaction's first batch on a partition is appended only under the guard the
+//! coordinator's check was started with, and any transactional batch or marker of the producer
+//! since then voids it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use super::batch::BatchHeader;
 use super::records::ControlRecord;
+pub use super::txnindex::AbortedTxn;
 use crate::types::Offset;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka's five
@@ -53,13 +58,26 @@ fn no_epoch() -> i32 {
     -1
 }
 
-/// A transaction that was aborted: `read_committed` consumers skip the producer's batches from
-/// `first` until the marker at `last`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AbortedTxn {
-    pub producer_id: i64,
-    pub first: Offset,
-    pub last: Offset,
+/// Where guards of transaction verifications come from: unique for the process, so a guard
+/// voided and then started again is never mistaken for the first one.
+static NEXT_GUARD: AtomicU64 = AtomicU64::new(1);
+
+/// A KIP-890 verification in progress on the leader: the producer's next transaction may start
+/// here with a batch appended under `guard`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verifying {
+    guard: u64,
+    /// Wall-clock ms it started (forgotten with the producer's expiration).
+    since_ms: i64,
+}
+
+/// How a leader append treats a batch that would open a transaction (KIP-890 part 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnVerification {
+    /// Not checked: verification is off, or the writer is the broker itself.
+    Off,
+    /// Only under this guard, from `start_verification` before the coordinator was asked.
+    Guard(u64),
 }
 
 /// Why a batch from an idempotent producer was refused.
@@ -77,6 +95,8 @@ pub enum ProducerError {
         "a transaction marker from coordinator epoch {got}, older than the last one's ({current})"
     )]
     CoordinatorFenced { current: i32, got: i32 },
+    #[error("the partition was not added to the transaction (its verification is gone)")]
+    NotVerified,
 }
 
 /// What the check decided for a batch.
@@ -101,9 +121,13 @@ pub struct ProducerState {
     /// (first offset, marker offset). They hold the last stable offset until replicated.
     #[serde(default)]
     deciding: Vec<(Offset, Offset)>,
-    /// Aborted transactions, in marker order.
-    #[serde(default)]
-    aborted: Vec<AbortedTxn>,
+    /// Aborted transactions, as snapshots of older versions kept them (now in `.txnindex`
+    /// files): read, handed to the log once (`take_legacy_aborted`), never written.
+    #[serde(default, rename = "aborted", skip_serializing)]
+    legacy_aborted: Vec<AbortedTxn>,
+    /// Verifications in progress, by producer id (leader only, never snapshotted).
+    #[serde(skip)]
+    verifying: HashMap<i64, Verifying>,
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -170,6 +194,57 @@ impl ProducerState {
 
     /// Checks a batch from the leader's produce path against the state. Does not change it.
     pub fn check(&self, h: &BatchHeader) -> Result<Check, ProducerError> {
+        self.check_verified(h, TxnVerification::Off)
+    }
+
+    /// `check`, with a batch that would open a transaction accepted only under the guard of
+    /// a verification still in progress (`verification` is `Guard`).
+    pub fn check_verified(
+        &self,
+        h: &BatchHeader,
+        verification: TxnVerification,
+    ) -> Result<Check, ProducerError> {
+        let check = self.check_sequence(h)?;
+        if let (TxnVerification::Guard(guard), Check::Append) = (verification, check) {
+            let opens = h.producer_id >= 0
+                && h.is_transactional()
+                && !h.is_control()
+                && self.open_txn(h.producer_id).is_none();
+            let verified = self
+                .verifying
+                .get(&h.producer_id)
+                .is_some_and(|v| v.guard == guard);
+            if opens && !verified {
+                return Err(ProducerError::NotVerified);
+            }
+        }
+        Ok(check)
+    }
+
+    /// Starts a verification for the producer's next transaction: `None` when it has one open
+    /// here (its batches need none), else the guard to append its first batch under — the same
+    /// one while the verification lasts, so a retried request shares it.
+    pub fn start_verification(&mut self, producer_id: i64, now_ms: i64) -> Option<u64> {
+        if self.open_txn(producer_id).is_some() {
+            return None;
+        }
+        let v = self
+            .verifying
+            .entry(producer_id)
+            .or_insert_with(|| Verifying {
+                guard: NEXT_GUARD.fetch_add(1, Ordering::Relaxed),
+                since_ms: now_ms,
+            });
+        Some(v.guard)
+    }
+
+    /// The aborted transactions an older snapshot carried, taken out to be put in the segments'
+    /// indexes.
+    pub fn take_legacy_aborted(&mut self) -> Vec<AbortedTxn> {
+        std::mem::take(&mut self.legacy_aborted)
+    }
+
+    fn check_sequence(&self, h: &BatchHeader) -> Result<Check, ProducerError> {
         if h.producer_id >= 0 && h.base_sequence < 0 && h.is_transactional() {
             // The group coordinator's offsets in a transaction: no sequence, but a fenced
             // producer's are refused.
@@ -236,17 +311,26 @@ impl ProducerState {
     }
 
     /// Records a batch written at `base_offset` (leader, follower and recovery alike);
-    /// `marker` is the type of the transaction marker a control batch holds.
-    pub fn record(&mut self, h: &BatchHeader, base_offset: Offset, marker: Option<ControlRecord>) {
+    /// `marker` is the type of the transaction marker a control batch holds. Returns the
+    /// transaction an abort marker ended, for the segment's index.
+    pub fn record(
+        &mut self,
+        h: &BatchHeader,
+        base_offset: Offset,
+        marker: Option<ControlRecord>,
+    ) -> Option<AbortedTxn> {
         if h.producer_id < 0 {
-            return;
+            return None;
+        }
+        if h.is_transactional() {
+            // Appended, or ended by a marker: the verification is used up either way.
+            self.verifying.remove(&h.producer_id);
         }
         if h.is_control() {
-            self.end_txn(h, base_offset, marker);
-            return;
+            return self.end_txn(h, base_offset, marker);
         }
         if h.base_sequence < 0 && !h.is_transactional() {
-            return;
+            return None;
         }
         let entry = self.entry(h);
         if h.producer_epoch != entry.epoch {
@@ -269,6 +353,7 @@ impl ProducerState {
             entry.txn_first = Some(base_offset);
             self.ongoing.insert(base_offset, h.producer_id);
         }
+        None
     }
 
     /// The batch's producer's entry, new at the batch's epoch if it had none.
@@ -284,8 +369,14 @@ impl ProducerState {
             })
     }
 
-    /// A marker at `offset` ends the producer's open transaction (if it has one).
-    fn end_txn(&mut self, h: &BatchHeader, offset: Offset, marker: Option<ControlRecord>) {
+    /// A marker at `offset` ends the producer's open transaction (if it has one); an abort
+    /// returns it.
+    fn end_txn(
+        &mut self,
+        h: &BatchHeader,
+        offset: Offset,
+        marker: Option<ControlRecord>,
+    ) -> Option<AbortedTxn> {
         let entry = self.entry(h);
         if h.producer_epoch > entry.epoch {
             // The coordinator bumped the epoch (a fenced or timed-out producer): its sequences
@@ -297,18 +388,20 @@ impl ProducerState {
         if let Some(m) = marker {
             entry.coordinator_epoch = entry.coordinator_epoch.max(m.coordinator_epoch);
         }
-        let Some(first) = entry.txn_first.take() else {
-            return;
-        };
+        let first = entry.txn_first.take()?;
         self.ongoing.remove(&first);
         self.deciding.push((first, offset));
-        if marker.is_some_and(|m| m.kind == super::batch::MARKER_ABORT) {
-            self.aborted.push(AbortedTxn {
-                producer_id: h.producer_id,
-                first,
-                last: offset,
-            });
+        if marker.is_none_or(|m| m.kind != super::batch::MARKER_ABORT) {
+            return None;
         }
+        // The oldest transaction of another producer still open, else just past the marker.
+        let last_stable = self.ongoing.keys().next().copied().unwrap_or(offset + 1);
+        Some(AbortedTxn {
+            producer_id: h.producer_id,
+            first,
+            last: offset,
+            last_stable,
+        })
     }
 
     /// Checks a marker from the transaction coordinator: its producer epoch may not be older
@@ -352,34 +445,13 @@ impl ProducerState {
         self.producers.get(&producer_id)?.txn_first
     }
 
-    /// The aborted transactions a read of `[from, to)` may meet: (producer id, first offset).
-    pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<(i64, Offset)> {
-        self.aborted
-            .iter()
-            .filter(|a| a.last >= from && a.first < to)
-            .map(|a| (a.producer_id, a.first))
-            .collect()
-    }
-
-    /// Every aborted transaction: (producer id, first offset, marker offset).
-    pub fn aborted_ranges(&self) -> Vec<(i64, Offset, Offset)> {
-        self.aborted
-            .iter()
-            .map(|a| (a.producer_id, a.first, a.last))
-            .collect()
-    }
-
-    /// Forgets aborted transactions wholly before the log start.
-    pub fn log_start_moved(&mut self, log_start: Offset) {
-        self.aborted.retain(|a| a.last >= log_start);
-    }
-
     /// Forgets producers silent since before `cutoff` (producer.id.expiration.ms).
     pub fn expire(&mut self, cutoff: i64) -> usize {
         let before = self.producers.len();
         // A producer with an open transaction stays: the coordinator's timeout ends it.
         self.producers
             .retain(|_, e| e.last_timestamp >= cutoff || e.txn_first.is_some());
+        self.verifying.retain(|_, v| v.since_ms >= cutoff);
         before - self.producers.len()
     }
 
@@ -546,18 +618,106 @@ mod tests {
             "marker at 7 not yet below the HW"
         );
         assert_eq!(s.last_stable_offset(8), 5, "8's txn is still open");
-        s.record(&marker(8, 0), 8, Some(ctl(MARKER_ABORT, 1)));
-        assert_eq!(s.last_stable_offset(9), 9);
-        assert_eq!(s.aborted_between(0, 9), vec![(8, 5)]);
-        assert_eq!(s.aborted_between(9, 20), vec![]);
-        // The abort survives a snapshot; the log start passing it forgets it.
+        s.record(&txn(9, 0, 1), 9, None); // txn of 9 opens at 9
+        assert_eq!(
+            s.record(&marker(8, 0), 10, Some(ctl(MARKER_ABORT, 1))),
+            Some(AbortedTxn {
+                producer_id: 8,
+                first: 5,
+                last: 10,
+                last_stable: 9,
+            }),
+            "an abort is handed to the segment's index, with the oldest other open transaction"
+        );
+        assert_eq!(s.last_stable_offset(11), 9);
+        assert_eq!(
+            s.record(&marker(9, 0), 11, Some(ctl(MARKER_ABORT, 1))),
+            Some(AbortedTxn {
+                producer_id: 9,
+                first: 9,
+                last: 11,
+                last_stable: 12,
+            })
+        );
+        assert_eq!(s.last_stable_offset(12), 12);
+        assert_eq!(
+            s.record(&marker(9, 0), 12, Some(ctl(MARKER_ABORT, 1))),
+            None,
+            "a marker with no transaction open aborted nothing"
+        );
+    }
+
+    #[test]
+    fn aborted_transactions_of_older_snapshots_are_read_once_and_never_written() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("producer-snapshot");
-        s.save(&path, 9).expect("save");
-        let (_, mut back) = ProducerState::load(&path).expect("load");
-        assert_eq!(back.aborted_between(0, 9), vec![(8, 5)]);
-        back.log_start_moved(9);
-        assert_eq!(back.aborted_between(0, 9), vec![]);
+        let old = r#"[9,{"producers":{},"ongoing":{},"deciding":[],
+            "aborted":[{"producer_id":8,"first":5,"last":8}]}]"#;
+        std::fs::write(&path, old).expect("write");
+        let (at, mut state) = ProducerState::load(&path).expect("an older snapshot loads");
+        assert_eq!(at, 9);
+        assert_eq!(
+            state.take_legacy_aborted(),
+            vec![AbortedTxn {
+                producer_id: 8,
+                first: 5,
+                last: 8,
+                last_stable: -1,
+            }]
+        );
+        state.save(&path, 9).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(!text.contains("aborted"), "{text}");
+    }
+
+    #[test]
+    fn a_transactions_first_batch_is_appended_only_under_a_live_verification() {
+        use crate::storage::batch::MARKER_ABORT;
+        let mut s = ProducerState::default();
+        let first = txn(7, 0, 1);
+        let guard = s.start_verification(7, 0).expect("no transaction open");
+        assert_eq!(
+            s.start_verification(7, 0),
+            Some(guard),
+            "a retry shares the guard"
+        );
+        assert_eq!(
+            s.check_verified(&first, TxnVerification::Guard(guard + 1000)),
+            Err(ProducerError::NotVerified)
+        );
+        assert_eq!(
+            s.check_verified(&first, TxnVerification::Off),
+            Ok(Check::Append),
+            "the broker's own writes are not verified"
+        );
+        // A marker (the coordinator aborted the transaction meanwhile) voids the verification.
+        s.record(&marker(7, 0), 0, Some(ctl(MARKER_ABORT, 1)));
+        assert_eq!(
+            s.check_verified(&first, TxnVerification::Guard(guard)),
+            Err(ProducerError::NotVerified),
+            "a late batch of an ended transaction must not open a new one"
+        );
+        let again = s.start_verification(7, 0).expect("verify again");
+        assert_ne!(again, guard);
+        assert_eq!(
+            s.check_verified(&first, TxnVerification::Guard(again)),
+            Ok(Check::Append)
+        );
+        s.record(&first, 1, None);
+        assert_eq!(
+            s.start_verification(7, 0),
+            None,
+            "an open transaction's later batches need no verification"
+        );
+        let next = txn(7, 1, 1);
+        assert_eq!(
+            s.check_verified(&next, TxnVerification::Guard(again)),
+            Ok(Check::Append)
+        );
+        // Verifications are forgotten with silent producers.
+        s.start_verification(9, 5);
+        s.expire(6);
+        assert!(s.verifying.is_empty());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::files::LogFile;
+use super::txnindex::{AbortedTxn, TxnIndex};
 
 const INDEX_ENTRY: usize = 8;
 /// How far a batch is decompressed to look at its records' timestamps (64 MiB).
@@ -48,6 +49,8 @@ pub struct Segment {
     written_back: u64,
     created: Instant,
     pub unflushed: bool,
+    /// The transactions aborted by markers in this segment (`<base>.txnindex`).
+    aborted: TxnIndex,
 }
 
 /// Cuts an index file to `len` bytes (creating it, empty, if missing).
@@ -79,11 +82,17 @@ impl Segment {
     /// The segment's files (created empty when `create`), not yet read: an empty segment.
     fn files(dir: &Path, base: i64, create: bool) -> io::Result<Segment> {
         let log = LogFile::open(dir.join(file_name(base, "log")), create)?;
-        if create {
+        let txn_path = dir.join(file_name(base, "txnindex"));
+        let aborted = if create {
             log.get()?.set_len(0)?;
             cut_file(&dir.join(file_name(base, "index")), 0)?;
             cut_file(&dir.join(file_name(base, "timeindex")), 0)?;
-        }
+            // A new segment starts with no aborted transactions, whatever an older one left.
+            TxnIndex::default().rewrite(&txn_path)?;
+            TxnIndex::default()
+        } else {
+            TxnIndex::load(&txn_path)?
+        };
         Ok(Segment {
             base,
             dir: dir.to_path_buf(),
@@ -98,6 +107,7 @@ impl Segment {
             written_back: 0,
             created: Instant::now(),
             unflushed: false,
+            aborted,
         })
     }
 
@@ -354,7 +364,40 @@ impl Segment {
         let from = self.index.last().map(|e| e.1 as u64).unwrap_or(0);
         self.scan(from, pos, false, index_interval, false)?;
         self.unflushed = true;
-        Ok(())
+        let cut = self.next_offset;
+        self.aborted.truncate_from(&self.txn_path(), cut)
+    }
+
+    fn txn_path(&self) -> PathBuf {
+        self.dir.join(file_name(self.base, "txnindex"))
+    }
+
+    /// The transactions aborted by markers in this segment, in marker order.
+    pub fn aborted(&self) -> &TxnIndex {
+        &self.aborted
+    }
+
+    /// Records a transaction aborted by a marker just appended to this segment.
+    pub fn add_aborted(&mut self, a: AbortedTxn) -> io::Result<()> {
+        self.aborted.append(&self.txn_path(), a)
+    }
+
+    /// Records an aborted transaction whose marker is somewhere in this segment (carried over
+    /// from an older producer snapshot); fsynced at once.
+    pub fn insert_aborted(&mut self, a: AbortedTxn) -> io::Result<()> {
+        self.aborted.insert(&self.txn_path(), a)
+    }
+
+    /// Forgets the aborted transactions whose marker is at or after `offset` (about to be
+    /// found again by a replay of the batches from there).
+    pub fn forget_aborted_from(&mut self, offset: i64) -> io::Result<()> {
+        self.aborted.truncate_from(&self.txn_path(), offset)
+    }
+
+    /// Gives this (new, cleaned) segment the aborted transactions of the segments it replaces.
+    pub fn set_aborted(&mut self, entries: Vec<AbortedTxn>) -> io::Result<()> {
+        self.aborted = TxnIndex::of(entries);
+        self.aborted.rewrite(&self.txn_path())
     }
 
     /// Calls `f` with every batch header from the batch holding `from` to the end.
@@ -474,6 +517,8 @@ impl Segment {
             self.log.get()?.sync_data()?;
             self.unflushed = false;
         }
+        let txn_path = self.txn_path();
+        self.aborted.sync(&txn_path)?;
         self.write_indexes()
     }
 
@@ -508,7 +553,7 @@ pub fn read_batch_at(file: &File, pos: u64, end: u64) -> io::Result<Option<(Batc
 
 /// Removes the files of the segment at `base` in `dir` (missing files are fine).
 pub fn delete_files(dir: &Path, base: i64) -> io::Result<()> {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["log", "index", "timeindex", "txnindex"] {
         match std::fs::remove_file(dir.join(file_name(base, ext))) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -34,6 +34,7 @@ use crate::storage::compact::{
 };
 use crate::storage::records::{parse_records, records_section};
 use crate::storage::segment::{delete_files, file_name, read_batch_at, Segment};
+use crate::storage::txnindex::AbortedTxn;
 use crate::types::Offset;
 
 const STAGED: &str = "cleaning";
@@ -139,9 +140,10 @@ struct Plan {
     first_dirty_segment: Option<usize>,
     /// Each producer's last batch (its last offset): kept even if emptied.
     producers_last: HashMap<i64, Offset>,
-    /// Aborted transactions (producer id, first offset, marker offset): their records never
-    /// enter the key map, so they cannot remove a committed record of the same key.
-    aborted: Vec<(i64, Offset, Offset)>,
+    /// Aborted transactions: their records never enter the key map, so they cannot remove a
+    /// committed record of the same key; a cleaned segment keeps its members' index entries
+    /// (markers are kept).
+    aborted: Vec<AbortedTxn>,
     tombstone_horizon: Offset,
     settings: LogDefaults,
     dirtiness: Dirtiness,
@@ -239,7 +241,7 @@ impl PartitionLog {
             first_dirty,
             first_dirty_segment,
             producers_last: inner.producers.last_offsets(),
-            aborted: inner.producers.aborted_ranges(),
+            aborted: PartitionLog::aborted_txns(&inner),
             tombstone_horizon,
             settings,
             dirtiness,
@@ -359,10 +361,18 @@ impl PartitionLog {
                 }
             }
         }
+        let group_end = members.last().map_or(0, |(s, _)| s.next_offset);
+        let base = members[0].0.base;
+        out.set_aborted(
+            plan.aborted
+                .iter()
+                .filter(|a| a.last >= base && a.last < group_end)
+                .copied()
+                .collect(),
+        )?;
         out.flush()?;
         let size = out.size;
         drop(out);
-        let group_end = members.last().map_or(0, |(s, _)| s.next_offset);
         crate::storage::replace_file(
             &staged.join(GROUP_END),
             group_end.to_string().as_bytes(),
@@ -432,8 +442,10 @@ fn map_keys(
             // Markers' keys are not record keys (a marker's could equal an integer key), and
             // an aborted transaction's records are as if never written.
             let aborted = h.is_transactional()
-                && plan.aborted.iter().any(|&(producer, first, last)| {
-                    producer == h.producer_id && first <= h.base_offset && h.base_offset <= last
+                && plan.aborted.iter().any(|a| {
+                    a.producer_id == h.producer_id
+                        && a.first <= h.base_offset
+                        && h.base_offset <= a.last
                 });
             if h.is_control() || aborted {
                 map_end = h.next_offset();
@@ -468,7 +480,7 @@ fn remove_dir_if_any(dir: &Path) -> io::Result<()> {
 /// still has it is unfinished), then removes `swap/`.
 fn move_in(dir: &Path, base: Offset) -> io::Result<()> {
     let swap = dir.join(SWAP);
-    for ext in ["index", "timeindex", "log"] {
+    for ext in ["index", "timeindex", "txnindex", "log"] {
         let name = file_name(base, ext);
         match std::fs::rename(swap.join(&name), dir.join(&name)) {
             Ok(()) => {}

@@ -405,7 +405,6 @@ const BROKER_SETTINGS: &[(&str, i8)] = &[
         INT,
     ),
     ("transaction.max.timeout.ms", INT),
-    ("transaction.partition.verification.enable", BOOLEAN),
     (
         "transaction.remove.expired.transaction.cleanup.interval.ms",
         INT,

@@ -241,6 +241,8 @@ pub struct TxnSettings {
     pub id_expiration_ms: i64,
     pub abort_check_interval_ms: u64,
     pub expiry_check_interval_ms: u64,
+    /// `transaction.partition.verification.enable`.
+    pub partition_verification: bool,
 }
 
 /// Broker-level defaults for per-partition log behaviour; topic configs override them.
@@ -881,6 +883,7 @@ impl Config {
             expiry_check_interval_ms: int(
                 "transaction.remove.expired.transaction.cleanup.interval.ms",
             ) as u64,
+            partition_verification: get("transaction.partition.verification.enable") == "true",
         };
         Ok(Config {
             node_id,

@@ -534,6 +534,12 @@ pub const SETTINGS: &[Setting] = &[
         1,
         "Largest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT above it).",
     ),
+    Setting {
+        name: "transaction.partition.verification.enable",
+        default: "true",
+        kind: Kind::Bool,
+        doc: "A partition leader asks the transaction coordinator whether the partition is in the producer's transaction before it appends the transaction's first batch there (KIP-890), so a late or stray batch cannot open a transaction nobody will end.",
+    },
     int(
         "transactional.id.expiration.ms",
         "604800000",

@@ -1,7 +1,8 @@
 //! AddPartitionsToTxn: partitions join a producer's open transaction (opening it), before the
-//! producer writes to them. v0–3 come from producers (one transaction); v4 is the batched form
+//! producer writes to them. v0–3 come from producers (one transaction); v4+ is the batched form
 //! brokers send (KIP-890), whose `verify_only` entries only ask whether the partitions are
-//! already in the transaction. Partitions of topics that do not exist are answered
+//! already in the transaction (a partition leader's check before a transaction's first batch,
+//! `txn::verify`); v5 answers a partition outside it TRANSACTION_ABORTABLE. Partitions of topics that do not exist are answered
 //! UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED, as Kafka does; so are
 //! topics the producer may not WRITE (TOPIC_AUTHORIZATION_FAILED).
 
@@ -103,16 +104,24 @@ async fn add(
             .collect()
     } else {
         let partitions: Vec<(String, i32)> = refusals.iter().map(|(tp, _)| tp.clone()).collect();
-        let outcome = if verify_only {
-            verify(ctx, &id, producer, &partitions).await
+        if verify_only {
+            match ctx.txns.verify(&id, producer, &partitions).await {
+                Ok(found) => found
+                    .into_iter()
+                    .map(|yes| match yes {
+                        true => errors::NONE,
+                        false => errors::txn_verify_answer(&TxnError::NotInTransaction, version),
+                    })
+                    .collect(),
+                Err(e) => vec![errors::txn_verify_answer(&e, version); refusals.len()],
+            }
         } else {
-            ctx.txns.add_partitions(&id, producer, &partitions).await
-        };
-        let code = match outcome {
-            Ok(()) => errors::NONE,
-            Err(e) => errors::txn(&e, version >= 2),
-        };
-        vec![code; refusals.len()]
+            let code = match ctx.txns.add_partitions(&id, producer, &partitions).await {
+                Ok(()) => errors::NONE,
+                Err(e) => errors::txn(&e, version >= 2),
+            };
+            vec![code; refusals.len()]
+        }
     };
     let mut results: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
     for (((topic, p), _), code) in refusals.into_iter().zip(codes) {
@@ -129,23 +138,4 @@ async fn add(
         }
     }
     results
-}
-
-/// KIP-890's verification: the partitions are in the producer's open transaction.
-async fn verify(
-    ctx: &Context,
-    id: &str,
-    producer: (i64, i16),
-    partitions: &[(String, i32)],
-) -> Result<(), TxnError> {
-    let meta = ctx.txns.describe(id).await?;
-    if meta.producer_id != producer.0 || meta.epoch != producer.1 {
-        return Err(TxnError::ProducerFenced);
-    }
-    if meta.state != crate::txn::TxnState::Ongoing
-        || !partitions.iter().all(|p| meta.partitions.contains(p))
-    {
-        return Err(TxnError::InvalidTxnState);
-    }
-    Ok(())
 }

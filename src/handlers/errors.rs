@@ -248,6 +248,37 @@ pub fn txn(e: &TxnError, knows_fenced: bool) -> i16 {
         TxnError::InvalidTxnState => E::InvalidTxnState.code(),
         TxnError::InvalidTransactionTimeout => E::InvalidTransactionTimeout.code(),
         TxnError::UnknownTransactionalId => E::TransactionalIdNotFound.code(),
+        TxnError::NotInTransaction => E::InvalidTxnState.code(),
+    }
+}
+
+/// A coordinator's answer to a leader's KIP-890 verification (AddPartitionsToTxn v4+
+/// `verify_only`): a partition outside the transaction is TRANSACTION_ABORTABLE from v5, the
+/// version that added the code; v4's senders knew INVALID_TXN_STATE.
+pub fn txn_verify_answer(e: &TxnError, version: i16) -> i16 {
+    match e {
+        TxnError::NotInTransaction if version >= 5 => E::TransactionAbortable.code(),
+        other => txn(other, true),
+    }
+}
+
+/// What a producer is told when its transaction's first batch on a partition was not verified,
+/// as Kafka's leader tells it: retriable trouble reaching the coordinator is
+/// NOT_ENOUGH_REPLICAS (retried without a metadata refresh); a partition outside the
+/// transaction is TRANSACTION_ABORTABLE from Produce v11 and INVALID_TXN_STATE before.
+pub fn verification(e: &TxnError, produce_version: i16) -> i16 {
+    match e {
+        TxnError::NotInTransaction if produce_version >= 11 => E::TransactionAbortable.code(),
+        TxnError::NotInTransaction | TxnError::InvalidTxnState => E::InvalidTxnState.code(),
+        TxnError::ProducerFenced => E::InvalidProducerEpoch.code(),
+        TxnError::InvalidProducerIdMapping => E::InvalidProducerIdMapping.code(),
+        TxnError::NotCoordinator
+        | TxnError::LoadInProgress
+        | TxnError::CoordinatorNotAvailable
+        | TxnError::ConcurrentTransactions => E::NotEnoughReplicas.code(),
+        TxnError::InvalidTransactionTimeout | TxnError::UnknownTransactionalId => {
+            E::InvalidTxnState.code()
+        }
     }
 }
 

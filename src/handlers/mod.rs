@@ -170,7 +170,7 @@ pub struct ConnectionOrder {
 /// its batches here (so a connection's batches reach the log in the order sent) and leaves only
 /// the acks wait and the response to the returned future; an OffsetCommit waits for the
 /// connection's previous one to finish; every other request is all future.
-pub fn start(
+pub async fn start(
     ctx: Arc<Context>,
     p: Parsed,
     peer: Option<IpAddr>,
@@ -200,7 +200,8 @@ pub fn start(
     } = p;
     let req: kafka_protocol::messages::ProduceRequest = protocol::decode(key, &mut body, version)?;
     let silent = req.acks == 0;
-    let staged = produce::append(&ctx, req, version);
+    let verified = produce::verify(&ctx, &req, version).await;
+    let staged = produce::append(&ctx, req, version, &verified);
     let corr = header.correlation_id;
     Ok(Box::pin(async move {
         let resp = produce::complete(&ctx, staged).await;

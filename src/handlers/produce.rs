@@ -2,11 +2,14 @@
 //! the leader, and answer per `acks` (0: nothing, 1: after the local append, all: once the high
 //! watermark covers the batch or the timeout ends).
 //!
-//! Two phases: `append` runs in the connection's reader, in request order — so an idempotent
-//! producer's pipelined batches reach the log in the order they were sent — and `complete`
-//! (the acks=all wait and the response) runs as its own task, so later requests need not wait
-//! for replication of earlier ones.
+//! Three phases: `verify` and `append` run in the connection's reader, in request order — so
+//! an idempotent producer's pipelined batches reach the log in the order they were sent — and
+//! `complete` (the acks=all wait and the response) runs as its own task, so later requests need
+//! not wait for replication of earlier ones. `verify` (KIP-890 part 1) asks the transaction
+//! coordinator about the partitions where a transaction's first batch is about to be written;
+//! it waits only then, once per transaction and partition.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{broker, errors, s, Context};
 use crate::metadata::MetadataImage;
-use crate::replica::{HwWait, PartitionError, ProduceError, Write};
+use crate::replica::{HwWait, PartitionError, ProduceError, TxnVerification, Write};
 use crate::types::TopicPartition;
 
 /// An acks=all append waiting for the high watermark.
@@ -40,11 +43,111 @@ pub struct Staged {
 }
 
 pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> ProduceResponse {
-    complete(ctx, append(ctx, req, version)).await
+    let verified = verify(ctx, &req, version).await;
+    complete(ctx, append(ctx, req, version, &verified)).await
+}
+
+/// How each partition of a request may open a transaction: by (topic, partition) index, the
+/// verification's guard or the error its refusal answers with. Partitions not named need no
+/// verification, or it is off.
+pub struct Verified {
+    /// `transaction.partition.verification.enable`, for a transactional producer.
+    on: bool,
+    outcomes: HashMap<(usize, usize), Result<u64, i16>>,
+}
+
+impl Verified {
+    fn of(&self, topic: usize, partition: usize) -> Result<TxnVerification, i16> {
+        if !self.on {
+            return Ok(TxnVerification::Off);
+        }
+        match self.outcomes.get(&(topic, partition)) {
+            Some(Ok(guard)) => Ok(TxnVerification::Guard(*guard)),
+            Some(Err(code)) => Err(*code),
+            // Its transaction was open here when asked: a guard no verification holds, so a
+            // marker written since makes the append refuse instead of opening a new one.
+            None => Ok(TxnVerification::Guard(0)),
+        }
+    }
+}
+
+/// KIP-890 part 1: for every partition whose batch would open the producer's transaction here,
+/// starts a verification and asks the coordinator whether the partition is in the
+/// transaction. Returns at once when there is none.
+pub async fn verify(ctx: &Context, req: &ProduceRequest, version: i16) -> Verified {
+    let mut verified = Verified {
+        on: false,
+        outcomes: HashMap::new(),
+    };
+    if !ctx.config.txn.partition_verification {
+        return verified;
+    }
+    verified.on = true;
+    let Some(id) = req.transactional_id.as_deref() else {
+        return verified;
+    };
+    let id: &str = id;
+    if !ctx.may(Operation::Write, acl::TRANSACTIONAL_ID, id) {
+        return verified;
+    }
+    let image = ctx.controller.image();
+    let mut asked = Vec::new();
+    let mut producer = None;
+    for (ti, topic) in req.topic_data.iter().enumerate() {
+        let Some(name) = super::topic_named(&image, version >= 13, topic.topic_id, &topic.name)
+        else {
+            continue;
+        };
+        for (pi, pd) in topic.partition_data.iter().enumerate() {
+            let Some(h) = pd
+                .records
+                .as_deref()
+                .and_then(crate::storage::batch::parse_header)
+            else {
+                continue;
+            };
+            if h.producer_id < 0 || !h.is_transactional() || h.is_control() {
+                continue;
+            }
+            let tp = TopicPartition::new(name.clone(), pd.index);
+            let Some(guard) = ctx.replicas.start_verification(&image, &tp, h.producer_id) else {
+                continue;
+            };
+            let this = (h.producer_id, h.producer_epoch);
+            if *producer.get_or_insert(this) != this {
+                // One producer per transactional id and request, as Kafka requires.
+                let e = crate::txn::TxnError::InvalidProducerIdMapping;
+                verified
+                    .outcomes
+                    .insert((ti, pi), Err(errors::verification(&e, version)));
+                continue;
+            }
+            asked.push(((ti, pi), guard, (tp.topic, tp.partition)));
+        }
+    }
+    let Some(producer) = producer else {
+        return verified;
+    };
+    if asked.is_empty() {
+        return verified;
+    }
+    let partitions: Vec<(String, i32)> = asked.iter().map(|a| a.2.clone()).collect();
+    let answers = ctx.txns.verify_for_leader(id, producer, &partitions).await;
+    for ((at, guard, tp), answer) in asked.into_iter().zip(answers) {
+        let outcome = match answer {
+            Ok(()) => Ok(guard),
+            Err(e) => {
+                tracing::debug!(transactional_id = id, topic = %tp.0, partition = tp.1, error = %e, "transaction verification refused a batch");
+                Err(errors::verification(&e, version))
+            }
+        };
+        verified.outcomes.insert(at, outcome);
+    }
+    verified
 }
 
 /// Validates and appends every partition's batch. Synchronous and in request order.
-pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
+pub fn append(ctx: &Context, req: ProduceRequest, version: i16, verified: &Verified) -> Staged {
     let image = ctx.controller.image();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut leaders_moved = Vec::new();
@@ -70,7 +173,7 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(ctx.config.min_insync_replicas as usize);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for pd in &topic.partition_data {
+        for (pi, pd) in topic.partition_data.iter().enumerate() {
             let mut resp = PartitionProduceResponse::default().with_index(pd.index);
             let Some(name) = &name else {
                 let code = if version >= 13 {
@@ -102,10 +205,20 @@ pub fn append(ctx: &Context, req: ProduceRequest, version: i16) -> Staged {
                 partitions.push(resp.with_error_code(Refusal::InvalidRequiredAcks.code()));
                 continue;
             }
+            let verification = match verified.of(ti, pi) {
+                Ok(v) => v,
+                Err(code) => {
+                    partitions.push(resp.with_error_code(code));
+                    continue;
+                }
+            };
             let tp = TopicPartition::new(name.clone(), pd.index);
             let records = pd.records.as_deref().unwrap_or(&[]);
             let min_isr = (req.acks == -1).then_some(min_isr);
-            match ctx.replicas.append(&image, &tp, records, min_isr) {
+            match ctx
+                .replicas
+                .append(&image, &tp, records, min_isr, verification)
+            {
                 Ok(write) => {
                     let done = write.produced;
                     if req.acks == -1 {

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The storage errors a partition's callers may see (mapped to Kafka codes by `handlers`).
 pub use crate::storage::batch::BatchError;
-pub use crate::storage::producers::{ActiveProducer, ProducerError};
+pub use crate::storage::producers::{ActiveProducer, ProducerError, TxnVerification};
 pub use crate::storage::LogError;
 pub use delayed::{HwWait, Mark, Target};
 pub use fetch::{FetchError, FetchParams, FetchPartition, Fetched, PartitionRead, Refused};
@@ -603,13 +603,28 @@ impl ReplicaManager {
         tp: &TopicPartition,
         records: &[u8],
         min_isr: Option<usize>,
+        verification: TxnVerification,
     ) -> Result<Write, ProduceError> {
         let partition = self.writable(image, tp)?;
-        let produced = partition.append_records(records, min_isr)?;
+        let produced = partition.append_records(records, min_isr, verification)?;
         Ok(Write {
             produced,
             partition,
         })
+    }
+
+    /// Starts a KIP-890 verification on a partition this node leads: the guard the producer's
+    /// first transactional batch there must be appended under, or `None` when its transaction
+    /// is already open there (or this node cannot take the write: the append says why).
+    pub fn start_verification(
+        &self,
+        image: &Arc<MetadataImage>,
+        tp: &TopicPartition,
+        producer_id: i64,
+    ) -> Option<u64> {
+        self.writable(image, tp)
+            .ok()?
+            .start_verification(producer_id)
     }
 
     /// The partition this node leads in `image`, if it may take writes: only while it holds its

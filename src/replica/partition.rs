@@ -19,7 +19,7 @@ use super::isr::{IsrChange, Replicas};
 use crate::config::LogDefaults;
 use crate::metadata::PartitionImage;
 use crate::storage::batch::{self, BatchError, BatchHeader};
-use crate::storage::producers::ActiveProducer;
+use crate::storage::producers::{ActiveProducer, TxnVerification};
 use crate::storage::{Appended, FileRegion, LogError, PartitionLog, Recovery, Window};
 use crate::types::{now_ms, LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
 
@@ -277,6 +277,7 @@ impl Partition {
         &self,
         records: &[u8],
         min_isr: Option<usize>,
+        verification: TxnVerification,
     ) -> Result<Produced, AppendError> {
         let settings = self.log.settings();
         let batches = batch::validate(records, settings.max_message_bytes)?;
@@ -313,7 +314,7 @@ impl Partition {
             return Err(AppendError::Timestamp);
         };
         let epoch = self.leader_epoch();
-        let appended = self.append(&input)?;
+        let appended = self.append_verified(&input, verification)?;
         if !appended.duplicate {
             use std::sync::atomic::Ordering::Relaxed;
             self.traffic.bytes_in.fetch_add(raw.len() as u64, Relaxed);
@@ -332,7 +333,24 @@ impl Partition {
     /// Appends as leader, stamping the leader epoch (a retried idempotent batch is answered
     /// with its original offsets instead).
     pub(super) fn append(&self, batches: &[(BatchHeader, &[u8])]) -> Result<Appended, LogError> {
-        let r = self.log.append(batches, self.leader_epoch())?;
+        self.append_verified(batches, TxnVerification::Off)
+    }
+
+    /// Starts a KIP-890 verification of the producer's next transaction here (see
+    /// `PartitionLog::start_verification`).
+    pub(super) fn start_verification(&self, producer_id: i64) -> Option<u64> {
+        self.log.start_verification(producer_id)
+    }
+
+    /// `append` of a client's batch, which opens a transaction only under `verification`.
+    fn append_verified(
+        &self,
+        batches: &[(BatchHeader, &[u8])],
+        verification: TxnVerification,
+    ) -> Result<Appended, LogError> {
+        let r = self
+            .log
+            .append_verified(batches, self.leader_epoch(), verification)?;
         if !r.duplicate {
             self.advance_hw();
             self.changed();

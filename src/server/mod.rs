@@ -477,7 +477,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
                 Ok(parsed) => {
                     let began = Instant::now();
-                    match handlers::start(ctx.clone(), parsed, peer, &mut order) {
+                    match handlers::start(ctx.clone(), parsed, peer, &mut order).await {
                         Ok(rest) => {
                             let started = began.elapsed();
                             let spawned = Instant::now();

@@ -16,7 +16,7 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::{
     ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::shard::Shard;
 use super::state::{self, TxnState};
@@ -245,7 +245,14 @@ impl Coordinator {
                     .collect(),
             );
         let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-        let resp: WriteTxnMarkersResponse = match self.call(leader, &req).await {
+        let sent = self.call(
+            leader,
+            ApiKey::WriteTxnMarkers,
+            1,
+            &req,
+            MARKER_TIMEOUT + Duration::from_secs(1),
+        );
+        let resp: WriteTxnMarkersResponse = match sent.await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(leader, error = %e, "WriteTxnMarkers failed; retrying");
@@ -273,12 +280,16 @@ impl Coordinator {
             .collect()
     }
 
-    /// One WriteTxnMarkers call to `broker`, on a kept connection.
-    async fn call(
+    /// One request to `broker` (WriteTxnMarkers, or a KIP-890 verification), on a kept
+    /// connection.
+    pub(super) async fn call<Req: Encodable, Resp: Decodable>(
         &self,
         broker: NodeId,
-        req: &WriteTxnMarkersRequest,
-    ) -> anyhow::Result<WriteTxnMarkersResponse> {
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+        timeout: Duration,
+    ) -> anyhow::Result<Resp> {
         let cached = self
             .connections
             .lock()
@@ -309,14 +320,7 @@ impl Coordinator {
                 .await?
             }
         };
-        let resp = conn
-            .call(
-                ApiKey::WriteTxnMarkers,
-                1,
-                req,
-                MARKER_TIMEOUT + Duration::from_secs(1),
-            )
-            .await?;
+        let resp = conn.call(key, version, req, timeout).await?;
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -20,6 +20,7 @@ mod markers;
 pub mod records;
 mod shard;
 pub mod state;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

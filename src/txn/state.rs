@@ -100,6 +100,9 @@ pub enum TxnError {
     InvalidTransactionTimeout,
     #[error("unknown transactional id")]
     UnknownTransactionalId,
+    /// KIP-890: a partition leader asked about a partition the transaction does not have.
+    #[error("the partition is not in the producer's transaction")]
+    NotInTransaction,
 }
 
 /// What InitProducerId does with a transactional id.
@@ -191,6 +194,26 @@ fn check_producer(m: &TxnMeta, producer_id: i64, epoch: i16) -> Result<(), TxnEr
         return Err(TxnError::ProducerFenced);
     }
     Ok(())
+}
+
+/// KIP-890's verification, for a partition leader about to append a transaction's first batch:
+/// for each partition, whether it is in the producer's transaction. Pending writes are not
+/// waited for (the leader's guard catches a marker written meanwhile); a transaction being
+/// decided refuses (CONCURRENT_TRANSACTIONS), as in Kafka.
+pub fn verify(
+    m: &TxnMeta,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+) -> Result<Vec<bool>, TxnError> {
+    check_producer(m, producer_id, epoch)?;
+    if m.state.is_prepare() {
+        return Err(TxnError::ConcurrentTransactions);
+    }
+    Ok(partitions
+        .iter()
+        .map(|p| m.state == TxnState::Ongoing && m.partitions.contains(p))
+        .collect())
 }
 
 /// AddPartitionsToTxn / AddOffsetsToTxn: `None` when every partition is already in the open
@@ -302,6 +325,38 @@ mod tests {
 
     fn tp(t: &str, p: i32) -> (String, i32) {
         (t.to_string(), p)
+    }
+
+    #[test]
+    fn verification_names_the_partitions_of_the_open_transaction_only() {
+        let m = add_partitions(&fresh(7, 60_000, 1), 7, 0, &[tp("a", 0)], 10)
+            .expect("added")
+            .expect("written");
+        assert_eq!(
+            verify(&m, 7, 0, &[tp("a", 0), tp("a", 1)]),
+            Ok(vec![true, false])
+        );
+        assert_eq!(
+            verify(&m, 8, 0, &[tp("a", 0)]),
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            verify(&m, 7, 1, &[tp("a", 0)]),
+            Err(TxnError::ProducerFenced)
+        );
+        let EndStep::Prepare(p) = end(&m, 7, 0, false, 20).expect("ends") else {
+            panic!("expected a prepare");
+        };
+        assert_eq!(
+            verify(&p, 7, 0, &[tp("a", 0)]),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        let done = complete(&p, 30).expect("completes");
+        assert_eq!(
+            verify(&done, 7, 0, &[tp("a", 0)]),
+            Ok(vec![false]),
+            "a late batch of a completed transaction is not in one"
+        );
     }
 
     #[test]

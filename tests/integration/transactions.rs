@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, FindCoordinatorRequest,
-    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
-    ProduceResponse, ProducerId, TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -248,6 +248,17 @@ fn read_committed_consumers_see_committed_transactions_whole_and_aborted_ones_ne
             high(&bs, t, part, "read_committed") == 32
         });
     }
+    // KIP-890 across brokers: leaders other than the coordinator ask it too, and refuse a
+    // batch of a transaction that never added their partition.
+    let mut stray = RawTxn::init(&bs, "tx-stray-3", 60_000);
+    for (t, part) in parts {
+        assert_eq!(
+            stray.produce(t, part, 0, 9),
+            INVALID_TXN_STATE,
+            "{t}/{part}"
+        );
+        assert_eq!(high(&bs, t, part, "read_uncommitted"), 32, "{t}/{part}");
+    }
 }
 
 #[test]
@@ -289,83 +300,222 @@ fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     );
 }
 
-/// A transactional producer that writes one record and vanishes (no commit, no abort), by hand
-/// through the protocol: InitProducerId, AddPartitionsToTxn, a transactional Produce.
+/// A transactional producer driven by hand through the protocol: InitProducerId,
+/// AddPartitionsToTxn, transactional Produce, EndTxn — so a test can send what librdkafka never
+/// would (a batch outside the transaction, a producer that vanishes).
+struct RawTxn {
+    c: Client,
+    bootstrap: String,
+    id: String,
+    producer: (ProducerId, i16),
+}
+
+/// The address of the partition's leader, from Metadata.
+fn leader_addr(bootstrap: &str, topic: &str, partition: i32) -> String {
+    let c = consumer(bootstrap, &[]);
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let leader = md.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .expect("partition")
+        .leader();
+    let b = md
+        .brokers()
+        .iter()
+        .find(|b| b.id() == leader)
+        .expect("leader's endpoint");
+    format!("{}:{}", b.host(), b.port())
+}
+
+impl RawTxn {
+    fn init(bootstrap: &str, id: &str, timeout_ms: i32) -> RawTxn {
+        let mut c = Client::connect(bootstrap).expect("connect");
+        let found: FindCoordinatorResponse = c
+            .call(
+                ApiKey::FindCoordinator,
+                3,
+                &FindCoordinatorRequest::default()
+                    .with_key(s(id))
+                    .with_key_type(1),
+            )
+            .expect("find coordinator");
+        assert_eq!(found.error_code, 0, "{:?}", found.error_message);
+        // The coordinator's requests go to the coordinator.
+        let mut c = Client::connect(&format!("{}:{}", found.host, found.port)).expect("connect");
+        let init: InitProducerIdResponse = c
+            .call(
+                ApiKey::InitProducerId,
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(TransactionalId(s(id))))
+                    .with_transaction_timeout_ms(timeout_ms)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            )
+            .expect("init");
+        assert_eq!(init.error_code, 0);
+        RawTxn {
+            c,
+            bootstrap: bootstrap.to_string(),
+            id: id.to_string(),
+            producer: (init.producer_id, init.producer_epoch),
+        }
+    }
+
+    fn add(&mut self, topic: &str, partition: i32) {
+        let add: AddPartitionsToTxnResponse = self
+            .c
+            .call(
+                ApiKey::AddPartitionsToTxn,
+                3,
+                &AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(TransactionalId(s(&self.id)))
+                    .with_v3_and_below_producer_id(self.producer.0)
+                    .with_v3_and_below_producer_epoch(self.producer.1)
+                    .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(s(topic)))
+                        .with_partitions(vec![partition])]),
+            )
+            .expect("add partitions");
+        let code =
+            add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
+        assert_eq!(code, 0);
+    }
+
+    /// One transactional record at `sequence`, as Produce `version`, sent to the partition's
+    /// leader; returns the partition's error code.
+    fn produce(&mut self, topic: &str, partition: i32, sequence: i32, version: i16) -> i16 {
+        let record = Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: self.producer.0 .0,
+            producer_epoch: self.producer.1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence,
+            timestamp: strom::types::now_ms(),
+            key: None,
+            value: Some(bytes::Bytes::from(format!("{}-{sequence}", self.id))),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            [&record],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        let req = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(&self.id))))
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(buf.freeze()))])]);
+        let mut leader =
+            Client::connect(&leader_addr(&self.bootstrap, topic, partition)).expect("connect");
+        let r: ProduceResponse = leader
+            .call(ApiKey::Produce, version, &req)
+            .expect("produce");
+        r.responses[0].partition_responses[0].error_code
+    }
+
+    fn end(&mut self, commit: bool) {
+        let r: EndTxnResponse = self
+            .c
+            .call(
+                ApiKey::EndTxn,
+                3,
+                &EndTxnRequest::default()
+                    .with_transactional_id(TransactionalId(s(&self.id)))
+                    .with_producer_id(self.producer.0)
+                    .with_producer_epoch(self.producer.1)
+                    .with_committed(commit),
+            )
+            .expect("end txn");
+        assert_eq!(r.error_code, 0);
+    }
+}
+
+/// A transactional producer that writes one record and vanishes (no commit, no abort).
 fn crash_mid_transaction(bootstrap: &str, id: &str, timeout_ms: i32, topic: &str) {
-    let mut c = Client::connect(bootstrap).expect("connect");
-    let found: FindCoordinatorResponse = c
-        .call(
-            ApiKey::FindCoordinator,
-            3,
-            &FindCoordinatorRequest::default()
-                .with_key(s(id))
-                .with_key_type(1),
-        )
-        .expect("find coordinator");
-    assert_eq!(found.error_code, 0, "{:?}", found.error_message);
-    let init: InitProducerIdResponse = c
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(TransactionalId(s(id))))
-                .with_transaction_timeout_ms(timeout_ms)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-        .expect("init");
-    assert_eq!(init.error_code, 0);
-    let add: AddPartitionsToTxnResponse = c
-        .call(
-            ApiKey::AddPartitionsToTxn,
-            3,
-            &AddPartitionsToTxnRequest::default()
-                .with_v3_and_below_transactional_id(TransactionalId(s(id)))
-                .with_v3_and_below_producer_id(init.producer_id)
-                .with_v3_and_below_producer_epoch(init.producer_epoch)
-                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
-                    .with_name(TopicName(s(topic)))
-                    .with_partitions(vec![0])]),
-        )
-        .expect("add partitions");
-    let code = add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
-    assert_eq!(code, 0);
-    let record = Record {
-        transactional: true,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: init.producer_id.0,
-        producer_epoch: init.producer_epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: strom::types::now_ms(),
-        key: None,
-        value: Some(bytes::Bytes::from_static(b"crashed")),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    let req = ProduceRequest::default()
-        .with_transactional_id(Some(TransactionalId(s(id))))
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(buf.freeze()))])]);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).expect("produce");
-    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let mut t = RawTxn::init(bootstrap, id, timeout_ms);
+    t.add(topic, 0);
+    assert_eq!(t.produce(topic, 0, 0, 9), 0);
+}
+
+const INVALID_TXN_STATE: i16 = 48;
+const TRANSACTION_ABORTABLE: i16 = 120;
+
+/// KIP-890 part 1: a transaction's first batch on a partition is appended only if the
+/// coordinator has the partition in that transaction. A batch sent without AddPartitionsToTxn,
+/// or one arriving after its transaction was aborted, is refused — it would otherwise open a
+/// transaction no coordinator ends and hold every `read_committed` reader at its offset. With
+/// `transaction.partition.verification.enable=false` the stray batch is taken and holds them.
+#[test]
+fn a_batch_outside_its_transaction_is_refused_instead_of_hanging_read_committed_readers() {
+    let broker = Broker::start(&[]);
+    let bs = broker.bootstrap();
+    assert_eq!(create_topic(&bs, "tv", 2, 1), Some(0));
+    let mut t = RawTxn::init(&bs, "tx-stray", 60_000);
+    assert_eq!(t.produce("tv", 0, 0, 9), INVALID_TXN_STATE, "never added");
+    assert_eq!(
+        t.produce("tv", 0, 0, 11),
+        TRANSACTION_ABORTABLE,
+        "Produce v11 knows TRANSACTION_ABORTABLE"
+    );
+    // Added, it goes in; then the producer aborts and a late batch of the ended transaction
+    // comes in behind the marker.
+    t.add("tv", 1);
+    assert_eq!(t.produce("tv", 1, 0, 9), 0);
+    assert_eq!(
+        t.produce("tv", 1, 1, 9),
+        0,
+        "the open transaction's next batch"
+    );
+    t.end(false);
+    wait_until("the abort marker is stable", T, || {
+        high(&bs, "tv", 1, "read_committed") == 3
+    });
+    assert_eq!(t.produce("tv", 1, 2, 9), INVALID_TXN_STATE, "late batch");
+    // Plain records behind it are readable at once: nothing holds the last stable offset.
+    let p = producer(&bs, &[]);
+    for part in [0, 1] {
+        send_to(&p, "tv", Some(part), 0, b"plain");
+    }
+    flush(&p);
+    assert_eq!(high(&bs, "tv", 0, "read_committed"), 1);
+    assert_eq!(high(&bs, "tv", 1, "read_committed"), 4);
+    drop(broker);
+
+    let off = Broker::start(&["transaction.partition.verification.enable=false"]);
+    let bs = off.bootstrap();
+    assert_eq!(create_topic(&bs, "tv", 1, 1), Some(0));
+    let mut t = RawTxn::init(&bs, "tx-stray", 60_000);
+    assert_eq!(
+        t.produce("tv", 0, 0, 9),
+        0,
+        "unverified, the stray batch is taken"
+    );
+    let p = producer(&bs, &[]);
+    send_to(&p, "tv", Some(0), 0, b"plain");
+    flush(&p);
+    assert_eq!(high(&bs, "tv", 0, "read_uncommitted"), 2);
+    assert_eq!(
+        high(&bs, "tv", 0, "read_committed"),
+        0,
+        "the stray batch holds read_committed readers"
+    );
 }
 
 #[test]
@@ -405,7 +555,7 @@ fn a_transaction_left_open_by_a_dead_producer_is_aborted_after_its_timeout() {
     );
     assert_eq!(set(got), set(expected(&[("tc", 0)], "live", 4)));
     let all = read(&bs, &[("tc", 1)], "read_uncommitted", 5, T);
-    assert!(all.contains(&"crashed".to_string()), "{all:?}");
+    assert!(all.contains(&"tx-crash-0".to_string()), "{all:?}");
 }
 
 #[test]

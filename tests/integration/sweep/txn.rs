@@ -117,11 +117,22 @@ pub(super) fn txn(sw: &mut Sweep, key: ApiKey, v: i16) {
                 .with_producer_id(pid)
                 .with_producer_epoch(epoch)
                 .with_topics(topics(&[(TOPIC, 0)]));
-            let req = AddPartitionsToTxnRequest::default()
+            let verify = AddPartitionsToTxnRequest::default()
                 .with_transactions(vec![txn.clone().with_verify_only(true)]);
-            sw.call(node, key, v, "verify only, not added", &req);
+            let code = |r: &ResponseKind| {
+                let ResponseKind::AddPartitionsToTxn(r) = r else {
+                    panic!("AddPartitionsToTxn v{v}")
+                };
+                r.results_by_transaction[0].topic_results[0].results_by_partition[0]
+                    .partition_error_code
+            };
+            let r = sw.call(node, key, v, "verify only, not added", &verify);
+            // v5 added TRANSACTION_ABORTABLE (KIP-890); v4's senders knew INVALID_TXN_STATE.
+            assert_eq!(code(&r), if v >= 5 { 120 } else { 48 }, "v{v}");
             let req = AddPartitionsToTxnRequest::default().with_transactions(vec![txn]);
             sw.call(node, key, v, "batched add", &req);
+            let r = sw.call(node, key, v, "verify only, added", &verify);
+            assert_eq!(code(&r), 0, "v{v}");
         }
         ApiKey::AddOffsetsToTxn => {
             let req = AddOffsetsToTxnRequest::default()

@@ -338,6 +338,22 @@ enum TxnCommand {
         #[command(flatten)]
         reach: Reach,
     },
+    /// Aborts the transaction still open on a partition that began at an offset (a hanging
+    /// transaction: see its start in `strom txn describe` or DescribeProducers). Needs the
+    /// inter-broker listener and CLUSTER_ACTION.
+    Abort {
+        /// The partition's topic.
+        #[arg(long)]
+        topic: String,
+        /// The partition.
+        #[arg(long)]
+        partition: i32,
+        /// The offset of the transaction's first record on the partition.
+        #[arg(long)]
+        start_offset: i64,
+        #[command(flatten)]
+        reach: Reach,
+    },
 }
 
 #[derive(Subcommand)]
@@ -483,6 +499,12 @@ fn main() -> std::process::ExitCode {
                 TxnCommand::Describe { id, reach: r } => {
                     reach(&r).and_then(|b| txn::describe(&b, &id))
                 }
+                TxnCommand::Abort {
+                    topic,
+                    partition,
+                    start_offset,
+                    reach: r,
+                } => reach(&r).and_then(|b| txn::abort(&b, &topic, partition, start_offset)),
             };
             report(r)
         }

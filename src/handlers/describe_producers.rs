@@ -1,6 +1,7 @@
 //! DescribeProducers: the idempotent and transactional producers with state on a partition
 //! this broker leads (id, epoch, last sequence, last timestamp, the first offset of an open
-//! transaction). The coordinator epoch is not kept per partition (-1).
+//! transaction, the coordinator epoch of its last marker here — what `strom txn abort` and
+//! Kafka's `kafka-transactions.sh abort` write their marker with).
 
 use super::errors::Refusal;
 use crate::metadata::acl::{self, Operation};
@@ -47,6 +48,6 @@ fn state(p: ActiveProducer) -> ProducerState {
         .with_producer_epoch(p.epoch as i32)
         .with_last_sequence(p.last_sequence)
         .with_last_timestamp(p.last_timestamp)
-        .with_coordinator_epoch(-1)
+        .with_coordinator_epoch(p.coordinator_epoch)
         .with_current_txn_start_offset(p.txn_start)
 }

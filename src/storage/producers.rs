@@ -152,6 +152,8 @@ pub struct ActiveProducer {
     pub last_timestamp: i64,
     /// The first offset of its open transaction, or -1.
     pub txn_start: Offset,
+    /// The coordinator epoch of its last marker here, or -1.
+    pub coordinator_epoch: i32,
 }
 
 impl ProducerState {
@@ -166,6 +168,7 @@ impl ProducerState {
                 last_sequence: e.batches.back().map(|b| b.last_seq).unwrap_or(-1),
                 last_timestamp: e.last_timestamp,
                 txn_start: e.txn_first.unwrap_or(-1),
+                coordinator_epoch: e.coordinator_epoch,
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);

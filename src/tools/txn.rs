@@ -1,11 +1,20 @@
-//! `strom txn list` and `strom txn describe ID`: what Kafka's `kafka-transactions.sh list` and
-//! `describe` show — every transactional id with its producer and state (ListTransactions to
-//! every broker, each answering for the ids it coordinates), and one id's open transaction
-//! (DescribeTransactions to its coordinator).
+//! `strom txn list`, `describe ID` and `abort`: what Kafka's `kafka-transactions.sh` of the
+//! same names do — every transactional id with its producer and state (ListTransactions to
+//! every broker, each answering for the ids it coordinates), one id's open transaction
+//! (DescribeTransactions to its coordinator), and aborting a transaction left open on a
+//! partition (a hanging one: its producer found with DescribeProducers on the partition's
+//! leader, then an abort marker written there with WriteTxnMarkers — which strom takes only
+//! on the inter-broker listener, with CLUSTER_ACTION, so bootstrap through that listener).
 
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, ListTransactionsRequest, ListTransactionsResponse, TransactionalId,
+    ApiKey, DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest,
+    DescribeTransactionsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -109,5 +118,89 @@ pub fn describe(bootstrap: &str, transactional_id: &str) -> anyhow::Result<Strin
         } else {
             partitions.join(", ")
         }
+    ))
+}
+
+/// `strom txn abort --topic T --partition P --start-offset O`: aborts the transaction that
+/// began at offset O of T-P and is still open there (the producer whose open transaction
+/// starts there, by DescribeProducers), with an abort marker at its producer epoch and the
+/// partition's last coordinator epoch.
+pub fn abort(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    start_offset: i64,
+) -> anyhow::Result<String> {
+    let mut c = Client::connect(bootstrap)?;
+    let lay = layout(&mut c, Some(&[topic.to_string()]))?;
+    let leader = *lay
+        .leaders
+        .get(&(topic.to_string(), partition))
+        .ok_or_else(|| anyhow::anyhow!("{topic}-{partition} does not exist"))?;
+    let addr = lay
+        .brokers
+        .get(&leader)
+        .ok_or_else(|| anyhow::anyhow!("{topic}-{partition} has no leader now; try again"))?;
+    let mut at = Client::connect(addr)?;
+    let name = || TopicName(StrBytes::from_string(topic.to_string()));
+    let r: DescribeProducersResponse = at.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(name())
+            .with_partition_indexes(vec![partition])]),
+    )?;
+    let p = r
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| anyhow::anyhow!("broker {leader} answered nothing"))?;
+    anyhow::ensure!(
+        p.error_code == 0,
+        "broker {leader} cannot describe {topic}-{partition}: {}",
+        super::topic::error_name(p.error_code, None)
+    );
+    let producer = p
+        .active_producers
+        .iter()
+        .find(|s| s.current_txn_start_offset == start_offset)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no transaction open on {topic}-{partition} starts at offset {start_offset}"
+            )
+        })?;
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer.producer_id.0))
+        .with_producer_epoch(i16::try_from(producer.producer_epoch)?)
+        .with_transaction_result(false)
+        .with_coordinator_epoch(producer.coordinator_epoch)
+        .with_topics(vec![WritableTxnMarkerTopic::default()
+            .with_name(name())
+            .with_partition_indexes(vec![partition])]);
+    let r: WriteTxnMarkersResponse = at.call(
+        ApiKey::WriteTxnMarkers,
+        1,
+        &WriteTxnMarkersRequest::default().with_markers(vec![marker]),
+    )?;
+    let code = r
+        .markers
+        .first()
+        .and_then(|m| m.topics.first())
+        .and_then(|t| t.partitions.first())
+        .map(|p| p.error_code)
+        .ok_or_else(|| anyhow::anyhow!("broker {leader} answered nothing"))?;
+    anyhow::ensure!(
+        code == 0,
+        "broker {leader} did not write the abort marker: {}{}",
+        super::topic::error_name(code, None),
+        if code == 31 {
+            " (bootstrap through the inter-broker listener, as a principal with CLUSTER_ACTION)"
+        } else {
+            ""
+        }
+    );
+    Ok(format!(
+        "aborted the transaction of producer {} (epoch {}) that began at offset {start_offset} of {topic}-{partition}\n",
+        producer.producer_id.0, producer.producer_epoch
     ))
 }

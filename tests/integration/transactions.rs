@@ -461,7 +461,8 @@ const TRANSACTION_ABORTABLE: i16 = 120;
 /// coordinator has the partition in that transaction. A batch sent without AddPartitionsToTxn,
 /// or one arriving after its transaction was aborted, is refused — it would otherwise open a
 /// transaction no coordinator ends and hold every `read_committed` reader at its offset. With
-/// `transaction.partition.verification.enable=false` the stray batch is taken and holds them.
+/// `transaction.partition.verification.enable=false` the stray batch is taken and holds them
+/// until `strom txn abort` ends it.
 #[test]
 fn a_batch_outside_its_transaction_is_refused_instead_of_hanging_read_committed_readers() {
     let broker = Broker::start(&[]);
@@ -516,6 +517,34 @@ fn a_batch_outside_its_transaction_is_refused_instead_of_hanging_read_committed_
         0,
         "the stray batch holds read_committed readers"
     );
+    // Such a hanging transaction is aborted by hand, as with kafka-transactions.sh abort.
+    let abort = |start: &str| {
+        crate::harness::strom_cli(
+            &[
+                "txn",
+                "abort",
+                "--topic",
+                "tv",
+                "--partition",
+                "0",
+                "--start-offset",
+                start,
+                "--bootstrap",
+                &bs,
+            ],
+            "",
+        )
+    };
+    let (ok, _, err) = abort("1");
+    assert!(!ok && err.contains("starts at offset 1"), "{err}");
+    let (ok, out, err) = abort("0");
+    assert!(ok, "{err}");
+    assert!(out.contains("aborted the transaction of producer"), "{out}");
+    wait_until("the hanging transaction is aborted", T, || {
+        high(&bs, "tv", 0, "read_committed") == 3
+    });
+    let got = read(&bs, &[("tv", 1)], "read_committed", 1, T);
+    assert_eq!(got, ["plain"], "the aborted record is skipped");
 }
 
 #[test]

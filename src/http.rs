@@ -512,6 +512,13 @@ pub fn render(s: &Sources) -> String {
                 .saturating_sub(s.controller.applied_index()) as f64,
         )],
     );
+    family(
+        &mut out,
+        "strom_raft_snapshots_installed_total",
+        "counter",
+        "Metadata snapshots this node installed from the quorum's leader (it lagged behind the leader's log).",
+        &[(String::new(), s.controller.snapshots_installed() as f64)],
+    );
     group_families(&mut out, s, &hosted);
     txn_families(&mut out, s);
     out

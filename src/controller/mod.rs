@@ -109,6 +109,8 @@ pub struct Handle {
     isr: Arc<isr::IsrQueue>,
     /// The quorum's own runtime (`QUORUM_THREADS`).
     quorum: tokio::runtime::Handle,
+    /// Metadata snapshots this node installed from a leader since start.
+    snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Owns the Raft node, the quorum's tasks and their runtime; `node` keeps it to shut it down
@@ -256,6 +258,7 @@ impl Controller {
         let (tx, rx) = watch::channel(Arc::new(MetadataImage::default()));
         let sm =
             state_machine::StateMachine::open(&db, tx).map_err(|e| store_err(e.to_string()))?;
+        let snapshots_installed = sm.installed.clone();
 
         let raft_config = openraft::Config {
             cluster_name: "strom".into(),
@@ -346,6 +349,7 @@ impl Controller {
             lease: Arc::new(liveness::Lease::new(config.broker_lease_ms)),
             isr: Arc::default(),
             quorum,
+            snapshots_installed,
         };
         handle
             .check_peers_cluster(stored_cluster.as_deref())
@@ -441,6 +445,12 @@ impl Handle {
     /// The last metadata log index this node holds (applied or not).
     pub fn last_log_index(&self) -> u64 {
         self.raft.metrics().borrow().last_log_index.unwrap_or(0)
+    }
+
+    /// Metadata snapshots this node installed from a leader since start.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last metadata log index applied to this node's image.

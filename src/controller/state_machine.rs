@@ -69,6 +69,8 @@ pub struct StateMachine {
     state: Arc<Mutex<SmState>>,
     tree: sled::Tree,
     images: watch::Sender<Arc<MetadataImage>>,
+    /// Snapshots received from the leader since start (`/metrics`).
+    pub installed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError<RaftNodeId> {
@@ -97,6 +99,7 @@ impl StateMachine {
             state: Arc::new(Mutex::new(state)),
             tree,
             images,
+            installed: Arc::default(),
         })
     }
 
@@ -210,6 +213,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(sm_err)?;
         self.tree.flush_async().await.map_err(sm_err)?;
         self.images.send_replace(image);
+        self.installed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            last_log_index = meta.last_log_id.map(|l| l.index),
+            bytes = stored.data.len(),
+            "installed a metadata snapshot from the leader"
+        );
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use crate::harness::{consumer, wait_until, Cluster};
 type BrokerRow = (i32, String, i32, bool);
 
 /// The controller id and every registered broker, from DescribeCluster.
-fn describe(bootstrap: &str) -> Option<(i32, Vec<BrokerRow>)> {
+pub(crate) fn describe(bootstrap: &str) -> Option<(i32, Vec<BrokerRow>)> {
     let mut c = Client::connect(bootstrap).ok()?;
     let d: DescribeClusterResponse = c
         .call(

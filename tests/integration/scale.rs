@@ -141,3 +141,91 @@ fn partitions_created_while_others_replicate_lose_nothing() {
         assert_eq!(removed, Some(0.0), "node {id}");
     }
 }
+
+/// Every topic's partitions as one node's all-topics Metadata answers: (topic, partition) →
+/// (leader, replicas, ISR).
+fn layout(bootstrap: &str) -> Option<Layout> {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    let mut c = strom::tools::Client::connect(bootstrap).ok()?;
+    let r: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .ok()?;
+    let mut out = Layout::new();
+    for t in &r.topics {
+        let name = t.name.as_ref()?.to_string();
+        for p in &t.partitions {
+            let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
+            out.insert(
+                (name.clone(), p.partition_index),
+                (p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes)),
+            );
+        }
+    }
+    Some(out)
+}
+
+type Layout = std::collections::BTreeMap<(String, i32), (i32, Vec<i32>, Vec<i32>)>;
+
+/// Issue 20: a node wiped and restarted gets the metadata of 50,000 partitions as a snapshot
+/// (the others have purged their logs behind it) and then answers Metadata exactly as they do.
+/// A snapshot's chunks (512 KiB) and the transport's message limit (64 MiB) are what let it
+/// through; the JSON encoding and tonic's 4 MiB default stopped one at 10–15 k partitions.
+#[test]
+fn a_wiped_node_catches_up_from_a_snapshot_of_fifty_thousand_partitions() {
+    const TOPICS: usize = 50;
+    const PARTITIONS: i32 = 1000;
+    let _quiet = crate::harness::timing_sensitive();
+    // A snapshot every 20 entries (a topic's creation is one): the others keep only the last
+    // two entries behind their snapshot.
+    let mut cluster = Cluster::new(3, &["metadata.log.snapshot.interval.records=20"]);
+    let bs = start_three(&mut cluster);
+    let started = std::time::Instant::now();
+    for t in 0..TOPICS {
+        crate::harness::wait_until("a topic created", Duration::from_secs(60), || {
+            // TOPIC_ALREADY_EXISTS: an earlier try timed out after all.
+            matches!(
+                create_topic(&bs, &format!("wide-{t:02}"), PARTITIONS, 1),
+                Some(0) | Some(36)
+            )
+        });
+    }
+    eprintln!("50,000 partitions created in {:?}", started.elapsed());
+    let (controller, _) = crate::cluster::describe(&bs).expect("describe");
+    let wiped = (1..=3).find(|b| *b != controller).expect("a follower");
+    let bs = cluster.bootstrap(controller);
+    cluster.node(wiped).kill();
+    std::fs::remove_dir_all(cluster.node(wiped).dir.join("data")).expect("wipe");
+    // More entries than a snapshot interval, so the others' logs no longer reach back to the
+    // start: the returning node can only be sent the snapshot.
+    for i in 0..30 {
+        crate::harness::wait_until("a topic created", Duration::from_secs(60), || {
+            matches!(
+                create_topic(&bs, &format!("after-{i:02}"), 50, 1),
+                Some(0) | Some(36)
+            )
+        });
+    }
+    let restarted = std::time::Instant::now();
+    cluster.node(wiped).spawn();
+    let back = cluster.bootstrap(wiped);
+    let want = TOPICS * PARTITIONS as usize + 1500;
+    crate::harness::wait_until(
+        "the wiped node serves the same metadata",
+        Duration::from_secs(120),
+        || {
+            let (Some(mine), Some(theirs)) = (layout(&back), layout(&bs)) else {
+                return false;
+            };
+            mine.len() == want && mine == theirs
+        },
+    );
+    eprintln!("caught up {:?} after its restart", restarted.elapsed());
+    assert!(
+        metric(cluster.node(wiped), "strom_raft_snapshots_installed_total").unwrap_or(0.0) >= 1.0,
+        "it was sent the snapshot, not the log"
+    );
+}

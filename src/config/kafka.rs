@@ -214,7 +214,6 @@ const BROKER_SETTINGS: &[(&str, i8)] = &[
     ("max.connection.creation.rate", INT),
     ("max.connections", INT),
     ("max.connections.per.ip", INT),
-    ("max.connections.per.ip.overrides", STRING),
     ("max.incremental.fetch.session.cache.slots", INT),
     ("max.request.partition.size.limit", INT),
     ("message.max.bytes", INT),

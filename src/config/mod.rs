@@ -110,6 +110,37 @@ pub struct Voter {
     pub port: u16,
 }
 
+/// `max.connections.per.ip.overrides`: `host-or-ip:count` pairs, comma-separated; a host name
+/// stands for every address it resolves to now.
+fn parse_ip_overrides(
+    value: &str,
+) -> Result<std::collections::HashMap<std::net::IpAddr, usize>, String> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let mut out = std::collections::HashMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{entry}` is not host:count"))?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{entry}`: the count is not a non-negative number"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .map_err(|e| format!("`{host}` does not resolve: {e}"))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in ips {
+            out.insert(ip, count);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_voters(value: &str) -> Result<Vec<Voter>, String> {
     let mut out = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -186,6 +217,8 @@ pub struct Config {
     pub queued_max_request_bytes: Option<usize>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: addresses with their own limit.
+    pub max_connections_per_ip_overrides: std::collections::HashMap<std::net::IpAddr, usize>,
     /// None: idle connections are never closed.
     pub connections_max_idle: Option<std::time::Duration>,
     /// SO_SNDBUF / SO_RCVBUF for connections (None: the kernel's autotuning).
@@ -472,6 +505,16 @@ impl Config {
             reason,
         };
 
+        let max_connections_per_ip_overrides =
+            parse_ip_overrides(&get("max.connections.per.ip.overrides"))
+                .map_err(|reason| invalid("max.connections.per.ip.overrides", reason))?;
+        if int("max.connections.per.ip") == 0 && max_connections_per_ip_overrides.is_empty() {
+            // Kafka's rule: 0 would refuse every client.
+            return Err(invalid(
+                "max.connections.per.ip",
+                "0 needs max.connections.per.ip.overrides to allow some addresses".into(),
+            ));
+        }
         let node_id = NodeId::try_from(int("node.id"))
             .map_err(|_| invalid("node.id", "out of range".into()))?;
         let roles: Vec<String> = get("process.roles")
@@ -927,6 +970,7 @@ impl Config {
                 .filter(|n| *n > 0),
             max_connections: int("max.connections") as usize,
             max_connections_per_ip: int("max.connections.per.ip") as usize,
+            max_connections_per_ip_overrides,
             connections_max_idle: u64::try_from(int("connections.max.idle.ms"))
                 .ok()
                 .map(std::time::Duration::from_millis),
@@ -996,6 +1040,37 @@ mod tests {
         assert!(e.to_string().contains("num.partitions"), "{e}");
         let e = Config::from_raw(raw(&[("auto.create.topics.enable", "yes")])).unwrap_err();
         assert!(e.to_string().contains("auto.create.topics.enable"), "{e}");
+    }
+
+    #[test]
+    fn per_address_connection_limits_parse_and_bad_ones_name_the_setting() {
+        let c = Config::from_raw(raw(&[(
+            "max.connections.per.ip.overrides",
+            "127.0.0.2:5, [::1]:7,localhost:9",
+        )]))
+        .expect("valid");
+        let o = &c.max_connections_per_ip_overrides;
+        assert_eq!(o.get(&"127.0.0.2".parse().expect("ip")), Some(&5));
+        assert_eq!(o.get(&"127.0.0.1".parse().expect("ip")), Some(&9), "{o:?}");
+        assert!(
+            o.get(&"::1".parse().expect("ip")).is_some(),
+            "an IPv6 literal, or localhost's IPv6 address: {o:?}"
+        );
+        for bad in ["127.0.0.2", "127.0.0.2:many", "no-such-host.invalid:3"] {
+            let e =
+                Config::from_raw(raw(&[("max.connections.per.ip.overrides", bad)])).unwrap_err();
+            assert!(
+                e.to_string().contains("max.connections.per.ip.overrides"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Config::from_raw(raw(&[("max.connections.per.ip", "0")])).unwrap_err();
+        assert!(e.to_string().contains("max.connections.per.ip"), "{e}");
+        Config::from_raw(raw(&[
+            ("max.connections.per.ip", "0"),
+            ("max.connections.per.ip.overrides", "127.0.0.1:10"),
+        ]))
+        .expect("0 with overrides: only the named addresses connect");
     }
 
     #[test]

@@ -291,6 +291,11 @@ pub const SETTINGS: &[Setting] = &[
         0,
         "Most client connections from one address; more are closed at once.",
     ),
+    text(
+        "max.connections.per.ip.overrides",
+        "",
+        "Per-address exceptions to max.connections.per.ip: host-or-ip:count, comma-separated (e.g. `10.0.0.7:50,loader.example:2000`); host names are resolved at start.",
+    ),
     int(
         "connections.max.idle.ms",
         "600000",

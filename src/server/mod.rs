@@ -109,18 +109,23 @@ impl Connections {
         v
     }
 
-    /// Admits a connection from `ip` on `listener` if both limits allow it.
+    /// Admits a connection from `ip` on `listener` if both limits allow it
+    /// (`max.connections`, and `max.connections.per.ip` or the address's override).
     fn admit(
         self: &Arc<Self>,
         ip: IpAddr,
         listener: &str,
-        max: usize,
-        max_per_ip: usize,
+        config: &crate::config::Config,
     ) -> Option<Admitted> {
+        let max_per_ip = config
+            .max_connections_per_ip_overrides
+            .get(&ip)
+            .copied()
+            .unwrap_or(config.max_connections_per_ip);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let total: usize = per_ip.values().sum();
         let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
-        if total >= max || from_ip >= max_per_ip {
+        if total >= config.max_connections || from_ip >= max_per_ip {
             return None;
         }
         *per_ip.entry(ip).or_default() += 1;
@@ -173,16 +178,12 @@ pub async fn serve(
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let (max, max_per_ip) = (
-        ctx.config.max_connections,
-        ctx.config.max_connections_per_ip,
-    );
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(admitted) = connections.admit(peer.ip(), &ctx.listener, max, max_per_ip) else {
+                    let Some(admitted) = connections.admit(peer.ip(), &ctx.listener, &ctx.config) else {
                         tracing::debug!(%peer, listener = %ctx.listener, "connection refused: max.connections or max.connections.per.ip reached");
                         drop(stream);
                         continue;

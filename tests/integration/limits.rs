@@ -89,3 +89,53 @@ fn max_connections_turns_the_one_over_the_limit_away() {
         ask(&mut again)
     });
 }
+
+/// `max.connections.per.ip.overrides` gives named addresses their own limit: 127.0.0.2 may open
+/// four connections where every other address (127.0.0.3 here) may open two.
+#[test]
+fn an_address_override_replaces_the_per_ip_limit_for_that_address() {
+    let b = Broker::start(&[
+        "max.connections.per.ip=2",
+        "max.connections.per.ip.overrides=127.0.0.2:4",
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A connection from `source` that the broker answered (ApiVersions v0).
+    let answered = |source: &str| -> Option<tokio::net::TcpStream> {
+        rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let socket = tokio::net::TcpSocket::new_v4().ok()?;
+            socket.bind(format!("{source}:0").parse().ok()?).ok()?;
+            let addr = format!("127.0.0.1:{}", b.port).parse().ok()?;
+            let mut s = socket.connect(addr).await.ok()?;
+            let frame = [0u8, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+            s.write_all(&frame).await.ok()?;
+            let mut len = [0u8; 4];
+            tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut len))
+                .await
+                .ok()?
+                .ok()?;
+            let size = u32::from_be_bytes(len) as usize;
+            let mut body = vec![0u8; size];
+            s.read_exact(&mut body).await.ok()?;
+            Some(s)
+        })
+    };
+    let mut open = Vec::new();
+    for i in 0..4 {
+        open.push(answered("127.0.0.2").unwrap_or_else(|| panic!("127.0.0.2's connection {i}")));
+    }
+    assert!(
+        answered("127.0.0.2").is_none(),
+        "its fifth is over its override"
+    );
+    for i in 0..2 {
+        open.push(answered("127.0.0.3").unwrap_or_else(|| panic!("127.0.0.3's connection {i}")));
+    }
+    assert!(
+        answered("127.0.0.3").is_none(),
+        "another address keeps max.connections.per.ip"
+    );
+}

@@ -208,6 +208,8 @@ pub struct Config {
     pub admin_http: Option<std::net::SocketAddr>,
     /// Consumer fetches send record data with sendfile.
     pub fetch_zero_copy: bool,
+    /// `fetch.max.wait.cap.ms`: a Fetch's max_wait_ms is cut to this.
+    pub fetch_max_wait_cap: std::time::Duration,
     /// Every setting's effective value, by Kafka name (DescribeConfigs reads this).
     pub values: BTreeMap<String, String>,
     /// Kafka broker settings that were given but do not apply to strom (its JVM thread pools,
@@ -964,6 +966,9 @@ impl Config {
             groups,
             txn,
             fetch_zero_copy: get("fetch.zero.copy.enable") == "true",
+            fetch_max_wait_cap: std::time::Duration::from_millis(
+                int("fetch.max.wait.cap.ms") as u64
+            ),
             ignored: Vec::new(),
             queued_max_request_bytes: usize::try_from(int("queued.max.request.bytes"))
                 .ok()

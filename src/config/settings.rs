@@ -503,6 +503,12 @@ pub const SETTINGS: &[Setting] = &[
         1,
         "Snapshot the metadata state after this many new metadata records, so the log stays bounded.",
     ),
+    int(
+        "fetch.max.wait.cap.ms",
+        "30000",
+        0,
+        "strom: the longest a Fetch is held waiting for data, whatever max_wait_ms it asks (a parked fetch holds its request and connection until then); clients ask 500 ms by default and poll again.",
+    ),
     Setting {
         name: "fetch.zero.copy.enable",
         default: "true",

@@ -393,6 +393,38 @@ fn long_poll_ends_when_data_arrives_and_first_batch_is_whole() {
     assert_eq!(set.records[0].value.as_ref().map(|v| v.len()), Some(10_000));
 }
 
+/// A Fetch asking to wait a day for data that never comes is answered (empty) after
+/// `fetch.max.wait.cap.ms`, so a parked request cannot pin its memory and connection for days.
+#[test]
+fn a_long_poll_asking_for_a_day_is_answered_at_the_cap() {
+    let broker = Broker::start(&["fetch.max.wait.cap.ms=700"]);
+    let mut raw = Raw::connect(broker.port);
+    let _ = metadata(&mut raw, 1, "capped", true);
+    let started = std::time::Instant::now();
+    raw.send_raw(&frame(
+        ApiKey::Fetch,
+        12,
+        2,
+        &fetch("capped", 0, 86_400_000),
+    ));
+    raw.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let (_, f): (i32, FetchResponse) =
+        response(ApiKey::Fetch, 12, raw.read_frame().expect("answered"));
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(600)
+            && waited < std::time::Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+    assert_eq!(f.responses[0].partitions[0].error_code, 0);
+    assert!(f.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_none_or(|r| r.is_empty()));
+}
+
 /// Topic names and partition-0 leaders of an all-topics Metadata answer at `version`; the
 /// answer must carry `corr`.
 fn all_topics(raw: &mut Raw, corr: i32, version: i16) -> Vec<(String, i32)> {

@@ -380,6 +380,16 @@ pub fn render(s: &Sources) -> String {
     );
     family(
         &mut out,
+        "strom_requests_queued",
+        "gauge",
+        "Requests read and not yet taken up by a handler (at most queued.max.requests).",
+        &[(
+            String::new(),
+            s.connections.queued(s.config.queued_max_requests) as f64,
+        )],
+    );
+    family(
+        &mut out,
         "strom_listener_connections",
         "gauge",
         "Open client connections per listener.",

@@ -252,7 +252,6 @@ const BROKER_SETTINGS: &[(&str, i8)] = &[
     ("producer.id.expiration.ms", INT),
     ("producer.purgatory.purge.interval.requests", INT),
     ("queued.max.request.bytes", LONG),
-    ("queued.max.requests", INT),
     ("quota.window.num", INT),
     ("quota.window.size.seconds", INT),
     ("remote.fetch.max.wait.ms", INT),

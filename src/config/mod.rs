@@ -217,6 +217,8 @@ pub struct Config {
     pub ignored: Vec<String>,
     /// Request bytes held at once over all connections (None: no bound).
     pub queued_max_request_bytes: Option<usize>,
+    /// `queued.max.requests`: requests read and waiting for a handler, over all connections.
+    pub queued_max_requests: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// `max.connections.per.ip.overrides`: addresses with their own limit.
@@ -973,6 +975,7 @@ impl Config {
             queued_max_request_bytes: usize::try_from(int("queued.max.request.bytes"))
                 .ok()
                 .filter(|n| *n > 0),
+            queued_max_requests: int("queued.max.requests").max(1) as usize,
             max_connections: int("max.connections") as usize,
             max_connections_per_ip: int("max.connections.per.ip") as usize,
             max_connections_per_ip_overrides,

@@ -303,6 +303,12 @@ pub const SETTINGS: &[Setting] = &[
         "Close a client connection with no request in flight and nothing sent or received for this long; -1 never.",
     ),
     int(
+        "queued.max.requests",
+        "500",
+        1,
+        "Requests read off the wire and not yet taken up by a handler, over all connections; readers wait while this many are queued (the queue grows only when the handler threads cannot keep up).",
+    ),
+    int(
         "queued.max.request.bytes",
         "-1",
         -1,

@@ -58,6 +58,9 @@ pub struct Connections {
     pub requests: stats::RequestStats,
     /// Permits are bytes; a frame's are held until its answer is written.
     request_bytes: Option<(Arc<Semaphore>, usize)>,
+    /// `queued.max.requests`: a permit per request read and not yet taken up by its handler
+    /// task (a task spawned but not yet run: the runtime's threads are behind).
+    queued: Arc<Semaphore>,
 }
 
 /// One admitted connection; leaving gives its place back.
@@ -76,6 +79,7 @@ impl Connections {
             request_bytes: config
                 .queued_max_request_bytes
                 .map(|n| (Arc::new(Semaphore::new(n)), n)),
+            queued: Arc::new(Semaphore::new(config.queued_max_requests)),
         }
     }
 
@@ -86,6 +90,16 @@ impl Connections {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .sum()
+    }
+
+    /// A place in the queue of requests waiting for a handler, waited for.
+    async fn queue_place(&self) -> Option<OwnedSemaphorePermit> {
+        self.queued.clone().acquire_owned().await.ok()
+    }
+
+    /// Requests read and not yet taken up by a handler (`/metrics`).
+    pub fn queued(&self, capacity: usize) -> usize {
+        capacity.saturating_sub(self.queued.available_permits())
     }
 
     /// Room for a frame of `size` bytes in the request memory pool, waited for; a frame larger
@@ -407,6 +421,11 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 "frame of {size} bytes exceeds socket.request.max.bytes ({max})"
             ));
         }
+        // Kafka's network threads stop reading while the request queue is full; so does this.
+        let queued = tokio::select! {
+            _ = token.cancelled() => return None,
+            place = connections.queue_place() => place,
+        };
         let room = tokio::select! {
             _ = token.cancelled() => return None,
             room = connections.room_for(size as usize) => room,
@@ -484,6 +503,8 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                             let spawned = Instant::now();
                             let stats = connections.clone();
                             let task = tokio::spawn(async move {
+                                // Taken up: its place in the queue is free.
+                                drop(queued);
                                 let ran = Instant::now();
                                 let answer = rest.await;
                                 let ready = Instant::now();

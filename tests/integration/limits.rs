@@ -139,3 +139,45 @@ fn an_address_override_replaces_the_per_ip_limit_for_that_address() {
         "another address keeps max.connections.per.ip"
     );
 }
+
+/// `queued.max.requests=1`: four connections each pipeline 200 requests at once; every one is
+/// answered in order (a place in the queue that was never given back would stop every reader
+/// for good), and none is left queued.
+#[test]
+fn a_queue_of_one_request_serves_pipelined_connections_and_empties() {
+    use std::io::{Read, Write};
+    let b = Broker::start(&["queued.max.requests=1"]);
+    let port = b.port;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(20)))
+                    .expect("timeout");
+                let mut frames = Vec::new();
+                for corr in 0..200i32 {
+                    // ApiVersions v0 with correlation id `corr`, no client id.
+                    frames.extend_from_slice(&10i32.to_be_bytes());
+                    frames.extend_from_slice(&[0, 18, 0, 0]);
+                    frames.extend_from_slice(&corr.to_be_bytes());
+                    frames.extend_from_slice(&[0xff, 0xff]);
+                }
+                s.write_all(&frames).expect("write");
+                for corr in 0..200i32 {
+                    let mut len = [0u8; 4];
+                    s.read_exact(&mut len).expect("an answer");
+                    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+                    s.read_exact(&mut body).expect("its body");
+                    assert_eq!(&body[..4], &corr.to_be_bytes(), "answers in order");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("every request answered");
+    }
+    assert_eq!(
+        crate::metrics::metric(&b, "strom_requests_queued"),
+        Some(0.0)
+    );
+}

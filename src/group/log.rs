@@ -16,7 +16,7 @@ use super::records::{GroupValue, Key, OffsetValue};
 use super::shard::Shard;
 use super::state::{Group, GroupError, State};
 use super::{Coordinator, OFFSETS_TOPIC};
-use crate::replica::{HwWait, Mark, Partition, Target};
+use crate::replica::{HwWait, Mark, Partition, ProducerError, Target, TxnVerification};
 use crate::storage::{batch, Window};
 use crate::types::now_ms;
 
@@ -28,16 +28,18 @@ impl Coordinator {
         shard: &Shard,
         records: &[(Bytes, Option<Bytes>)],
     ) -> Result<i64, GroupError> {
-        self.append_as(shard, records, None)
+        self.append_as(shard, records, None, TxnVerification::Off)
     }
 
     /// `append`, as a transactional batch of `producer` (id, epoch) when given
-    /// (TxnOffsetCommit): a fenced producer's epoch is refused by the partition.
+    /// (TxnOffsetCommit): a fenced producer's epoch is refused by the partition, and one that
+    /// would open the transaction there only under `verification`'s guard (KIP-890).
     pub(super) fn append_as(
         &self,
         shard: &Shard,
         records: &[(Bytes, Option<Bytes>)],
         producer: Option<(i64, i16)>,
+        verification: TxnVerification,
     ) -> Result<i64, GroupError> {
         let part = &shard.partition;
         if !part.is_leader() || part.leader_epoch() != shard.epoch {
@@ -51,13 +53,19 @@ impl Coordinator {
             .iter()
             .map(|(h, r)| (*h, &bytes[r.clone()]))
             .collect();
-        let appended = self.replicas.append_batches(part, &input).map_err(|e| {
-            if let crate::storage::LogError::Producer(_) = e {
-                return GroupError::ProducerFenced;
-            }
-            tracing::warn!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
-            GroupError::NotCoordinator
-        })?;
+        let appended = self
+            .replicas
+            .append_batches_verified(part, &input, verification)
+            .map_err(|e| match e {
+                crate::storage::LogError::Producer(ProducerError::NotVerified) => {
+                    GroupError::NotInTransaction
+                }
+                crate::storage::LogError::Producer(_) => GroupError::ProducerFenced,
+                e => {
+                    tracing::warn!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
+                    GroupError::NotCoordinator
+                }
+            })?;
         Ok(appended.produced.last)
     }
 

@@ -30,7 +30,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::controller::Handle;
-use crate::replica::ReplicaManager;
+use crate::replica::{ReplicaManager, TxnVerification};
 use crate::types::{now_ms, NodeId};
 
 pub(crate) use log::replay;
@@ -364,9 +364,25 @@ impl Coordinator {
         caller: Caller<'_>,
         entries: Vec<CommitEntry>,
         producer: (i64, i16),
+        verification: TxnVerification,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        self.commit_as(group_id, caller, entries, Some(producer))
+        self.commit_as(group_id, caller, entries, Some((producer, verification)))
             .await
+    }
+
+    /// KIP-890 for TxnOffsetCommit: starts a verification of the producer's transaction on
+    /// the group's offsets partition (led here): that partition's index and the guard the
+    /// commit must be written under, or `None` when the transaction is already open there.
+    pub async fn start_txn_verification(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+    ) -> Result<Option<(i32, u64)>, GroupError> {
+        let shard = self.ready_shard_for(group_id).await?;
+        Ok(shard
+            .partition
+            .start_verification(producer_id)
+            .map(|guard| (shard.index, guard)))
     }
 
     async fn commit_as(
@@ -374,8 +390,10 @@ impl Coordinator {
         group_id: &str,
         caller: Caller<'_>,
         entries: Vec<CommitEntry>,
-        producer: Option<(i64, i16)>,
+        transactional: Option<((i64, i16), TxnVerification)>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let producer = transactional.map(|t| t.0);
+        let verification = transactional.map_or(TxnVerification::Off, |t| t.1);
         let Caller {
             member_id,
             generation,
@@ -426,7 +444,7 @@ impl Coordinator {
                     return Err(e);
                 }
             }
-            let last = self.append_as(&shard, &records, producer)?;
+            let last = self.append_as(&shard, &records, producer, verification)?;
             if let Some((id, _)) = producer {
                 // Pending from the append on, in log order: the transaction's marker, always
                 // later in the log, finds them even if it is applied before this commit's

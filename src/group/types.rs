@@ -52,6 +52,10 @@ pub enum GroupError {
     /// TxnOffsetCommit from a producer whose epoch a newer one has replaced.
     #[error("the transactional producer was fenced by a newer one")]
     ProducerFenced,
+    /// TxnOffsetCommit whose transaction does not have the group's offsets partition (its
+    /// verification was refused or voided by a marker: KIP-890).
+    #[error("the group's offsets partition is not in the producer's transaction")]
+    NotInTransaction,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -262,6 +262,21 @@ pub fn txn_verify_answer(e: &TxnError, version: i16) -> i16 {
     }
 }
 
+/// What a TxnOffsetCommit is told when the group's offsets partition was not verified to be
+/// in its transaction: outside it TRANSACTION_ABORTABLE from v4 (the version that added the
+/// code), INVALID_TXN_STATE before; a transaction coordinator that cannot answer now
+/// COORDINATOR_NOT_AVAILABLE (retried).
+pub fn txn_offset_verification(e: &TxnError, version: i16) -> i16 {
+    match e {
+        TxnError::NotInTransaction if version >= 4 => E::TransactionAbortable.code(),
+        TxnError::NotCoordinator
+        | TxnError::LoadInProgress
+        | TxnError::CoordinatorNotAvailable
+        | TxnError::ConcurrentTransactions => E::CoordinatorNotAvailable.code(),
+        other => txn(other, version >= 3),
+    }
+}
+
 /// What a producer is told when its transaction's first batch on a partition was not verified,
 /// as Kafka's leader tells it: retriable trouble reaching the coordinator is
 /// NOT_ENOUGH_REPLICAS (retried without a metadata refresh); a partition outside the
@@ -303,6 +318,7 @@ pub fn group(e: &GroupError) -> i16 {
         GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge.code(),
         GroupError::InvalidCommitOffsetSize => E::InvalidCommitOffsetSize.code(),
         GroupError::ProducerFenced => E::ProducerFenced.code(),
+        GroupError::NotInTransaction => E::InvalidTxnState.code(),
     }
 }
 

@@ -2,7 +2,8 @@
 //! (consume-transform-produce). They are written to `__consumer_offsets` as the producer's
 //! transactional records and stay pending — OffsetFetch does not show them — until the
 //! transaction's marker commits or drops them. A member id or generation, when given, must be
-//! the group's current one (KIP-447).
+//! the group's current one (KIP-447). The transaction coordinator is asked first whether the
+//! transaction holds the group's offsets partition (KIP-890, `verification`).
 
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -11,8 +12,9 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::errors::{self, Refusal};
 use super::Context;
-use crate::group::{Caller, CommitEntry, GroupError};
+use crate::group::{Caller, CommitEntry, GroupError, OFFSETS_TOPIC};
 use crate::metadata::acl::{self, Operation};
+use crate::replica::TxnVerification;
 use crate::types::TopicPartition;
 
 pub async fn handle(
@@ -67,16 +69,22 @@ pub async fn handle(
             req.generation_id,
         );
         let producer = (req.producer_id.0, req.producer_epoch);
-        match ctx
-            .groups
-            .txn_commit(&req.group_id, caller, entries, producer)
+        let verified = verification(ctx, &req.transactional_id, &req.group_id, producer, version)
             .await
-        {
-            Ok(results) => results
-                .iter()
-                .map(|r| r.as_ref().map_or_else(code_of, |()| errors::NONE))
-                .collect(),
-            Err(e) => vec![code_of(&e); stored],
+            .map_err(|e| e.unwrap_or_else(|g| code_of(&g)));
+        match verified {
+            Err(code) => vec![code; stored],
+            Ok(v) => match ctx
+                .groups
+                .txn_commit(&req.group_id, caller, entries, producer, v)
+                .await
+            {
+                Ok(results) => results
+                    .iter()
+                    .map(|r| r.as_ref().map_or_else(code_of, |()| errors::NONE))
+                    .collect(),
+                Err(e) => vec![code_of(&e); stored],
+            },
         }
     }
     .into_iter();
@@ -110,4 +118,41 @@ pub async fn handle(
         })
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// KIP-890 for offsets: the transaction must hold the group's offsets partition (put there by
+/// AddOffsetsToTxn) before its offsets are written there — else they would stay pending, and
+/// the partition's transaction open, for ever. Asked of the transaction coordinator once per
+/// transaction, like a produce's first batch; the guard it returns voids itself if a marker
+/// comes first. Err: the code to answer with, or the group's own error.
+async fn verification(
+    ctx: &Context,
+    transactional_id: &str,
+    group_id: &str,
+    producer: (i64, i16),
+    version: i16,
+) -> Result<TxnVerification, Result<i16, GroupError>> {
+    if !ctx.config.txn.partition_verification {
+        return Ok(TxnVerification::Off);
+    }
+    let Some((partition, guard)) = ctx
+        .groups
+        .start_txn_verification(group_id, producer.0)
+        .await
+        .map_err(Err)?
+    else {
+        // Its transaction is open there already: a guard nothing holds, so a marker written
+        // meanwhile makes the write refuse instead of opening another.
+        return Ok(TxnVerification::Guard(0));
+    };
+    let asked = [(OFFSETS_TOPIC.to_string(), partition)];
+    let answer = ctx
+        .txns
+        .verify_for_leader(transactional_id, producer, &asked)
+        .await;
+    match answer.into_iter().next() {
+        Some(Ok(())) => Ok(TxnVerification::Guard(guard)),
+        Some(Err(e)) => Err(Ok(errors::txn_offset_verification(&e, version))),
+        None => Err(Err(GroupError::CoordinatorNotAvailable)),
+    }
 }

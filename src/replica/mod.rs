@@ -684,8 +684,18 @@ impl ReplicaManager {
         partition: &Arc<Partition>,
         batches: &[(BatchHeader, &[u8])],
     ) -> Result<Write, LogError> {
+        self.append_batches_verified(partition, batches, TxnVerification::Off)
+    }
+
+    /// `append_batches`, a batch that would open a transaction only under `verification`.
+    pub fn append_batches_verified(
+        &self,
+        partition: &Arc<Partition>,
+        batches: &[(BatchHeader, &[u8])],
+        verification: TxnVerification,
+    ) -> Result<Write, LogError> {
         let epoch = partition.leader_epoch();
-        let appended = partition.append(batches)?;
+        let appended = partition.append_verified(batches, verification)?;
         Ok(Write {
             produced: Produced {
                 first: appended.first,

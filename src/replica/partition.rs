@@ -330,20 +330,16 @@ impl Partition {
         })
     }
 
-    /// Appends as leader, stamping the leader epoch (a retried idempotent batch is answered
-    /// with its original offsets instead).
-    pub(super) fn append(&self, batches: &[(BatchHeader, &[u8])]) -> Result<Appended, LogError> {
-        self.append_verified(batches, TxnVerification::Off)
-    }
-
     /// Starts a KIP-890 verification of the producer's next transaction here (see
     /// `PartitionLog::start_verification`).
-    pub(super) fn start_verification(&self, producer_id: i64) -> Option<u64> {
+    pub(crate) fn start_verification(&self, producer_id: i64) -> Option<u64> {
         self.log.start_verification(producer_id)
     }
 
-    /// `append` of a client's batch, which opens a transaction only under `verification`.
-    fn append_verified(
+    /// Appends as leader, stamping the leader epoch (a retried idempotent batch is answered
+    /// with its original offsets instead); a batch that would open a transaction only under
+    /// `verification` (KIP-890; `Off` for the broker's own writes).
+    pub(crate) fn append_verified(
         &self,
         batches: &[(BatchHeader, &[u8])],
         verification: TxnVerification,

@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -430,6 +434,36 @@ impl RawTxn {
         r.responses[0].partition_responses[0].error_code
     }
 
+    /// TxnOffsetCommit of `offset` for `group` on partition 0 of `topic`, as `version`, to
+    /// the group's coordinator; returns the partition's error code.
+    fn commit_offset(&mut self, group: &str, topic: &str, offset: i64, version: i16) -> i16 {
+        let found: FindCoordinatorResponse = self
+            .c
+            .call(
+                ApiKey::FindCoordinator,
+                3,
+                &FindCoordinatorRequest::default().with_key(s(group)),
+            )
+            .expect("find group coordinator");
+        assert_eq!(found.error_code, 0, "{:?}", found.error_message);
+        let mut at = Client::connect(&format!("{}:{}", found.host, found.port)).expect("connect");
+        let req = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(&self.id)))
+            .with_group_id(GroupId(s(group)))
+            .with_producer_id(self.producer.0)
+            .with_producer_epoch(self.producer.1)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        let r: TxnOffsetCommitResponse = at
+            .call(ApiKey::TxnOffsetCommit, version, &req)
+            .expect("txn offset commit");
+        r.topics[0].partitions[0].error_code
+    }
+
     fn end(&mut self, commit: bool) {
         let r: EndTxnResponse = self
             .c
@@ -497,6 +531,15 @@ fn a_batch_outside_its_transaction_is_refused_instead_of_hanging_read_committed_
     flush(&p);
     assert_eq!(high(&bs, "tv", 0, "read_committed"), 1);
     assert_eq!(high(&bs, "tv", 1, "read_committed"), 4);
+    // Offsets in a transaction that never added the group (no AddOffsetsToTxn) are refused
+    // too: written, they would stay pending — and the group's stable offsets unreadable.
+    let mut lone = RawTxn::init(&bs, "tx-offsets", 60_000);
+    assert_eq!(lone.commit_offset("g-stray", "tv", 1, 3), INVALID_TXN_STATE);
+    assert_eq!(
+        lone.commit_offset("g-stray", "tv", 1, 4),
+        TRANSACTION_ABORTABLE
+    );
+    assert_eq!(committed(&bs, "g-stray", "tv", 0), -1);
     drop(broker);
 
     let off = Broker::start(&["transaction.partition.verification.enable=false"]);

@@ -162,6 +162,19 @@ pub(super) fn txn(sw: &mut Sweep, key: ApiKey, v: i16) {
         ApiKey::TxnOffsetCommit => {
             let group = format!("sweep-txn-{v}");
             let at = coordinator(sw, &group, 0);
+            // The group's offsets partition joins the transaction first, as clients do (the
+            // commit is verified against it: KIP-890).
+            let add = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(tid.clone())
+                .with_producer_id(pid)
+                .with_producer_epoch(epoch)
+                .with_group_id(GroupId(s(&group)));
+            let ResponseKind::AddOffsetsToTxn(r) =
+                sw.call(node, ApiKey::AddOffsetsToTxn, 3, "setup", &add)
+            else {
+                panic!("AddOffsetsToTxn")
+            };
+            assert_eq!(r.error_code, 0);
             let req = TxnOffsetCommitRequest::default()
                 .with_transactional_id(tid)
                 .with_group_id(GroupId(s(&group)))

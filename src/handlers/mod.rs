@@ -170,16 +170,20 @@ pub struct ConnectionOrder {
 /// its batches here (so a connection's batches reach the log in the order sent) and leaves only
 /// the acks wait and the response to the returned future; an OffsetCommit waits for the
 /// connection's previous one to finish; every other request is all future.
-pub async fn start(
+///
+/// A produce that may open a transaction must first be verified with the transaction
+/// coordinator (KIP-890): that comes back as `Started::Later`, which the reader awaits before
+/// the next request — boxed, so an idle connection's reader does not carry its size.
+pub fn start(
     ctx: Arc<Context>,
     p: Parsed,
     peer: Option<IpAddr>,
     order: &mut ConnectionOrder,
-) -> Result<Pending, FrameError> {
+) -> Result<Started, FrameError> {
     if p.key == ApiKey::OffsetCommit {
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let before = order.last_commit.replace(finished);
-        return Ok(Box::pin(async move {
+        return Ok(Started::Now(Box::pin(async move {
             if let Some(before) = before {
                 // Ends when the previous commit finishes (or its task is gone).
                 let _ = before.await;
@@ -187,10 +191,10 @@ pub async fn start(
             let answer = dispatch(ctx, p, peer).await;
             drop(done);
             answer
-        }));
+        })));
     }
     if p.key != ApiKey::Produce {
-        return Ok(Box::pin(dispatch(ctx, p, peer)));
+        return Ok(Started::Now(Box::pin(dispatch(ctx, p, peer))));
     }
     let Parsed {
         key,
@@ -199,18 +203,36 @@ pub async fn start(
         mut body,
     } = p;
     let req: kafka_protocol::messages::ProduceRequest = protocol::decode(key, &mut body, version)?;
-    let silent = req.acks == 0;
-    let verified = produce::verify(&ctx, &req, version).await;
-    let staged = produce::append(&ctx, req, version, &verified);
     let corr = header.correlation_id;
-    Ok(Box::pin(async move {
-        let resp = produce::complete(&ctx, staged).await;
-        if silent {
-            Ok(None)
-        } else {
-            protocol::encode_response(key, version, corr, &resp).map(|b| Some(b.into()))
-        }
-    }))
+    let finish = move |ctx: Arc<Context>, staged: produce::Staged| -> Pending {
+        let silent = staged.silent();
+        Box::pin(async move {
+            let resp = produce::complete(&ctx, staged).await;
+            if silent {
+                Ok(None)
+            } else {
+                protocol::encode_response(key, version, corr, &resp).map(|b| Some(b.into()))
+            }
+        })
+    };
+    if !produce::may_open_transactions(&ctx, &req) {
+        let staged = produce::append(&ctx, req, version, &produce::Verified::none(&ctx));
+        return Ok(Started::Now(finish(ctx, staged)));
+    }
+    Ok(Started::Later(Box::pin(async move {
+        let verified = produce::verify(&ctx, &req, version).await;
+        let staged = produce::append(&ctx, req, version, &verified);
+        Ok(finish(ctx, staged))
+    })))
+}
+
+/// A request started in the connection's reader (`start`).
+pub enum Started {
+    /// Its remaining work and answer.
+    Now(Pending),
+    /// A step the reader must finish before reading on (a produce's KIP-890 verification),
+    /// then as `Now`.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Result<Pending, FrameError>> + Send>>),
 }
 
 /// Decodes, handles and encodes one request from a client at `peer`. `Ok(None)` means no

@@ -42,9 +42,31 @@ pub struct Staged {
     acks: i16,
 }
 
+impl Staged {
+    /// acks=0: the client expects no answer.
+    pub fn silent(&self) -> bool {
+        self.acks == 0
+    }
+}
+
 pub async fn handle(ctx: &Context, req: ProduceRequest, version: i16) -> ProduceResponse {
     let verified = verify(ctx, &req, version).await;
     complete(ctx, append(ctx, req, version, &verified)).await
+}
+
+/// Whether a request may open a transaction here and so needs `verify` first: a
+/// transactional producer's transactional batch, with verification on.
+pub fn may_open_transactions(ctx: &Context, req: &ProduceRequest) -> bool {
+    ctx.config.txn.partition_verification
+        && req.transactional_id.is_some()
+        && req.topic_data.iter().any(|t| {
+            t.partition_data.iter().any(|p| {
+                p.records
+                    .as_deref()
+                    .and_then(crate::storage::batch::parse_header)
+                    .is_some_and(|h| h.is_transactional() && !h.is_control())
+            })
+        })
 }
 
 /// How each partition of a request may open a transaction: by (topic, partition) index, the
@@ -57,6 +79,14 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// Nothing asked (`may_open_transactions` said no need).
+    pub fn none(ctx: &Context) -> Verified {
+        Verified {
+            on: ctx.config.txn.partition_verification,
+            outcomes: HashMap::new(),
+        }
+    }
+
     fn of(&self, topic: usize, partition: usize) -> Result<TxnVerification, i16> {
         if !self.on {
             return Ok(TxnVerification::Off);

@@ -497,7 +497,12 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
                 Ok(parsed) => {
                     let began = Instant::now();
-                    match handlers::start(ctx.clone(), parsed, peer, &mut order).await {
+                    let started = match handlers::start(ctx.clone(), parsed, peer, &mut order) {
+                        Ok(handlers::Started::Now(rest)) => Ok(rest),
+                        Ok(handlers::Started::Later(first)) => first.await,
+                        Err(e) => Err(e),
+                    };
+                    match started {
                         Ok(rest) => {
                             let started = began.elapsed();
                             let spawned = Instant::now();

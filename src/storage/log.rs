@@ -197,8 +197,11 @@ pub struct Recovery {
 }
 
 /// The producer state at `end`: the snapshot (if it is within the log) plus every batch header
-/// after it. The segments' aborted-transaction indexes are rebuilt from the same replay: their
-/// entries from the replay's start on are dropped and found again.
+/// after it. The segments' aborted-transaction indexes are brought up to the same point:
+/// entries past the log end (a torn tail cut) go, and every abort the replay meets that an
+/// index lacks (its append lost in a crash) is put back. Entries before the replay's start
+/// are kept as they are: a replay from the log start cannot know a transaction that began
+/// before it.
 fn rebuild_producers(
     dir: &Path,
     segments: &mut BTreeMap<Offset, Segment>,
@@ -209,8 +212,10 @@ fn rebuild_producers(
         Some((at, state)) if at >= log_start && at <= end => (at, state),
         _ => (log_start, ProducerState::default()),
     };
+    for seg in segments.values_mut() {
+        seg.forget_aborted_from(end)?;
+    }
     for seg in segments.values_mut().filter(|s| s.next_offset > from) {
-        seg.forget_aborted_from(from)?;
         let mut aborted = Vec::new();
         seg.for_each_batch(from, |h, marker| {
             if h.base_offset >= from {
@@ -218,16 +223,16 @@ fn rebuild_producers(
             }
         })?;
         for a in aborted {
-            seg.add_aborted(a)?;
+            seg.restore_aborted(a)?;
         }
     }
     // Snapshots of older versions carried the aborted transactions themselves.
     for a in state.take_legacy_aborted() {
-        if a.last < log_start || a.last >= from {
+        if a.last < log_start || a.last >= end {
             continue;
         }
         if let Some((_, seg)) = segments.range_mut(..=a.last).next_back() {
-            seg.insert_aborted(a)?;
+            seg.restore_aborted(a)?;
         }
     }
     Ok(state)
@@ -1186,6 +1191,32 @@ pub(crate) mod tests {
         assert!(log.log_start_offset() > marker7);
         assert_eq!(log.aborted_between(log.log_start_offset(), marker9), vec![]);
         assert_eq!(index_files(), 0);
+    }
+
+    /// An abort whose transaction began before the log start stays known after a restart
+    /// without the producer snapshot (the replay from the log start cannot find its start).
+    #[test]
+    fn an_abort_begun_before_the_log_start_survives_a_replay_from_there() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tp = TopicPartition::new("t", 0);
+        let open = || PartitionLog::open(dir.path(), tp.clone(), id(), settings()).expect("open");
+        let (log, _) = open();
+        let first = append_txn(&log, 7, 0, 3);
+        for i in 1..20 {
+            append_txn(&log, 7, i * 3, 3);
+        }
+        let marker = log.append_marker(7, 0, false, 0, 0).expect("marker");
+        append(&log, 2, 1000);
+        let start = log.advance_start(marker).expect("advance");
+        assert!(start > first, "its start is gone");
+        let end = log.log_end_offset();
+        assert_eq!(log.aborted_between(start, end), vec![(7, first)]);
+        log.flush().expect("flush");
+        drop(log);
+        std::fs::remove_file(dir.path().join("t-0/producer-snapshot")).expect("rm snapshot");
+        let (log, _) = open();
+        assert_eq!(log.log_start_offset(), start);
+        assert_eq!(log.aborted_between(start, end), vec![(7, first)]);
     }
 
     /// Snapshots written before `.txnindex` held the aborted transactions; opening such a log

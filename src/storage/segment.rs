@@ -382,14 +382,14 @@ impl Segment {
         self.aborted.append(&self.txn_path(), a)
     }
 
-    /// Records an aborted transaction whose marker is somewhere in this segment (carried over
-    /// from an older producer snapshot); fsynced at once.
-    pub fn insert_aborted(&mut self, a: AbortedTxn) -> io::Result<()> {
-        self.aborted.insert(&self.txn_path(), a)
+    /// Records an aborted transaction whose marker is somewhere in this segment, found again
+    /// by a replay or carried over from an older producer snapshot, unless it is here already.
+    pub fn restore_aborted(&mut self, a: AbortedTxn) -> io::Result<()> {
+        self.aborted.add(&self.txn_path(), a)
     }
 
-    /// Forgets the aborted transactions whose marker is at or after `offset` (about to be
-    /// found again by a replay of the batches from there).
+    /// Forgets the aborted transactions whose marker is at or after `offset` (the log ends
+    /// there now: recovery cut a torn tail).
     pub fn forget_aborted_from(&mut self, offset: i64) -> io::Result<()> {
         self.aborted.truncate_from(&self.txn_path(), offset)
     }

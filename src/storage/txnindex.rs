@@ -136,8 +136,17 @@ impl TxnIndex {
         Ok(())
     }
 
-    /// Adds an entry wherever its marker belongs (carrying entries over from an older
-    /// producer snapshot); the file is rewritten and fsynced.
+    /// Adds an entry found by a replay unless it is here already: appended when its marker
+    /// comes last, else put in its place.
+    pub fn add(&mut self, path: &Path, a: AbortedTxn) -> io::Result<()> {
+        match self.entries.last() {
+            Some(l) if l.last >= a.last => self.insert(path, a),
+            _ => self.append(path, a),
+        }
+    }
+
+    /// Adds an entry wherever its marker belongs, unless one for that marker is here (carrying
+    /// entries over from an older producer snapshot); the file is rewritten and fsynced.
     pub fn insert(&mut self, path: &Path, a: AbortedTxn) -> io::Result<()> {
         let i = match self.entries.binary_search_by_key(&a.last, |e| e.last) {
             Ok(_) => return Ok(()),

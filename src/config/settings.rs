@@ -512,8 +512,8 @@ pub const SETTINGS: &[Setting] = &[
     int(
         "fetch.max.wait.cap.ms",
         "30000",
-        0,
-        "strom: the longest a Fetch is held waiting for data, whatever max_wait_ms it asks (a parked fetch holds its request and connection until then); clients ask 500 ms by default and poll again.",
+        1,
+        "strom: the longest a consumer's Fetch is held waiting for data, whatever max_wait_ms it asks (a parked fetch holds its request and connection until then); clients ask 500 ms by default and poll again. Brokers' follower fetches keep their own wait.",
     ),
     Setting {
         name: "fetch.zero.copy.enable",

@@ -370,6 +370,14 @@ impl Coordinator {
             .await
     }
 
+    /// Drops a verification on the group's offsets partition that the transaction coordinator
+    /// refused.
+    pub async fn end_txn_verification(&self, group_id: &str, producer_id: i64, guard: u64) {
+        if let Ok(shard) = self.ready_shard_for(group_id).await {
+            shard.partition.end_verification(producer_id, guard);
+        }
+    }
+
     /// KIP-890 for TxnOffsetCommit: starts a verification of the producer's transaction on
     /// the group's offsets partition (led here): that partition's index and the guard the
     /// commit must be written under, or `None` when the transaction is already open there.

@@ -111,10 +111,12 @@ async fn answer(
     }
     let params = FetchParams {
         follower: (replica >= 0).then_some(replica),
-        // A long poll is answered early rather than held for days (`fetch.max.wait.cap.ms`):
-        // the client asks again.
-        max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64)
-            .min(ctx.config.fetch_max_wait_cap),
+        // A consumer's long poll is answered early rather than held for days
+        // (`fetch.max.wait.cap.ms`): the client asks again. Followers are brokers.
+        max_wait: match Duration::from_millis(req.max_wait_ms.max(0) as u64) {
+            wait if replica >= 0 => wait,
+            wait => wait.min(ctx.config.fetch_max_wait_cap),
+        },
         min_bytes: req.min_bytes.max(0) as usize,
         max_bytes: if req.max_bytes <= 0 {
             i32::MAX as usize

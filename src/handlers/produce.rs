@@ -139,6 +139,10 @@ pub async fn verify(ctx: &Context, req: &ProduceRequest, version: i16) -> Verifi
             if h.producer_id < 0 || !h.is_transactional() || h.is_control() {
                 continue;
             }
+            if super::is_internal(&name) || !ctx.may(Operation::Write, acl::TOPIC, &name) {
+                // `append` refuses these; nothing to ask the coordinator.
+                continue;
+            }
             let tp = TopicPartition::new(name.clone(), pd.index);
             let Some(guard) = ctx.replicas.start_verification(&image, &tp, h.producer_id) else {
                 continue;
@@ -167,6 +171,9 @@ pub async fn verify(ctx: &Context, req: &ProduceRequest, version: i16) -> Verifi
         let outcome = match answer {
             Ok(()) => Ok(guard),
             Err(e) => {
+                let part = TopicPartition::new(tp.0.clone(), tp.1);
+                ctx.replicas
+                    .end_verification(&image, &part, producer.0, guard);
                 tracing::debug!(transactional_id = id, topic = %tp.0, partition = tp.1, error = %e, "transaction verification refused a batch");
                 Err(errors::verification(&e, version))
             }

@@ -150,9 +150,13 @@ async fn verification(
         .txns
         .verify_for_leader(transactional_id, producer, &asked)
         .await;
-    match answer.into_iter().next() {
-        Some(Ok(())) => Ok(TxnVerification::Guard(guard)),
-        Some(Err(e)) => Err(Ok(errors::txn_offset_verification(&e, version))),
-        None => Err(Err(GroupError::CoordinatorNotAvailable)),
-    }
+    let refused = match answer.into_iter().next() {
+        Some(Ok(())) => return Ok(TxnVerification::Guard(guard)),
+        Some(Err(e)) => Ok(errors::txn_offset_verification(&e, version)),
+        None => Err(GroupError::CoordinatorNotAvailable),
+    };
+    ctx.groups
+        .end_txn_verification(group_id, producer.0, guard)
+        .await;
+    Err(refused)
 }

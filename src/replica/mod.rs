@@ -627,6 +627,19 @@ impl ReplicaManager {
             .start_verification(producer_id)
     }
 
+    /// Drops a verification the coordinator refused (see `start_verification`).
+    pub fn end_verification(
+        &self,
+        image: &Arc<MetadataImage>,
+        tp: &TopicPartition,
+        producer_id: i64,
+        guard: u64,
+    ) {
+        if let Ok(p) = self.leader_partition(image, tp) {
+            p.end_verification(producer_id, guard);
+        }
+    }
+
     /// The partition this node leads in `image`, if it may take writes: only while it holds its
     /// lease from the quorum.
     fn writable(

@@ -336,6 +336,11 @@ impl Partition {
         self.log.start_verification(producer_id)
     }
 
+    /// Drops a verification the coordinator refused.
+    pub(crate) fn end_verification(&self, producer_id: i64, guard: u64) {
+        self.log.end_verification(producer_id, guard)
+    }
+
     /// Appends as leader, stamping the leader epoch (a retried idempotent batch is answered
     /// with its original offsets instead); a batch that would open a transaction only under
     /// `verification` (KIP-890; `Off` for the broker's own writes).

@@ -421,11 +421,6 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 "frame of {size} bytes exceeds socket.request.max.bytes ({max})"
             ));
         }
-        // Kafka's network threads stop reading while the request queue is full; so does this.
-        let queued = tokio::select! {
-            _ = token.cancelled() => return None,
-            place = connections.queue_place() => place,
-        };
         let room = tokio::select! {
             _ = token.cancelled() => return None,
             room = connections.room_for(size as usize) => room,
@@ -496,10 +491,22 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         let work = match protocol::supported(key) {
             Some((min, max)) if version >= min && version <= max => match protocol::parse(frame) {
                 Ok(parsed) => {
+                    // Kafka's network threads stop reading while its request queue is full;
+                    // so does this reader, holding the one whole request it has read.
+                    let mut queued = tokio::select! {
+                        _ = token.cancelled() => return None,
+                        place = connections.queue_place() => place,
+                    };
                     let began = Instant::now();
                     let started = match handlers::start(ctx.clone(), parsed, peer, &mut order) {
                         Ok(handlers::Started::Now(rest)) => Ok(rest),
-                        Ok(handlers::Started::Later(first)) => first.await,
+                        Ok(handlers::Started::Later(first)) => {
+                            // Taken up here, by the reader; the wait (a transaction
+                            // coordinator's answer) must not hold a place other brokers'
+                            // requests may need.
+                            queued = None;
+                            first.await
+                        }
                         Err(e) => Err(e),
                     };
                     match started {

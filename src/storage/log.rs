@@ -197,23 +197,25 @@ pub struct Recovery {
 }
 
 /// The producer state at `end`: the snapshot (if it is within the log) plus every batch header
-/// after it. The segments' aborted-transaction indexes are brought up to the same point:
-/// entries past the log end (a torn tail cut) go, and every abort the replay meets that an
-/// index lacks (its append lost in a crash) is put back. Entries before the replay's start
-/// are kept as they are: a replay from the log start cannot know a transaction that began
-/// before it.
+/// after it. The segments' aborted-transaction indexes are brought to the same point and made
+/// durable before anything newer (a later snapshot) can rely on them: from a snapshot, every
+/// entry from its offset on is found again by the replay (which knows the open transactions
+/// the snapshot holds); without one, entries past the log end (a torn tail cut) go and every
+/// abort the replay meets is put back, while entries for transactions begun before the log
+/// start — which a replay from there cannot know — are kept.
 fn rebuild_producers(
     dir: &Path,
     segments: &mut BTreeMap<Offset, Segment>,
     log_start: Offset,
     end: Offset,
 ) -> Result<ProducerState, LogError> {
-    let (from, mut state) = match ProducerState::load(&dir.join("producer-snapshot")) {
-        Some((at, state)) if at >= log_start && at <= end => (at, state),
-        _ => (log_start, ProducerState::default()),
+    let (from, mut state, snapshot) = match ProducerState::load(&dir.join("producer-snapshot")) {
+        Some((at, state)) if at >= log_start && at <= end => (at, state, true),
+        _ => (log_start, ProducerState::default(), false),
     };
+    let exact_from = if snapshot { from } else { end };
     for seg in segments.values_mut() {
-        seg.forget_aborted_from(end)?;
+        seg.forget_aborted_from(exact_from)?;
     }
     for seg in segments.values_mut().filter(|s| s.next_offset > from) {
         let mut aborted = Vec::new();
@@ -234,6 +236,9 @@ fn rebuild_producers(
         if let Some((_, seg)) = segments.range_mut(..=a.last).next_back() {
             seg.restore_aborted(a)?;
         }
+    }
+    for seg in segments.values_mut() {
+        seg.sync_aborted()?;
     }
     Ok(state)
 }
@@ -981,6 +986,13 @@ impl PartitionLog {
     /// the one holding `from` and stops at an entry no later transaction can precede.
     pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<(i64, Offset)> {
         let inner = self.lock();
+        // A read returns batches of one segment (the first holding `from` or after it): no
+        // further than that segment's end — the bound Kafka's walk uses, which lets it stop
+        // early instead of walking every later segment.
+        let to = match Self::start_of(&inner, from) {
+            Ok(Some((seg, _))) => to.min(seg.next_offset),
+            _ => return Vec::new(),
+        };
         let first = inner
             .segments
             .range(..=from)
@@ -1014,6 +1026,11 @@ impl PartitionLog {
         self.lock()
             .producers
             .start_verification(producer_id, crate::types::now_ms())
+    }
+
+    /// Drops a verification the coordinator refused (nothing will be appended under it).
+    pub fn end_verification(&self, producer_id: i64, guard: u64) {
+        self.lock().producers.end_verification(producer_id, guard);
     }
 
     /// The first offset of each open transaction's producer here (DescribeProducers).
@@ -1153,7 +1170,20 @@ pub(crate) mod tests {
         assert!(log.segment_count() > 4, "the transactions span segments");
         let end = log.log_end_offset();
         let expect_all: Vec<(i64, Offset)> = aborted.iter().map(|a| (a.0, a.1)).collect();
-        assert_eq!(log.aborted_between(0, end), expect_all);
+        // What reads from every offset meet (each read returns one segment's batches).
+        let met = |log: &PartitionLog, to: Offset| {
+            let mut all = std::collections::BTreeSet::new();
+            for from in log.log_start_offset()..to {
+                all.extend(log.aborted_between(from, to));
+            }
+            all.into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(met(&log, end), expect_all);
+        assert_eq!(
+            log.aborted_between(0, end),
+            vec![expect_all[0]],
+            "a read from 0 returns the first segment, inside 7's transaction"
+        );
         let (_, first9, marker9) = aborted[1];
         assert_eq!(
             log.aborted_between(first9 + 1, first9 + 2),
@@ -1174,15 +1204,15 @@ pub(crate) mod tests {
         log.flush().expect("flush");
         drop(log);
         let (log, _) = open();
-        assert_eq!(log.aborted_between(0, end), expect_all);
+        assert_eq!(met(&log, end), expect_all);
         drop(log);
         std::fs::remove_file(dir.path().join("t-0/producer-snapshot")).expect("rm snapshot");
         let (log, _) = open();
-        assert_eq!(log.aborted_between(0, end), expect_all);
+        assert_eq!(met(&log, end), expect_all);
 
         // A follower cut back before 9's marker loses 9's entry.
         log.truncate_to(marker9).expect("truncate");
-        assert_eq!(log.aborted_between(0, marker9), vec![expect_all[0]]);
+        assert_eq!(met(&log, marker9), vec![expect_all[0]]);
         assert_eq!(index_files(), 1);
 
         // Retention takes 7's marker segment with it.

@@ -241,6 +241,17 @@ impl ProducerState {
         Some(v.guard)
     }
 
+    /// Forgets a verification that was refused, if it is still the one under `guard`.
+    pub fn end_verification(&mut self, producer_id: i64, guard: u64) {
+        if self
+            .verifying
+            .get(&producer_id)
+            .is_some_and(|v| v.guard == guard)
+        {
+            self.verifying.remove(&producer_id);
+        }
+    }
+
     /// The aborted transactions an older snapshot carried, taken out to be put in the segments'
     /// indexes.
     pub fn take_legacy_aborted(&mut self) -> Vec<AbortedTxn> {
@@ -717,6 +728,21 @@ mod tests {
             s.check_verified(&next, TxnVerification::Guard(again)),
             Ok(Check::Append)
         );
+        // A refused verification is dropped, unless another has replaced it.
+        let refused = s.start_verification(8, 0).expect("none open");
+        s.end_verification(8, refused + 1);
+        assert_eq!(
+            s.start_verification(8, 0),
+            Some(refused),
+            "not its guard: kept"
+        );
+        s.end_verification(8, refused);
+        assert_ne!(
+            s.start_verification(8, 0),
+            Some(refused),
+            "dropped: a new one"
+        );
+        s.verifying.remove(&8);
         // Verifications are forgotten with silent producers.
         s.start_verification(9, 5);
         s.expire(6);

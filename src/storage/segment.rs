@@ -394,6 +394,12 @@ impl Segment {
         self.aborted.truncate_from(&self.txn_path(), offset)
     }
 
+    /// fsyncs this segment's aborted-transaction index if it changed since the last time.
+    pub fn sync_aborted(&mut self) -> io::Result<()> {
+        let path = self.txn_path();
+        self.aborted.sync(&path)
+    }
+
     /// Gives this (new, cleaned) segment the aborted transactions of the segments it replaces.
     pub fn set_aborted(&mut self, entries: Vec<AbortedTxn>) -> io::Result<()> {
         self.aborted = TxnIndex::of(entries);

@@ -77,6 +77,8 @@ pub struct TxnIndex {
     entries: Vec<AbortedTxn>,
     /// Entries were written since the last fsync.
     unsynced: bool,
+    /// The file was created since the last fsync: its directory entry needs one too.
+    created: bool,
 }
 
 impl TxnIndex {
@@ -99,9 +101,14 @@ impl TxnIndex {
         let index = TxnIndex {
             entries,
             unsynced: false,
+            created: false,
         };
-        if index.entries.len() * ENTRY != bytes.len() {
-            index.rewrite(path)?;
+        let good = (index.entries.len() * ENTRY) as u64;
+        if good != bytes.len() as u64 {
+            // Cut to the good prefix in one step (a rewrite would empty the file first).
+            let f = OpenOptions::new().write(true).open(path)?;
+            f.set_len(good)?;
+            f.sync_data()?;
         }
         Ok(index)
     }
@@ -131,6 +138,7 @@ impl TxnIndex {
         a.encode(&mut bytes);
         let mut f = OpenOptions::new().create(true).append(true).open(path)?;
         f.write_all(&bytes)?;
+        self.created |= self.entries.is_empty();
         self.entries.push(a);
         self.unsynced = true;
         Ok(())
@@ -145,15 +153,18 @@ impl TxnIndex {
         }
     }
 
-    /// Adds an entry wherever its marker belongs, unless one for that marker is here (carrying
-    /// entries over from an older producer snapshot); the file is rewritten and fsynced.
+    /// Adds an entry wherever its marker belongs (carrying entries over from an older producer
+    /// snapshot, or one a replay found that the file lost), replacing a different one for the
+    /// same marker; the file is rewritten and fsynced.
     pub fn insert(&mut self, path: &Path, a: AbortedTxn) -> io::Result<()> {
-        let i = match self.entries.binary_search_by_key(&a.last, |e| e.last) {
-            Ok(_) => return Ok(()),
-            Err(i) => i,
-        };
-        self.entries.insert(i, a);
+        match self.entries.binary_search_by_key(&a.last, |e| e.last) {
+            Ok(i) if self.entries[i] == a => return Ok(()),
+            Ok(i) => self.entries[i] = a,
+            Err(i) => self.entries.insert(i, a),
+        }
         self.rewrite(path)?;
+        self.created = true;
+        self.unsynced = true;
         self.sync(path)
     }
 
@@ -164,7 +175,9 @@ impl TxnIndex {
             return Ok(());
         }
         self.entries.truncate(keep);
+        self.unsynced = true;
         if keep == 0 {
+            self.created = true;
             return remove_if_any(path);
         }
         OpenOptions::new()
@@ -175,13 +188,20 @@ impl TxnIndex {
         Ok(())
     }
 
-    /// fsyncs entries written since the last call.
+    /// fsyncs entries written (or cut) since the last call, and the directory when the file
+    /// was created or removed meanwhile.
     pub fn sync(&mut self, path: &Path) -> io::Result<()> {
         if self.unsynced {
             if !self.entries.is_empty() {
                 std::fs::File::open(path)?.sync_data()?;
             }
+            if self.created {
+                if let Some(dir) = path.parent() {
+                    crate::storage::sync_dir(dir)?;
+                }
+            }
             self.unsynced = false;
+            self.created = false;
         }
         Ok(())
     }
@@ -206,6 +226,7 @@ impl TxnIndex {
         TxnIndex {
             entries,
             unsynced: true,
+            created: true,
         }
     }
 
@@ -304,6 +325,14 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![2, 6]
         );
+        index
+            .insert(&path, txn(4, 5, 6, 7))
+            .expect("a replay's entry replaces a stale one for the same marker");
+        assert_eq!(index.entries()[1], txn(4, 5, 6, 7));
+        assert_eq!(
+            TxnIndex::load(&path).expect("load").entries()[1],
+            txn(4, 5, 6, 7)
+        );
     }
 
     #[test]
@@ -316,6 +345,7 @@ mod tests {
                 txn(4, 40, 45, 46), // never reached
             ],
             unsynced: false,
+            created: false,
         };
         let mut out = Vec::new();
         assert!(index.collect(10, 20, &mut out));

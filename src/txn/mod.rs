@@ -111,19 +111,10 @@ impl Coordinator {
     /// FindCoordinator (key type 1): the broker leading the id's `__transaction_state`
     /// partition, creating the topic on first use.
     pub async fn coordinator_for(&self, transactional_id: &str) -> Result<NodeId, TxnError> {
-        let mut image = self.controller.image();
-        if image.topic(TXN_TOPIC).is_none() {
+        if self.controller.image().topic(TXN_TOPIC).is_none() {
             self.create_topic().await?;
-            image = self.controller.image();
         }
-        let topic = image
-            .topic(TXN_TOPIC)
-            .ok_or(TxnError::CoordinatorNotAvailable)?;
-        let p = partition_for(transactional_id, topic.partitions.len() as i32);
-        match topic.partitions.get(p as usize) {
-            Some(pi) if pi.leader >= 0 => Ok(pi.leader),
-            _ => Err(TxnError::CoordinatorNotAvailable),
-        }
+        self.coordinator_of(transactional_id)
     }
 
     async fn create_topic(&self) -> Result<(), TxnError> {

@@ -83,8 +83,9 @@ impl Coordinator {
     }
 
     /// The broker leading the id's `__transaction_state` partition, as this node's image has
-    /// it (a leader does not create the topic: with no coordinator there is no transaction).
-    fn coordinator_of(&self, transactional_id: &str) -> Result<i32, TxnError> {
+    /// it (a leader verifying does not create the topic: with no coordinator there is no
+    /// transaction; FindCoordinator does, `coordinator_for`).
+    pub(super) fn coordinator_of(&self, transactional_id: &str) -> Result<i32, TxnError> {
         let image = self.controller.image();
         let topic = image
             .topic(TXN_TOPIC)

@@ -281,7 +281,8 @@ impl Coordinator {
     }
 
     /// One request to `broker` (WriteTxnMarkers, or a KIP-890 verification), on a kept
-    /// connection.
+    /// connection: one of up to `KEPT_PER_BROKER` idle ones, or a new one when all are busy
+    /// (verifications of many new transactions at once).
     pub(super) async fn call<Req: Encodable, Resp: Decodable>(
         &self,
         broker: NodeId,
@@ -294,7 +295,8 @@ impl Coordinator {
             .connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&broker);
+            .get_mut(&broker)
+            .and_then(Vec::pop);
         let mut conn = match cached {
             Some(c) => c,
             None => {
@@ -321,10 +323,11 @@ impl Coordinator {
             }
         };
         let resp = conn.call(key, version, req, timeout).await?;
-        self.connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(broker, conn);
+        let mut kept = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = kept.entry(broker).or_default();
+        if idle.len() < KEPT_PER_BROKER {
+            idle.push(conn);
+        }
         Ok(resp)
     }
 }
@@ -340,6 +343,9 @@ impl MarkerError {
         )
     }
 }
+
+/// Idle connections kept per broker for markers and verifications.
+const KEPT_PER_BROKER: usize = 4;
 
 /// One transaction marker for a partition (WriteTxnMarkers' unit).
 pub struct Marker {

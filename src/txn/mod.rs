@@ -77,8 +77,8 @@ pub struct Coordinator {
     shards: Mutex<HashMap<i32, Arc<Shard>>>,
     /// One creation of the transaction topic at a time.
     creating: tokio::sync::Mutex<()>,
-    /// A connection per broker markers are sent to, taken out while in use.
-    connections: Mutex<HashMap<NodeId, crate::replica::client::Connection>>,
+    /// Idle connections per broker that markers and verifications are sent to (a few each).
+    connections: Mutex<HashMap<NodeId, Vec<crate::replica::client::Connection>>>,
 }
 
 impl Coordinator {

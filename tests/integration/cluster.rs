@@ -442,21 +442,12 @@ fn a_wiped_node_receives_a_snapshot_larger_than_the_transports_default() {
     }
     cluster.node(wiped).spawn();
     // Every topic's name, as one node's all-topics Metadata answers.
-    let names = |bootstrap: &str| -> Option<std::collections::BTreeSet<String>> {
-        let mut c = Client::connect(bootstrap).ok()?;
-        let r: MetadataResponse = c
-            .call(
-                ApiKey::Metadata,
-                12,
-                &MetadataRequest::default().with_topics(None),
-            )
-            .ok()?;
-        Some(
-            r.topics
-                .iter()
-                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
-                .collect(),
-        )
+    let names = |bootstrap: &str| {
+        crate::scale::layout(bootstrap).map(|l| {
+            l.into_keys()
+                .map(|(t, _)| t)
+                .collect::<std::collections::BTreeSet<String>>()
+        })
     };
     let back = cluster.bootstrap(wiped);
     wait_until("the wiped node caught up", Duration::from_secs(60), || {

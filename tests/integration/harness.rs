@@ -531,26 +531,37 @@ pub fn one_record_batch(
     ts: i64,
     compression: kafka_protocol::records::Compression,
 ) -> bytes::Bytes {
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: ts,
-        key: key.map(bytes::Bytes::copy_from_slice),
-        value: Some(bytes::Bytes::copy_from_slice(value)),
-        headers: Default::default(),
-    };
+    use kafka_protocol::records::{Record, TimestampType};
+    encode_record(
+        &Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: ts,
+            key: key.map(bytes::Bytes::copy_from_slice),
+            value: Some(bytes::Bytes::copy_from_slice(value)),
+            headers: Default::default(),
+        },
+        compression,
+    )
+}
+
+/// `record` alone in a v2 record batch.
+pub fn encode_record(
+    record: &kafka_protocol::records::Record,
+    compression: kafka_protocol::records::Compression,
+) -> bytes::Bytes {
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};
     let mut buf = bytes::BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        [&record],
+        [record],
         &RecordEncodeOptions {
             version: 2,
             compression,

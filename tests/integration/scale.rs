@@ -144,7 +144,7 @@ fn partitions_created_while_others_replicate_lose_nothing() {
 
 /// Every topic's partitions as one node's all-topics Metadata answers: (topic, partition) →
 /// (leader, replicas, ISR).
-fn layout(bootstrap: &str) -> Option<Layout> {
+pub(crate) fn layout(bootstrap: &str) -> Option<Layout> {
     use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
     let mut c = strom::tools::Client::connect(bootstrap).ok()?;
     let r: MetadataResponse = c
@@ -168,7 +168,7 @@ fn layout(bootstrap: &str) -> Option<Layout> {
     Some(out)
 }
 
-type Layout = std::collections::BTreeMap<(String, i32), (i32, Vec<i32>, Vec<i32>)>;
+pub(crate) type Layout = std::collections::BTreeMap<(String, i32), (i32, Vec<i32>, Vec<i32>)>;
 
 /// Issue 20: a node wiped and restarted gets the metadata of 50,000 partitions as a snapshot
 /// (the others have purged their logs behind it) and then answers Metadata exactly as they do.

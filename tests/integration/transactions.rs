@@ -19,9 +19,7 @@ use kafka_protocol::messages::{
     TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -407,16 +405,7 @@ impl RawTxn {
             value: Some(bytes::Bytes::from(format!("{}-{sequence}", self.id))),
             headers: Default::default(),
         };
-        let mut buf = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            [&record],
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
+        let batch = crate::harness::encode_record(&record, Compression::None);
         let req = ProduceRequest::default()
             .with_transactional_id(Some(TransactionalId(s(&self.id))))
             .with_acks(-1)
@@ -425,7 +414,7 @@ impl RawTxn {
                 .with_name(TopicName(s(topic)))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(buf.freeze()))])]);
+                    .with_records(Some(batch))])]);
         let mut leader =
             Client::connect(&leader_addr(&self.bootstrap, topic, partition)).expect("connect");
         let r: ProduceResponse = leader
